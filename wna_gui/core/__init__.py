@@ -1,0 +1,1 @@
+"""Qt-free engine: stimuli, accumulators, models, experiments, sessions."""

@@ -1,0 +1,440 @@
+"""Model zoo, loading, input specs and session records of models.
+
+Every loaded model carries its :class:`InputSpec`, so the engine draws noise in
+pixel space ([0, 1]) and the model sees it normalised the way it was trained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .resources import resource_path
+
+MNIST_CLASSES = tuple(str(d) for d in range(10))
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+FASHION_CLASSES = ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_MODEL_FILE = "mnist_cnn.pt"
+DEFAULT_MODEL_RECORD = "mnist_cnn.json"
+# Sessions embed model weights up to this size; bigger models are referenced by path and sha256.
+EMBED_WEIGHTS_LIMIT = 64 * 2**20
+
+
+class ModelError(ValueError):
+    """A model cannot be built or loaded; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The input a model expects: shape (C, H, W) of [0, 1] pixels, then (x − mean) / std."""
+
+    shape: tuple[int, ...]
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+    @property
+    def n_pixels(self) -> int:
+        return int(np.prod(self.shape))
+
+    def to_dict(self) -> dict:
+        return {"shape": list(self.shape), "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "InputSpec":
+        return cls(tuple(int(s) for s in data["shape"]), tuple(data["mean"]), tuple(data["std"]))
+
+
+# --- The paper's architectures (Figs. 10, 11). Layer names match the authors' code. ---
+
+
+class MnistCNN(nn.Module):
+    """Conv(1→20,5) → pool → Conv(20→50,5) → pool → FC 800→500 → FC 500→K."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 20, 5)
+        self.conv2 = nn.Conv2d(20, 50, 5)
+        self.fc1 = nn.Linear(4 * 4 * 50, 500)
+        self.fc2 = nn.Linear(500, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+        x = torch.relu(self.fc1(x.flatten(1)))
+        return self.fc2(x)
+
+
+class MLP(nn.Module):
+    """784 → 1000 → K with ReLU."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(784, 1000)
+        self.fc2 = nn.Linear(1000, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+
+class LogisticRegression(nn.Module):
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.fc = nn.Linear(784, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+
+class RowRNN(nn.Module):
+    """Two-layer tanh RNN reading the 28 image rows, then FC to K."""
+
+    def __init__(self, num_classes: int = 10, hidden: int = 100) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(28, hidden, num_layers=2, nonlinearity="tanh", batch_first=True)
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x.reshape(x.shape[0], 28, 28))
+        return self.fc(out[:, -1])
+
+
+class CifarCNN(nn.Module):
+    """The CIFAR-10 CNN of Fig. 11 (BatchNorm, three conv stages, two FC stages)."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32) -> None:
+        super().__init__()
+
+        def stage(c_in: int, c_mid: int, c_out: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(c_in, c_mid, 3, padding=1), nn.BatchNorm2d(c_mid), nn.ReLU(inplace=True),
+                nn.Conv2d(c_mid, c_out, 3, padding=1), nn.ReLU(inplace=True),
+            )
+
+        self.conv1 = stage(3, width, 64)
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = stage(64, 128, 128)
+        self.pool2 = nn.Sequential(nn.MaxPool2d(2), nn.Dropout2d(0.05))
+        self.conv3 = stage(128, 256, 256)
+        self.pool3 = nn.MaxPool2d(2)
+        self.fc_layer1 = nn.Sequential(nn.Dropout(0.1), nn.Linear(4096, 1024), nn.ReLU(inplace=True),
+                                       nn.Linear(1024, 512), nn.ReLU(inplace=True))
+        self.fc_layer2 = nn.Sequential(nn.Dropout(0.1), nn.Linear(512, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(self.conv1(x))
+        x = self.pool2(self.conv2(x))
+        x = self.pool3(self.conv3(x))
+        return self.fc_layer2(self.fc_layer1(x.flatten(1)))
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    build: Callable[[int], nn.Module]
+    input_spec: InputSpec
+    class_names: tuple[str, ...]
+    description: str
+
+
+_MNIST_SPEC = InputSpec((1, 28, 28))
+ZOO: dict[str, Architecture] = {
+    a.name: a
+    for a in (
+        Architecture("mnist_cnn", MnistCNN, _MNIST_SPEC, MNIST_CLASSES, "MNIST CNN (paper Fig. 10)"),
+        Architecture("mlp", MLP, _MNIST_SPEC, MNIST_CLASSES, "MLP 784-1000-10"),
+        Architecture("logreg", LogisticRegression, _MNIST_SPEC, MNIST_CLASSES, "Logistic regression"),
+        Architecture("rnn", RowRNN, _MNIST_SPEC, MNIST_CLASSES, "2-layer tanh RNN over rows"),
+        Architecture("cifar_cnn", CifarCNN, InputSpec((3, 32, 32)), CIFAR10_CLASSES, "CIFAR-10 CNN (paper Fig. 11)"),
+    )
+}
+
+
+class PixelSpaceModel(nn.Module):
+    """Wraps a network so it takes [0, 1] pixels and applies its normalisation itself."""
+
+    def __init__(self, net: nn.Module, spec: InputSpec) -> None:
+        super().__init__()
+        self.net = net
+        channels = spec.channels
+        mean = torch.tensor(spec.mean, dtype=torch.float32).expand(channels).reshape(1, channels, 1, 1)
+        std = torch.tensor(spec.std, dtype=torch.float32).expand(channels).reshape(1, channels, 1, 1)
+        self.register_buffer("pixel_mean", mean.clone(), persistent=False)
+        self.register_buffer("pixel_std", std.clone(), persistent=False)
+        self._identity = bool(torch.all(mean == 0) and torch.all(std == 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._identity:
+            x = (x - self.pixel_mean) / self.pixel_std
+        return self.net(x)
+
+
+@dataclass
+class LoadedModel:
+    """A ready-to-probe classifier and everything needed to record or rebuild it."""
+
+    kind: str  # "default" | "zoo" | "torchscript" | "torchvision"
+    architecture: str  # zoo name, torchvision name, or "torchscript"
+    net: nn.Module  # the raw network (expects normalised input)
+    input_spec: InputSpec
+    class_names: tuple[str, ...]
+    weights_path: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.net.eval()
+        self.pixel_model = PixelSpaceModel(self.net, self.input_spec).eval()
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def display_name(self) -> str:
+        if self.kind == "default":
+            return "Bundled MNIST CNN"
+        if self.weights_path:
+            return f"{self.architecture} ({Path(self.weights_path).name})"
+        return self.architecture
+
+    def layers(self) -> dict[str, nn.Module]:
+        """Named layers that own parameters (for STA and microstimulation panels)."""
+        return {
+            name: module
+            for name, module in self.net.named_modules()
+            if name and any(True for _ in module.parameters(recurse=False))
+        }
+
+    def to(self, device: torch.device | str) -> "LoadedModel":
+        self.pixel_model.to(device)
+        return self
+
+    def weights_sha256(self) -> str:
+        """Hash of the weights' values (names, dtypes, shapes, bytes), not of a file's layout."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.net.state_dict().items()):
+            tensor = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+            digest.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else
+                          tensor.view(torch.int16).numpy().tobytes())
+        return digest.hexdigest()
+
+    def describe(self) -> dict:
+        """JSON-friendly description stored in sessions."""
+        return {
+            "kind": self.kind,
+            "architecture": self.architecture,
+            "input_spec": self.input_spec.to_dict(),
+            "class_names": list(self.class_names),
+            "weights_path": self.weights_path,
+            "weights_sha256": self.weights_sha256(),
+            "n_parameters": int(sum(p.numel() for p in self.net.parameters())),
+            **self.extra,
+        }
+
+
+def serialize_state_dict(state: dict[str, torch.Tensor]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, buffer)
+    return buffer.getvalue()
+
+
+def _load_state_dict(net: nn.Module, source: str | Path | bytes, label: str) -> None:
+    try:
+        if isinstance(source, bytes):
+            state = torch.load(io.BytesIO(source), map_location="cpu", weights_only=True)
+        else:
+            state = torch.load(source, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"weights file not found: {label}") from None
+    except Exception as exc:  # torch raises many types for non-checkpoint files
+        raise ModelError(f"{label} is not a PyTorch state_dict file ({type(exc).__name__})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"{label} does not hold a state_dict (found {type(state).__name__})")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise ModelError(f"{label} does not fit this architecture: {detail}") from None
+
+
+def build_zoo(architecture: str, num_classes: int | None = None) -> nn.Module:
+    if architecture not in ZOO:
+        raise ModelError(f"unknown architecture {architecture!r}; the zoo has {', '.join(ZOO)}")
+    arch = ZOO[architecture]
+    return arch.build(num_classes or len(arch.class_names))
+
+
+def load_zoo(
+    architecture: str,
+    weights: str | Path | bytes | None = None,
+    class_names: tuple[str, ...] | None = None,
+    kind: str = "zoo",
+    weights_path: str | None = None,
+) -> LoadedModel:
+    arch = ZOO.get(architecture)
+    if arch is None:
+        raise ModelError(f"unknown architecture {architecture!r}; the zoo has {', '.join(ZOO)}")
+    names = tuple(class_names) if class_names else arch.class_names
+    net = arch.build(len(names))
+    if weights is not None:
+        label = weights_path or (str(weights) if not isinstance(weights, bytes) else "embedded weights")
+        _load_state_dict(net, weights, label)
+        if weights_path is None and not isinstance(weights, bytes):
+            weights_path = str(weights)
+    return LoadedModel(kind, architecture, net, arch.input_spec, names, weights_path=weights_path)
+
+
+def default_model_record() -> dict:
+    """Training record of the bundled CNN (accuracy on held-out real digits, etc.)."""
+    return json.loads(resource_path(DEFAULT_MODEL_RECORD).read_text())
+
+
+def load_default() -> LoadedModel:
+    """The bundled MNIST CNN trained on real digits; works offline."""
+    path = resource_path(DEFAULT_MODEL_FILE)
+    model = load_zoo("mnist_cnn", path, kind="default", weights_path=None)
+    model.extra["resource"] = DEFAULT_MODEL_FILE
+    return model
+
+
+def load_torchscript(path: str | Path, input_shape: tuple[int, ...], class_names=None,
+                     mean=(0.0,), std=(1.0,)) -> LoadedModel:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"TorchScript file not found: {path}")
+    try:
+        net = torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:
+        raise ModelError(f"{path} is not a TorchScript model ({type(exc).__name__})") from None
+    spec = InputSpec(tuple(int(s) for s in input_shape), tuple(mean), tuple(std))
+    names = tuple(class_names) if class_names else _probe_class_names(net, spec, path.name)
+    model = LoadedModel("torchscript", "torchscript", net, spec, names, weights_path=str(path))
+    return model
+
+
+def _probe_class_names(net: nn.Module, spec: InputSpec, label: str) -> tuple[str, ...]:
+    """Run one blank input to learn the number of classes (and check the shape fits)."""
+    try:
+        with torch.inference_mode():
+            out = net.eval()(torch.zeros(1, *spec.shape))
+    except Exception as exc:
+        raise ModelError(f"{label} does not accept input of shape {tuple(spec.shape)}: {exc}".splitlines()[0]) from None
+    if out.ndim != 2:
+        raise ModelError(f"{label} returns shape {tuple(out.shape)}; a classifier must return (batch, classes)")
+    return tuple(str(i) for i in range(out.shape[1]))
+
+
+def load_torchvision(name: str, weights: str | Path | None = None, download: bool = False) -> LoadedModel:
+    """A torchvision classification model; weights from a file, or the default pretrained ones if download."""
+    try:
+        import torchvision
+    except Exception as exc:
+        raise ModelError(f"torchvision is not usable here: {exc}".splitlines()[0]) from None
+    available = torchvision.models.list_models(module=torchvision.models)
+    if name not in available:
+        raise ModelError(f"torchvision has no classification model {name!r}")
+    class_names: tuple[str, ...] | None = None
+    if weights is not None:
+        net = torchvision.models.get_model(name, weights=None)
+        _load_state_dict(net, Path(weights), str(weights))
+    elif download:
+        try:
+            weight_enum = torchvision.models.get_model_weights(name).DEFAULT
+            net = torchvision.models.get_model(name, weights=weight_enum)
+        except Exception as exc:
+            raise ModelError(f"could not download weights for {name}: {exc}".splitlines()[0]) from None
+        class_names = tuple(weight_enum.meta.get("categories") or ())
+    else:
+        raise ModelError(f"torchvision model {name} needs a weights file (or download=True when online)")
+    spec = InputSpec((3, 224, 224), IMAGENET_MEAN, IMAGENET_STD)
+    if not class_names:
+        class_names = _probe_class_names(net, spec, name)
+    return LoadedModel("torchvision", name, net, spec, class_names,
+                       weights_path=str(weights) if weights else None)
+
+
+def load_model(spec: str, weights: str | Path | None = None, **kwargs) -> LoadedModel:
+    """One entry point for the CLI and the GUI.
+
+    ``spec`` is ``default``, a zoo name (``mnist_cnn``, ``mlp``...), ``torchscript`` (weights =
+    the .pt file, ``input_shape`` required) or ``torchvision:<name>``.
+    """
+    if spec == "default":
+        return load_default()
+    if spec in ZOO:
+        if weights is None:
+            raise ModelError(f"zoo model {spec} needs a weights file (train one with `wna train {spec}`)")
+        return load_zoo(spec, weights, class_names=kwargs.get("class_names"))
+    if spec == "torchscript":
+        if weights is None:
+            raise ModelError("a TorchScript model needs its .pt file")
+        return load_torchscript(weights, kwargs.get("input_shape") or (1, 28, 28), kwargs.get("class_names"),
+                                kwargs.get("mean", (0.0,)), kwargs.get("std", (1.0,)))
+    if spec.startswith("torchvision:"):
+        return load_torchvision(spec.split(":", 1)[1], weights, download=kwargs.get("download", False))
+    raise ModelError(f"unknown model {spec!r}: use default, a zoo name ({', '.join(ZOO)}), "
+                     "torchscript or torchvision:<name>")
+
+
+# --- Session records: enough to rebuild the exact model from the session file alone. ---
+
+
+def model_record(model: LoadedModel) -> tuple[dict, bytes | None]:
+    """(description, weights blob). The blob is None when too large to embed."""
+    if model.kind == "torchscript":
+        blob = Path(model.weights_path).read_bytes() if model.weights_path else None
+    else:
+        blob = serialize_state_dict(model.net.state_dict())
+    if blob is not None and len(blob) > EMBED_WEIGHTS_LIMIT:
+        blob = None
+    return model.describe(), blob
+
+
+def model_from_record(desc: dict, blob: bytes | None) -> LoadedModel:
+    kind, arch = desc["kind"], desc["architecture"]
+    names = tuple(desc.get("class_names") or ())
+    if kind == "default" and blob is None:
+        return load_default()
+    if kind in ("default", "zoo"):
+        if blob is None:
+            raise ModelError("the session holds no weights for its model")
+        model = load_zoo(arch, blob, class_names=names, kind=kind, weights_path=desc.get("weights_path"))
+        if kind == "default":
+            model.extra["resource"] = desc.get("resource", DEFAULT_MODEL_FILE)
+        return model
+    spec = InputSpec.from_dict(desc["input_spec"])
+    if kind == "torchscript":
+        if blob is None:
+            return load_torchscript(desc["weights_path"], spec.shape, names, spec.mean, spec.std)
+        net = torch.jit.load(io.BytesIO(blob), map_location="cpu")
+        return LoadedModel("torchscript", "torchscript", net, spec, names, weights_path=desc.get("weights_path"))
+    if kind == "torchvision":
+        import torchvision
+
+        net = torchvision.models.get_model(arch, weights=None)
+        if blob is not None:
+            _load_state_dict(net, blob, "session weights")
+        elif desc.get("weights_path"):
+            _load_state_dict(net, Path(desc["weights_path"]), desc["weights_path"])
+        else:
+            raise ModelError(f"the session references {arch} weights that are not embedded")
+        return LoadedModel("torchvision", arch, net, spec, names, weights_path=desc.get("weights_path"))
+    raise ModelError(f"session names an unknown model kind {kind!r}")
+
