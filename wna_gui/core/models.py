@@ -309,7 +309,9 @@ def default_model_record() -> dict:
 def load_default() -> LoadedModel:
     """The bundled MNIST CNN trained on real digits; works offline."""
     path = resource_path(DEFAULT_MODEL_FILE)
-    model = load_zoo("mnist_cnn", path, kind="default", weights_path=None)
+    model = load_zoo("mnist_cnn", path, kind="default", weights_path=str(path))
+    # The install path means nothing on another machine; the resource name does.
+    model.weights_path = None
     model.extra["resource"] = DEFAULT_MODEL_FILE
     return model
 

@@ -1,0 +1,348 @@
+"""The `wna` command: run experiments, inspect and export sessions, train zoo models.
+
+It drives the same core experiments as the desktop app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .core.classification import (
+    KIND as CLASSIFICATION,
+    MAP_VIEWS,
+    ClassificationImageConfig,
+    ClassificationImageExperiment,
+    ClassificationImageState,
+)
+from .core.control import Cancelled, EngineError, RunControl
+from .core.data import DATASETS, DatasetError
+from .core.models import ZOO, ModelError, load_model
+from .core.noise import NOISE_KINDS, NoiseSpec
+from .core.session import Session, SessionError, load_session, read_header, save_session
+
+USER_ERRORS = (ModelError, SessionError, EngineError, DatasetError, ValueError, FileNotFoundError)
+
+
+def _format_seconds(seconds: float | None) -> str:
+    if seconds is None or not np.isfinite(seconds):
+        return "--:--"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+class ProgressBar:
+    """One self-rewriting stderr line: done/total, rate, ETA (plain lines when not a terminal)."""
+
+    def __init__(self, total: int, quiet: bool = False) -> None:
+        self.total, self.quiet = total, quiet
+        self.interactive = sys.stderr.isatty()
+        self._last_plain = 0.0
+
+    def update(self, done: int, rate: float, eta: float | None, note: str = "") -> None:
+        if self.quiet:
+            return
+        width = 30
+        filled = int(width * done / max(self.total, 1))
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {done:,}/{self.total:,} "
+                f"{rate:,.0f} samples/s ETA {_format_seconds(eta)} {note}")
+        if self.interactive:
+            sys.stderr.write("\r" + line.ljust(100))
+            sys.stderr.flush()
+        elif time.monotonic() - self._last_plain > 5 or done >= self.total:
+            self._last_plain = time.monotonic()
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.interactive and not self.quiet:
+            sys.stderr.write("\n")
+
+
+def _parse_shape(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        shape = tuple(int(s) for s in text.replace("x", ",").split(","))
+    except ValueError:
+        raise ValueError(f"input shape must look like 1,28,28, got {text!r}") from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"input shape must be C,H,W with positive sizes, got {text!r}")
+    return shape
+
+
+def _noise_from_args(args) -> NoiseSpec:
+    return NoiseSpec(kind=args.noise, low=args.noise_low, high=args.noise_high, mean=args.noise_mean,
+                     std=args.noise_std, clip=args.clip)
+
+
+def _load_model_from_args(args):
+    return load_model(args.model, args.weights, input_shape=_parse_shape(args.input_shape),
+                      download=args.download)
+
+
+def cmd_run_classification(args) -> int:
+    if args.resume:
+        session = load_session(args.resume)
+        state = session.experiments.get(CLASSIFICATION)
+        if state is None:
+            raise SessionError(f"{args.resume} holds no classification-images run to resume")
+        if args.samples is not None and args.samples != state.config.samples:
+            state.with_budget(args.samples)
+        model = session.model
+        out = Path(args.out or args.resume)
+    else:
+        if not args.out:
+            raise ValueError("--out FILE is required (where the session is written)")
+        model = _load_model_from_args(args)
+        config = ClassificationImageConfig(noise=_noise_from_args(args), samples=args.samples or 100_000,
+                                           batch_size=args.batch_size, seed=args.seed, weighting=args.weighting)
+        state = ClassificationImageState(config, model.n_classes, tuple(model.input_spec.shape),
+                                         tuple(model.class_names))
+        session = Session(model, {})
+        out = Path(args.out)
+    session.experiments[CLASSIFICATION] = state
+    control = RunControl()
+    experiment = ClassificationImageExperiment(model, state=state, device=args.device, control=control)
+    progress = ProgressBar(state.config.samples, quiet=args.quiet)
+    # Ctrl-C cancels between batches so the session on disk is consistent and resumable.
+    previous_handler = signal.signal(signal.SIGINT, lambda *_: control.cancel())
+    last_save = time.monotonic()
+    snapshot = None
+    try:
+        for snapshot in experiment.run():
+            progress.update(snapshot.samples_done, snapshot.samples_per_second, snapshot.eta_seconds,
+                            f"[{experiment.device.type}]")
+            if args.autosave_seconds and time.monotonic() - last_save > args.autosave_seconds:
+                save_session(session, out)
+                last_save = time.monotonic()
+    except Cancelled:
+        progress.close()
+        save_session(session, out)
+        print(f"interrupted after {state.samples_done:,} samples; session saved to {out}; "
+              f"continue with: wna run classification-images --resume {out}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    progress.close()
+    save_session(session, out)
+    if not args.quiet:
+        counts = snapshot.counts
+        top = ", ".join(f"{snapshot.class_names[k]}: {counts[k]:,}" for k in np.argsort(counts)[::-1][:5] if counts[k])
+        print(f"wrote {out}: {state.samples_done:,} samples in {state.seconds:.1f} s on {experiment.device.type}; "
+              f"most frequent classes {top}")
+    return 0
+
+
+def session_summary(path: str | Path) -> dict:
+    """The facts `wna info --json` prints."""
+    header = read_header(path)
+    model = header["model"]
+    summary = {
+        "file": str(path),
+        "format_version": header.get("format_version"),
+        "app_version": header.get("app_version"),
+        "created": header.get("created"),
+        "modified": header.get("modified"),
+        "model": {k: model.get(k) for k in ("kind", "architecture", "weights_path", "weights_sha256",
+                                            "n_parameters", "input_spec", "resource")},
+        "experiments": {},
+    }
+    if model.get("kind") == "default":
+        from .core.models import default_model_record
+
+        summary["model"]["heldout_accuracy"] = default_model_record().get("heldout_accuracy")
+    session = None
+    for kind, meta in header["experiments"].items():
+        entry = {"samples_done": meta.get("samples_done"), "config": meta.get("config")}
+        if kind == CLASSIFICATION:
+            session = session or load_session(path)
+            state = session.experiments[kind]
+            counts = state.total().count
+            entry["class_counts"] = {name: int(c) for name, c in zip(state.class_names, counts)}
+            entry["samples_total"] = state.config.samples
+            entry["finished"] = state.finished
+            entry["compute_seconds"] = round(state.seconds, 3)
+        summary["experiments"][kind] = entry
+    return summary
+
+
+def cmd_info(args) -> int:
+    summary = session_summary(args.session)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    model = summary["model"]
+    print(f"{summary['file']}  (session format {summary['format_version']}, wna-gui {summary['app_version']})")
+    print(f"  created {summary['created']}, modified {summary['modified']}")
+    accuracy = f", held-out accuracy {model['heldout_accuracy']:.1%}" if model.get("heldout_accuracy") else ""
+    print(f"  model: {model['kind']} {model['architecture']}, {model['n_parameters']:,} parameters, "
+          f"input {model['input_spec']['shape']}{accuracy}")
+    print(f"  weights sha256 {model['weights_sha256'][:16]}…")
+    for kind, entry in summary["experiments"].items():
+        print(f"  {kind}: {entry['samples_done']:,} samples", end="")
+        if "samples_total" in entry:
+            print(f" of {entry['samples_total']:,}{'' if entry['finished'] else ' (unfinished)'}", end="")
+        print()
+        for name, count in entry.get("class_counts", {}).items():
+            print(f"    class {name:>10}: {count:>12,}")
+    return 0
+
+
+def export_classification(state: ClassificationImageState, experiment_maps, out_dir: Path,
+                          views=MAP_VIEWS, predictions=None) -> list[Path]:
+    """Write .npy arrays, CSV tables and PNG/PDF map grids of a classification-images run."""
+    from .figures import map_titles, save_map_grid
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shape = (state.n_classes, *state.image_shape)
+    written: list[Path] = []
+    for view in views:
+        maps = getattr(experiment_maps, view).reshape(shape)
+        npy = out_dir / f"{view}.npy"
+        np.save(npy, maps)
+        titles = map_titles(state.class_names, experiment_maps.counts, predictions)
+        for suffix in (".png", ".pdf"):
+            written.append(save_map_grid(maps, titles, out_dir / f"maps_{view}{suffix}", view=view,
+                                         title=f"Classification images ({view}), N = {state.samples_done:,}"))
+        written.append(npy)
+    counts_csv = out_dir / "class_counts.csv"
+    with counts_csv.open("w") as fh:
+        fh.write("class,name,count\n")
+        for k, (name, count) in enumerate(zip(state.class_names, experiment_maps.counts)):
+            fh.write(f"{k},{name},{int(count)}\n")
+    reliability_csv = out_dir / "reliability.csv"
+    rel = np.vstack(state.reliability_per_class) if state.reliability_per_class else np.zeros((0, state.n_classes))
+    with reliability_csv.open("w") as fh:
+        fh.write("samples," + ",".join(f"r_{name}" for name in state.class_names) + "\n")
+        for n, row in zip(state.reliability_samples, rel):
+            fh.write(f"{n}," + ",".join("" if not np.isfinite(v) else f"{v:.6f}" for v in row) + "\n")
+    return written + [counts_csv, reliability_csv]
+
+
+def cmd_export(args) -> int:
+    session = load_session(args.session)
+    out_dir = Path(args.out)
+    written: list[Path] = []
+    state = session.experiments.get(CLASSIFICATION)
+    if state is not None:
+        experiment = ClassificationImageExperiment(session.model, state=state, device="cpu")
+        snapshot = experiment.snapshot()
+        views = MAP_VIEWS if args.view == "all" else (args.view,)
+        written += export_classification(state, snapshot.maps, out_dir, views, snapshot.map_predictions)
+    if not written:
+        raise SessionError(f"{args.session} holds nothing to export yet")
+    print(f"wrote {len(written)} files to {out_dir}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from .core.data import load_dataset
+    from .core.models import serialize_state_dict
+    from .core.train import TrainConfig, evaluate, train_zoo_model
+
+    train_set = load_dataset(args.dataset, args.data_dir, train=True, download=args.download)
+    test_set = load_dataset(args.dataset, args.data_dir, train=False, download=args.download)
+    if args.classes:
+        classes = tuple(int(c) for c in args.classes.split(","))
+        train_set, test_set = train_set.relabelled(classes), test_set.relabelled(classes)
+    arch = ZOO[args.architecture]
+    if tuple(train_set.images.shape[1:]) != arch.input_spec.shape:
+        raise ValueError(f"{args.architecture} takes {arch.input_spec.shape} images but {args.dataset} has "
+                         f"{tuple(train_set.images.shape[1:])}")
+    config = TrainConfig(args.architecture, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         seed=args.seed, augment_shift=args.shift)
+    device = "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    model = train_zoo_model(config, train_set, device=device,
+                            progress=lambda e, loss: print(f"epoch {e}/{args.epochs} loss {loss:.4f}", flush=True))
+    accuracy = evaluate(model.pixel_model, test_set.images, test_set.labels)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(serialize_state_dict(model.net.state_dict()))
+    print(f"wrote {out}: {args.architecture} test accuracy {accuracy:.2%} on {len(test_set):,} {test_set.name} images")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wna", description="White-noise analysis of neural networks.")
+    parser.add_argument("--version", action="version", version=f"wna-gui {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run an experiment and write a session file")
+    experiments = run.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
+    ci = experiments.add_parser("classification-images", help="per-class mean noise (bias maps)")
+    model = ci.add_argument_group("model")
+    model.add_argument("--model", default="default",
+                       help=f"default (bundled MNIST CNN), a zoo name ({', '.join(ZOO)}), torchscript, "
+                            "or torchvision:<name>")
+    model.add_argument("--weights", help="state_dict (.pt) for a zoo/torchvision model, or the TorchScript file")
+    model.add_argument("--input-shape", help="C,H,W for a TorchScript model (default 1,28,28)")
+    model.add_argument("--download", action="store_true", help="download torchvision weights (needs internet)")
+    stim = ci.add_argument_group("stimulus")
+    stim.add_argument("--noise", choices=NOISE_KINDS, default="uniform")
+    stim.add_argument("--noise-low", type=float, default=0.0)
+    stim.add_argument("--noise-high", type=float, default=1.0)
+    stim.add_argument("--noise-mean", type=float, default=0.5, help="Gaussian mean")
+    stim.add_argument("--noise-std", type=float, default=0.25, help="Gaussian standard deviation")
+    stim.add_argument("--clip", action="store_true", help="clip Gaussian noise to [low, high]")
+    ci.add_argument("--samples", type=int, help="sample budget (default 100000; with --resume: the new total)")
+    ci.add_argument("--batch-size", type=int, default=1000)
+    ci.add_argument("--seed", type=int, default=0)
+    ci.add_argument("--weighting", choices=("none", "confidence"), default="none")
+    ci.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1...")
+    ci.add_argument("--out", help="session file to write (.h5)")
+    ci.add_argument("--resume", metavar="FILE", help="continue the run saved in FILE")
+    ci.add_argument("--autosave-seconds", type=float, default=60.0, help="save every N seconds (0: only at the end)")
+    ci.add_argument("--quiet", action="store_true")
+    ci.set_defaults(func=cmd_run_classification)
+
+    info = commands.add_parser("info", help="summarise a session file")
+    info.add_argument("session")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(func=cmd_info)
+
+    export = commands.add_parser("export", help="export maps (PNG/PDF), arrays (.npy) and tables (.csv)")
+    export.add_argument("session")
+    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--view", choices=(*MAP_VIEWS, "all"), default="all")
+    export.set_defaults(func=cmd_export)
+
+    train = commands.add_parser("train", help="train a zoo architecture and save its state_dict")
+    train.add_argument("architecture", choices=list(ZOO))
+    train.add_argument("--dataset", choices=["bundled", *DATASETS], default="bundled")
+    train.add_argument("--data-dir", help="folder holding the torchvision dataset")
+    train.add_argument("--download", action="store_true")
+    train.add_argument("--classes", help="train a K-way model on these classes only, e.g. 1,3")
+    train.add_argument("--epochs", type=int, default=15)
+    train.add_argument("--batch-size", type=int, default=256)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--seed", type=int, default=1)
+    train.add_argument("--shift", type=int, default=0, help="random-shift augmentation (pixels)")
+    train.add_argument("--device", default="auto")
+    train.add_argument("--out", required=True, help="weights file to write (.pt)")
+    train.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"wna: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
