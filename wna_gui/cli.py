@@ -102,7 +102,8 @@ def cmd_run_classification(args) -> int:
         if not args.out:
             raise ValueError("--out FILE is required (where the session is written)")
         model = _load_model_from_args(args)
-        config = ClassificationImageConfig(noise=_noise_from_args(args), samples=args.samples or 100_000,
+        samples = 100_000 if args.samples is None else args.samples
+        config = ClassificationImageConfig(noise=_noise_from_args(args), samples=samples,
                                            batch_size=args.batch_size, seed=args.seed, weighting=args.weighting)
         state = ClassificationImageState(config, model.n_classes, tuple(model.input_spec.shape),
                                          tuple(model.class_names))
