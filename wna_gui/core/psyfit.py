@@ -24,6 +24,7 @@ Numpy and scipy only: no Qt, no torch.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Callable
 
@@ -212,17 +213,20 @@ class _Problem:
         self.guess_free = guess is None
         self.lapse_start = min(0.02, bounds[-1][1]) if isinstance(lapse, str) else lapse
 
-    def _cdf_parts(self, threshold, log_width, u=None):
-        """z, width and F at the levels; z is clipped to keep the Gumbel's exp finite."""
+    def _cdf_parts(self, threshold, log_width):
+        """z, width and F at the levels (broadcasting over parameter arrays); z is clipped
+        to keep the Gumbel's exp finite."""
         width = np.exp(log_width)
-        z = self.a * ((self.u if u is None else u) - threshold) / width + self.b
-        z = np.minimum(np.maximum(z, -_Z_LIMIT), _Z_LIMIT)
+        z = np.minimum(np.maximum(self.a * (self.u - threshold) / width + self.b, -_Z_LIMIT), _Z_LIMIT)
         return z, width, self.standard.cdf(z)
+
+    @staticmethod
+    def _psi_from_f(f, guess, lapse):
+        return np.minimum(np.maximum(guess + (1 - guess - lapse) * f, _PSI_EPS), 1 - _PSI_EPS)
 
     def psi(self, params: np.ndarray) -> np.ndarray:
         threshold, log_width, guess, lapse = params
-        f = self._cdf_parts(threshold, log_width)[2]
-        return np.minimum(np.maximum(guess + (1 - guess - lapse) * f, _PSI_EPS), 1 - _PSI_EPS)
+        return self._psi_from_f(self._cdf_parts(threshold, log_width)[2], guess, lapse)
 
     def nll_and_grad(self, theta: np.ndarray, k: np.ndarray):
         params = self.template.copy()
@@ -230,7 +234,7 @@ class _Problem:
         threshold, log_width, guess, lapse = params
         z, width, f = self._cdf_parts(threshold, log_width)
         scale = 1 - guess - lapse
-        psi = np.minimum(np.maximum(guess + scale * f, _PSI_EPS), 1 - _PSI_EPS)
+        psi = self._psi_from_f(f, guess, lapse)
         misses = self.n - k
         nll = -(k @ np.log(psi) + misses @ np.log1p(-psi))
         d_nll_d_psi = misses / (1 - psi) - k / psi
@@ -249,14 +253,12 @@ class _Problem:
         if self.guess_free:
             lowest = np.argmin(self.u)
             guess = float(np.clip(k[lowest] / self.n[lowest], 0.0, FREE_RATE_MAX))
-        thresholds, log_widths = np.meshgrid(self.grid_thresholds, self.grid_log_widths, indexing="ij")
-        t = thresholds.reshape(-1, 1)
-        lw = log_widths.reshape(-1, 1)
-        z = np.clip(self.a * (self.u - t) / np.exp(lw) + self.b, -_Z_LIMIT, _Z_LIMIT)
-        psi = np.clip(guess + (1 - guess - self.lapse_start) * self.standard.cdf(z), _PSI_EPS, 1 - _PSI_EPS)
-        nll = -np.sum(k * np.log(psi) + (self.n - k) * np.log1p(-psi), axis=1)
-        best = np.argsort(nll)[:count]
-        return [np.array([t[i, 0], lw[i, 0], guess, self.lapse_start]) for i in best]
+        thresholds, log_widths = (a.reshape(-1, 1) for a in
+                                  np.meshgrid(self.grid_thresholds, self.grid_log_widths, indexing="ij"))
+        psi = self._psi_from_f(self._cdf_parts(thresholds, log_widths)[2], guess, self.lapse_start)
+        nll = -(np.log(psi) @ k + np.log1p(-psi) @ (self.n - k))
+        return [np.array([thresholds[i, 0], log_widths[i, 0], guess, self.lapse_start])
+                for i in np.argsort(nll)[:count]]
 
     def fit(self, k: np.ndarray, extra_starts: tuple[np.ndarray, ...] = (), grid_count: int = 3) -> np.ndarray:
         """Best full parameter vector over several bounded quasi-Newton runs."""
@@ -278,7 +280,9 @@ class _Problem:
     def deviance(self, params: np.ndarray, k: np.ndarray) -> float:
         psi = self.psi(params)
         misses = self.n - k
-        return float(2 * np.sum(special.xlogy(k, k / (self.n * psi)) + special.xlogy(misses, misses / (self.n * (1 - psi)))))
+        # xlogy makes 0 * log 0 = 0 at levels with no hits or no misses.
+        return float(2 * np.sum(special.xlogy(k, k / (self.n * psi))
+                                + special.xlogy(misses, misses / (self.n * (1 - psi)))))
 
 
 def _to_u(sigmoid: str, x: np.ndarray) -> np.ndarray:
@@ -289,19 +293,23 @@ def _to_u(sigmoid: str, x: np.ndarray) -> np.ndarray:
 
 
 def _check_rates(guess, lapse) -> None:
-    if guess is not None and not (isinstance(guess, (int, float)) and 0 <= guess < 1):
+    if guess is not None and not (isinstance(guess, numbers.Real) and 0 <= guess < 1):
         raise ValueError(f"guess must be None (free) or a number in [0, 1), got {guess!r}")
     if isinstance(lapse, str):
         if lapse not in ("bounded", "free"):
             raise ValueError(f"lapse must be 'bounded', 'free' or a number in [0, 1), got {lapse!r}")
-    elif not (isinstance(lapse, (int, float)) and 0 <= lapse < 1):
+    elif not (isinstance(lapse, numbers.Real) and 0 <= lapse < 1):
         raise ValueError(f"lapse must be 'bounded', 'free' or a number in [0, 1), got {lapse!r}")
-    if guess is not None and not isinstance(lapse, str) and guess + lapse >= 1:
-        raise ValueError(f"guess + lapse must be below 1, got {guess} + {lapse}")
+    # psi must stay increasing: guess + lapse < 1 over the whole search range.
+    guess_max = FREE_RATE_MAX if guess is None else guess
+    lapse_max = {"bounded": BOUNDED_LAPSE_MAX, "free": FREE_RATE_MAX}.get(lapse, lapse)
+    both_fixed = guess is not None and not isinstance(lapse, str)
+    if guess_max + lapse_max > 1 or (both_fixed and guess + lapse == 1):
+        raise ValueError(f"guess + lapse must stay below 1, but can reach {guess_max} + {lapse_max}")
 
 
-def _prepare(x, n_correct, n_trials, sigmoid: str, guess, lapse) -> tuple[_Problem, np.ndarray, np.ndarray]:
-    """Validated problem, counts and kept x levels (levels without trials are dropped)."""
+def _prepare(x, n_correct, n_trials, sigmoid: str, guess, lapse) -> tuple[_Problem, np.ndarray]:
+    """Validated problem and its correct counts; levels without trials are dropped."""
     _check_sigmoid(sigmoid)
     _check_rates(guess, lapse)
     arrays = {name: np.asarray(v, dtype=float).ravel() for name, v in
@@ -332,7 +340,7 @@ def _prepare(x, n_correct, n_trials, sigmoid: str, guess, lapse) -> tuple[_Probl
         raise ValueError("no correct responses at any level: the psychometric function is undefined")
     if np.all(k == n):
         raise ValueError("every trial is correct at every level: the psychometric function is undefined")
-    return _Problem(u, n, sigmoid, guess, lapse), k, x
+    return _Problem(u, n, sigmoid, guess, lapse), k
 
 
 def _to_x_threshold(sigmoid: str, threshold_u):
@@ -361,7 +369,7 @@ def fit_psychometric(x, n_correct, n_trials, *, sigmoid: str = "logistic", guess
     ``n_correct`` may be fractional. Levels with no trials are ignored. Raises
     ValueError on malformed data or data without any (in)correct response.
     """
-    problem, k, _ = _prepare(x, n_correct, n_trials, sigmoid, guess, lapse)
+    problem, k = _prepare(x, n_correct, n_trials, sigmoid, guess, lapse)
     return _make_fit(problem, sigmoid, problem.fit(k), k)
 
 
@@ -402,7 +410,7 @@ def bootstrap_fit(x, correct_matrix, *, sigmoid: str = "logistic", guess: float 
     if n_boot < 0 or gof_samples < 0:
         raise ValueError("n_boot and gof_samples must be non-negative")
 
-    problem, k, _ = _prepare(x, matrix.sum(axis=0), np.full(n_levels, n_items), sigmoid, guess, lapse)
+    problem, k = _prepare(x, matrix.sum(axis=0), np.full(n_levels, n_items), sigmoid, guess, lapse)
     params = problem.fit(k)
     # Separate streams keep the item resamples identical across calls with the same seed,
     # whatever gof_samples is, so that bootstraps of two conditions stay paired.
