@@ -215,9 +215,10 @@ def autosave_path(directory: str | Path) -> Path:
 
 
 def _register_builtin() -> None:
-    from . import classification
+    from . import classification, psychometric
 
     register_experiment(classification.KIND, classification.ClassificationImageState)
+    register_experiment(psychometric.KIND, psychometric.PsychometricState)
 
 
 _register_builtin()

@@ -1,0 +1,222 @@
+"""Psychometric curves and microstimulation on the bundled CNN and a trained binary CNN (real torch, no mocks)."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from wna_gui.core.control import Cancelled, EngineError, RunControl
+from wna_gui.core.data import bundled_mnist
+from wna_gui.core.models import MNIST_CLASSES, InputSpec, LoadedModel, load_default
+from wna_gui.core.psychometric import (
+    PsychometricConfig,
+    PsychometricExperiment,
+    PsychometricState,
+    default_lambda,
+    small_multiples_configs,
+)
+from wna_gui.core.session import Session, load_session, save_session
+from wna_gui.core.train import evaluate, train_binary_cnn
+
+# A coarse γ grid keeps the ten-digit runs to seconds; the curves still span noise to signal.
+COARSE_GAMMAS = tuple(np.round(np.linspace(0, 1, 11), 2))
+# The bundled CNN calls most pure noise an 8 (then 3): its 8 curve starts above 50%.
+NOISE_MAGNET = 8
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_default()
+
+
+@pytest.fixture(scope="module")
+def heldout():
+    return bundled_mnist("heldout")
+
+
+@pytest.fixture(scope="module")
+def fc1_runs(model, heldout):
+    """Per sign (+1 excite, −1 inhibit), per digit: the finished experiment with k = 0 and k = 10 on fc1."""
+    runs = {}
+    for sign in (1, -1):
+        for digit in range(10):
+            config = PsychometricConfig(target=digit, layer="fc1", k_values=(0, 10), sign=sign,
+                                        gammas=COARSE_GAMMAS, n_boot=0, gof_samples=0)
+            experiment = PsychometricExperiment(model, config, images=heldout)
+            runs[sign, digit] = (experiment, experiment.run_to_end())
+    return runs
+
+
+def test_unstimulated_curve_rises_from_noise_to_clean_accuracy(model, heldout, fc1_runs):
+    for digit in range(10):
+        experiment, snapshot = fc1_runs[1, digit]
+        curve = snapshot.fraction_correct[0]
+        images = heldout.of_class(digit)
+        # γ = 1 is the clean digit: exactly the model's accuracy on these images.
+        accuracy = evaluate(model.pixel_model, images, torch.full((len(images),), digit))
+        assert curve[-1] == accuracy
+        # γ = 0 is pure noise: exactly the share of this cell's noise the model calls the target.
+        with torch.inference_mode():
+            noise_labels = model.pixel_model(experiment.stimuli(0).cpu()).argmax(1)
+        assert snapshot.n_correct[0, 0] == int((noise_labels == digit).sum())
+        if digit != NOISE_MAGNET:
+            assert curve[0] <= 0.2, f"digit {digit}: {curve[0]:.2f} of pure noise called {digit}"
+            assert snapshot.thresholds_in_range[0]
+        assert curve[-1] > 0.9 and curve[-1] > curve[0]
+        # Every image got exactly one answer per cell, and the target's column is the correct count.
+        assert np.all(snapshot.responses.sum(2) == snapshot.n_images)
+        np.testing.assert_array_equal(snapshot.responses[..., digit], snapshot.n_correct)
+        np.testing.assert_array_equal(snapshot.trials, np.full((2, len(COARSE_GAMMAS)), len(images)))
+
+
+def test_fc1_excitation_lowers_thresholds_and_inhibition_raises_them(fc1_runs):
+    for digit in range(10):
+        excite, inhibit = fc1_runs[1, digit][1], fc1_runs[-1, digit][1]
+        # Same seed and k = 0 condition: the reference curves are the same measurement.
+        np.testing.assert_array_equal(excite.fraction_correct[0], inhibit.fraction_correct[0])
+        if excite.thresholds_in_range[0]:
+            assert excite.threshold_shifts[1] < 0, f"digit {digit}: excite shift {excite.threshold_shifts[1]:+.3f}"
+            assert inhibit.threshold_shifts[1] > 0, f"digit {digit}: inhibit shift {inhibit.threshold_shifts[1]:+.3f}"
+        else:
+            # The 8's threshold lies below γ = 0, where no data constrain it; the curve still moves.
+            assert digit == NOISE_MAGNET
+            assert excite.fraction_correct[1].mean() > excite.fraction_correct[0].mean()
+            assert inhibit.fraction_correct[1].mean() < inhibit.fraction_correct[0].mean()
+        assert excite.fits[1] is not None and inhibit.fits[1] is not None
+
+
+def test_stimulation_leaves_the_loaded_model_bit_identical(model, fc1_runs):
+    reference = load_default()
+    experiments = [PsychometricExperiment(model, PsychometricConfig(target=3, layer=layer, k_values=(0, 10),
+                                                                    gammas=(0.0, 0.5, 1.0), n_boot=0, gof_samples=0))
+                   for layer in ("conv1", "conv2")]
+    for experiment in experiments:
+        experiment.run_to_end()
+    assert model.weights_sha256() == reference.weights_sha256()
+    for (name, p), (_, q) in zip(model.net.named_parameters(), reference.net.named_parameters(), strict=True):
+        assert torch.equal(p, q), name
+    # The stimulated copy did change: its conv biases carry λ·k·ā of the last condition.
+    for experiment, expected_lambda in zip(experiments, (0.1, 1.0)):
+        assert experiment.state.lambda_ == expected_lambda == default_lambda(model, experiment.config.layer)
+        assert experiment.state.mean_activation.max() == pytest.approx(1.0)  # conv maps normalised
+        original = dict(model.net.named_parameters())[f"{experiment.config.layer}.bias"].detach()
+        stimulated = experiment._stimulated.bias.cpu()
+        np.testing.assert_allclose(stimulated - original, experiment.bias_offset(1), rtol=1e-5, atol=1e-6)
+    assert default_lambda(model, "fc1") == 0.01
+
+
+def test_resumed_run_equals_uninterrupted_run(model, heldout, tmp_path):
+    config = PsychometricConfig(target=2, layer="fc1", k_values=(0, 5, 10), gammas=(0, 0.2, 0.4, 0.6, 0.8, 1.0),
+                                n_boot=20, gof_samples=20, batch_size=300, snapshot_seconds=0)
+    whole_run = PsychometricExperiment(model, config, images=heldout)
+    whole = whole_run.run_to_end()
+
+    control = RunControl()
+    interrupted = PsychometricExperiment(model, config, images=heldout, control=control)
+    run = interrupted.run()
+    first = next(run)
+    assert 0 < first.cells_done < config.n_cells and np.isnan(first.fraction_correct).any()
+    second = next(run)  # the first condition's curve is complete and fitted by now
+    assert second.conditions_done == 1 and second.fits[0] is not None and second.fits[1] is None
+    control.cancel()
+    with pytest.raises(Cancelled):
+        next(run)
+    save_session(Session(model=model, experiments={"psychometric": interrupted.state}), tmp_path / "half.wna.h5")
+    state = load_session(tmp_path / "half.wna.h5").experiments["psychometric"]
+    assert state.cells_done == second.cells_done
+
+    resumed = PsychometricExperiment(model, state=state, images=heldout).run_to_end()
+    assert resumed.finished and whole.finished
+    np.testing.assert_array_equal(resumed.fraction_correct, whole.fraction_correct)
+    np.testing.assert_array_equal(resumed.responses, whole.responses)
+    np.testing.assert_array_equal(state.correct, whole_run.state.correct)
+    assert [f.to_dict() for f in resumed.fits] == [f.to_dict() for f in whole.fits]
+    np.testing.assert_array_equal(resumed.threshold_shifts, whole.threshold_shifts)
+    np.testing.assert_array_equal(resumed.shift_intervals, whole.shift_intervals)
+    assert np.all(np.isfinite(whole.shift_intervals[1:]))
+
+    reseeded = PsychometricExperiment(model, replace(config, seed=1), images=heldout)
+    reseeded.run_cells(0, [2])
+    assert not np.array_equal(reseeded.state.correct[0, :, 2], state.correct[0, :, 2])
+
+
+@pytest.fixture(scope="module")
+def binary_model():
+    return train_binary_cnn((1, 3), epochs=3)
+
+
+def test_binary_cnn_end_to_end_with_chance_at_one_half(binary_model, heldout, tmp_path):
+    assert binary_model.n_classes == 2 and binary_model.class_names == ("1", "3")
+    config = PsychometricConfig(target=0, layer="fc1", k_values=(0, 10), gammas=COARSE_GAMMAS, guess="chance",
+                                n_boot=30, gof_samples=30)
+    # The ten-class held-out set is relabelled to the model's two classes by name.
+    experiment = PsychometricExperiment(binary_model, config, images=heldout)
+    snapshot = experiment.run_to_end()
+    ones = heldout.of_class(1)
+    assert snapshot.n_images == len(ones) and snapshot.target_name == "1"
+    assert snapshot.fraction_correct[0, -1] == evaluate(binary_model.pixel_model, ones, torch.zeros(len(ones)))
+    assert snapshot.finished and all(fit is not None for fit in snapshot.fits)
+    assert all(fit.guess == 0.5 and 0 <= fit.lapse <= 0.06 for fit in snapshot.fits)
+    assert all(fit.threshold_ci[0] <= fit.threshold <= fit.threshold_ci[1] for fit in snapshot.fits)
+    assert all(0 <= fit.p_value <= 1 for fit in snapshot.fits)
+    assert np.isfinite(snapshot.threshold_shifts).all() and np.isfinite(snapshot.shift_intervals[1]).all()
+    assert snapshot.responses.shape == (2, len(COARSE_GAMMAS), 2)
+
+    # Session round trip of the state, with the binary model embedded.
+    path = save_session(Session(model=binary_model, experiments={"psychometric": experiment.state}),
+                        tmp_path / "binary.wna.h5")
+    loaded = load_session(path)
+    assert loaded.model.weights_sha256() == binary_model.weights_sha256()
+    state = loaded.experiments["psychometric"]
+    assert isinstance(state, PsychometricState) and state.config == config
+    for name in ("correct", "responses", "done", "boot_thresholds", "mean_activation"):
+        np.testing.assert_array_equal(getattr(state, name), getattr(experiment.state, name), err_msg=name)
+    assert state.fits == experiment.state.fits and state.lambda_ == 0.01
+    again = PsychometricExperiment(loaded.model, state=state, images=heldout).snapshot()
+    np.testing.assert_array_equal(again.threshold_shifts, snapshot.threshold_shifts)
+
+
+def test_unstimulated_config_has_one_condition_and_free_rates(model, heldout):
+    config = PsychometricConfig(target=0, gammas=COARSE_GAMMAS, sigmoid="weibull", lapse="free",
+                                n_boot=0, gof_samples=0)
+    assert config.conditions == (0.0,) and config.k_values == tuple(range(11))
+    snapshot = PsychometricExperiment(model, config, images=heldout).run_to_end()
+    assert snapshot.layer is None and snapshot.lambda_ is None and len(snapshot.fits) == 1
+    assert snapshot.fits[0].sigmoid == "weibull" and snapshot.threshold_shifts[0] == 0.0
+    # Guess is free by default: the CNN never calls noise a 0, so the fitted floor is near 0, not 1/10.
+    assert snapshot.fits[0].guess < 0.05
+    assert PsychometricConfig.from_dict(config.to_dict()) == config
+
+
+def test_small_multiples_configs_cover_digits_by_layers():
+    base = PsychometricConfig(k_values=(0, 5, 10), sign=-1, lambda_=0.5)
+    configs = small_multiples_configs(base, digits=(1, 2), layers=("conv1", "fc1"), lambdas={"fc1": 0.02})
+    assert [(c.target, c.layer, c.lambda_) for c in configs] == [
+        (1, "conv1", None), (1, "fc1", 0.02), (2, "conv1", None), (2, "fc1", 0.02)]
+    assert all(c.k_values == (0, 5, 10) and c.sign == -1 for c in configs)
+
+
+def test_errors_name_the_problem(model, heldout):
+    def experiment(net_model=model, images=heldout, **fields):
+        return PsychometricExperiment(net_model, PsychometricConfig(**fields), images=images)
+
+    with pytest.raises(ValueError, match="no layer 'pool1'.*conv1, conv2, fc1, fc2"):
+        experiment(layer="pool1")
+    with pytest.raises(ValueError, match="out of range: the model has 10 classes"):
+        experiment(target=10)
+    with pytest.raises(ValueError, match="no images of class '3'"):
+        experiment(target=3, images=heldout.subset(heldout.labels != 3))
+    biasless = LoadedModel("zoo", "custom", nn.Sequential(nn.Conv2d(1, 4, 5, bias=False), nn.Flatten(),
+                                                          nn.Linear(4 * 24 * 24, 10)),
+                           InputSpec((1, 28, 28)), MNIST_CLASSES)
+    with pytest.raises(ValueError, match="layer '0' has no bias"):
+        experiment(net_model=biasless, layer="0")
+    with pytest.raises(EngineError, match="NaN or infinite outputs with fc1 stimulated"):
+        experiment(layer="fc1", lambda_=1e38, k_values=(10,), gammas=(0, 1)).run_to_end()
+    for fields, message in (({"sign": 0}, "sign"), ({"k_values": (-1,)}, "non-negative"),
+                            ({"gammas": (0.5, 0.2)}, "increasing"), ({"guess": "fixed"}, "guess"),
+                            ({"sigmoid": "probit"}, "sigmoid"), ({"lambda_": -0.1}, "positive")):
+        with pytest.raises(ValueError, match=message):
+            PsychometricConfig(layer="fc1", **fields)
