@@ -6,6 +6,7 @@ It drives the same core experiments as the desktop app.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import signal
 import sys
@@ -26,6 +27,16 @@ from .core.control import Cancelled, EngineError, RunControl
 from .core.data import DATASETS, DatasetError
 from .core.models import ZOO, ModelError, load_model
 from .core.noise import NOISE_KINDS, NoiseSpec
+from .core.psychometric import (
+    GUESS_MODES,
+    KIND as PSYCHOMETRIC,
+    LAPSE_MODES,
+    PsychometricConfig,
+    PsychometricExperiment,
+    PsychometricSnapshot,
+    PsychometricState,
+)
+from .core.psyfit import SIGMOIDS
 from .core.session import Session, SessionError, load_session, read_header, save_session
 
 USER_ERRORS = (ModelError, SessionError, EngineError, DatasetError, ValueError, FileNotFoundError)
@@ -142,6 +153,292 @@ def cmd_run_classification(args) -> int:
     return 0
 
 
+# --- psychometric curves: parsing, tables and data files (the app's panel uses these too) ---
+
+SIGNS = {"excite": 1, "inhibit": -1}
+
+
+def parse_k_values(text: str) -> tuple[float, ...]:
+    """Stimulation levels from a list ("0, 1, 2, 5"), inclusive ranges ("0:10", "0:10:2"), or both."""
+    values: list[float] = []
+    try:
+        for part in text.replace(" ", ",").split(","):
+            if not part:
+                continue
+            if ":" not in part:
+                values.append(float(part))
+                continue
+            start, stop, *step = (float(v) for v in part.split(":"))
+            step = step[0] if step else 1.0
+            if len(part.split(":")) > 3 or step <= 0 or stop < start:
+                raise ValueError
+            count = int(np.floor((stop - start) / step + 1e-9)) + 1
+            values.extend(float(v) for v in np.round(start + step * np.arange(count), 10))
+    except ValueError:
+        raise ValueError(f"k values must look like 0:10, 0:10:2 or 0,1,2,5, got {text!r}") from None
+    if not values:
+        raise ValueError("give at least one k value, e.g. 0:10")
+    return tuple(values)
+
+
+def format_k_values(values) -> str:
+    """What parse_k_values reads back: "0:10" for 0, 1, …, 10 (four or more evenly spaced integers), else a list."""
+    values = [float(v) for v in values]
+    steps = np.diff(values)
+    if len(values) >= 4 and all(v.is_integer() for v in values) and steps[0] > 0 and np.all(steps == steps[0]):
+        step = "" if steps[0] == 1 else f":{steps[0]:g}"
+        return f"{values[0]:g}:{values[-1]:g}{step}"
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def gamma_grid(points: int) -> tuple[float, ...]:
+    """``points`` evenly spaced signal fractions γ from 0 (pure noise) to 1 (clean image)."""
+    if points < 2:
+        raise ValueError(f"the γ grid needs at least 2 points, got {points}")
+    return tuple(float(g) for g in np.round(np.linspace(0.0, 1.0, points), 10))
+
+
+def _interval_text(interval, signed: bool = False) -> str:
+    if interval is None or not np.all(np.isfinite(interval)):
+        return ""
+    number = "{:+.3f}" if signed else "{:.3f}"
+    return f" [{number.format(interval[0])}, {number.format(interval[1])}]"
+
+
+def _threshold_text(snapshot: PsychometricSnapshot, condition: int) -> str:
+    """The threshold, or which end of the γ range it lies beyond: an extrapolation is not a measurement."""
+    fit = snapshot.fits[condition]
+    if snapshot.thresholds_in_range[condition]:
+        return f"{fit.threshold:.3f}{_interval_text(fit.threshold_ci)}"
+    low, high = snapshot.gammas[0], snapshot.gammas[-1]
+    return f"< {low:g} (out of range)" if fit.threshold < low else f"> {high:g} (out of range)"
+
+
+def _pending_text(snapshot: PsychometricSnapshot, condition: int) -> str:
+    measured = int(np.count_nonzero(snapshot.trials[condition]))
+    return "fitting…" if measured == len(snapshot.gammas) else f"measuring ({measured}/{len(snapshot.gammas)} γ)"
+
+
+PSYCHOMETRIC_COLUMNS = ("k", "threshold [95% CI]", "width [95% CI]", "guess", "lapse",
+                        "Δthreshold vs k=0 [95% CI]", "deviance", "p (GoF)")
+
+
+def psychometric_table(snapshot: PsychometricSnapshot) -> list[list[str]]:
+    """One row of display text per k, in PSYCHOMETRIC_COLUMNS order.
+
+    A curve that could not be fitted says why in its threshold column; an
+    unfinished one says how far it got. Shifts involving an out-of-range
+    threshold are not given as numbers.
+    """
+    reference = int(np.flatnonzero(snapshot.k_values == 0)[0]) if np.any(snapshot.k_values == 0) else None
+    rows = []
+    for condition, k in enumerate(snapshot.k_values):
+        fit, error = snapshot.fits[condition], snapshot.fit_errors[condition]
+        if fit is None:
+            note = f"no fit: {error}" if error else _pending_text(snapshot, condition)
+            rows.append([f"{k:g}", note, *[""] * (len(PSYCHOMETRIC_COLUMNS) - 2)])
+            continue
+        if condition == reference:
+            shift = "reference"
+        elif not np.isfinite(snapshot.threshold_shifts[condition]):
+            shift = ""
+        elif not (snapshot.thresholds_in_range[condition] and snapshot.thresholds_in_range[reference]):
+            shift = "n/a (threshold out of range)"
+        else:
+            shift = (f"{snapshot.threshold_shifts[condition]:+.3f}"
+                     f"{_interval_text(snapshot.shift_intervals[condition], signed=True)}")
+        rows.append([f"{k:g}", _threshold_text(snapshot, condition), f"{fit.width:.3f}{_interval_text(fit.width_ci)}",
+                     f"{fit.guess:.3f}", f"{fit.lapse:.3f}", shift, f"{fit.deviance:.2f}",
+                     "" if fit.p_value is None else f"{fit.p_value:.2f}"])
+    return rows
+
+
+def _condition_fields(snapshot: PsychometricSnapshot) -> dict:
+    return {"target": snapshot.target, "target_name": snapshot.target_name, "layer": snapshot.layer or "",
+            "lambda": np.nan if snapshot.lambda_ is None else snapshot.lambda_, "sign": snapshot.sign}
+
+
+def psychometric_fit_records(snapshot: PsychometricSnapshot) -> list[dict]:
+    """The fits as numbers, one record per k (NaN where a curve has no fit; see fit_error)."""
+    records = []
+    for condition, k in enumerate(snapshot.k_values):
+        fit = snapshot.fits[condition]
+        threshold_ci = fit.threshold_ci if fit is not None and fit.threshold_ci else (np.nan, np.nan)
+        width_ci = fit.width_ci if fit is not None and fit.width_ci else (np.nan, np.nan)
+        records.append({
+            **_condition_fields(snapshot), "k": float(k),
+            "sigmoid": "" if fit is None else fit.sigmoid,
+            "threshold": np.nan if fit is None else fit.threshold,
+            "threshold_ci_low": threshold_ci[0], "threshold_ci_high": threshold_ci[1],
+            "threshold_in_range": bool(snapshot.thresholds_in_range[condition]),
+            "width": np.nan if fit is None else fit.width,
+            "width_ci_low": width_ci[0], "width_ci_high": width_ci[1],
+            "guess": np.nan if fit is None else fit.guess,
+            "lapse": np.nan if fit is None else fit.lapse,
+            "threshold_shift": snapshot.threshold_shifts[condition],
+            "shift_ci_low": snapshot.shift_intervals[condition, 0],
+            "shift_ci_high": snapshot.shift_intervals[condition, 1],
+            "deviance": np.nan if fit is None else fit.deviance,
+            "p_value": np.nan if fit is None or fit.p_value is None else fit.p_value,
+            "fit_error": snapshot.fit_errors[condition] or "",
+        })
+    return records
+
+
+def psychometric_data_records(snapshot: PsychometricSnapshot) -> list[dict]:
+    """The measurements, one record per (k, γ): images classified as the target out of the trials."""
+    return [{**_condition_fields(snapshot), "k": float(k), "gamma": float(gamma),
+             "n_correct": int(snapshot.n_correct[condition, j]), "trials": int(snapshot.trials[condition, j]),
+             "fraction_correct": float(snapshot.fraction_correct[condition, j])}
+            for condition, k in enumerate(snapshot.k_values) for j, gamma in enumerate(snapshot.gammas)]
+
+
+def write_records(records: list[dict], path: str | Path) -> Path:
+    """Records as a CSV table (NaN as an empty cell) or a .npy structured array (one field per column)."""
+    path = Path(path)
+    if not records:
+        raise ValueError("nothing to export yet")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+            writer.writeheader()
+            for record in records:
+                writer.writerow({key: "" if isinstance(value, float) and not np.isfinite(value) else value
+                                 for key, value in record.items()})
+    elif suffix == ".npy":
+        def field_type(key):
+            value = records[0][key]
+            if isinstance(value, str):
+                return f"U{max(1, max(len(r[key]) for r in records))}"
+            return {bool: "?", int: "i8"}.get(type(value), "f8")
+
+        dtype = np.dtype([(key, field_type(key)) for key in records[0]])
+        np.save(path, np.array([tuple(r.values()) for r in records], dtype=dtype))
+    else:
+        raise ValueError(f"a table exports as .csv or .npy, not {suffix or 'a file without suffix'}")
+    return path
+
+
+def _psychometric_config_from_args(args, model) -> PsychometricConfig:
+    if args.target is None:
+        raise ValueError("--target CLASS is required (a class index or name)")
+    names = list(model.class_names)
+    target = names.index(args.target) if args.target in names else None
+    if target is None:
+        try:
+            target = int(args.target)
+        except ValueError:
+            raise ValueError(f"unknown target class {args.target!r}; the model's classes: "
+                             f"{', '.join(names[:20])}{' …' if len(names) > 20 else ''}") from None
+    layer = None if args.layer.lower() == "none" else args.layer
+    return PsychometricConfig(
+        target=target, layer=layer, lambda_=args.lambda_, k_values=parse_k_values(args.k), sign=SIGNS[args.sign],
+        gammas=gamma_grid(args.gammas), seed=args.seed, sigmoid=args.sigmoid, guess=args.guess, lapse=args.lapse,
+        n_boot=args.boot, gof_samples=args.gof_samples, batch_size=args.batch_size)
+
+
+def _session_for_out(out: Path, model):
+    """The session at ``out`` when it exists (its other experiments are kept), else a new one for ``model``."""
+    if not out.exists():
+        return Session(model, {})
+    session = load_session(out)
+    if session.model.weights_sha256() != model.weights_sha256():
+        raise SessionError(f"{out} holds a session of another model ({session.model.display_name}); "
+                           "choose another --out")
+    return session
+
+
+def stimulation_text(layer: str | None, sign: int, lambda_: float | None) -> str:
+    """"fc1 excited, λ = 0.01", or "unstimulated"."""
+    if layer is None:
+        return "unstimulated"
+    return f"{layer} {'excited' if sign > 0 else 'inhibited'}, λ = {lambda_:g}"
+
+
+def print_psychometric_summary(snapshot: PsychometricSnapshot, file=None) -> None:
+    stimulation = stimulation_text(snapshot.layer, snapshot.sign, snapshot.lambda_)
+    print(f"target {snapshot.target_name} · {stimulation} · {snapshot.n_images} images per γ", file=file)
+    rows = [list(PSYCHOMETRIC_COLUMNS), *psychometric_table(snapshot)]
+    # A curve without a fit has one note instead of numbers; it must not widen the threshold column.
+    fitted = [row for row in rows if any(row[2:])]
+    widths = [max(len(row[c]) for row in fitted) for c in range(len(PSYCHOMETRIC_COLUMNS))]
+    for row in rows:
+        cells = zip(row, widths) if any(row[2:]) else [(row[0], widths[0]), (row[1], 0)]
+        print("  " + "  ".join(text.ljust(width) for text, width in cells).rstrip(), file=file)
+
+
+def cmd_run_psychometric(args) -> int:
+    if args.resume:
+        session = load_session(args.resume)
+        state = session.experiments.get(PSYCHOMETRIC)
+        if state is None:
+            raise SessionError(f"{args.resume} holds no psychometric run to resume")
+        model, config = session.model, None
+        out = Path(args.out or args.resume)
+        if out != Path(args.resume):
+            session = _session_for_out(out, model)
+    else:
+        if not args.out:
+            raise ValueError("--out FILE is required (where the session is written)")
+        model = _load_model_from_args(args)
+        config = _psychometric_config_from_args(args, model)
+        out = Path(args.out)
+        session = _session_for_out(out, model)
+        model, state = session.model, None
+    control = RunControl()
+    experiment = PsychometricExperiment(model, config, state=state, device=args.device, control=control)
+    state = experiment.state
+    session.experiments[PSYCHOMETRIC] = state
+    progress = ProgressBar(state.config.n_cells * state.n_images, quiet=args.quiet)
+    # Ctrl-C cancels between batches so the session on disk is consistent and resumable.
+    previous_handler = signal.signal(signal.SIGINT, lambda *_: control.cancel())
+    last_save = time.monotonic()
+    snapshot = experiment.snapshot()
+    try:
+        for snapshot in experiment.run():
+            done = snapshot.cells_done * snapshot.n_images
+            rate = done / snapshot.seconds if snapshot.seconds else 0.0
+            eta = (progress.total - done) / rate if rate else None
+            progress.update(done, rate, eta, f"{snapshot.conditions_done}/{len(snapshot.k_values)} curves fitted "
+                                             f"[{experiment.device.type}]")
+            if args.autosave_seconds and time.monotonic() - last_save > args.autosave_seconds:
+                save_session(session, out)
+                last_save = time.monotonic()
+    except Cancelled:
+        progress.close()
+        save_session(session, out)
+        print(f"interrupted after {state.cells_done} of {state.config.n_cells} (k, γ) cells; session saved to {out}; "
+              f"continue with: wna run psychometric --resume {out}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    progress.close()
+    save_session(session, out)
+    if not args.quiet:
+        print(f"wrote {out}: {state.cells_done} (k, γ) cells × {state.n_images} images in {state.seconds:.1f} s "
+              f"on {experiment.device.type}")
+        print_psychometric_summary(snapshot)
+    return 0
+
+
+def psychometric_snapshot(model, state: PsychometricState) -> PsychometricSnapshot:
+    """The snapshot of a saved run (no noise is drawn; the device must match the one that drew it)."""
+    return PsychometricExperiment(model, state=state, device=state.noise_device or "cpu").snapshot()
+
+
+def export_psychometric(snapshot: PsychometricSnapshot, out_dir: Path) -> list[Path]:
+    """Write the fit table (CSV), the measurements (CSV and .npy) and the curves plot (PNG and SVG)."""
+    from .app.psychometric_plots import save_curves_plot
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [write_records(psychometric_fit_records(snapshot), out_dir / "psychometric_fits.csv")]
+    data = psychometric_data_records(snapshot)
+    written += [write_records(data, out_dir / f"psychometric_data{suffix}") for suffix in (".csv", ".npy")]
+    written += [save_curves_plot(snapshot, out_dir / f"psychometric_curves{suffix}") for suffix in (".png", ".svg")]
+    return written
+
+
 def session_summary(path: str | Path) -> dict:
     """The facts `wna info --json` prints."""
     header = read_header(path)
@@ -171,8 +468,30 @@ def session_summary(path: str | Path) -> dict:
             entry["samples_total"] = state.config.samples
             entry["finished"] = state.finished
             entry["compute_seconds"] = round(state.seconds, 3)
+        elif kind == PSYCHOMETRIC:
+            session = session or load_session(path)
+            entry.update(_psychometric_summary(psychometric_snapshot(session.model, session.experiments[kind])))
         summary["experiments"][kind] = entry
     return summary
+
+
+def _psychometric_summary(snapshot: PsychometricSnapshot) -> dict:
+    def numbers(values):  # JSON has no NaN
+        return [None if not np.isfinite(v) else float(v) for v in values]
+
+    return {
+        "samples_done": snapshot.cells_done * snapshot.n_images,
+        "target": snapshot.target, "target_name": snapshot.target_name, "layer": snapshot.layer,
+        "lambda": snapshot.lambda_, "sign": snapshot.sign, "k_values": numbers(snapshot.k_values),
+        "images_per_gamma": snapshot.n_images, "gammas": numbers(snapshot.gammas),
+        "cells_done": snapshot.cells_done, "cells_total": snapshot.cells_total, "finished": snapshot.finished,
+        "thresholds": numbers(snapshot.thresholds),
+        "thresholds_in_range": [bool(v) for v in snapshot.thresholds_in_range],
+        "threshold_shifts": numbers(snapshot.threshold_shifts),
+        "fit_errors": list(snapshot.fit_errors),
+        "compute_seconds": round(snapshot.seconds, 3),
+        "table": psychometric_table(snapshot),
+    }
 
 
 def cmd_info(args) -> int:
@@ -188,6 +507,9 @@ def cmd_info(args) -> int:
           f"input {model['input_spec']['shape']}{accuracy}")
     print(f"  weights sha256 {model['weights_sha256'][:16]}…")
     for kind, entry in summary["experiments"].items():
+        if kind == PSYCHOMETRIC:
+            _print_psychometric_info(entry)
+            continue
         print(f"  {kind}: {entry['samples_done']:,} samples", end="")
         if "samples_total" in entry:
             print(f" of {entry['samples_total']:,}{'' if entry['finished'] else ' (unfinished)'}", end="")
@@ -195,6 +517,16 @@ def cmd_info(args) -> int:
         for name, count in entry.get("class_counts", {}).items():
             print(f"    class {name:>10}: {count:>12,}")
     return 0
+
+
+def _print_psychometric_info(entry: dict) -> None:
+    stimulation = stimulation_text(entry["layer"], entry["sign"], entry["lambda"])
+    progress = "" if entry["finished"] else f" (unfinished: {entry['cells_done']} of {entry['cells_total']} cells)"
+    print(f"  {PSYCHOMETRIC}: target {entry['target_name']}, {stimulation}, {len(entry['k_values'])} k × "
+          f"{len(entry['gammas'])} γ × {entry['images_per_gamma']} images{progress}")
+    for row in entry["table"]:
+        shift = f", shift {row[5]}" if row[5] else ""
+        print(f"    k = {row[0]:>4}: threshold {row[1]}{shift}")
 
 
 def export_classification(state: ClassificationImageState, experiment_maps, out_dir: Path,
@@ -232,6 +564,10 @@ def cmd_export(args) -> int:
     session = load_session(args.session)
     out_dir = Path(args.out)
     written: list[Path] = []
+    # First: its plot needs a QApplication, which cannot be created once figures has made a QGuiApplication.
+    if PSYCHOMETRIC in session.experiments:
+        written += export_psychometric(psychometric_snapshot(session.model, session.experiments[PSYCHOMETRIC]),
+                                       out_dir)
     state = session.experiments.get(CLASSIFICATION)
     if state is not None:
         experiment = ClassificationImageExperiment(session.model, state=state, device="cpu")
@@ -273,6 +609,16 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="default",
+                       help=f"default (bundled MNIST CNN), a zoo name ({', '.join(ZOO)}), torchscript, "
+                            "or torchvision:<name>")
+    model.add_argument("--weights", help="state_dict (.pt) for a zoo/torchvision model, or the TorchScript file")
+    model.add_argument("--input-shape", help="C,H,W for a TorchScript model (default 1,28,28)")
+    model.add_argument("--download", action="store_true", help="download torchvision weights (needs internet)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wna", description="White-noise analysis of neural networks.")
     parser.add_argument("--version", action="version", version=f"wna-gui {__version__}")
@@ -281,13 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run an experiment and write a session file")
     experiments = run.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     ci = experiments.add_parser("classification-images", help="per-class mean noise (bias maps)")
-    model = ci.add_argument_group("model")
-    model.add_argument("--model", default="default",
-                       help=f"default (bundled MNIST CNN), a zoo name ({', '.join(ZOO)}), torchscript, "
-                            "or torchvision:<name>")
-    model.add_argument("--weights", help="state_dict (.pt) for a zoo/torchvision model, or the TorchScript file")
-    model.add_argument("--input-shape", help="C,H,W for a TorchScript model (default 1,28,28)")
-    model.add_argument("--download", action="store_true", help="download torchvision weights (needs internet)")
+    _add_model_arguments(ci)
     stim = ci.add_argument_group("stimulus")
     stim.add_argument("--noise", choices=NOISE_KINDS, default="uniform")
     stim.add_argument("--noise-low", type=float, default=0.0)
@@ -306,12 +646,43 @@ def build_parser() -> argparse.ArgumentParser:
     ci.add_argument("--quiet", action="store_true")
     ci.set_defaults(func=cmd_run_classification)
 
+    psy = experiments.add_parser(
+        "psychometric", help="psychometric curves of one class, with or without microstimulation",
+        description="Mix the target's images with noise, t = γ·s + (1 − γ)·n, over a γ grid and fit the "
+                    "fraction classified as the target; optionally raise (or lower) a layer's biases, "
+                    "b ← b ± λ·k·ā.")
+    _add_model_arguments(psy)
+    stim = psy.add_argument_group("stimulus and microstimulation")
+    stim.add_argument("--target", help="class index or name (required for a new run)")
+    stim.add_argument("--layer", default="none", help="layer whose biases are stimulated, e.g. fc1 (default: none)")
+    stim.add_argument("--lambda", dest="lambda_", type=float, metavar="LAMBDA",
+                      help="λ (default: the paper's, 0.01 fc / 0.1 first conv / 1 deeper conv)")
+    stim.add_argument("--k", default="0:10", help="stimulation levels k: 0:10, 0:10:2 or 0,1,2,5 (default 0:10)")
+    stim.add_argument("--sign", choices=tuple(SIGNS), default="excite")
+    stim.add_argument("--gammas", type=int, default=21, help="points of the γ grid over [0, 1] (default 21)")
+    stim.add_argument("--seed", type=int, default=0)
+    fit = psy.add_argument_group("fit")
+    fit.add_argument("--sigmoid", choices=SIGMOIDS, default="logistic")
+    fit.add_argument("--guess", choices=GUESS_MODES, default="free",
+                     help="free (default: the network does not guess at 1/K on noise) or chance (1/K)")
+    fit.add_argument("--lapse", choices=LAPSE_MODES, default="bounded", help="bounded [0, 0.06] or free [0, 0.5]")
+    fit.add_argument("--boot", type=int, default=200, help="bootstrap resamples of the images for 95%% intervals")
+    fit.add_argument("--gof-samples", type=int, default=200, help="Monte-Carlo samples for the deviance p-value")
+    psy.add_argument("--batch-size", type=int, default=PsychometricConfig.batch_size)
+    psy.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1...")
+    psy.add_argument("--out", help="session file to write (.h5); an existing session of the same model keeps "
+                                   "its other experiments")
+    psy.add_argument("--resume", metavar="FILE", help="continue the run saved in FILE (with its settings)")
+    psy.add_argument("--autosave-seconds", type=float, default=60.0, help="save every N seconds (0: only at the end)")
+    psy.add_argument("--quiet", action="store_true")
+    psy.set_defaults(func=cmd_run_psychometric)
+
     info = commands.add_parser("info", help="summarise a session file")
     info.add_argument("session")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
 
-    export = commands.add_parser("export", help="export maps (PNG/PDF), arrays (.npy) and tables (.csv)")
+    export = commands.add_parser("export", help="export maps and curves (PNG/PDF/SVG), arrays (.npy) and tables (.csv)")
     export.add_argument("session")
     export.add_argument("--out", required=True, help="output folder")
     export.add_argument("--view", choices=(*MAP_VIEWS, "all"), default="all")

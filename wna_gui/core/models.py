@@ -72,8 +72,10 @@ class MnistCNN(nn.Module):
         self.fc2 = nn.Linear(500, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
-        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+        # Pooling before ReLU gives bit-identical results (ReLU is monotone, so it commutes
+        # with max) and applies ReLU to a quarter of the values: ~10% faster noise runs on CPU.
+        x = torch.relu(nn.functional.max_pool2d(self.conv1(x), 2))
+        x = torch.relu(nn.functional.max_pool2d(self.conv2(x), 2))
         x = torch.relu(self.fc1(x.flatten(1)))
         return self.fc2(x)
 

@@ -1,0 +1,38 @@
+"""Shared test setup: headless Qt, isolated Qt paths, and no QThread left running after a test."""
+
+import os
+
+# Before anything imports Qt: tests never need a display.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest
+
+try:
+    import shiboken6
+    from PySide6.QtCore import QStandardPaths, QThread
+except ImportError:  # the engine's tests run without PySide6
+    QThread = None
+else:
+    # Standard locations (app data, config) point into ~/.qttest, never the user's real ones.
+    QStandardPaths.setTestModeEnabled(True)
+
+
+if QThread is not None:
+
+    @pytest.fixture(autouse=True)
+    def no_running_qthreads(monkeypatch):
+        """Fail a test that leaves a QThread running (then stop it, so later tests are unaffected)."""
+        started = []
+        original_start = QThread.start
+
+        def recording_start(thread, *args):
+            started.append(thread)
+            return original_start(thread, *args)
+
+        monkeypatch.setattr(QThread, "start", recording_start)
+        yield
+        leaked = [t for t in started if shiboken6.isValid(t) and t.isRunning()]
+        for thread in leaked:
+            thread.quit()
+            thread.wait(10_000)
+        assert not leaked, f"test left QThread(s) running: {[t.objectName() or repr(t) for t in leaked]}"

@@ -1,0 +1,402 @@
+"""The desktop app, driven like a user would, through the real engine thread (offscreen Qt)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+import xml.etree.ElementTree as ET
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QPointF, QSettings, Qt
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QSplitter
+from torch import nn
+
+from wna_gui.app.main_window import MainWindow
+from wna_gui.app.panels import PANELS
+from wna_gui.app.panels.classification import ClassificationPanel
+from wna_gui.core.classification import KIND, ClassificationImageConfig, ClassificationImageExperiment
+from wna_gui.core.models import CIFAR10_CLASSES, MNIST_CLASSES, InputSpec, LoadedModel, load_default
+from wna_gui.core.noise import NoiseSpec
+from wna_gui.core.session import Session, autosave_path, save_session
+
+RUN_TIMEOUT_MS = 90_000
+SMALL_RUN = {"samples": 3000, "batch_size": 500, "seed": 7}
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def answers(monkeypatch):
+    """Scripted answers to QMessageBox.question (default: Discard), recording each question's title."""
+    script = SimpleNamespace(asked=[], replies={})
+
+    def question(parent, title, text, *args, **kwargs):
+        script.asked.append(title)
+        return script.replies.get(title, QMessageBox.StandardButton.Discard)
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    return script
+
+
+@pytest.fixture
+def make_window(qtbot, settings, tmp_path, answers):
+    def make(**kwargs):
+        window = MainWindow(settings=settings, data_dir=tmp_path / "appdata", **kwargs)
+        qtbot.addWidget(window)
+        window.show()
+        return window
+
+    return make
+
+
+@pytest.fixture
+def window(make_window):
+    return make_window()
+
+
+def panel_of(window) -> ClassificationPanel:
+    return window.panels[0]
+
+
+def run_to_end(qtbot, window, signal="run_finished"):
+    with qtbot.waitSignal(getattr(window.engine, signal), timeout=RUN_TIMEOUT_MS):
+        window.start_run()
+    assert not window.engine.running
+
+
+def headless(samples, batch_size=500, seed=7, model=None):
+    config = ClassificationImageConfig(samples=samples, batch_size=batch_size, seed=seed)
+    return ClassificationImageExperiment(model or load_default(), config, device="cpu").run_to_end()
+
+
+def assert_maps_equal(a, b, atol=1e-12):
+    np.testing.assert_array_equal(a.counts, b.counts)
+    for view in ("mean", "centered", "zmap"):
+        np.testing.assert_allclose(getattr(a.maps, view), getattr(b.maps, view), rtol=0, atol=atol, equal_nan=True)
+
+
+def tile_titles(panel):
+    return [tile.label.text for tile in panel.map_grid._tiles]
+
+
+def test_qt_binding_keeps_bool_reference_counts():
+    """PySide6 6.12.0 on Python < 3.12 drops a reference to True on every bool signal emission.
+
+    pyqtgraph emits many, so a long run ends in "Fatal Python error: bool_dealloc". Use another PySide6.
+    """
+    from PySide6.QtCore import QObject, Signal
+
+    class Emitter(QObject):
+        changed = Signal(bool)
+
+    emitter = Emitter()
+    before = sys.getrefcount(True)
+    for _ in range(200):
+        emitter.changed.emit(True)
+    assert sys.getrefcount(True) >= before - 10, "this PySide6 build corrupts bool reference counts"
+
+
+def test_launches_with_default_model_panels_and_shortcuts(window):
+    assert window.model.kind == "default"
+    assert "Bundled MNIST CNN" in window.model_button.text()
+    assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == [p.title for p in PANELS]
+    assert window.windowTitle().startswith("Untitled")
+    shortcuts = {keys: text for keys, text in window.commands.shortcut_table()}
+    for keys in ("Space", "Ctrl+O", "Ctrl+S", "Ctrl+E", "Esc"):
+        assert keys in shortcuts
+    window.show_shortcuts()
+    table = window.shortcuts_dialog.table
+    assert {table.item(row, 0).text() for row in range(table.rowCount())} == set(shortcuts)
+    menus = [action.text().replace("&", "") for action in window.menuBar().actions()]
+    assert menus[0] == "File" and "Help" in menus
+    # Empty classes are marked as such, not drawn as flat maps.
+    assert all("no samples" in title for title in tile_titles(panel_of(window)))
+
+
+def test_run_streams_and_counts_on_screen_equal_the_engine(window, qtbot):
+    panel = panel_of(window)
+    panel.apply_settings({**SMALL_RUN, "samples": 4000})
+    snapshots = []
+    window.engine.snapshot.connect(snapshots.append)
+    run_to_end(qtbot, window)
+    expected = headless(4000)
+
+    np.testing.assert_array_equal(panel.frequency_plot.heights(), expected.counts)
+    assert_maps_equal(panel._snapshot, expected)
+    for title, name, count in zip(tile_titles(panel), expected.class_names, expected.counts):
+        assert title.startswith(name) and (f"n={count:,}" in title if count else "no samples" in title)
+    assert window.samples_label.text() == "Samples 4,000 / 4,000"
+    assert window.isWindowModified()
+    assert snapshots, "the worker streamed no snapshot"
+    dominant = int(np.argmax(expected.counts))
+    assert panel.map_grid._tiles[dominant].values is not None
+    assert panel.convergence_plot._mean.xData is not None and len(panel.convergence_plot._mean.xData) > 0
+
+
+def test_pause_resume_and_stop_between_batches(window, qtbot):
+    panel = panel_of(window)
+    panel.apply_settings({**SMALL_RUN, "samples": 1_000_000})
+    with qtbot.waitSignal(window.engine.snapshot, timeout=RUN_TIMEOUT_MS):
+        window.toggle_run()
+    window.toggle_run()
+    assert window.engine.paused and window.commands["start_pause"].text() == "&Resume"
+    qtbot.wait(300)  # the batch in flight finishes, then the run holds
+    held = panel.session_state().samples_done
+    qtbot.wait(400)
+    assert panel.session_state().samples_done == held
+
+    window.toggle_run()
+    assert not window.engine.paused
+    qtbot.waitUntil(lambda: panel.session_state().samples_done > held, timeout=10_000)
+
+    with qtbot.waitSignal(window.engine.run_cancelled, timeout=RUN_TIMEOUT_MS):
+        window.commands["stop"].trigger()
+    state = panel.session_state()
+    assert 0 < state.samples_done < 1_000_000
+    assert panel.frequency_plot.heights().sum() == state.samples_done
+    assert window.commands["start_pause"].text() == "&Start"
+    assert "continues the run" in panel.plan_label.text()
+
+
+def test_closing_mid_run_offers_to_save_and_stops_the_thread(window, qtbot, answers):
+    panel_of(window).apply_settings({**SMALL_RUN, "samples": 1_000_000})
+    with qtbot.waitSignal(window.engine.snapshot, timeout=RUN_TIMEOUT_MS):
+        window.start_run()
+    window.autosave()
+    qtbot.waitUntil(window.autosave_file.exists, timeout=10_000)
+    assert window.close()
+    assert answers.asked == ["Quit wna-gui"]
+    assert not window.engine._thread.isRunning()
+    assert not window.autosave_file.exists(), "a clean exit removes the autosave"
+
+
+def test_closing_mid_run_can_save(window, qtbot, answers, tmp_path):
+    answers.replies["Quit wna-gui"] = QMessageBox.StandardButton.Save
+    target = tmp_path / "closing.h5"
+    window.session_path = target
+    panel_of(window).apply_settings({**SMALL_RUN, "samples": 1_000_000})
+    with qtbot.waitSignal(window.engine.snapshot, timeout=RUN_TIMEOUT_MS):
+        window.start_run()
+    assert window.close()
+    assert not window.engine._thread.isRunning()
+    from wna_gui.core.session import load_session
+
+    state = load_session(target).experiments[KIND]
+    assert state.samples_done == panel_of(window).session_state().samples_done > 0
+
+
+def test_save_then_open_restores_maps_and_continues(window, qtbot, tmp_path, monkeypatch):
+    panel = panel_of(window)
+    panel.apply_settings(SMALL_RUN)
+    run_to_end(qtbot, window)
+    before = panel._snapshot
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(tmp_path / "run"), "")))
+    window.save()  # untitled: asks for a name; the suffix is added
+    path = tmp_path / "run.h5"
+    qtbot.waitUntil(lambda: window.session_path == path, timeout=10_000)
+    assert not window.isWindowModified() and window.windowTitle().startswith("run.h5")
+
+    window.new_session()
+    assert panel.session_state() is None and panel._snapshot is None
+    panel.apply_settings({"seed": 99, "samples": 100})
+    window.open_session(path)
+    qtbot.waitUntil(lambda: panel._snapshot is not None, timeout=20_000)
+    assert_maps_equal(panel._snapshot, before)
+    assert panel.settings()["seed"] == 7 and panel.settings()["samples"] == 3000
+    np.testing.assert_array_equal(panel.frequency_plot.heights(), before.counts)
+    assert window.recent_files()[0] == str(path.resolve())
+
+    panel.apply_settings({"samples": 4000})
+    assert "continues the run from 3,000" in panel.plan_label.text()
+    run_to_end(qtbot, window)
+    assert_maps_equal(panel._snapshot, headless(4000), atol=1e-9)
+
+
+def _check_export(path):
+    data = path.read_bytes()
+    suffix = path.suffix
+    if suffix == ".png":
+        assert data.startswith(b"\x89PNG\r\n\x1a\n")
+        image = QImage(str(path))
+        assert not image.isNull()
+        return image.size()
+    if suffix == ".svg":
+        assert ET.fromstring(data).tag.endswith("svg")
+    elif suffix == ".pdf":
+        assert data.startswith(b"%PDF") and len(data) > 2000
+    elif suffix == ".npy":
+        return np.load(path).shape
+    elif suffix == ".csv":
+        return list(csv.DictReader(path.open()))
+    return None
+
+
+def test_exports_write_valid_files(window, qtbot, tmp_path):
+    panel = panel_of(window)
+    panel.apply_settings({**SMALL_RUN, "samples": 2000})
+    run_to_end(qtbot, window)
+    counts = panel._snapshot.counts
+    written = {}
+    for target in panel.export_targets():
+        for suffix in target.suffixes:
+            path = tmp_path / f"{len(written)}{suffix}"
+            target.write(path)
+            written[(target.label, suffix)] = _check_export(path)
+
+    figure = written[("Map grid: publication figure with titles", ".png")]
+    assert figure.width() >= 5 * 28 * 8 and figure.height() >= 2 * 28 * 8  # native pixels, 8× nearest-neighbour
+    plot = written[("Class-frequency plot", ".png")]
+    assert plot.width() == int(panel.frequency_plot.width() * panel.frequency_plot.devicePixelRatioF())
+    assert written[("Maps of the current view (array K×C×H×W)", ".npy")] == (10, 1, 28, 28)
+    table = written[("Class table: counts, map predictions, reliability", ".csv")]
+    assert [int(row["count"]) for row in table] == counts.tolist()
+
+    window.open_export_dialog()
+    dialog = window.export_dialog
+    dialog.target.setCurrentIndex(0)
+    dialog.format.setCurrentText(".pdf")
+    dialog.path.edit.setText(str(tmp_path / "dialog" / "figure"))
+    dialog.accept()
+    _check_export(tmp_path / "dialog" / "figure.pdf")
+
+
+def test_export_before_any_run_says_so(window, tmp_path):
+    window.open_export_dialog()
+    dialog = window.export_dialog
+    dialog.path.edit.setText(str(tmp_path / "nothing"))
+    dialog.accept()
+    assert "nothing to export yet" in dialog.error.text()
+    assert dialog.isVisible()
+
+
+class _NaNNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(784, 10)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)) * float("nan")
+
+
+class _BrokenNet(_NaNNet):
+    def forward(self, x):
+        raise RuntimeError("boom in forward")
+
+
+@pytest.mark.parametrize("net, message", [
+    (_NaNNet, "model produced NaN or infinite outputs"),
+    (_BrokenNet, "Unexpected error: RuntimeError: boom in forward"),
+])
+def test_worker_error_shows_dialog_and_app_stays_usable(window, qtbot, net, message):
+    window.set_model(LoadedModel("zoo", "failing", net(), InputSpec((1, 28, 28)), MNIST_CLASSES))
+    panel_of(window).apply_settings({**SMALL_RUN, "samples": 1000})
+    run_to_end(qtbot, window, signal="run_failed")
+    dialog = window.error_dialog
+    assert dialog.isVisible() and message in dialog.text()
+    assert "\n" not in dialog.text()
+    assert "Traceback" in dialog.detailedText()
+    dialog.accept()
+
+    window.set_model(load_default())
+    run_to_end(qtbot, window)
+    np.testing.assert_array_equal(panel_of(window).frequency_plot.heights(), headless(1000).counts)
+
+
+class _TinyRGBNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4 * 6 * 6, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+def test_rgb_model_shows_colour_maps(make_window, qtbot, tmp_path):
+    model = LoadedModel("zoo", "tiny_rgb", _TinyRGBNet(), InputSpec((3, 8, 8), (0.5,), (0.25,)), CIFAR10_CLASSES)
+    window = make_window(model=model)
+    panel = panel_of(window)
+    panel.apply_settings({**SMALL_RUN, "samples": 2000})
+    run_to_end(qtbot, window)
+    shown = [tile for tile in panel.map_grid._tiles if tile.values is not None]
+    assert shown and all(tile.values.shape == (3, 8, 8) for tile in shown)
+    assert all(tile.image.image.shape == (8, 8, 3) for tile in shown)
+    assert not panel.map_grid._colorbar.isVisible()
+    assert panel.frequency_plot.heights().sum() == 2000
+    assert _check_export(panel._export_figure(tmp_path / "rgb.png")).width() > 0
+
+
+def test_offers_to_recover_an_autosave(make_window, qtbot, tmp_path, answers):
+    experiment = ClassificationImageExperiment(load_default(), ClassificationImageConfig(samples=1000, batch_size=500))
+    expected = experiment.run_to_end()
+    save_session(Session(load_default(), {KIND: experiment.state}), autosave_path(tmp_path / "appdata"))
+    answers.replies["Recover session"] = QMessageBox.StandardButton.Yes
+    window = make_window()
+    assert window.offer_recovery()
+    qtbot.waitUntil(lambda: panel_of(window)._snapshot is not None, timeout=20_000)
+    assert_maps_equal(panel_of(window)._snapshot, expected)
+    assert window.session_path is None and window.isWindowModified()
+
+
+def test_declining_recovery_removes_the_autosave(make_window, tmp_path, answers):
+    path = autosave_path(tmp_path / "appdata")
+    save_session(Session(load_default(), {}), path)
+    answers.replies["Recover session"] = QMessageBox.StandardButton.No
+    assert not make_window().offer_recovery()
+    assert not path.exists()
+
+
+def test_settings_and_layout_persist(make_window, settings):
+    first = make_window()
+    panel_of(first).apply_settings({"seed": 42, "samples": 5000, "noise": {"kind": "gaussian", "std": 0.2},
+                                    "view": "centered"})
+    splitter = panel_of(first).findChild(QSplitter, "maps_splitter")
+    splitter.setSizes([500, 100])
+    share = splitter.sizes()[0] / sum(splitter.sizes())
+    assert first.close()
+    assert settings.contains("window/geometry") and settings.contains("window/state")
+    second = make_window()
+    settings = panel_of(second).settings()
+    assert settings["seed"] == 42 and settings["samples"] == 5000 and settings["view"] == "centered"
+    assert settings["noise"]["kind"] == "gaussian" and settings["noise"]["std"] == pytest.approx(0.2)
+    sizes = panel_of(second).findChild(QSplitter, "maps_splitter").sizes()
+    assert sizes[0] / sum(sizes) == pytest.approx(share, abs=0.02)
+    assert panel_of(second).config().noise == NoiseSpec(kind="gaussian", std=0.2)
+
+
+def test_space_starts_and_escape_stops(window, qtbot):
+    panel_of(window).apply_settings({**SMALL_RUN, "samples": 1_000_000})
+    window.activateWindow()
+    window.tabs.setFocus()
+    with qtbot.waitSignal(window.engine.snapshot, timeout=RUN_TIMEOUT_MS):
+        qtbot.keyClick(window.tabs, Qt.Key.Key_Space)
+    with qtbot.waitSignal(window.engine.run_cancelled, timeout=RUN_TIMEOUT_MS):
+        qtbot.keyClick(window.tabs, Qt.Key.Key_Escape)
+
+
+def test_start_refuses_invalid_settings_with_a_message(window):
+    panel_of(window).apply_settings({"noise": {"kind": "uniform", "low": 1.0, "high": 0.5}})
+    assert "Invalid settings" in panel_of(window).plan_label.text()
+    window.start_run()
+    assert not window.engine.running
+    assert "noise range is empty" in window.error_dialog.text()
+
+
+def test_hover_reports_pixel_value(window, qtbot):
+    panel = panel_of(window)
+    panel.apply_settings({**SMALL_RUN, "samples": 1000})
+    run_to_end(qtbot, window)
+    k = int(np.argmax(panel._snapshot.counts))
+    tile = panel.map_grid._tiles[k]
+    panel.map_grid._mouse_moved(tile.view.mapViewToScene(QPointF(3.5, 14.5)))
+    expected = tile.values[0, 14, 3]
+    assert panel.hover_label.text() == f"class {tile.class_name} · x=3, y=14 · {expected:.4g}"

@@ -1,0 +1,151 @@
+"""`wna run psychometric`, and psychometric runs in `wna info` and `wna export`, end to end on small configs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from wna_gui.cli import format_k_values, main, parse_k_values
+from wna_gui.core.control import Cancelled, RunControl
+from wna_gui.core.models import load_default
+from wna_gui.core.psychometric import KIND, PsychometricConfig, PsychometricExperiment
+from wna_gui.core.session import Session, load_session, save_session
+
+# Two curves of 6 γ points and few resamples: seconds, but every part of the pipeline runs.
+RUN = ["run", "psychometric", "--target", "3", "--layer", "fc1", "--k", "0,10", "--gammas", "6", "--boot", "20",
+       "--gof-samples", "10", "--seed", "4", "--autosave-seconds", "0"]
+CONFIG = PsychometricConfig(target=3, layer="fc1", k_values=(0, 10), gammas=(0, 0.2, 0.4, 0.6, 0.8, 1), seed=4,
+                            n_boot=20, gof_samples=10)
+
+
+@pytest.fixture(scope="module")
+def expected():
+    return PsychometricExperiment(load_default(), CONFIG, device="cpu").run_to_end()
+
+
+def test_run_writes_the_session_and_prints_the_summary(tmp_path, capsys, expected):
+    out = tmp_path / "p.h5"
+    assert main([*RUN, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "target 3 · fc1 excited, λ = 0.01" in printed and "threshold [95% CI]" in printed
+
+    state = load_session(out).experiments[KIND]
+    assert state.config == CONFIG and state.lambda_ == 0.01
+    assert state.correct.shape == (2, 100, 6) and state.done.all()
+    np.testing.assert_array_equal(state.fraction_correct(), expected.fraction_correct)
+    assert [fit.threshold for fit in state.fits] == pytest.approx(list(expected.thresholds))
+
+    assert main(["info", str(out), "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["experiments"][KIND]
+    assert (entry["target"], entry["layer"], entry["k_values"]) == (3, "fc1", [0.0, 10.0])
+    assert entry["thresholds"] == pytest.approx(list(expected.thresholds))
+    assert entry["threshold_shifts"][1] == pytest.approx(expected.threshold_shifts[1])
+    assert entry["finished"] and entry["samples_done"] == 1200
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "psychometric: target 3, fc1 excited" in text and "k =   10: threshold" in text
+
+
+def test_resume_continues_a_stopped_run_and_keeps_other_experiments(tmp_path, expected):
+    out = tmp_path / "both.h5"
+    assert main(["run", "classification-images", "--samples", "1000", "--quiet", "--autosave-seconds", "0",
+                 "--out", str(out)]) == 0
+    # Stop after the first curve, as Ctrl-C would, and save beside the classification images.
+    session = load_session(out)
+    control = RunControl()
+    experiment = PsychometricExperiment(session.model, replace_snapshot_seconds(CONFIG), control=control)
+    with pytest.raises(Cancelled):
+        for _ in experiment.run():
+            control.cancel()
+    session.experiments[KIND] = experiment.state
+    save_session(session, out)
+    assert 0 < experiment.state.cells_done < CONFIG.n_cells
+
+    assert main(["run", "psychometric", "--resume", str(out), "--quiet"]) == 0
+    session = load_session(out)
+    assert set(session.experiments) == {"classification_images", KIND}
+    np.testing.assert_array_equal(session.experiments[KIND].fraction_correct(), expected.fraction_correct)
+    # A new run into the same file replaces the psychometric entry and keeps the rest.
+    assert main([*RUN, "--target", "5", "--quiet", "--out", str(out)]) == 0
+    session = load_session(out)
+    assert set(session.experiments) == {"classification_images", KIND}
+    assert session.experiments[KIND].config.target == 5
+
+
+def replace_snapshot_seconds(config):
+    from dataclasses import replace
+
+    return replace(config, snapshot_seconds=0.0)  # a snapshot after every batch, so the run stops after one
+
+
+def test_export_writes_tables_arrays_and_plots(tmp_path, expected):
+    out = tmp_path / "p.h5"
+    assert main([*RUN, "--quiet", "--out", str(out)]) == 0
+    export = tmp_path / "export"
+    # A fresh process, as a user runs it: no display, no Qt application yet.
+    subprocess.run([sys.executable, "-m", "wna_gui.cli", "export", str(out), "--out", str(export)], check=True,
+                   capture_output=True)
+    rows = list(csv.DictReader((export / "psychometric_fits.csv").open()))
+    assert [float(r["k"]) for r in rows] == [0.0, 10.0]
+    assert [float(r["threshold"]) for r in rows] == pytest.approx(list(expected.thresholds))
+    data = np.load(export / "psychometric_data.npy")
+    np.testing.assert_array_equal(data["n_correct"].reshape(2, 6), expected.n_correct)
+    np.testing.assert_array_equal(data["gamma"][:6], expected.gammas)
+    assert len((export / "psychometric_data.csv").read_text().splitlines()) == 1 + 12
+    assert (export / "psychometric_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (export / "psychometric_curves.svg").read_bytes()[:2000]
+
+
+@pytest.mark.parametrize("argv, note", [
+    # Strong conv2 excitation makes every stimulus a 2: nothing to fit, and the table says why.
+    (["--target", "2", "--layer", "conv2"], "10  no fit: every trial is correct at every level"),
+    # The CNN calls most pure noise an 8: the 8's threshold lies below γ = 0 and is not given as a number.
+    (["--target", "8", "--layer", "none"], "0  < 0 (out of range)"),
+])
+def test_summary_shows_failed_fits_and_out_of_range_thresholds(tmp_path, capsys, argv, note):
+    assert main([*RUN, "--boot", "0", "--gof-samples", "0", *argv, "--out", str(tmp_path / "p.h5")]) == 0
+    assert note in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, expected_message",
+    [
+        ([*RUN[:2], "--out", "x.h5"], "--target"),
+        ([*RUN, "--layer", "fc9", "--out", "x.h5"], "no layer 'fc9'"),
+        ([*RUN, "--target", "12", "--out", "x.h5"], "out of range"),
+        ([*RUN, "--target", "seven", "--out", "x.h5"], "unknown target class"),
+        ([*RUN, "--k", "0:x", "--out", "x.h5"], "k values must look like"),
+        ([*RUN, "--k", "0,1,1", "--out", "x.h5"], "distinct"),
+        ([*RUN, "--gammas", "1", "--out", "x.h5"], "at least 2 points"),
+        ([*RUN, "--lambda", "0", "--out", "x.h5"], "λ must be positive"),
+        (RUN, "--out"),
+        (["run", "psychometric", "--resume", "missing.h5"], "not found"),
+    ],
+)
+def test_bad_arguments_give_one_line_errors(tmp_path, monkeypatch, capsys, argv, expected_message):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("wna: error:") and expected_message in err
+    assert len(err.splitlines()) == 1
+
+
+def test_out_holding_another_models_session_is_refused(tmp_path, capsys):
+    out = tmp_path / "other.h5"
+    model = load_default()
+    model.net.fc2.bias.data += 1  # same architecture, other weights
+    save_session(Session(model, {}), out)
+    assert main([*RUN, "--out", str(out)]) == 2
+    assert "another model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, values", [("0:10", tuple(range(11))), ("0:10:5", (0, 5, 10)),
+                                          ("0, 1 2,5", (0, 1, 2, 5)), ("0:2,5", (0, 1, 2, 5)), ("0.5", (0.5,))])
+def test_k_lists_parse_and_format_back(text, values):
+    assert parse_k_values(text) == values
+    assert parse_k_values(format_k_values(values)) == values

@@ -1,0 +1,220 @@
+"""Dialogs: choosing a model and exporting. They collect choices; the window does the work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.models import ZOO
+from .panels.base import ExportTarget
+from .worker import describe_error
+
+MODEL_SOURCES = {
+    "zoo": "Zoo model + weights file",
+    "torchscript": "TorchScript file",
+    "torchvision": "torchvision model",
+}
+WEIGHTS_FILTER = "PyTorch weights (*.pt *.pth *.bin);;All files (*)"
+
+
+class _FileField(QWidget):
+    def __init__(self, caption: str, file_filter: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.edit = QLineEdit()
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(lambda: self._browse(caption, file_filter))
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.edit, 1)
+        layout.addWidget(browse)
+
+    def _browse(self, caption: str, file_filter: str) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, caption, self.edit.text(), file_filter)
+        if path:
+            self.edit.setText(path)
+
+    def path(self) -> str:
+        return self.edit.text().strip()
+
+
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.replace(",", " ").split())
+    except ValueError:
+        raise ValueError(f"{what} must be numbers separated by commas, got {text!r}") from None
+
+
+class ModelDialog(QDialog):
+    """Describes a model for ``core.models.load_model``; loading itself happens in the engine thread."""
+
+    def __init__(self, source: str = "zoo", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Choose a model")
+        self.source = QComboBox()
+        for key, label in MODEL_SOURCES.items():
+            self.source.addItem(label, key)
+        pages = QStackedWidget()
+        self.source.currentIndexChanged.connect(pages.setCurrentIndex)
+
+        self.zoo_architecture = QComboBox()
+        for name, arch in ZOO.items():
+            self.zoo_architecture.addItem(f"{name}: {arch.description}", name)
+        self.zoo_weights = _FileField("Weights file", WEIGHTS_FILTER)
+        zoo = QWidget()
+        form = QFormLayout(zoo)
+        form.addRow("Architecture", self.zoo_architecture)
+        form.addRow("Weights (state_dict)", self.zoo_weights)
+        pages.addWidget(zoo)
+
+        self.script_file = _FileField("TorchScript model", "TorchScript (*.pt *.pth *.ts);;All files (*)")
+        self.script_shape = QLineEdit("1, 28, 28")
+        self.script_classes = QLineEdit()
+        self.script_classes.setPlaceholderText("optional, comma-separated (default: 0, 1, …)")
+        self.script_mean, self.script_std = QLineEdit("0"), QLineEdit("1")
+        script = QWidget()
+        form = QFormLayout(script)
+        form.addRow("File", self.script_file)
+        form.addRow("Input shape C, H, W", self.script_shape)
+        form.addRow("Class names", self.script_classes)
+        form.addRow("Normalise: mean", self.script_mean)
+        form.addRow("Normalise: std", self.script_std)
+        pages.addWidget(script)
+
+        self.vision_name = QComboBox()
+        self.vision_name.setEditable(True)
+        self.vision_name.addItems(_torchvision_models())
+        self.vision_weights = _FileField("Weights file", WEIGHTS_FILTER)
+        self.vision_download = QCheckBox("download the pretrained weights (needs internet)")
+        vision = QWidget()
+        form = QFormLayout(vision)
+        form.addRow("Model", self.vision_name)
+        form.addRow("Weights (state_dict)", self.vision_weights)
+        form.addRow("", self.vision_download)
+        pages.addWidget(vision)
+
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #b00020")
+        self.error.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.source)
+        layout.addWidget(pages)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+        self.source.setCurrentIndex(max(0, self.source.findData(source)))
+        self.resize(560, 0)
+
+    def request(self) -> tuple[str, str | None, dict]:
+        """(spec, weights, keyword arguments) for load_model; ValueError if something is missing."""
+        source = self.source.currentData()
+        if source == "zoo":
+            if not self.zoo_weights.path():
+                raise ValueError("choose the weights file of the zoo model")
+            return self.zoo_architecture.currentData(), self.zoo_weights.path(), {}
+        if source == "torchscript":
+            if not self.script_file.path():
+                raise ValueError("choose the TorchScript file")
+            shape = tuple(int(v) for v in _floats(self.script_shape.text(), "the input shape"))
+            if len(shape) != 3:
+                raise ValueError(f"the input shape needs 3 numbers (channels, height, width), got {len(shape)}")
+            names = tuple(n.strip() for n in self.script_classes.text().split(",") if n.strip()) or None
+            return "torchscript", self.script_file.path(), {
+                "input_shape": shape, "class_names": names,
+                "mean": _floats(self.script_mean.text(), "the mean"), "std": _floats(self.script_std.text(), "the std")}
+        name = self.vision_name.currentText().strip()
+        if not name:
+            raise ValueError("name the torchvision model")
+        return f"torchvision:{name}", self.vision_weights.path() or None, {"download": self.vision_download.isChecked()}
+
+    def accept(self) -> None:
+        try:
+            self.request()
+        except ValueError as exc:
+            self.error.setText(str(exc))
+            return
+        super().accept()
+
+
+def _torchvision_models() -> list[str]:
+    try:
+        import torchvision
+
+        return sorted(torchvision.models.list_models(module=torchvision.models))
+    except Exception:  # the dialog still takes a typed name; loading reports the real problem
+        return []
+
+
+class ExportDialog(QDialog):
+    """Pick what to export, the format and the file; writes it and reports errors inline."""
+
+    exported = Signal(Path)
+
+    def __init__(self, targets: list[ExportTarget], directory: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export")
+        self._targets = targets
+        self.target = QComboBox()
+        for target in targets:
+            self.target.addItem(target.label)
+        self.format = QComboBox()
+        self.path = _FileField("Export to", "All files (*)")
+        self.path.edit.setText(str(Path(directory) / "export"))
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #b00020")
+        self.error.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Export", self.target)
+        form.addRow("Format", self.format)
+        form.addRow("File", self.path)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Save).setText("Export")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+        self.target.currentIndexChanged.connect(self._target_changed)
+        self.format.currentIndexChanged.connect(self._format_changed)
+        self._target_changed(0)
+        self.resize(560, 0)
+
+    def _target_changed(self, index: int) -> None:
+        self.format.clear()
+        self.format.addItems(list(self._targets[index].suffixes))
+
+    def _format_changed(self) -> None:
+        if self.format.currentText() and self.path.path():
+            self.path.edit.setText(str(Path(self.path.path()).with_suffix(self.format.currentText())))
+
+    def destination(self) -> Path:
+        return Path(self.path.path()).with_suffix(self.format.currentText())
+
+    def accept(self) -> None:
+        path = self.destination()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._targets[self.target.currentIndex()].write(path)
+        except Exception as exc:
+            self.error.setText(describe_error(exc)[0])
+            return
+        self.exported.emit(path)
+        super().accept()

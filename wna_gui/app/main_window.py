@@ -1,0 +1,593 @@
+"""The main window: menus, toolbar, status bar, experiment panels as tabs, sessions and autosave.
+
+The window owns the model, the device choice, the engine thread and the session
+file. Panels (registered in ``panels.PANELS``) own their settings and plots.
+Slow work (loading models and sessions, saving) runs in the engine thread; the
+GUI keeps only the latest snapshot and repaints at most REPAINT_HZ times a second,
+and less often when drawing would take more than GUI_CPU_BUDGET of the GUI
+thread (large models, slow machines): the engine keeps the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, Slot
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QSplitter,
+    QStyle,
+    QTabWidget,
+    QToolBar,
+    QToolButton,
+)
+
+from .. import __version__
+from ..core.control import pick_device
+from ..core.models import LoadedModel, load_default, load_model
+from ..core.session import Session, autosave_path, load_session, save_session
+from .actions import ActionRegistry, ShortcutsDialog
+from .dialogs import MODEL_SOURCES, ExportDialog, ModelDialog
+from .panels import PANELS, Panel
+from .worker import EngineThread, describe_error
+
+ORGANIZATION = "wna-gui"
+APPLICATION = "wna-gui"
+SESSION_FILTER = "wna-gui sessions (*.h5 *.hdf5);;All files (*)"
+SESSION_SUFFIXES = (".h5", ".hdf5")
+REPAINT_HZ = 30
+GUI_CPU_BUDGET = 0.10  # share of the GUI thread's time that drawing snapshots may take during a run
+MAX_REPAINT_DELAY_SECONDS = 1.0  # however slow drawing is, the plots refresh at least this often
+AUTOSAVE_SECONDS = 60
+MAX_RECENT_FILES = 8
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds == float("inf"):
+        return "—"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class MainWindow(QMainWindow):
+    """``settings`` and ``data_dir`` default to the user's; tests pass temporary ones."""
+
+    def __init__(self, settings: QSettings | None = None, data_dir: str | Path | None = None,
+                 model: LoadedModel | None = None) -> None:
+        super().__init__()
+        self.store = settings if settings is not None else QSettings(ORGANIZATION, APPLICATION)
+        location = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+        self.autosave_file = autosave_path(data_dir if data_dir is not None else location)
+        self.model = model or load_default()
+        self.session_path: Path | None = None
+        self._created: str | None = None  # creation time of the opened session, kept across saves
+        self._dirty = False
+        self._pending_snapshot: Any = None
+        self._last_draw = (0.0, 0.0)  # (wall clock, GUI thread CPU time) when the last snapshot was drawn
+        self._running_panel: Panel | None = None
+        self.error_dialog: QMessageBox | None = None
+        self.export_dialog: ExportDialog | None = None
+        self.shortcuts_dialog: ShortcutsDialog | None = None
+
+        self.engine = EngineThread(self)
+        self.commands = ActionRegistry(self)  # not "actions": that would hide QWidget.actions()
+        self.panels: list[Panel] = [panel_class() for panel_class in PANELS]
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        for panel in self.panels:
+            self.tabs.addTab(panel, panel.title)
+            panel.restore(None, self.model)
+        self.setCentralWidget(self.tabs)
+        self._build_menus()
+        self._build_toolbar()
+        self._build_status_bar()
+
+        self.repaint_timer = QTimer(self)
+        self.repaint_timer.setInterval(1000 // REPAINT_HZ)
+        self.repaint_timer.timeout.connect(self._repaint_within_budget)
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setInterval(AUTOSAVE_SECONDS * 1000)
+        self.autosave_timer.timeout.connect(self.autosave)
+
+        self.engine.snapshot.connect(self._on_snapshot)
+        self.engine.run_finished.connect(lambda snap: self._run_ended(snap, "Run finished"))
+        self.engine.run_cancelled.connect(lambda snap: self._run_ended(snap, "Run stopped; Start continues it"))
+        self.engine.run_failed.connect(self._run_failed)
+        self.engine.task_failed.connect(self.show_error)
+        self.engine.busy_changed.connect(self._busy_changed)
+
+        self._restore_settings()
+        self._show_model()
+        self._update_actions()
+        self._update_title()
+
+    # --- construction ---
+
+    def _build_menus(self) -> None:
+        actions = self.commands
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(actions["new"])
+        file_menu.addAction(actions["open"])
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.addSeparator()
+        file_menu.addAction(actions["save"])
+        file_menu.addAction(actions["save_as"])
+        file_menu.addAction(actions["export"])
+        file_menu.addSeparator()
+        file_menu.addAction(actions["quit"])
+        run_menu = self.menuBar().addMenu("&Run")
+        run_menu.addAction(actions["start_pause"])
+        run_menu.addAction(actions["stop"])
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(actions["shortcuts"])
+        help_menu.addAction(actions["about"])
+
+        actions["new"].triggered.connect(self.new_session)
+        actions["open"].triggered.connect(self.open_dialog)
+        actions["save"].triggered.connect(self.save)
+        actions["save_as"].triggered.connect(self.save_as)
+        actions["export"].triggered.connect(self.open_export_dialog)
+        actions["quit"].triggered.connect(self.close)
+        actions["start_pause"].triggered.connect(self.toggle_run)
+        actions["stop"].triggered.connect(self.stop_run)
+        actions["shortcuts"].triggered.connect(self.show_shortcuts)
+        actions["about"].triggered.connect(self.show_about)
+
+    def _build_toolbar(self) -> None:
+        toolbar = QToolBar("Run")
+        toolbar.setObjectName("run_toolbar")
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        toolbar.addAction(self.commands["start_pause"])
+        toolbar.addAction(self.commands["stop"])
+        toolbar.addSeparator()
+        toolbar.addWidget(QLabel(" Model "))
+        self.model_button = QToolButton()
+        self.model_button.setObjectName("model_button")
+        self.model_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.model_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        model_menu = QMenu(self.model_button)
+        model_menu.addAction("Bundled MNIST CNN", lambda: self.choose_model("default"))
+        for source, label in MODEL_SOURCES.items():
+            model_menu.addAction(f"{label}…", lambda source=source: self.choose_model(source))
+        self.model_button.setMenu(model_menu)
+        toolbar.addWidget(self.model_button)
+        toolbar.addSeparator()
+        toolbar.addWidget(QLabel(" Device "))
+        self.device_combo = QComboBox()
+        self.device_combo.setObjectName("device_combo")
+        self.device_combo.addItem(f"auto ({pick_device('auto').type})", "auto")
+        self.device_combo.addItem("cpu", "cpu")
+        if torch.cuda.is_available():
+            self.device_combo.addItem("cuda", "cuda")
+        self.device_combo.currentIndexChanged.connect(self._update_device_label)
+        toolbar.addWidget(self.device_combo)
+        self.addToolBar(toolbar)
+
+    def _build_status_bar(self) -> None:
+        self.samples_label = QLabel()
+        self.rate_label = QLabel()
+        self.eta_label = QLabel()
+        self.device_label = QLabel()
+        for label in (self.samples_label, self.rate_label, self.eta_label, self.device_label):
+            label.setContentsMargins(8, 0, 8, 0)
+            self.statusBar().addPermanentWidget(label)
+        self._show_progress(None)
+        self._update_device_label()
+
+    # --- model and device ---
+
+    def device(self) -> str:
+        return self.device_combo.currentData()
+
+    def _update_device_label(self) -> None:
+        self.device_label.setText(f"Device: {pick_device(self.device()).type}")
+
+    def choose_model(self, source: str) -> None:
+        """Load another model (in the engine thread); it replaces the current session's results."""
+        if not self._confirm_discard():
+            return
+        if source == "default":
+            spec, weights, options = "default", None, {}
+        else:
+            dialog = ModelDialog(source, self)
+            if dialog.exec() != ModelDialog.DialogCode.Accepted:
+                return
+            spec, weights, options = dialog.request()
+        self.statusBar().showMessage("Loading the model…")
+        self.engine.submit(lambda: load_model(spec, weights, **options), on_done=self.set_model,
+                           failure_title="Could not load the model")
+
+    def set_model(self, model: LoadedModel) -> None:
+        """Use ``model`` for a new, empty session."""
+        self.model = model
+        self._reset_session()
+        self._show_model()
+        self.statusBar().showMessage(f"Model: {model.display_name}", 5000)
+
+    def _show_model(self) -> None:
+        shape = "×".join(str(s) for s in self.model.input_spec.shape)
+        self.model_button.setText(f"{self.model.display_name}  ")
+        self.model_button.setToolTip(f"{self.model.display_name}: {self.model.n_classes} classes, input {shape}. "
+                                     "Click to choose another model.")
+
+    # --- runs ---
+
+    def current_panel(self) -> Panel:
+        return self.tabs.currentWidget()
+
+    @Slot()
+    def toggle_run(self) -> None:
+        """Space: start when idle, otherwise pause or resume."""
+        if not self.engine.running:
+            self.start_run()
+        elif self.engine.paused:
+            self.engine.resume()
+            self.statusBar().clearMessage()
+        else:
+            self.engine.pause()
+            self.statusBar().showMessage("Paused")
+        self._update_actions()
+
+    def start_run(self) -> None:
+        panel = self.current_panel()
+        try:
+            factory = panel.experiment_factory(self.model, self.device())
+        except ValueError as exc:
+            self.show_error("Cannot start", str(exc))
+            return
+        self._running_panel = panel
+        panel.set_running(True)
+        self.engine.start_run(factory)
+        self.statusBar().showMessage("Running…")
+
+    @Slot()
+    def stop_run(self) -> None:
+        if self.engine.running:
+            self.engine.cancel()
+            self.statusBar().showMessage("Stopping after this batch…")
+
+    @Slot(object)
+    def _on_snapshot(self, snapshot: Any) -> None:
+        self._pending_snapshot = snapshot  # older ones are dropped: only the latest is drawn
+
+    def _repaint_within_budget(self) -> None:
+        if self._pending_snapshot is None:
+            return
+        wall, cpu = time.perf_counter(), time.thread_time()
+        since_wall, since_cpu = wall - self._last_draw[0], cpu - self._last_draw[1]
+        if since_cpu > GUI_CPU_BUDGET * since_wall and since_wall < MAX_REPAINT_DELAY_SECONDS:
+            return  # drawing (and painting) the last snapshot took too long: skip a tick
+        self._last_draw = (wall, cpu)
+        self._draw_pending()
+
+    def _draw_pending(self) -> None:
+        snapshot, self._pending_snapshot = self._pending_snapshot, None
+        if snapshot is not None and self._running_panel is not None:
+            self._running_panel.show_snapshot(snapshot)
+            self._show_progress(snapshot)
+
+    def _run_ended(self, snapshot: Any, message: str) -> None:
+        self._pending_snapshot = snapshot
+        self._draw_pending()
+        self._running_panel.set_running(False)
+        self._running_panel = None
+        self.eta_label.setText("ETA —")
+        self.dirty = True
+        self.autosave()
+        self.statusBar().showMessage(message, 10000)
+
+    @Slot(str, str)
+    def _run_failed(self, message: str, details: str) -> None:
+        self._pending_snapshot = None
+        self._running_panel.set_running(False)
+        self._running_panel = None
+        self.statusBar().showMessage("Run failed", 10000)
+        self.show_error("Run failed", message, details)
+
+    @Slot(bool)
+    def _busy_changed(self, busy: bool) -> None:
+        for timer in (self.repaint_timer, self.autosave_timer):
+            timer.start() if busy else timer.stop()
+        self._update_actions()
+
+    def _update_actions(self) -> None:
+        running, paused = self.engine.running, self.engine.paused
+        start = self.commands["start_pause"]
+        start.setText("&Resume" if paused else "&Pause" if running else "&Start")
+        icon = QStyle.StandardPixmap.SP_MediaPause if running and not paused else QStyle.StandardPixmap.SP_MediaPlay
+        start.setIcon(self.style().standardIcon(icon))
+        self.commands["stop"].setEnabled(running)
+        for name in ("new", "open"):
+            self.commands[name].setEnabled(not running)
+        self.recent_menu.setEnabled(not running)
+        self.model_button.setEnabled(not running)
+        self.device_combo.setEnabled(not running)
+
+    def _show_progress(self, snapshot: Any) -> None:
+        if snapshot is None:
+            self.samples_label.setText("Samples —")
+            self.rate_label.setText("— samples/s")
+            self.eta_label.setText("ETA —")
+            return
+        self.samples_label.setText(f"Samples {snapshot.samples_done:,} / {snapshot.samples_total:,}")
+        self.rate_label.setText(f"{snapshot.samples_per_second:,.0f} samples/s")
+        done = snapshot.samples_done >= snapshot.samples_total
+        self.eta_label.setText("ETA —" if done else f"ETA {format_duration(snapshot.eta_seconds)}")
+
+    # --- sessions ---
+
+    @property
+    def dirty(self) -> bool:
+        """The session has results that are not in its file."""
+        return self._dirty
+
+    @dirty.setter
+    def dirty(self, value: bool) -> None:
+        self._dirty = value
+        self._update_title()
+
+    def _update_title(self) -> None:
+        name = self.session_path.name if self.session_path else "Untitled"
+        self.setWindowTitle(f"{name}[*] — wna-gui")
+        self.setWindowModified(self._dirty)
+
+    def _confirm_discard(self) -> bool:
+        if not self._dirty:
+            return True
+        answer = QMessageBox.question(
+            self, "Unsaved results", "The current results are not saved. Discard them?",
+            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Discard
+
+    def _reset_session(self) -> None:
+        for panel in self.panels:
+            panel.restore(None, self.model)
+        self.session_path, self._created = None, None
+        self._show_progress(None)
+        self.dirty = False
+
+    @Slot()
+    def new_session(self) -> None:
+        if self._confirm_discard():
+            self._reset_session()
+
+    @Slot()
+    def open_dialog(self) -> None:
+        if not self._confirm_discard():
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Open session", self._session_dir(), SESSION_FILTER)
+        if path:
+            self.open_session(path)
+
+    def open_session(self, path: str | Path, recovered: bool = False) -> None:
+        """Load a session in the engine thread; a recovered autosave opens as an unsaved session."""
+        path = Path(path)
+        self.statusBar().showMessage(f"Opening {path.name}…")
+        self.engine.submit(lambda: load_session(path), on_done=lambda session: self._session_loaded(session, recovered),
+                           failure_title="Could not open the session")
+
+    def _session_loaded(self, session: Session, recovered: bool) -> None:
+        self.model = session.model
+        self._show_model()
+        for panel in self.panels:
+            panel.restore(session.experiments.get(panel.kind), self.model)
+            preview = panel.preview_factory(self.model)
+            if preview is not None:
+                self.engine.submit(preview, on_done=lambda snapshot, panel=panel: self._show_restored(panel, snapshot),
+                                   failure_title="Could not show the session")
+        self.session_path = None if recovered else session.path
+        self._created = session.created
+        self.dirty = recovered
+        if not recovered:
+            self._remember_recent(session.path)
+        self.statusBar().showMessage(f"Opened {session.path.name}", 5000)
+
+    def _show_restored(self, panel: Panel, snapshot: Any) -> None:
+        panel.show_snapshot(snapshot)
+        if panel is self.current_panel():
+            self._show_progress(snapshot)
+
+    def _session_writer(self, path: Path) -> Callable[[], Path]:
+        """A callable that writes the session; run it where no run is between batches (engine thread)."""
+        states = {panel.kind: state for panel in self.panels if (state := panel.session_state()) is not None}
+        session = Session(self.model, states)
+        if self._created:
+            session.created = self._created
+        return lambda: save_session(session, path)
+
+    @Slot()
+    def save(self) -> None:
+        if self.session_path is None:
+            self.save_as()
+        else:
+            self.save_to(self.session_path)
+
+    @Slot()
+    def save_as(self) -> None:
+        path = self._ask_save_path()
+        if path is not None:
+            self.save_to(path)
+
+    def _ask_save_path(self) -> Path | None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save session", self._session_dir(), SESSION_FILTER)
+        if not path:
+            return None
+        path = Path(path)
+        return path if path.suffix.lower() in SESSION_SUFFIXES else path.with_name(path.name + SESSION_SUFFIXES[0])
+
+    def save_to(self, path: str | Path) -> None:
+        """Save in the engine thread (mid-run: between batches, so the file is consistent)."""
+        self.engine.submit(self._session_writer(Path(path)), on_done=self._saved,
+                           failure_title="Could not save the session")
+
+    def _saved(self, path: Path) -> None:
+        self.session_path = path
+        self.dirty = self.engine.running
+        self._remember_recent(path)
+        self.autosave_file.unlink(missing_ok=True)
+        self.statusBar().showMessage(f"Saved {path.name}", 5000)
+
+    @Slot()
+    def autosave(self) -> None:
+        if any(panel.session_state() is not None for panel in self.panels):
+            self.engine.submit(self._session_writer(self.autosave_file), failure_title="Autosave failed")
+
+    def offer_recovery(self) -> bool:
+        """After a crash, offer the autosaved session. Returns whether it is being recovered."""
+        if not self.autosave_file.exists():
+            return False
+        answer = QMessageBox.question(
+            self, "Recover session", "wna-gui did not close cleanly last time. Recover the session it autosaved?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes)
+        if answer != QMessageBox.StandardButton.Yes:
+            self.autosave_file.unlink(missing_ok=True)
+            return False
+        self.open_session(self.autosave_file, recovered=True)
+        return True
+
+    def _session_dir(self) -> str:
+        recent = self.recent_files()
+        return str(Path(recent[0]).parent) if recent else str(Path.home())
+
+    def recent_files(self) -> list[str]:
+        value = self.store.value("recent_files", [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _remember_recent(self, path: Path) -> None:
+        path_text = str(Path(path).resolve())
+        recent = [path_text] + [p for p in self.recent_files() if p != path_text]
+        self.store.setValue("recent_files", recent[:MAX_RECENT_FILES])
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.recent_files()
+        for path in recent:
+            self.recent_menu.addAction(path, lambda path=path: self._open_recent(path))
+        if recent:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear list", lambda: self.store.setValue("recent_files", []))
+        else:
+            self.recent_menu.addAction("No recent sessions").setEnabled(False)
+
+    def _open_recent(self, path: str) -> None:
+        if self._confirm_discard():
+            self.open_session(path)
+
+    # --- export, help, errors ---
+
+    @Slot()
+    def open_export_dialog(self) -> None:
+        directory = self.store.value("export_dir", "") or self._session_dir()
+        self.export_dialog = ExportDialog(self.current_panel().export_targets(), directory, self)
+        self.export_dialog.exported.connect(self._exported)
+        self.export_dialog.open()
+
+    def _exported(self, path: Path) -> None:
+        self.store.setValue("export_dir", str(path.parent))
+        self.statusBar().showMessage(f"Exported {path}", 5000)
+
+    @Slot()
+    def show_shortcuts(self) -> None:
+        self.shortcuts_dialog = ShortcutsDialog(self.commands, self)
+        self.shortcuts_dialog.open()
+
+    @Slot()
+    def show_about(self) -> None:
+        QMessageBox.about(self, "About wna-gui", (
+            f"<b>wna-gui {__version__}</b><p>White-noise analysis of neural networks: classification images "
+            "from noise, after Borji &amp; Lin, <i>White Noise Analysis of Neural Networks</i>, ICLR 2020.</p>"))
+
+    @Slot(str, str, str)
+    def show_error(self, title: str, message: str, details: str = "") -> None:
+        """A window-modal box that does not block the event loop; the app stays usable."""
+        icon = QMessageBox.Icon.Critical if details else QMessageBox.Icon.Warning
+        box = QMessageBox(icon, title, message, QMessageBox.StandardButton.Ok, self)
+        if details:
+            box.setDetailedText(details)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.error_dialog = box
+
+    # --- persistence and closing ---
+
+    def _restore_settings(self) -> None:
+        store = self.store
+        if store.contains("window/geometry"):
+            self.restoreGeometry(store.value("window/geometry"))
+        else:
+            self.resize(1400, 900)
+        if store.contains("window/state"):
+            self.restoreState(store.value("window/state"))
+        device_index = self.device_combo.findData(store.value("device", "auto"))
+        self.device_combo.setCurrentIndex(max(device_index, 0))
+        for panel in self.panels:
+            saved = store.value(f"panels/{panel.kind}/settings")
+            if saved:
+                try:
+                    panel.apply_settings(json.loads(saved))
+                except (ValueError, TypeError):
+                    pass  # settings from another version: keep the defaults
+            for splitter in panel.findChildren(QSplitter):
+                state = store.value(f"panels/{panel.kind}/{splitter.objectName()}")
+                if state is not None:
+                    splitter.restoreState(state)
+        self.tabs.setCurrentIndex(int(store.value("window/tab", 0)))
+
+    def _store_settings(self) -> None:
+        store = self.store
+        store.setValue("window/geometry", self.saveGeometry())
+        store.setValue("window/state", self.saveState())
+        store.setValue("window/tab", self.tabs.currentIndex())
+        store.setValue("device", self.device())
+        for panel in self.panels:
+            store.setValue(f"panels/{panel.kind}/settings", json.dumps(panel.settings()))
+            for splitter in panel.findChildren(QSplitter):
+                store.setValue(f"panels/{panel.kind}/{splitter.objectName()}", splitter.saveState())
+        store.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Offer to save, stop the engine thread (a run stops between batches), then close."""
+        answer = QMessageBox.StandardButton.Discard
+        if self._dirty or self.engine.running:
+            note = " The run in progress will be stopped." if self.engine.running else ""
+            answer = QMessageBox.question(
+                self, "Quit wna-gui", f"Save the session before closing?{note}",
+                QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+                QMessageBox.StandardButton.Save)
+        if answer == QMessageBox.StandardButton.Cancel:
+            event.ignore()
+            return
+        path = None
+        if answer == QMessageBox.StandardButton.Save:
+            path = self.session_path or self._ask_save_path()
+            if path is None:
+                event.ignore()
+                return
+        self.engine.shutdown()
+        self.repaint_timer.stop()
+        self.autosave_timer.stop()
+        saved = True
+        if path is not None:
+            try:
+                self._session_writer(path)()
+            except Exception as exc:
+                saved = False
+                QMessageBox.critical(self, "Could not save the session",
+                                     f"{describe_error(exc)[0]}. The last autosave is kept for recovery "
+                                     "at the next launch.")
+        if saved:
+            self.autosave_file.unlink(missing_ok=True)
+        self._store_settings()
+        event.accept()

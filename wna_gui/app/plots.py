@@ -1,0 +1,275 @@
+"""Plot widgets: the per-class map grid, the class-frequency bars and the convergence curves.
+
+They only draw what they are given (numpy arrays from a snapshot); they hold no
+experiment logic. Levels are fixed by the caller for each repaint, never
+auto-scaled per frame, so frames and tiles stay comparable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPoint, QPointF, QRect, QSize, Signal
+from PySide6.QtGui import QPainter
+from PySide6.QtSvg import QSvgGenerator
+from PySide6.QtWidgets import QWidget
+
+from .. import figures
+
+TEXT_COLOR = "#202020"
+EMPTY_TILE_COLOR = (205, 205, 205)
+TITLE_SIZE = "10pt"
+TITLE_HEIGHT = 26
+# Tableau 10: distinguishable on white, unlike evenly spaced hues (yellow).
+CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+
+
+@dataclass(frozen=True)
+class MapTile:
+    """What one tile shows: a (C, H, W) map, or None with a note saying why it is empty."""
+
+    class_index: int
+    class_name: str
+    title: str
+    image: np.ndarray | None
+    note: str = "no samples yet"
+
+
+class _TileView:
+    def __init__(self, layout: pg.GraphicsLayout, row: int, col: int) -> None:
+        self.label = layout.addLabel("", row=2 * row, col=col, color=TEXT_COLOR, size=TITLE_SIZE)
+        # Titles take their text height; the maps get the rest.
+        layout.layout.setRowMaximumHeight(2 * row, TITLE_HEIGHT)
+        layout.layout.setRowStretchFactor(2 * row + 1, 1)
+        self.view = layout.addViewBox(row=2 * row + 1, col=col, lockAspect=True, invertY=True,
+                                      enableMouse=False, enableMenu=False)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.view.addItem(self.image)
+        self.note = pg.TextItem("", color=TEXT_COLOR, anchor=(0.5, 0.5))
+        self.view.addItem(self.note)
+        self.values: np.ndarray | None = None  # what the hover read-out reports
+        self.class_name = ""
+
+    def show(self, tile: MapTile, levels: tuple[float, float], lut: np.ndarray) -> None:
+        self.class_name = tile.class_name
+        self.label.setText(tile.title)
+        self.values = tile.image
+        if tile.image is None:
+            # A grey tile of the map's own shape: an empty class must not look like a flat map.
+            self.image.setLookupTable(None)
+            self.image.setImage(self._empty, autoLevels=False, levels=(0, 255))
+            self.note.setText(tile.note)
+            self.note.show()
+            return
+        channels = tile.image.shape[0]
+        self.note.hide()
+        if channels == 1:
+            self.image.setLookupTable(lut)
+            self.image.setImage(np.ascontiguousarray(tile.image[0], dtype=np.float32), autoLevels=False,
+                                levels=levels)
+        else:
+            self.image.setLookupTable(None)
+            self.image.setImage(figures.rgb_display(tile.image, levels), autoLevels=False, levels=(0.0, 1.0))
+
+    def frame(self, height: int, width: int) -> None:
+        self._empty = np.full((height, width, 3), EMPTY_TILE_COLOR, dtype=np.uint8)
+        self.note.setPos(width / 2, height / 2)
+        self.view.setRange(xRange=(0, width), yRange=(0, height), padding=0)
+
+
+class MapGrid(pg.GraphicsLayoutWidget):
+    """Per-class maps with titles, one shared symmetric colour scale and a colour bar (1-channel maps)."""
+
+    hovered = Signal(str)  # "class 8 · x=3, y=14 · 0.512", or "" off the maps
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setBackground("w")
+        self._lut = figures.colormap_table()
+        self._tiles: list[_TileView] = []
+        self._key: tuple = ()
+        self._shape: tuple[int, ...] = (1, 1, 1)  # kept while every tile is empty
+        self._colorbar = pg.ColorBarItem(values=(-1, 1), colorMap=pg.colormap.get(figures.COLORMAP_NAME),
+                                         interactive=False, width=14, colorMapMenu=False)
+        self._colorbar.axis.setTextPen(TEXT_COLOR)
+        self._colorbar.axis.setPen(TEXT_COLOR)
+        self.scene().sigMouseMoved.connect(self._mouse_moved)
+
+    def show_maps(self, tiles: list[MapTile], levels: tuple[float, float], view: str) -> None:
+        shape = next((t.image.shape for t in tiles if t.image is not None), self._shape)
+        key = (tuple(t.class_index for t in tiles), shape)
+        if key != self._key:
+            self._rebuild(len(tiles), shape)
+            self._key, self._shape = key, shape
+        for view_item, tile in zip(self._tiles, tiles):
+            view_item.show(tile, levels, self._lut)
+        if shape[0] == 1 and any(t.image is not None for t in tiles):
+            self._colorbar.setLevels(levels)
+            self._colorbar.setLabel("left", figures.MAP_VIEW_LABELS.get(view, view), color=TEXT_COLOR)
+            self._colorbar.show()
+        else:
+            self._colorbar.hide()
+
+    def _rebuild(self, n_tiles: int, shape: tuple[int, ...]) -> None:
+        self.ci.clear()
+        columns = figures.grid_columns(n_tiles)
+        rows = math.ceil(n_tiles / columns)
+        self._tiles = [_TileView(self.ci, *divmod(i, columns)) for i in range(n_tiles)]
+        for tile in self._tiles:
+            tile.frame(*shape[1:])
+        self.ci.addItem(self._colorbar, row=0, col=columns, rowspan=2 * rows)
+
+    def _mouse_moved(self, position: QPointF) -> None:
+        for tile in self._tiles:
+            if tile.values is None or not tile.view.sceneBoundingRect().contains(position):
+                continue
+            point = tile.view.mapSceneToView(position)
+            col, row = math.floor(point.x()), math.floor(point.y())
+            _, height, width = tile.values.shape
+            if 0 <= row < height and 0 <= col < width:
+                pixel = tile.values[:, row, col]
+                value = f"{pixel[0]:.4g}" if pixel.size == 1 else "(" + ", ".join(f"{v:.3g}" for v in pixel) + ")"
+                self.hovered.emit(f"class {tile.class_name} · x={col}, y={row} · {value}")
+                return
+        self.hovered.emit("")
+
+
+class ClassFrequencyPlot(pg.PlotWidget):
+    """How often the model assigns each class to noise (the paper's Fig. 2B histogram)."""
+
+    MAX_TICK_LABELS = 20
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent, background="w")
+        _style(self, "How the model labels noise", "samples", "class")
+        self.getPlotItem().setMouseEnabled(x=False, y=False)
+        self._bars = pg.BarGraphItem(x=[], height=[], width=0.75, brush="#4c72b0", pen=None)
+        self.addItem(self._bars)
+        self._names: tuple[str, ...] = ()
+        self._top = 0.0
+
+    def show_counts(self, counts: np.ndarray, class_names: tuple[str, ...]) -> None:
+        if class_names != self._names:
+            self._names = class_names
+            ticks = [(k, name) for k, name in enumerate(class_names)] if len(class_names) <= self.MAX_TICK_LABELS else None
+            self.getPlotItem().getAxis("bottom").setTicks([ticks] if ticks else None)
+            self.setXRange(-0.6, len(class_names) - 0.4, padding=0)
+        self._bars.setOpts(x=np.arange(len(counts)), height=np.asarray(counts, dtype=np.float64), width=0.75)
+        # Rescale in steps, not every frame: a range change repaints the axes, the costliest part of a frame.
+        highest = max(1.0, float(np.max(counts, initial=0)))
+        if not self._top / 4 < highest <= self._top:
+            self._top = highest * 1.25
+            self.setYRange(0, self._top, padding=0)
+
+    def heights(self) -> np.ndarray:
+        """The bar heights on screen."""
+        return np.asarray(self._bars.opts["height"])
+
+
+class ConvergencePlot(pg.PlotWidget):
+    """Split-half reliability of each class's map against samples (log axis)."""
+
+    MAX_CLASS_CURVES = 20
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent, background="w")
+        _style(self, "Split-half reliability", "r (even vs odd batches)", "samples")
+        item = self.getPlotItem()
+        item.setLogMode(x=True, y=False)
+        item.setMouseEnabled(x=False, y=False)
+        self.setYRange(-0.2, 1.0, padding=0)
+        item.getAxis("left").setTicks([[(v, f"{v:g}") for v in (0.0, 0.5, 1.0)], [(v, "") for v in (-0.25, 0.25, 0.75)]])
+        # Top left: curves start at a few thousand samples and rise to the right.
+        self._legend = item.addLegend(offset=(8, 8), labelTextColor=TEXT_COLOR, brush=(255, 255, 255, 200))
+        self._mean = self.plot([], [], pen=pg.mkPen(TEXT_COLOR, width=2.5), name="mean over classes")
+        self._class_curves: dict[int, pg.PlotDataItem] = {}
+        self._x_range: tuple[float, float] = (0.0, 0.0)
+
+    def show_reliability(self, samples: np.ndarray, per_class: np.ndarray, mean: np.ndarray,
+                         class_names: tuple[str, ...]) -> None:
+        if samples.size == 0:
+            self._mean.setData([], [])
+            for curve in self._class_curves.values():
+                curve.setData([], [])
+            return
+        present = np.flatnonzero(np.isfinite(per_class).any(0))[: self.MAX_CLASS_CURVES]
+        for k in present:
+            curve = self._class_curves.get(int(k))
+            if curve is None:
+                pen = pg.mkPen(CLASS_COLORS[int(k) % len(CLASS_COLORS)], width=1.5)
+                curve = self._class_curves[int(k)] = self.plot([], [], pen=pen, name=f"class {class_names[k]}")
+            column = per_class[:, k]
+            finite = np.isfinite(column)
+            curve.setData(samples[finite], column[finite])
+        finite = np.isfinite(mean)
+        self._mean.setData(samples[finite], mean[finite])
+        # The axis grows by half decades, so it is redrawn a few times per run rather than every frame.
+        right = max(3.0, math.ceil(math.log10(max(int(samples[-1]), 1000)) * 2) / 2)
+        x_range = (min(math.log10(max(int(samples[0]), 100)), right - 1), right)
+        if x_range != self._x_range:
+            self._x_range = x_range
+            self.getPlotItem().getAxis("bottom").setTicks(log_ticks(right))
+            self.setXRange(*x_range, padding=0.02)
+
+    def clear_curves(self) -> None:
+        for curve in self._class_curves.values():
+            self.removeItem(curve)
+        self._class_curves.clear()
+        self._mean.setData([], [])
+
+
+def _short_count(value: int) -> str:
+    for size, suffix in ((10**9, "G"), (10**6, "M"), (10**3, "k")):
+        if value >= size:
+            return f"{value // size}{suffix}"
+    return str(value)
+
+
+def log_ticks(up_to_exponent: float) -> list[list[tuple[float, str]]]:
+    """Readable ticks for a log10 axis from 100: labelled decades, then 2× and 5× in between."""
+    major, minor = [], []
+    for exponent in range(2, math.ceil(up_to_exponent) + 1):
+        for mantissa in (1, 2, 5):
+            value = mantissa * 10**exponent
+            (major if mantissa == 1 else minor).append((math.log10(value), _short_count(value)))
+    return [major, minor]
+
+
+def _style(plot: pg.PlotWidget, title: str, left: str, bottom: str) -> None:
+    item = plot.getPlotItem()
+    item.setTitle(title, color=TEXT_COLOR, size="11pt")
+    for side, text in (("left", left), ("bottom", bottom)):
+        axis = item.getAxis(side)
+        axis.setPen(TEXT_COLOR)
+        axis.setTextPen(TEXT_COLOR)
+        item.setLabel(side, text, color=TEXT_COLOR)
+    item.setMenuEnabled(False)
+
+
+def export_view(widget: QWidget, path: Path) -> Path:
+    """A plot or view as on screen: PNG at device pixels, or SVG (curves and text as vectors, images raster)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        if not widget.grab().save(str(path), "PNG"):
+            raise OSError(f"could not write {path}")
+    elif suffix == ".svg":
+        generator = QSvgGenerator()
+        generator.setFileName(str(path))
+        generator.setSize(QSize(widget.width(), widget.height()))
+        generator.setViewBox(QRect(0, 0, widget.width(), widget.height()))
+        painter = QPainter()
+        if not painter.begin(generator):
+            raise OSError(f"could not write {path}")
+        try:
+            QWidget.render(widget, painter, QPoint())  # pyqtgraph views override render() to draw the scene
+        finally:
+            painter.end()
+    else:
+        raise ValueError(f"a view exports as .png or .svg, not {suffix or 'a file without suffix'}")
+    return path
