@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from wna_gui.app.main_window import MainWindow
 from wna_gui.app.panels.psychometric import CurvesProgress
-from wna_gui.cli import PSYCHOMETRIC_COLUMNS
+from wna_gui.core.psychometric_report import PSYCHOMETRIC_COLUMNS
 from wna_gui.core.models import load_default
 from wna_gui.core.psychometric import KIND, PsychometricConfig, PsychometricExperiment
 

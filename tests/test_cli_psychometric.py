@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from wna_gui.cli import format_k_values, main, parse_k_values
+from wna_gui.cli import main
+from wna_gui.core.psychometric_report import format_k_values, parse_k_values
 from wna_gui.core.control import Cancelled, RunControl
 from wna_gui.core.models import load_default
 from wna_gui.core.psychometric import KIND, PsychometricConfig, PsychometricExperiment

@@ -146,7 +146,7 @@ class ClassFrequencyPlot(pg.PlotWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent, background="w")
-        _style(self, "How the model labels noise", "samples", "class")
+        style_plot(self, "How the model labels noise", "samples", "class")
         self.getPlotItem().setMouseEnabled(x=False, y=False)
         self._bars = pg.BarGraphItem(x=[], height=[], width=0.75, brush="#4c72b0", pen=None)
         self.addItem(self._bars)
@@ -178,7 +178,7 @@ class ConvergencePlot(pg.PlotWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent, background="w")
-        _style(self, "Split-half reliability", "r (even vs odd batches)", "samples")
+        style_plot(self, "Split-half reliability", "r (even vs odd batches)", "samples")
         item = self.getPlotItem()
         item.setLogMode(x=True, y=False)
         item.setMouseEnabled(x=False, y=False)
@@ -240,7 +240,7 @@ def log_ticks(up_to_exponent: float) -> list[list[tuple[float, str]]]:
     return [major, minor]
 
 
-def _style(plot: pg.PlotWidget, title: str, left: str, bottom: str) -> None:
+def style_plot(plot: pg.PlotWidget, title: str, left: str, bottom: str) -> None:
     item = plot.getPlotItem()
     item.setTitle(title, color=TEXT_COLOR, size="11pt")
     for side, text in (("left", left), ("bottom", bottom)):

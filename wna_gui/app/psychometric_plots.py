@@ -16,9 +16,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
-from ..cli import stimulation_text
+from ..core.psychometric_report import stimulation_text
 from ..core.psychometric import PsychometricSnapshot
-from .plots import TEXT_COLOR, _style, export_view
+from .plots import TEXT_COLOR, export_view, style_plot
 
 K_RAMP = pg.ColorMap([0.0, 0.5, 1.0], [(70, 105, 160), (150, 75, 140), (210, 30, 30)])
 FIT_SAMPLES = 200  # points along each fitted curve
@@ -61,7 +61,7 @@ class PsychometricPlot(pg.PlotWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent, background="w")
-        _style(self, "Psychometric curves", RESPONSE_LABEL, GAMMA_LABEL)
+        style_plot(self, "Psychometric curves", RESPONSE_LABEL, GAMMA_LABEL)
         item = self.getPlotItem()
         item.setMouseEnabled(x=False, y=False)
         item.showGrid(x=True, y=True, alpha=0.15)

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...cli import (
+from ...core.psychometric_report import (
     PSYCHOMETRIC_COLUMNS,
     format_k_values,
     gamma_grid,
