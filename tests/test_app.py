@@ -148,17 +148,17 @@ def test_pause_resume_and_stop_between_batches(window, qtbot):
     window.toggle_run()
     assert window.engine.paused and window.commands["start_pause"].text() == "&Resume"
     qtbot.wait(300)  # the batch in flight finishes, then the run holds
-    held = panel.session_state().samples_done
+    held = panel.session_states()[KIND].samples_done
     qtbot.wait(400)
-    assert panel.session_state().samples_done == held
+    assert panel.session_states()[KIND].samples_done == held
 
     window.toggle_run()
     assert not window.engine.paused
-    qtbot.waitUntil(lambda: panel.session_state().samples_done > held, timeout=10_000)
+    qtbot.waitUntil(lambda: panel.session_states()[KIND].samples_done > held, timeout=10_000)
 
     with qtbot.waitSignal(window.engine.run_cancelled, timeout=RUN_TIMEOUT_MS):
         window.commands["stop"].trigger()
-    state = panel.session_state()
+    state = panel.session_states()[KIND]
     assert 0 < state.samples_done < 1_000_000
     assert panel.frequency_plot.heights().sum() == state.samples_done
     assert window.commands["start_pause"].text() == "&Start"
@@ -189,7 +189,7 @@ def test_closing_mid_run_can_save(window, qtbot, answers, tmp_path):
     from wna_gui.core.session import load_session
 
     state = load_session(target).experiments[KIND]
-    assert state.samples_done == panel_of(window).session_state().samples_done > 0
+    assert state.samples_done == panel_of(window).session_states()[KIND].samples_done > 0
 
 
 def test_save_then_open_restores_maps_and_continues(window, qtbot, tmp_path, monkeypatch):
@@ -205,7 +205,7 @@ def test_save_then_open_restores_maps_and_continues(window, qtbot, tmp_path, mon
     assert not window.isWindowModified() and window.windowTitle().startswith("run.h5")
 
     window.new_session()
-    assert panel.session_state() is None and panel._snapshot is None
+    assert panel.session_states() == {} and panel._snapshot is None
     panel.apply_settings({"seed": 99, "samples": 100})
     window.open_session(path)
     qtbot.waitUntil(lambda: panel._snapshot is not None, timeout=20_000)

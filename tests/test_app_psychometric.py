@@ -11,10 +11,16 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QMessageBox
 
 from wna_gui.app.main_window import MainWindow
-from wna_gui.app.panels.psychometric import CurvesProgress
-from wna_gui.core.psychometric_report import PSYCHOMETRIC_COLUMNS
+from wna_gui.core.psychometric_report import PSYCHOMETRIC_COLUMNS, gamma_grid
 from wna_gui.core.models import load_default
-from wna_gui.core.psychometric import KIND, PsychometricConfig, PsychometricExperiment
+from wna_gui.core.psychometric import (
+    GRID_KIND,
+    KIND,
+    PsychometricConfig,
+    PsychometricExperiment,
+    PsychometricGridState,
+)
+from wna_gui.core.session import Session, save_session
 
 RUN_TIMEOUT_MS = 90_000
 # Coarse grids and few resamples keep each run to seconds on a shared CPU.
@@ -23,14 +29,22 @@ STIMULATED = {"target": 3, "layer": "fc1", "k_values": "0:10", "gammas": 21, "se
               "gof_samples": 0}
 
 
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Discard))
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+STIMULATED_GRID = {"view": "grid", "gammas": 6, "seed": 1,
+                   "grid": {"k_values": "0, 10", "layers": ["fc1"], "signs": [1]}}
+
+
+def open_window(qtbot, tmp_path, name="settings.ini"):
+    settings = QSettings(str(tmp_path / name), QSettings.Format.IniFormat)
     window = MainWindow(settings=settings, data_dir=tmp_path / "appdata")
     qtbot.addWidget(window)
     window.show()
     return window
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Discard))
+    return open_window(qtbot, tmp_path)
 
 
 def psychometric_panel(window):
@@ -89,7 +103,7 @@ def test_session_round_trip_restores_curves_and_table_and_exports(window, qtbot,
     window.save_to(path)
     qtbot.waitUntil(lambda: window.session_path == path, timeout=10_000)
     window.new_session()
-    assert panel.session_state() is None and panel.table.rowCount() == 0
+    assert panel.session_states() == {} and panel.table.rowCount() == 0
     window.open_session(path)
     qtbot.waitUntil(lambda: panel.table.rowCount() == 1, timeout=20_000)
     for restored, saved in zip(panel.plot.points(0), before_points):
@@ -115,7 +129,7 @@ def test_stopped_stimulation_run_continues_to_the_same_result(window, qtbot):
         window.start_run()
     with qtbot.waitSignal(window.engine.run_cancelled, timeout=RUN_TIMEOUT_MS):
         window.stop_run()
-    state = panel.session_state()
+    state = panel.session_states()[KIND]
     assert 0 < state.cells_done < state.config.n_cells
     assert "continues the run" in panel.plan_label.text()
 
@@ -134,10 +148,15 @@ def test_stopped_stimulation_run_continues_to_the_same_result(window, qtbot):
     np.testing.assert_array_equal(panel._snapshot.fraction_correct, expected.fraction_correct)
 
 
+def grid_fractions(panel):
+    """Per plot (row = class, one column) and k, the fractions drawn."""
+    return np.array([[panel.grid_plot.cell_points(row, 0, condition)[1] for condition in range(2)]
+                     for row in range(10)])
+
+
 def test_small_multiples_grid_runs_every_class(window, qtbot, tmp_path):
     panel = psychometric_panel(window)
-    panel.apply_settings({"view": "grid", "gammas": 6, "seed": 1,
-                          "grid": {"k_values": "0, 10", "layers": ["fc1"], "signs": [1]}})
+    panel.apply_settings(STIMULATED_GRID)
     assert "10 experiments" in panel.plan_label.text()
     run_to_end(qtbot, window)
 
@@ -151,17 +170,56 @@ def test_small_multiples_grid_runs_every_class(window, qtbot, tmp_path):
     assert [(int(r["target"]), float(r["k"])) for r in rows] == [(d, k) for d in range(10) for k in (0.0, 10.0)]
     assert not QImage(str(export(panel, "Small multiples plot", tmp_path / "grid.png"))).isNull()
 
+    # Saved with the session and restored, numbers and all, in a new window.
+    path = tmp_path / "grid.h5"
+    window.save_to(path)
+    qtbot.waitUntil(lambda: window.session_path == path, timeout=10_000)
+    reopened = open_window(qtbot, tmp_path, "other.ini")
+    again = psychometric_panel(reopened)
+    reopened.open_session(path)
+    qtbot.waitUntil(lambda: again._grid_progress is not None, timeout=20_000)
+    np.testing.assert_array_equal(grid_fractions(again), grid_fractions(panel))
+    assert reopened.samples_label.text() == window.samples_label.text()
+    assert again.views.currentIndex() == 1 and "complete" in again.plan_label.text()
+    assert list(csv.DictReader(export(again, "Small multiples fit table", tmp_path / "again.csv").open())) == rows
+
+
+def test_grid_saved_halfway_continues_after_reopening(window, qtbot, tmp_path):
+    model = load_default()
+    base = PsychometricConfig(k_values=(0, 10), gammas=gamma_grid(6), seed=1, n_boot=0, gof_samples=0)
+    grid = PsychometricGridState(base, targets=range(10), layers=("fc1",), signs=(1,))
+    finished = [PsychometricExperiment(model, config, device="cpu") for config in grid.configs[:3]]
+    for experiment in finished:
+        experiment.run_to_end()
+    stopped = PsychometricExperiment(model, grid.configs[3], device="cpu")
+    stopped.run_cells(0, [0, 1])
+    grid.cells[:4] = [experiment.state for experiment in (*finished, stopped)]
+    path = save_session(Session(model, {GRID_KIND: grid}), tmp_path / "half.h5")
+
+    panel = psychometric_panel(window)
+    window.open_session(path)
+    qtbot.waitUntil(lambda: panel._grid_progress is not None, timeout=20_000)
+    assert panel.views.currentIndex() == 1 and panel.session_states() == {GRID_KIND: panel._grid}
+    assert "continues the grid: 3 of 10 plots done" in panel.plan_label.text()
+    np.testing.assert_array_equal(panel.grid_plot.cell_points(3, 0, 0)[1], grid.cells[3].fraction_correct()[0, :2])
+
+    run_to_end(qtbot, window)
+    expected = np.array([headless(config).fraction_correct for config in grid.configs])
+    np.testing.assert_array_equal(grid_fractions(panel), expected)
+    samples = sum(snapshot.samples_total for snapshot in panel._grid_progress.snapshots)
+    assert window.samples_label.text() == f"Samples {samples:,} / {samples:,}"
+
 
 def test_table_marks_failed_fits_and_out_of_range_thresholds(window):
     panel = psychometric_panel(window)
     coarse = {"gammas": (0, 0.2, 0.4, 0.6, 0.8, 1), "n_boot": 0, "gof_samples": 0}
     # Strong conv2 excitation makes every stimulus a 2: no fit, and the row says why across the numbers.
     failed = headless(PsychometricConfig(target=2, layer="conv2", k_values=(0, 10), **coarse))
-    panel.show_snapshot(CurvesProgress.of(failed))
+    panel.show_snapshot(failed)
     assert table_texts(panel)[1][1].startswith("no fit: every trial is correct")
     assert panel.table.columnSpan(1, 1) == len(PSYCHOMETRIC_COLUMNS) - 1
     # The CNN calls most pure noise an 8: its threshold lies below γ = 0, an extrapolation, not a number.
     magnet = headless(PsychometricConfig(target=8, **coarse))
-    panel.show_snapshot(CurvesProgress.of(magnet))
+    panel.show_snapshot(magnet)
     assert table_texts(panel)[0][1] == "< 0 (out of range)"
     assert panel.table.columnSpan(0, 1) == 1

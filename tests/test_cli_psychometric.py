@@ -14,7 +14,7 @@ from wna_gui.cli import main
 from wna_gui.core.psychometric_report import format_k_values, parse_k_values
 from wna_gui.core.control import Cancelled, RunControl
 from wna_gui.core.models import load_default
-from wna_gui.core.psychometric import KIND, PsychometricConfig, PsychometricExperiment
+from wna_gui.core.psychometric import GRID_KIND, KIND, PsychometricConfig, PsychometricExperiment, PsychometricGridState
 from wna_gui.core.session import Session, load_session, save_session
 
 # Two curves of 6 γ points and few resamples: seconds, but every part of the pipeline runs.
@@ -100,6 +100,33 @@ def test_export_writes_tables_arrays_and_plots(tmp_path, expected):
     assert len((export / "psychometric_data.csv").read_text().splitlines()) == 1 + 12
     assert (export / "psychometric_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in (export / "psychometric_curves.svg").read_bytes()[:2000]
+
+
+def test_info_and_export_of_a_small_multiples_grid(tmp_path, capsys):
+    model = load_default()
+    grid = PsychometricGridState(CONFIG, targets=(3, 4), layers=("fc1",), signs=(1,))
+    experiment = PsychometricExperiment(model, grid.configs[0], device="cpu")
+    first = experiment.run_to_end()
+    grid.cells[0] = experiment.state  # the second plot's turn has not come
+    out = save_session(Session(model, {GRID_KIND: grid}), tmp_path / "grid.h5")
+
+    assert main(["info", str(out)]) == 0
+    assert "psychometric_grid: 2 classes × fc1 (excite), k = 0, 10 × 6 γ; 1 of 2 plots done" in capsys.readouterr().out
+    assert main(["info", str(out), "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["experiments"][GRID_KIND]
+    assert (entry["plots_done"], entry["plots_total"], entry["samples_done"]) == (1, 2, first.samples_done)
+    assert entry["plots"][0]["threshold_shifts"] == pytest.approx(list(first.threshold_shifts))
+
+    export = tmp_path / "export"
+    subprocess.run([sys.executable, "-m", "wna_gui.cli", "export", str(out), "--out", str(export)], check=True,
+                   capture_output=True)
+    rows = list(csv.DictReader((export / "psychometric_grid_fits.csv").open()))
+    assert [(int(r["target"]), float(r["k"])) for r in rows] == [(3, 0.0), (3, 10.0)]
+    assert [float(r["threshold"]) for r in rows] == pytest.approx(list(first.thresholds))
+    data = np.load(export / "psychometric_grid_data.npy")
+    np.testing.assert_array_equal(data["n_correct"].reshape(2, 6), first.n_correct)
+    assert (export / "psychometric_grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in (export / "psychometric_grid.svg").read_bytes()[:2000]
 
 
 @pytest.mark.parametrize("argv, note", [

@@ -11,8 +11,10 @@ from wna_gui.core.control import Cancelled, EngineError, RunControl
 from wna_gui.core.data import bundled_mnist
 from wna_gui.core.models import MNIST_CLASSES, InputSpec, LoadedModel, load_default
 from wna_gui.core.psychometric import (
+    GRID_KIND,
     PsychometricConfig,
     PsychometricExperiment,
+    PsychometricGridState,
     PsychometricState,
     default_lambda,
     small_multiples_configs,
@@ -118,6 +120,10 @@ def test_resumed_run_equals_uninterrupted_run(model, heldout, tmp_path):
     run = interrupted.run()
     first = next(run)
     assert 0 < first.cells_done < config.n_cells and np.isnan(first.fraction_correct).any()
+    # A sample is one stimulus: one image in one (k, γ) cell.
+    assert (first.samples_done, first.samples_total) == (first.cells_done * first.n_images,
+                                                         config.n_cells * first.n_images)
+    assert first.samples_per_second > 0 and first.eta_seconds > 0
     second = next(run)  # the first condition's curve is complete and fitted by now
     assert second.conditions_done == 1 and second.fits[0] is not None and second.fits[1] is None
     control.cancel()
@@ -196,6 +202,29 @@ def test_small_multiples_configs_cover_digits_by_layers():
     assert [(c.target, c.layer, c.lambda_) for c in configs] == [
         (1, "conv1", None), (1, "fc1", 0.02), (2, "conv1", None), (2, "fc1", 0.02)]
     assert all(c.k_values == (0, 5, 10) and c.sign == -1 for c in configs)
+
+
+def test_grid_state_round_trips_through_a_session(model, heldout, tmp_path):
+    base = PsychometricConfig(target=5, layer="conv1", k_values=(0, 10), gammas=(0, 0.5, 1), n_boot=0,
+                              gof_samples=0)
+    grid = PsychometricGridState(base, targets=(1, 3), layers=("conv1", "fc1"), signs=(1, -1))
+    assert [(c.sign, c.target, c.layer) for c in grid.configs[:3]] == [(1, 1, "conv1"), (1, 1, "fc1"), (1, 3, "conv1")]
+    assert grid.base.layer is None and len(grid.cells) == 8
+    # One run finished, one stopped halfway, the rest not started.
+    finished, stopped = (PsychometricExperiment(model, config, images=heldout) for config in grid.configs[:2])
+    finished.run_to_end()
+    stopped.run_cells(0, [0, 2])
+    grid.cells[:2] = [finished.state, stopped.state]
+    assert grid.plots_done == 1 and not grid.finished
+
+    path = save_session(Session(model, {GRID_KIND: grid}), tmp_path / "grid.h5")
+    loaded = load_session(path).experiments[GRID_KIND]
+    assert isinstance(loaded, PsychometricGridState) and loaded.configs == grid.configs
+    assert [cell is None for cell in loaded.cells] == [False, False] + [True] * 6
+    (meta, arrays), (loaded_meta, loaded_arrays) = grid.to_record(), loaded.to_record()
+    assert loaded_meta == meta and set(loaded_arrays) == set(arrays)
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(loaded_arrays[name], array, err_msg=name)
 
 
 def test_errors_name_the_problem(model, heldout):

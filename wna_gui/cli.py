@@ -27,21 +27,24 @@ from .core.data import DATASETS, DatasetError
 from .core.models import ZOO, ModelError, load_model
 from .core.noise import NOISE_KINDS, NoiseSpec
 from .core.psychometric import (
+    GRID_KIND as PSYCHOMETRIC_GRID,
     GUESS_MODES,
     KIND as PSYCHOMETRIC,
     LAPSE_MODES,
     PsychometricConfig,
     PsychometricExperiment,
+    PsychometricGridState,
     PsychometricSnapshot,
 )
 from .core.psychometric_report import (
     PSYCHOMETRIC_COLUMNS,
     SIGNS,
+    format_k_values,
     gamma_grid,
+    grid_records,
     parse_k_values,
     psychometric_data_records,
     psychometric_fit_records,
-    psychometric_snapshot,
     psychometric_table,
     stimulation_text,
     write_records,
@@ -226,18 +229,16 @@ def cmd_run_psychometric(args) -> int:
     experiment = PsychometricExperiment(model, config, state=state, device=args.device, control=control)
     state = experiment.state
     session.experiments[PSYCHOMETRIC] = state
-    progress = ProgressBar(state.config.n_cells * state.n_images, quiet=args.quiet)
+    snapshot = experiment.snapshot()
+    progress = ProgressBar(snapshot.samples_total, quiet=args.quiet)
     # Ctrl-C cancels between batches so the session on disk is consistent and resumable.
     previous_handler = signal.signal(signal.SIGINT, lambda *_: control.cancel())
     last_save = time.monotonic()
-    snapshot = experiment.snapshot()
     try:
         for snapshot in experiment.run():
-            done = snapshot.cells_done * snapshot.n_images
-            rate = done / snapshot.seconds if snapshot.seconds else 0.0
-            eta = (progress.total - done) / rate if rate else None
-            progress.update(done, rate, eta, f"{snapshot.conditions_done}/{len(snapshot.k_values)} curves fitted "
-                                             f"[{experiment.device.type}]")
+            progress.update(snapshot.samples_done, snapshot.samples_per_second, snapshot.eta_seconds,
+                            f"{snapshot.conditions_done}/{len(snapshot.k_values)} curves fitted "
+                            f"[{experiment.device.type}]")
             if args.autosave_seconds and time.monotonic() - last_save > args.autosave_seconds:
                 save_session(session, out)
                 last_save = time.monotonic()
@@ -267,6 +268,20 @@ def export_psychometric(snapshot: PsychometricSnapshot, out_dir: Path) -> list[P
     data = psychometric_data_records(snapshot)
     written += [write_records(data, out_dir / f"psychometric_data{suffix}") for suffix in (".csv", ".npy")]
     written += [save_curves_plot(snapshot, out_dir / f"psychometric_curves{suffix}") for suffix in (".png", ".svg")]
+    return written
+
+
+def export_psychometric_grid(grid: PsychometricGridState, class_names: tuple[str, ...], out_dir: Path) -> list[Path]:
+    """The small-multiples grid as the panel exports it: fit table (CSV), measurements (CSV, .npy), plot (PNG, SVG)."""
+    from .app.psychometric_plots import save_grid_plot
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    snapshots = tuple(None if cell is None else cell.snapshot() for cell in grid.cells)
+    written = [write_records(grid_records(snapshots, psychometric_fit_records), out_dir / "psychometric_grid_fits.csv")]
+    data = grid_records(snapshots, psychometric_data_records)
+    written += [write_records(data, out_dir / f"psychometric_grid_data{suffix}") for suffix in (".csv", ".npy")]
+    written += [save_grid_plot(grid.configs, snapshots, class_names, out_dir / f"psychometric_grid{suffix}")
+                for suffix in (".png", ".svg")]
     return written
 
 
@@ -301,7 +316,10 @@ def session_summary(path: str | Path) -> dict:
             entry["compute_seconds"] = round(state.seconds, 3)
         elif kind == PSYCHOMETRIC:
             session = session or load_session(path)
-            entry.update(_psychometric_summary(psychometric_snapshot(session.model, session.experiments[kind])))
+            entry.update(_psychometric_summary(session.experiments[kind].snapshot()))
+        elif kind == PSYCHOMETRIC_GRID:
+            session = session or load_session(path)
+            entry.update(_grid_summary(session.experiments[kind]))
         summary["experiments"][kind] = entry
     return summary
 
@@ -311,7 +329,7 @@ def _psychometric_summary(snapshot: PsychometricSnapshot) -> dict:
         return [None if not np.isfinite(v) else float(v) for v in values]
 
     return {
-        "samples_done": snapshot.cells_done * snapshot.n_images,
+        "samples_done": snapshot.samples_done,
         "target": snapshot.target, "target_name": snapshot.target_name, "layer": snapshot.layer,
         "lambda": snapshot.lambda_, "sign": snapshot.sign, "k_values": numbers(snapshot.k_values),
         "images_per_gamma": snapshot.n_images, "gammas": numbers(snapshot.gammas),
@@ -322,6 +340,21 @@ def _psychometric_summary(snapshot: PsychometricSnapshot) -> dict:
         "fit_errors": list(snapshot.fit_errors),
         "compute_seconds": round(snapshot.seconds, 3),
         "table": psychometric_table(snapshot),
+    }
+
+
+def _grid_summary(grid: PsychometricGridState) -> dict:
+    snapshots = [None if cell is None else cell.snapshot() for cell in grid.cells]
+    return {
+        "samples_done": sum(s.samples_done for s in snapshots if s is not None),
+        "targets": list(grid.targets), "layers": list(grid.layers), "signs": list(grid.signs),
+        "k_values": list(grid.base.k_values), "gammas": list(grid.base.gammas),
+        "plots_done": grid.plots_done, "plots_total": len(grid.cells), "finished": grid.finished,
+        "plots": [{"target": config.target, "layer": config.layer, "sign": config.sign,
+                   "finished": snapshot is not None and snapshot.finished,
+                   "threshold_shifts": None if snapshot is None else
+                   [None if not np.isfinite(v) else float(v) for v in snapshot.threshold_shifts]}
+                  for config, snapshot in zip(grid.configs, snapshots)],
     }
 
 
@@ -340,6 +373,12 @@ def cmd_info(args) -> int:
     for kind, entry in summary["experiments"].items():
         if kind == PSYCHOMETRIC:
             _print_psychometric_info(entry)
+            continue
+        if kind == PSYCHOMETRIC_GRID:
+            signs = " and ".join("excite" if sign > 0 else "inhibit" for sign in entry["signs"])
+            print(f"  {PSYCHOMETRIC_GRID}: {len(entry['targets'])} classes × {', '.join(entry['layers'])} ({signs}), "
+                  f"k = {format_k_values(entry['k_values'])} × {len(entry['gammas'])} γ; "
+                  f"{entry['plots_done']} of {entry['plots_total']} plots done")
             continue
         print(f"  {kind}: {entry['samples_done']:,} samples", end="")
         if "samples_total" in entry:
@@ -395,10 +434,12 @@ def cmd_export(args) -> int:
     session = load_session(args.session)
     out_dir = Path(args.out)
     written: list[Path] = []
-    # First: its plot needs a QApplication, which cannot be created once figures has made a QGuiApplication.
+    # First: their plots need a QApplication, which cannot be created once figures has made a QGuiApplication.
     if PSYCHOMETRIC in session.experiments:
-        written += export_psychometric(psychometric_snapshot(session.model, session.experiments[PSYCHOMETRIC]),
-                                       out_dir)
+        written += export_psychometric(session.experiments[PSYCHOMETRIC].snapshot(), out_dir)
+    grid = session.experiments.get(PSYCHOMETRIC_GRID)
+    if grid is not None and any(cell is not None for cell in grid.cells):
+        written += export_psychometric_grid(grid, session.model.class_names, out_dir)
     state = session.experiments.get(CLASSIFICATION)
     if state is not None:
         experiment = ClassificationImageExperiment(session.model, state=state, device="cpu")

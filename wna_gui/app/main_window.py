@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         for panel in self.panels:
             self.tabs.addTab(panel, panel.title)
-            panel.restore(None, self.model)
+            panel.restore({}, self.model)
         self.setCentralWidget(self.tabs)
         self._build_menus()
         self._build_toolbar()
@@ -353,7 +353,7 @@ class MainWindow(QMainWindow):
 
     def _reset_session(self) -> None:
         for panel in self.panels:
-            panel.restore(None, self.model)
+            panel.restore({}, self.model)
         self.session_path, self._created = None, None
         self._show_progress(None)
         self.dirty = False
@@ -382,10 +382,10 @@ class MainWindow(QMainWindow):
         self.model = session.model
         self._show_model()
         for panel in self.panels:
-            panel.restore(session.experiments.get(panel.kind), self.model)
+            panel.restore(session.experiments, self.model)
             preview = panel.preview_factory(self.model)
             if preview is not None:
-                self.engine.submit(preview, on_done=lambda snapshot, panel=panel: self._show_restored(panel, snapshot),
+                self.engine.submit(preview, on_done=lambda shown, panel=panel: self._show_restored(panel, shown),
                                    failure_title="Could not show the session")
         self.session_path = None if recovered else session.path
         self._created = session.created
@@ -394,14 +394,15 @@ class MainWindow(QMainWindow):
             self._remember_recent(session.path)
         self.statusBar().showMessage(f"Opened {session.path.name}", 5000)
 
-    def _show_restored(self, panel: Panel, snapshot: Any) -> None:
-        panel.show_snapshot(snapshot)
+    def _show_restored(self, panel: Panel, snapshots: list) -> None:
+        for snapshot in snapshots:
+            panel.show_snapshot(snapshot)
         if panel is self.current_panel():
-            self._show_progress(snapshot)
+            self._show_progress(snapshots[-1])
 
     def _session_writer(self, path: Path) -> Callable[[], Path]:
         """A callable that writes the session; run it where no run is between batches (engine thread)."""
-        states = {panel.kind: state for panel in self.panels if (state := panel.session_state()) is not None}
+        states = {kind: state for panel in self.panels for kind, state in panel.session_states().items()}
         session = Session(self.model, states)
         if self._created:
             session.created = self._created
@@ -441,7 +442,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def autosave(self) -> None:
-        if any(panel.session_state() is not None for panel in self.panels):
+        if any(panel.session_states() for panel in self.panels):
             self.engine.submit(self._session_writer(self.autosave_file), failure_title="Autosave failed")
 
     def offer_recovery(self) -> bool:

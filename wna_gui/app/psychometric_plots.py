@@ -1,8 +1,8 @@
 """Plots of psychometric curves: one experiment's curves, and the small-multiples grid (Figs. 9, 23–25).
 
 Like plots.py they only draw the snapshots they are given. One colour per k on
-a ramp from slate blue (k = 0) to red (largest k), as in the paper. The curves
-plot also renders headless for `wna export` (save_curves_plot).
+a ramp from slate blue (k = 0) to red (largest k), as in the paper. Both plots
+also render headless for `wna export` (save_curves_plot, save_grid_plot).
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
+import shiboken6
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
 from ..core.psychometric_report import stimulation_text
-from ..core.psychometric import PsychometricSnapshot
+from ..core.psychometric import PsychometricConfig, PsychometricSnapshot
 from .plots import TEXT_COLOR, export_view, style_plot
 
 K_RAMP = pg.ColorMap([0.0, 0.5, 1.0], [(70, 105, 160), (150, 75, 140), (210, 30, 30)])
@@ -26,6 +27,7 @@ CHANCE_PEN = pg.mkPen((120, 120, 120), width=1, style=Qt.PenStyle.DashLine)
 GAMMA_LABEL = "stimulus strength γ (signal fraction)"
 RESPONSE_LABEL = "P(target)"
 EXPORT_SIZE = (960, 640)  # pixels of the headless curves plot
+GRID_EXPORT_CELL = (260, 150)  # pixels per small plot of the headless grid
 
 
 def k_colors(k_values) -> list:
@@ -127,6 +129,17 @@ class SmallMultiplesPlot(pg.GraphicsLayoutWidget):
         self.setBackground("w")
         self._cells: dict[tuple[int, int], tuple[pg.PlotItem, list, list, pg.TextItem]] = {}
         self._key: tuple = ()
+
+    def show_runs(self, configs: tuple[PsychometricConfig, ...], snapshots: tuple[PsychometricSnapshot | None, ...],
+                  class_names: tuple[str, ...]) -> None:
+        """A grid's runs (PsychometricGridState.configs order), one row per target, one column per layer and sign."""
+        columns = list(dict.fromkeys((config.layer, config.sign) for config in configs))
+        rows = sorted({config.target for config in configs})
+        cells = {(rows.index(config.target), columns.index((config.layer, config.sign))): snapshot
+                 for config, snapshot in zip(configs, snapshots)}
+        self.show_grid([class_names[target] for target in rows],
+                       [f"{layer} · {'excite' if sign > 0 else 'inhibit'}" for layer, sign in columns],
+                       configs[0].k_values, cells)
 
     def show_grid(self, rows: list[str], columns: list[str], k_values,
                   snapshots: dict[tuple[int, int], PsychometricSnapshot | None]) -> None:
@@ -237,3 +250,20 @@ def save_curves_plot(snapshot: PsychometricSnapshot, path: str | Path) -> Path:
         return export_view(plot, Path(path))
     finally:
         plot.deleteLater()
+
+
+def save_grid_plot(configs: tuple[PsychometricConfig, ...], snapshots: tuple[PsychometricSnapshot | None, ...],
+                   class_names: tuple[str, ...], path: str | Path) -> Path:
+    """The panel's small-multiples plot of a grid's runs, written headless as .png or .svg."""
+    ensure_application()
+    plot = SmallMultiplesPlot()
+    n_rows = len({config.target for config in configs})
+    n_columns = len({(config.layer, config.sign) for config in configs})
+    # At least the curves plot's width: the legend and axis captions span the whole grid.
+    plot.resize(max(EXPORT_SIZE[0], GRID_EXPORT_CELL[0] * n_columns + 80), GRID_EXPORT_CELL[1] * n_rows + 100)
+    plot.show_runs(configs, snapshots, class_names)
+    try:
+        return export_view(plot, Path(path))
+    finally:
+        # Deleted now: a grabbed layout widget left for deleteLater crashes the interpreter's exit.
+        shiboken6.delete(plot)

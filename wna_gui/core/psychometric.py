@@ -40,6 +40,7 @@ from .noise import NoiseSpec, noise_block
 from .psyfit import SIGMOIDS, PsychometricFit, bootstrap_fit, threshold_shift
 
 KIND = "psychometric"
+GRID_KIND = "psychometric_grid"
 # chance: fixed at 1/K (0.5 for a binary model); free: fitted in [0, 0.5]. A network does not
 # guess at random on pure noise: the bundled CNN calls nearly all of it 8 or 3, so most digits'
 # curves start at 0, not 1/K, and a guess fixed at 1/K misfits the low-γ levels (digit 0:
@@ -235,6 +236,49 @@ class PsychometricState:
         """(n_k, n_γ), NaN where not yet measured."""
         return np.where(self.done, self.n_correct() / max(self.n_images, 1), np.nan)
 
+    def snapshot(self, samples_per_second: float = 0.0) -> PsychometricSnapshot:
+        """An immutable view for plots and progress bars; ``samples_per_second``: of the run measuring it, if any.
+
+        It needs neither the model nor the images, so a saved run shows anywhere.
+        """
+        cfg = self.config
+        n_k = len(cfg.conditions)
+        shifts, intervals = np.full(n_k, np.nan), np.full((n_k, 2), np.nan)
+        reference = cfg.conditions.index(0.0) if 0.0 in cfg.conditions else None
+        if reference is not None and self.fits[reference] is not None:
+            for condition, fit in enumerate(self.fits):
+                if fit is None:
+                    continue
+                boot = (self.boot_thresholds[condition], self.boot_thresholds[reference]) if cfg.n_boot else ()
+                shift, interval = threshold_shift(fit, self.fits[reference], *boot)
+                shifts[condition] = shift
+                if interval is not None:
+                    intervals[condition] = interval
+        return PsychometricSnapshot(
+            target=cfg.target,
+            class_names=tuple(self.class_names),
+            layer=cfg.layer,
+            lambda_=self.lambda_,
+            sign=cfg.sign,
+            gammas=np.asarray(cfg.gammas),
+            k_values=np.asarray(cfg.conditions),
+            n_images=self.n_images,
+            fraction_correct=self.fraction_correct(),
+            n_correct=self.n_correct(),
+            trials=np.where(self.done, self.n_images, 0),
+            responses=self.responses.copy(),
+            fits=tuple(self.fits),
+            fit_errors=tuple(self.fit_errors),
+            threshold_shifts=shifts,
+            shift_intervals=intervals,
+            conditions_done=sum(f is not None or e is not None for f, e in zip(self.fits, self.fit_errors)),
+            cells_done=self.cells_done,
+            cells_total=cfg.n_cells,
+            samples_per_second=samples_per_second,
+            seconds=self.seconds,
+            finished=self.finished,
+        )
+
     # --- records for the session file (session.py writes them to HDF5) ---
 
     def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
@@ -303,12 +347,28 @@ class PsychometricSnapshot:
     conditions_done: int  # curves complete and fitted (or failed to fit)
     cells_done: int
     cells_total: int
+    samples_per_second: float  # stimuli per second over the active run (pauses excluded); 0 when not running
     seconds: float
     finished: bool
 
     @property
     def target_name(self) -> str:
         return self.class_names[self.target]
+
+    # A sample is one stimulus: one image in one (k, γ) cell.
+    @property
+    def samples_done(self) -> int:
+        return self.cells_done * self.n_images
+
+    @property
+    def samples_total(self) -> int:
+        return self.cells_total * self.n_images
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.samples_per_second <= 0:
+            return None
+        return (self.samples_total - self.samples_done) / self.samples_per_second
 
     @property
     def thresholds(self) -> np.ndarray:
@@ -324,6 +384,70 @@ class PsychometricSnapshot:
         """
         thresholds = self.thresholds
         return np.isfinite(thresholds) & (thresholds >= self.gammas[0]) & (thresholds <= self.gammas[-1])
+
+
+@dataclass
+class PsychometricGridState:
+    """The small-multiples grid of Figs. 23–25: one run per sign × class × layer, measured one after another.
+
+    ``base`` holds what every plot shares (k values, γ grid, seed, noise, fit
+    settings); each plot stimulates its layer with the layer's default λ.
+    ``cells[i]`` is the run of ``configs[i]``, None until its turn comes.
+    """
+
+    base: PsychometricConfig
+    targets: tuple[int, ...]
+    layers: tuple[str, ...]
+    signs: tuple[int, ...]
+    cells: list[PsychometricState | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # Set per plot, so fixed here: grids with the same plots compare equal.
+        self.base = replace(self.base, target=0, layer=None, lambda_=None, sign=1)
+        self.targets, self.layers = tuple(int(t) for t in self.targets), tuple(self.layers)
+        self.signs = tuple(int(s) for s in self.signs)
+        if not (self.targets and self.layers and self.signs):
+            raise ValueError("a grid needs at least one class, one layer and one sign")
+        self.cells = self.cells or [None] * len(self.configs)
+        if len(self.cells) != len(self.configs):
+            raise ValueError(f"{len(self.cells)} runs for a grid of {len(self.configs)} plots")
+
+    @property
+    def configs(self) -> tuple[PsychometricConfig, ...]:
+        """Sign-major, then class, then layer: rows are classes, columns layer × sign, as in Fig. 23."""
+        return tuple(config for sign in self.signs for config in
+                     small_multiples_configs(replace(self.base, sign=sign), self.targets, self.layers))
+
+    @property
+    def plots_done(self) -> int:
+        return sum(cell is not None and cell.finished for cell in self.cells)
+
+    @property
+    def finished(self) -> bool:
+        return self.plots_done == len(self.cells)
+
+    def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
+        meta = {"config": self.base.to_dict(), "targets": list(self.targets), "layers": list(self.layers),
+                "signs": list(self.signs), "cells": []}
+        arrays = {}
+        for index, cell in enumerate(self.cells):
+            if cell is None:
+                meta["cells"].append(None)
+                continue
+            cell_meta, cell_arrays = cell.to_record()
+            meta["cells"].append(cell_meta)
+            arrays.update({f"cells/{index}/{path}": array for path, array in cell_arrays.items()})
+        return meta, arrays
+
+    @classmethod
+    def from_record(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "PsychometricGridState":
+        cells = []
+        for index, cell_meta in enumerate(meta["cells"]):
+            prefix = f"cells/{index}/"
+            cell_arrays = {path[len(prefix):]: array for path, array in arrays.items() if path.startswith(prefix)}
+            cells.append(None if cell_meta is None else PsychometricState.from_record(cell_meta, cell_arrays))
+        return cls(PsychometricConfig.from_dict(meta["config"]), tuple(meta["targets"]), tuple(meta["layers"]),
+                   tuple(meta["signs"]), cells)
 
 
 class PsychometricExperiment:
@@ -371,6 +495,7 @@ class PsychometricExperiment:
         self.model = model
         self.state = state
         self.control = control or RunControl()
+        self._rate = 0.0
         self._images = target_images.to(self.device)
         self._network, self._stimulated = self._copy_network()
         if self._stimulated is not None:
@@ -512,15 +637,21 @@ class PsychometricExperiment:
         """
         state = self.state
         state.noise_device = state.noise_device or self.device.type
-        last_yield = time.perf_counter()
+        started = last_yield = time.perf_counter()
+        start_cells = state.cells_done
+        paused_for = 0.0
         self._fit_complete_curves()
         for condition, gamma_indices in self._batches():
+            pause_began = time.perf_counter()
             self.control.checkpoint()
+            paused_for += time.perf_counter() - pause_began
             batch_start = time.perf_counter()
             self.run_cells(condition, gamma_indices)
             self._fit_complete_curves()
             now = time.perf_counter()
             state.seconds += now - batch_start
+            active = now - started - paused_for
+            self._rate = (state.cells_done - start_cells) * state.n_images / active if active > 0 else 0.0
             if now - last_yield >= self.config.snapshot_seconds and not state.finished:
                 last_yield = now
                 yield self.snapshot()
@@ -533,42 +664,7 @@ class PsychometricExperiment:
         return snapshot
 
     def snapshot(self) -> PsychometricSnapshot:
-        state, cfg = self.state, self.config
-        n_k = len(cfg.conditions)
-        shifts, intervals = np.full(n_k, np.nan), np.full((n_k, 2), np.nan)
-        reference = cfg.conditions.index(0.0) if 0.0 in cfg.conditions else None
-        if reference is not None and state.fits[reference] is not None:
-            for condition, fit in enumerate(state.fits):
-                if fit is None:
-                    continue
-                boot = (state.boot_thresholds[condition], state.boot_thresholds[reference]) if cfg.n_boot else (None, None)
-                shift, interval = threshold_shift(fit, state.fits[reference], *boot)
-                shifts[condition] = shift
-                if interval is not None:
-                    intervals[condition] = interval
-        return PsychometricSnapshot(
-            target=cfg.target,
-            class_names=tuple(state.class_names),
-            layer=cfg.layer,
-            lambda_=state.lambda_,
-            sign=cfg.sign,
-            gammas=np.asarray(cfg.gammas),
-            k_values=np.asarray(cfg.conditions),
-            n_images=state.n_images,
-            fraction_correct=state.fraction_correct(),
-            n_correct=state.n_correct(),
-            trials=np.where(state.done, state.n_images, 0),
-            responses=state.responses.copy(),
-            fits=tuple(state.fits),
-            fit_errors=tuple(state.fit_errors),
-            threshold_shifts=shifts,
-            shift_intervals=intervals,
-            conditions_done=sum(f is not None or e is not None for f, e in zip(state.fits, state.fit_errors)),
-            cells_done=state.cells_done,
-            cells_total=cfg.n_cells,
-            seconds=state.seconds,
-            finished=state.finished,
-        )
+        return self.state.snapshot(self._rate)
 
 
 def run_psychometric(model: LoadedModel, config: PsychometricConfig, images: ImageSet | None = None,
@@ -578,7 +674,7 @@ def run_psychometric(model: LoadedModel, config: PsychometricConfig, images: Ima
 
 
 __all__ = [
-    "GUESS_MODES", "KIND", "LAPSE_MODES", "PsychometricConfig", "PsychometricExperiment", "PsychometricFit",
-    "PsychometricSnapshot", "PsychometricState", "default_lambda", "run_psychometric", "small_multiples_configs",
-    "stimulable_layers",
+    "GRID_KIND", "GUESS_MODES", "KIND", "LAPSE_MODES", "PsychometricConfig", "PsychometricExperiment",
+    "PsychometricFit", "PsychometricGridState", "PsychometricSnapshot", "PsychometricState", "default_lambda",
+    "run_psychometric", "small_multiples_configs", "stimulable_layers",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .psychometric import PsychometricExperiment, PsychometricSnapshot, PsychometricState
+from .psychometric import PsychometricSnapshot
 
 SIGNS = {"excite": 1, "inhibit": -1}
 
@@ -151,6 +151,11 @@ def psychometric_data_records(snapshot: PsychometricSnapshot) -> list[dict]:
             for condition, k in enumerate(snapshot.k_values) for j, gamma in enumerate(snapshot.gammas)]
 
 
+def grid_records(snapshots, records_of) -> list[dict]:
+    """``records_of`` (psychometric_fit_records or psychometric_data_records) of every measured plot of a grid."""
+    return [record for snapshot in snapshots if snapshot is not None for record in records_of(snapshot)]
+
+
 def write_records(records: list[dict], path: str | Path) -> Path:
     """Records as a CSV table (NaN as an empty cell) or a .npy structured array (one field per column)."""
     path = Path(path)
@@ -183,8 +188,3 @@ def stimulation_text(layer: str | None, sign: int, lambda_: float | None) -> str
     if layer is None:
         return "unstimulated"
     return f"{layer} {'excited' if sign > 0 else 'inhibited'}, λ = {lambda_:g}"
-
-
-def psychometric_snapshot(model, state: PsychometricState) -> PsychometricSnapshot:
-    """The snapshot of a saved run (no noise is drawn; the device must match the one that drew it)."""
-    return PsychometricExperiment(model, state=state, device=state.noise_device or "cpu").snapshot()

@@ -219,6 +219,7 @@ def _register_builtin() -> None:
 
     register_experiment(classification.KIND, classification.ClassificationImageState)
     register_experiment(psychometric.KIND, psychometric.PsychometricState)
+    register_experiment(psychometric.GRID_KIND, psychometric.PsychometricGridState)
 
 
 _register_builtin()

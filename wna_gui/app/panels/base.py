@@ -9,6 +9,12 @@ list it in ``wna_gui.app.panels.PANELS``.
 Snapshots are the engine's immutable snapshot objects; the window's status bar
 reads ``samples_done``, ``samples_total``, ``samples_per_second`` and
 ``eta_seconds`` from them, so every experiment's snapshot must have these.
+
+Sessions hold one state per experiment kind. A panel saves and restores a
+dict kind → state: usually just its own ``kind``, but a panel may save more
+than one kind (the psychometric panel saves its curves under ``psychometric``
+and its small-multiples grid under ``psychometric_grid``). Every kind must be
+registered in ``core.session``.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ class ExportTarget:
 
 
 class Panel(QWidget):
-    kind: str = ""  # the experiment kind: its key in session files
+    kind: str = ""  # the panel's experiment kind: its key in session files and in the remembered settings
     title: str = ""  # the tab's title
 
     # --- running (called in the GUI thread) ---
@@ -49,8 +55,11 @@ class Panel(QWidget):
         """
         raise NotImplementedError
 
-    def preview_factory(self, model: LoadedModel) -> Callable[[], Any] | None:
-        """A callable (run in the engine thread) returning a snapshot of a restored state, or None."""
+    def preview_factory(self, model: LoadedModel) -> Callable[[], list] | None:
+        """A callable (run in the engine thread) returning snapshots of the restored states, or None.
+
+        They are shown in order; the status bar shows the last one's progress.
+        """
         raise NotImplementedError
 
     def show_snapshot(self, snapshot: Any) -> None:
@@ -62,12 +71,19 @@ class Panel(QWidget):
 
     # --- sessions ---
 
-    def session_state(self) -> Any | None:
-        """The engine state to save (None: nothing to save). Read it only when no run is between batches."""
+    def session_states(self) -> dict[str, Any]:
+        """kind → engine state to save, for each kind with something to save.
+
+        Read the states only when no run is between batches.
+        """
         raise NotImplementedError
 
-    def restore(self, state: Any | None, model: LoadedModel) -> None:
-        """Adopt a saved state (settings included) to show and continue; None resets the panel for ``model``."""
+    def restore(self, states: dict[str, Any], model: LoadedModel) -> None:
+        """Adopt the saved states of this panel's kinds (settings included) to show and continue.
+
+        ``states`` is a session's kind → state; the panel takes its own kinds from
+        it, and an empty dict resets the panel for ``model``.
+        """
         raise NotImplementedError
 
     def settings(self) -> dict:

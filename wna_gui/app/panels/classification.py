@@ -265,13 +265,14 @@ class ClassificationPanel(Panel):
         if state is None:
             return None
         # Noise is never drawn for a preview, but the engine checks the device matches the stored noise.
-        return lambda: ClassificationImageExperiment(model, state=state, device=state.noise_device or "cpu").snapshot()
+        return lambda: [ClassificationImageExperiment(model, state=state,
+                                                      device=state.noise_device or "cpu").snapshot()]
 
-    def session_state(self) -> ClassificationImageState | None:
-        return self._state
+    def session_states(self) -> dict:
+        return {} if self._state is None else {KIND: self._state}
 
-    def restore(self, state: ClassificationImageState | None, model: LoadedModel) -> None:
-        self._state = state
+    def restore(self, states: dict, model: LoadedModel) -> None:
+        state = self._state = states.get(KIND)
         self._snapshot = None
         if state is not None:
             self.apply_settings(state.config.to_dict())

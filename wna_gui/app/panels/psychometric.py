@@ -5,7 +5,9 @@ one stimulated layer, the fraction of stimuli t = γ·s + (1 − γ)·n classifi
 the target against γ, one colour per k, fitted ψ and a table of thresholds and
 shifts. "Small multiples": every class × layer (× sign), Fig. 23 style. Start
 runs the view on top. The engine's PsychometricExperiment does all the work;
-the grid runs one per cell, one after another, through the same engine thread.
+the grid runs one per plot, one after another, through the same engine thread.
+The panel saves both views: the curves under ``psychometric``, the grid under
+``psychometric_grid``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ...core.psychometric_report import (
     PSYCHOMETRIC_COLUMNS,
     format_k_values,
     gamma_grid,
+    grid_records,
     parse_k_values,
     psychometric_data_records,
     psychometric_fit_records,
@@ -48,15 +51,16 @@ from ...core.control import RunControl
 from ...core.data import ImageSet, load_dataset
 from ...core.models import LoadedModel
 from ...core.psychometric import (
+    GRID_KIND,
     GUESS_MODES,
     KIND,
     LAPSE_MODES,
     PsychometricConfig,
     PsychometricExperiment,
+    PsychometricGridState,
     PsychometricSnapshot,
     PsychometricState,
     default_lambda,
-    small_multiples_configs,
     stimulable_layers,
 )
 from ...core.psyfit import SIGMOIDS
@@ -71,6 +75,7 @@ LAPSE_LABELS = {"bounded": "bounded [0, 0.06]", "free": "free [0, 0.5]"}
 GUESS_HELP = ("A network need not guess at 1/K on noise: the bundled CNN calls most pure noise an 8, so most of "
               "its curves start near 0. A free guess rate fits that floor; chance fixes it at 1/K.")
 DEFAULT_GRID_K = (0.0, 5.0, 10.0)
+SHARED_SETTINGS = ("gammas", "seed", "sigmoid", "guess", "lapse")  # of both views; the grid has no bootstrap
 TABLE_NOTE = ("Threshold: γ where the sigmoid is halfway; width: γ span from 5% to 95% of it; 95% intervals "
               "bootstrap the images. A threshold outside the γ range is an extrapolation and is not given as a "
               "number; neither are shifts that involve one.")
@@ -84,100 +89,53 @@ def _count_images(images: ImageSet, model: LoadedModel, target: int) -> int:
     return int((images.labels == images.class_names.index(name)).sum())
 
 
-def _rates(done: int, total: int, seconds: float) -> tuple[int, int, float, float | None]:
-    rate = done / seconds if seconds > 0 else 0.0
-    return done, total, rate, ((total - done) / rate if rate > 0 else None)
-
-
-@dataclass(frozen=True)
-class CurvesProgress:
-    """One experiment's snapshot, plus the progress the window's status bar reads (samples = stimuli)."""
-
-    curves: PsychometricSnapshot
-    samples_done: int
-    samples_total: int
-    samples_per_second: float
-    eta_seconds: float | None
-
-    @classmethod
-    def of(cls, snapshot: PsychometricSnapshot) -> "CurvesProgress":
-        return cls(snapshot, *_rates(snapshot.cells_done * snapshot.n_images,
-                                     snapshot.cells_total * snapshot.n_images, snapshot.seconds))
-
-
 @dataclass(frozen=True)
 class GridProgress:
-    """The small-multiples grid: per config, its latest snapshot (None until its turn comes)."""
+    """The grid's runs for drawing, with the progress the window's status bar reads (samples = stimuli)."""
 
     configs: tuple[PsychometricConfig, ...]
-    snapshots: tuple[PsychometricSnapshot | None, ...]
-    samples_done: int
+    snapshots: tuple[PsychometricSnapshot | None, ...]  # per config; None until its turn comes
     samples_total: int
-    samples_per_second: float
-    eta_seconds: float | None
+    samples_per_second: float = 0.0  # of the run being measured; 0 when none is
 
+    @classmethod
+    def of(cls, grid: PsychometricGridState, samples_total: int, samples_per_second: float = 0.0) -> "GridProgress":
+        return cls(grid.configs, tuple(None if cell is None else cell.snapshot() for cell in grid.cells),
+                   samples_total, samples_per_second)
 
+    @property
+    def samples_done(self) -> int:
+        return sum(snapshot.samples_done for snapshot in self.snapshots if snapshot is not None)
 
-class _CurvesRun:
-    """One experiment, with snapshots wrapped for the window."""
-
-    def __init__(self, experiment: PsychometricExperiment) -> None:
-        self.experiment = experiment
-
-    def run(self):
-        for snapshot in self.experiment.run():
-            yield CurvesProgress.of(snapshot)
-
-    def snapshot(self) -> CurvesProgress:
-        return CurvesProgress.of(self.experiment.snapshot())
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.samples_per_second <= 0:
+            return None
+        return (self.samples_total - self.samples_done) / self.samples_per_second
 
 
 class _GridRun:
-    """The grid's experiments one after another. Kept by the panel, so Start after Stop continues it."""
+    """Measures the grid's unfinished runs one after another, filling in ``grid`` (built anew for every Start)."""
 
-    def __init__(self, model: LoadedModel, configs: tuple[PsychometricConfig, ...], device: str) -> None:
-        self.model, self.configs, self.device = model, configs, device
-        self.control = RunControl()
-        self.states: list[PsychometricState | None] = [None] * len(configs)
-        self.snapshots: list[PsychometricSnapshot | None] = [None] * len(configs)
-        self._experiment: PsychometricExperiment | None = None
-        self._current = 0
-        self._images: ImageSet | None = None
-        self._totals = [0] * len(configs)
-
-    def with_control(self, control: RunControl) -> "_GridRun":
-        self.control = control
-        return self
-
-    @property
-    def finished(self) -> bool:
-        return all(s is not None and s.finished for s in self.snapshots)
+    def __init__(self, model: LoadedModel, grid: PsychometricGridState, samples_total: int, device: str,
+                 control: RunControl) -> None:
+        self.model, self.grid, self.device, self.control = model, grid, device, control
+        self.samples_total = samples_total
 
     def run(self):
-        if self._images is None:  # loaded once for all cells, in the engine thread
-            self._images = load_dataset(self.configs[0].dataset)
-            self._totals = [c.n_cells * _count_images(self._images, self.model, c.target) for c in self.configs]
-        for index, config in enumerate(self.configs):
-            if self.snapshots[index] is not None and self.snapshots[index].finished:
+        images = load_dataset(self.grid.base.dataset)  # once for all runs
+        for index, config in enumerate(self.grid.configs):
+            cell = self.grid.cells[index]
+            if cell is not None and cell.finished:
                 continue
-            self._current = index
-            self._experiment = PsychometricExperiment(self.model, config, state=self.states[index],
-                                                      images=self._images, device=self.device, control=self.control)
-            self.states[index] = self._experiment.state
-            for snapshot in self._experiment.run():
-                self.snapshots[index] = snapshot
-                yield self._progress()
-        self._experiment = None
+            experiment = PsychometricExperiment(self.model, config, state=cell, images=images, device=self.device,
+                                                control=self.control)
+            self.grid.cells[index] = experiment.state
+            for snapshot in experiment.run():
+                yield GridProgress.of(self.grid, self.samples_total, snapshot.samples_per_second)
 
     def snapshot(self) -> GridProgress:
-        if self._experiment is not None:  # a stopped cell has moved on since its last yield
-            self.snapshots[self._current] = self._experiment.snapshot()
-        return self._progress()
-
-    def _progress(self) -> GridProgress:
-        done = sum(s.cells_done * s.n_images for s in self.snapshots if s is not None)
-        seconds = sum(s.seconds for s in self.snapshots if s is not None)
-        return GridProgress(self.configs, tuple(self.snapshots), *_rates(done, sum(self._totals), seconds))
+        return GridProgress.of(self.grid, self.samples_total)
 
 
 def _measurement(config: PsychometricConfig, lambda_: float | None) -> PsychometricConfig:
@@ -228,8 +186,8 @@ class PsychometricPanel(Panel):
         self._images: ImageSet | None = None  # to count the target's images before a run
         self._state: PsychometricState | None = None
         self._snapshot: PsychometricSnapshot | None = None
-        self._grid_run: _GridRun | None = None
-        self._grid_progress: GridProgress | None = None
+        self._grid: PsychometricGridState | None = None
+        self._grid_progress: GridProgress | None = None  # as last drawn
         self._build_settings()
 
         self.plot = PsychometricPlot()
@@ -491,24 +449,17 @@ class PsychometricPanel(Panel):
                        k_values=parse_k_values(self.k_values.text()) if stimulated else (0.0,),
                        sign=self.sign.currentData() if stimulated else 1)
 
-    def grid_columns(self) -> list[tuple[str, int]]:
-        layers = [name for name, box in self._grid_layer_boxes.items() if box.isChecked()]
-        signs = [sign for sign, box in ((1, self.grid_excite), (-1, self.grid_inhibit)) if box.isChecked()]
+    def new_grid(self, model: LoadedModel) -> PsychometricGridState:
+        """The grid the settings describe, nothing measured yet: every class × ticked layer × ticked sign."""
+        layers = tuple(name for name, box in self._grid_layer_boxes.items() if box.isChecked())
+        signs = tuple(sign for sign, box in ((1, self.grid_excite), (-1, self.grid_inhibit)) if box.isChecked())
         if not layers:
             raise ValueError("tick at least one layer for the small multiples")
         if not signs:
             raise ValueError("tick excite, inhibit or both for the small multiples")
-        return [(layer, sign) for sign in signs for layer in layers]
-
-    def grid_configs(self, model: LoadedModel) -> tuple[PsychometricConfig, ...]:
-        """One config per class × layer × sign (sign-major), digit-major within a sign, as in Fig. 23."""
-        columns = self.grid_columns()
-        layers = list(dict.fromkeys(layer for layer, _ in columns))
         base = replace(self._base_config(), k_values=parse_k_values(self.grid_k_values.text()), n_boot=0,
                        gof_samples=0)
-        signs = list(dict.fromkeys(sign for _, sign in columns))
-        return tuple(config for sign in signs for config in
-                     small_multiples_configs(replace(base, sign=sign), range(model.n_classes), layers))
+        return PsychometricGridState(base, tuple(range(model.n_classes)), layers, signs)
 
     def _settings_edited(self) -> None:
         grid = self.views.currentIndex() == 1
@@ -547,17 +498,16 @@ class PsychometricPanel(Panel):
         return f"Start continues the run: {state.cells_done} of {state.config.n_cells} points measured."
 
     def _grid_plan(self) -> str:
-        configs = self.grid_configs(self._model) if self._model is not None else ()
-        run = self._grid_run
-        columns = len(self.grid_columns())
-        if run is not None and run.configs == configs and any(s is not None for s in run.snapshots):
-            finished = sum(s is not None and s.finished for s in run.snapshots)
-            if finished == len(configs):
+        if self._model is None:
+            return ""
+        wanted, grid = self.new_grid(self._model), self._grid
+        if grid is not None and grid.configs == wanted.configs and any(cell is not None for cell in grid.cells):
+            if grid.finished:
                 return "The grid is complete. Change a setting to run it again."
-            return f"Start continues the grid: {finished} of {len(configs)} plots done."
-        return (f"Start runs {len(configs)} experiments one after another ({len(configs) // max(columns, 1)} "
-                f"classes × {columns} columns), each {len(configs[0].k_values) if configs else 0} k × "
-                f"{len(configs[0].gammas) if configs else 0} γ.")
+            return f"Start continues the grid: {grid.plots_done} of {len(grid.cells)} plots done."
+        return (f"Start runs {len(wanted.configs)} experiments one after another ({len(wanted.targets)} classes × "
+                f"{len(wanted.layers) * len(wanted.signs)} columns), each {len(wanted.base.k_values)} k × "
+                f"{len(wanted.base.gammas)} γ.")
 
     def set_running(self, running: bool) -> None:
         for box in self._locked_during_runs:
@@ -581,58 +531,77 @@ class PsychometricPanel(Panel):
         else:
             state = None
 
-        def build(control: RunControl) -> _CurvesRun:
+        def build(control: RunControl) -> PsychometricExperiment:
             experiment = PsychometricExperiment(model, config, state=state, device=device, control=control)
             self._state = experiment.state
-            return _CurvesRun(experiment)
+            return experiment
 
         return build
 
     def _grid_factory(self, model: LoadedModel, device: str) -> ExperimentFactory:
-        configs = self.grid_configs(model)
-        run = self._grid_run
-        if run is None or run.configs != configs or run.model is not model or run.device != device:
-            run = self._grid_run = _GridRun(model, configs, device)
-        elif run.finished:
-            raise ValueError("the grid is complete; change a setting to run it again")
-        return run.with_control
+        grid = self.new_grid(model)
+        if self._grid is not None and self._grid.configs == grid.configs:
+            if self._grid.finished:
+                raise ValueError("the grid is complete; change a setting to run it again")
+            grid = self._grid
+        self._grid = grid
+        samples_total = self._grid_samples(grid)
+        return lambda control: _GridRun(model, grid, samples_total, device, control)
+
+    def _grid_samples(self, grid: PsychometricGridState) -> int:
+        return sum(config.n_cells * _count_images(self._images, self._model, config.target) for config in grid.configs)
 
     def preview_factory(self, model: LoadedModel):
-        state = self._state
-        if state is None:
+        state, grid = self._state, self._grid
+        if state is None and grid is None:
             return None
-        # Noise is never drawn for a preview, but the engine checks the device matches the stored noise.
-        return lambda: CurvesProgress.of(
-            PsychometricExperiment(model, state=state, device=state.noise_device or "cpu").snapshot())
+        samples_total = 0 if grid is None else self._grid_samples(grid)
 
-    def session_state(self) -> PsychometricState | None:
-        return self._state
+        def snapshots() -> list:
+            # The view restore() shows comes last, so the status bar shows its progress.
+            shown = [] if grid is None else [GridProgress.of(grid, samples_total)]
+            return shown + ([] if state is None else [state.snapshot()])
 
-    def restore(self, state: PsychometricState | None, model: LoadedModel) -> None:
+        return snapshots
+
+    def session_states(self) -> dict:
+        return {kind: state for kind, state in ((KIND, self._state), (GRID_KIND, self._grid)) if state is not None}
+
+    def restore(self, states: dict, model: LoadedModel) -> None:
+        """The curves view shows when the session has curves, else the grid's when it has a grid.
+
+        Both views share the γ grid, seed and fit settings; when both are saved, the curves' win.
+        """
         if model is not self._model:
             self._model = model
             self._images = load_dataset(PsychometricConfig.dataset)
             self._fill_model_choices(model)
-        self._state, self._snapshot = state, None
-        self._grid_run, self._grid_progress = None, None
+        self._state, self._snapshot = states.get(KIND), None
+        self._grid, self._grid_progress = states.get(GRID_KIND), None
         self.plot.clear_curves()
         self.table.setRowCount(0)
         self.grid_plot.clear_grid()
         self.grid_note.clear()
-        if state is not None:
+        grid = self._grid
+        if grid is not None:
+            base = grid.base.to_dict()
+            self.apply_settings({**{key: base[key] for key in SHARED_SETTINGS}, "view": GRID_VIEW,
+                                 "grid": {"k_values": base["k_values"], "layers": grid.layers, "signs": grid.signs}})
+        if self._state is not None:
+            state = self._state
             self.apply_settings({**state.config.to_dict(), "lambda": state.lambda_, "view": CURVES_VIEW})
         self._settings_edited()
 
     # --- drawing ---
 
-    def show_snapshot(self, progress: CurvesProgress | GridProgress) -> None:
-        if isinstance(progress, GridProgress):
-            self._grid_progress = progress
-            self._draw_grid(progress)
+    def show_snapshot(self, snapshot: PsychometricSnapshot | GridProgress) -> None:
+        if isinstance(snapshot, GridProgress):
+            self._grid_progress = snapshot
+            self._draw_grid(snapshot)
             return
-        self._snapshot = progress.curves
-        self.plot.show_snapshot(progress.curves)
-        self._fill_table(progress.curves)
+        self._snapshot = snapshot
+        self.plot.show_snapshot(snapshot)
+        self._fill_table(snapshot)
         self.trials.setText(self._trials_text())
 
     def _fill_table(self, snapshot: PsychometricSnapshot) -> None:
@@ -653,15 +622,7 @@ class PsychometricPanel(Panel):
                 self.table.item(row, 1).setToolTip(texts[1])
 
     def _draw_grid(self, progress: GridProgress) -> None:
-        model = self._model
-        columns = list(dict.fromkeys((c.layer, c.sign) for c in progress.configs))
-        snapshots = {(config.target, columns.index((config.layer, config.sign))): snapshot
-                     for config, snapshot in zip(progress.configs, progress.snapshots)}
-        rows = sorted({config.target for config in progress.configs})
-        names = [model.class_names[target] for target in rows]
-        column_names = [f"{layer} · {'excite' if sign > 0 else 'inhibit'}" for layer, sign in columns]
-        self.grid_plot.show_grid(names, column_names, progress.configs[0].k_values,
-                                 {(rows.index(target), col): s for (target, col), s in snapshots.items()})
+        self.grid_plot.show_runs(progress.configs, progress.snapshots, self._model.class_names)
         done = sum(s is not None and s.finished for s in progress.snapshots)
         self.grid_note.setText(f"{done} of {len(progress.configs)} plots done · rows: target class · columns: "
                                "stimulated layer and sign, each with its paper λ")
@@ -689,7 +650,7 @@ class PsychometricPanel(Panel):
         return self._snapshot
 
     def _grid_records(self, records_of) -> list[dict]:
-        snapshots = [] if self._grid_progress is None else [s for s in self._grid_progress.snapshots if s is not None]
-        if not snapshots:
+        records = [] if self._grid_progress is None else grid_records(self._grid_progress.snapshots, records_of)
+        if not records:
             raise ValueError("nothing to export yet: run the small multiples first")
-        return [record for snapshot in snapshots for record in records_of(snapshot)]
+        return records
