@@ -112,6 +112,37 @@ def _load_model_from_args(args):
                       download=args.download)
 
 
+def drive_run(experiment, session: Session, out: Path, args, command: str, note):
+    """Run an experiment to the end with a progress bar, autosaving ``session`` to ``out``.
+
+    Ctrl-C cancels between batches, so the session on disk is consistent and
+    resumable; returns the final snapshot, or None after an interruption.
+    """
+    control = experiment.control
+    snapshot = experiment.snapshot()
+    progress = ProgressBar(snapshot.samples_total, quiet=args.quiet)
+    previous_handler = signal.signal(signal.SIGINT, lambda *_: control.cancel())
+    last_save = time.monotonic()
+    try:
+        for snapshot in experiment.run():
+            progress.update(snapshot.samples_done, snapshot.samples_per_second, snapshot.eta_seconds, note(snapshot))
+            if args.autosave_seconds and time.monotonic() - last_save > args.autosave_seconds:
+                save_session(session, out)
+                last_save = time.monotonic()
+    except Cancelled:
+        progress.close()
+        save_session(session, out)
+        snapshot = experiment.snapshot()
+        print(f"interrupted after {snapshot.samples_done:,} of {snapshot.samples_total:,} samples; session saved to "
+              f"{out}; continue with: wna run {command} --resume {out}", file=sys.stderr)
+        return None
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    progress.close()
+    save_session(session, out)
+    return snapshot
+
+
 def cmd_run_classification(args) -> int:
     if args.resume:
         session = load_session(args.resume)
@@ -136,28 +167,10 @@ def cmd_run_classification(args) -> int:
     session.experiments[CLASSIFICATION] = state
     control = RunControl()
     experiment = ClassificationImageExperiment(model, state=state, device=args.device, control=control)
-    progress = ProgressBar(state.config.samples, quiet=args.quiet)
-    # Ctrl-C cancels between batches so the session on disk is consistent and resumable.
-    previous_handler = signal.signal(signal.SIGINT, lambda *_: control.cancel())
-    last_save = time.monotonic()
-    snapshot = None
-    try:
-        for snapshot in experiment.run():
-            progress.update(snapshot.samples_done, snapshot.samples_per_second, snapshot.eta_seconds,
-                            f"[{experiment.device.type}]")
-            if args.autosave_seconds and time.monotonic() - last_save > args.autosave_seconds:
-                save_session(session, out)
-                last_save = time.monotonic()
-    except Cancelled:
-        progress.close()
-        save_session(session, out)
-        print(f"interrupted after {state.samples_done:,} samples; session saved to {out}; "
-              f"continue with: wna run classification-images --resume {out}", file=sys.stderr)
+    snapshot = drive_run(experiment, session, out, args, "classification-images",
+                         lambda snap: f"[{experiment.device.type}]")
+    if snapshot is None:
         return 130
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
-    progress.close()
-    save_session(session, out)
     if not args.quiet:
         counts = snapshot.counts
         top = ", ".join(f"{snapshot.class_names[k]}: {counts[k]:,}" for k in np.argsort(counts)[::-1][:5] if counts[k])
@@ -229,29 +242,11 @@ def cmd_run_psychometric(args) -> int:
     experiment = PsychometricExperiment(model, config, state=state, device=args.device, control=control)
     state = experiment.state
     session.experiments[PSYCHOMETRIC] = state
-    snapshot = experiment.snapshot()
-    progress = ProgressBar(snapshot.samples_total, quiet=args.quiet)
-    # Ctrl-C cancels between batches so the session on disk is consistent and resumable.
-    previous_handler = signal.signal(signal.SIGINT, lambda *_: control.cancel())
-    last_save = time.monotonic()
-    try:
-        for snapshot in experiment.run():
-            progress.update(snapshot.samples_done, snapshot.samples_per_second, snapshot.eta_seconds,
-                            f"{snapshot.conditions_done}/{len(snapshot.k_values)} curves fitted "
-                            f"[{experiment.device.type}]")
-            if args.autosave_seconds and time.monotonic() - last_save > args.autosave_seconds:
-                save_session(session, out)
-                last_save = time.monotonic()
-    except Cancelled:
-        progress.close()
-        save_session(session, out)
-        print(f"interrupted after {state.cells_done} of {state.config.n_cells} (k, γ) cells; session saved to {out}; "
-              f"continue with: wna run psychometric --resume {out}", file=sys.stderr)
+    snapshot = drive_run(experiment, session, out, args, "psychometric",
+                         lambda snap: f"{snap.conditions_done}/{len(snap.k_values)} curves fitted "
+                                      f"[{experiment.device.type}]")
+    if snapshot is None:
         return 130
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
-    progress.close()
-    save_session(session, out)
     if not args.quiet:
         print(f"wrote {out}: {state.cells_done} (k, γ) cells × {state.n_images} images in {state.seconds:.1f} s "
               f"on {experiment.device.type}")
