@@ -25,11 +25,12 @@ KIND = "classification_images"
 WEIGHTINGS = ("none", "confidence")
 # Reliability is recorded at these many log-spaced points per decade of samples.
 RELIABILITY_POINTS_PER_DECADE = 8
-# On CPU a block is classified in chunks of this many samples: a whole block's activations
-# (46 MB after the MNIST CNN's conv1 for 1000 samples) overflow the caches and are mapped
-# fresh by the allocator on every call; 256-sample chunks run ~1.3-1.7x faster
-# (docs/performance.md). GPUs take the whole block at once.
-CPU_FORWARD_CHUNK = 256
+# On CPU a block is classified in chunks of at most this many samples: a whole block's
+# activations (46 MB after the MNIST CNN's conv1 for 1000 samples) overflow the caches and
+# are mapped fresh by the allocator on every call. Chunks run ~1.5x faster on one thread;
+# smaller ones lose again to per-operator threading overhead (docs/performance.md).
+# GPUs take the whole block at once.
+CPU_FORWARD_CHUNK = 512
 
 
 @dataclass(frozen=True)
