@@ -207,3 +207,13 @@ def test_session_from_another_model_shape_is_refused(bundled):
     experiment, _ = run(bundled, samples=100)
     with pytest.raises(EngineError, match="classes"):
         ClassificationImageExperiment(observer_model(NullObserver(2, 0), 2), state=experiment.state, device="cpu")
+
+
+def test_a_run_leaves_the_loaded_model_untouched():
+    model = load_default()
+    before = {name: p.detach().clone() for name, p in model.net.named_parameters()}
+    run(model, samples=2000, batch_size=500)
+    for name, param in model.net.named_parameters():
+        # Same values and the same (NCHW) layout: other panels share this model.
+        assert torch.equal(param, before[name]), name
+        assert param.is_contiguous(), f"{name} was left in another memory format"

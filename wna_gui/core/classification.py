@@ -9,6 +9,7 @@ the GUI worker drive the same code.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field, replace
 from typing import Iterator
@@ -249,7 +250,9 @@ class ClassificationImageExperiment:
         return self.state.config
 
     def _prepare_network(self) -> torch.nn.Module:
-        net = self.model.pixel_model.to(self.device).eval()
+        # A private copy: moving it to the GPU or to channels_last must not change
+        # the model the user loaded (other panels and callers share it).
+        net = copy.deepcopy(self.model.pixel_model).to(self.device).eval()
         self._channels_last = len(self.model.input_spec.shape) == 3 and any(
             isinstance(m, torch.nn.Conv2d) for m in net.modules())
         if self._channels_last:
