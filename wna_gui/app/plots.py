@@ -189,6 +189,14 @@ class ConvergencePlot(pg.PlotWidget):
         self._mean = self.plot([], [], pen=pg.mkPen(TEXT_COLOR, width=2.5), name="mean over classes")
         self._class_curves: dict[int, pg.PlotDataItem] = {}
         self._x_range: tuple[float, float] = (0.0, 0.0)
+        self._show_x_range((2.0, 5.0))  # 100 to 100k samples until data arrive
+
+    def _show_x_range(self, x_range: tuple[float, float]) -> None:
+        """Set the log-x range and its ticks; only when it changes (axis repaints are costly)."""
+        if x_range != self._x_range:
+            self._x_range = x_range
+            self.getPlotItem().getAxis("bottom").setTicks(log_ticks(x_range[1]))
+            self.setXRange(*x_range, padding=0.02)
 
     def show_reliability(self, samples: np.ndarray, per_class: np.ndarray, mean: np.ndarray,
                          class_names: tuple[str, ...]) -> None:
@@ -210,11 +218,7 @@ class ConvergencePlot(pg.PlotWidget):
         self._mean.setData(samples[finite], mean[finite])
         # The axis grows by half decades, so it is redrawn a few times per run rather than every frame.
         right = max(3.0, math.ceil(math.log10(max(int(samples[-1]), 1000)) * 2) / 2)
-        x_range = (min(math.log10(max(int(samples[0]), 100)), right - 1), right)
-        if x_range != self._x_range:
-            self._x_range = x_range
-            self.getPlotItem().getAxis("bottom").setTicks(log_ticks(right))
-            self.setXRange(*x_range, padding=0.02)
+        self._show_x_range((min(math.log10(max(int(samples[0]), 100)), right - 1), right))
 
     def clear_curves(self) -> None:
         for curve in self._class_curves.values():

@@ -197,8 +197,11 @@ class PsychometricPanel(Panel):
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 8)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setStretchLastSection(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # Spare width goes to the shift column, the widest text, not to the narrow p-value.
+        header.setSectionResizeMode(PSYCHOMETRIC_COLUMNS.index("Δthreshold vs k=0 [95% CI]"),
+                                    QHeaderView.ResizeMode.Stretch)
         table_note = QLabel(TABLE_NOTE)
         table_note.setWordWrap(True)
         table_note.setStyleSheet("color: palette(placeholder-text)")
