@@ -79,7 +79,7 @@ def headless(samples, batch_size=500, seed=7, model=None):
 def assert_maps_equal(a, b, atol=1e-12):
     np.testing.assert_array_equal(a.counts, b.counts)
     for view in ("mean", "centered", "zmap"):
-        np.testing.assert_allclose(getattr(a.maps, view), getattr(b.maps, view), rtol=0, atol=atol, equal_nan=True)
+        np.testing.assert_allclose(a.maps.of(view), b.maps.of(view), rtol=0, atol=atol, equal_nan=True)
 
 
 def tile_titles(panel):
@@ -232,8 +232,9 @@ def _check_export(path):
         assert ET.fromstring(data).tag.endswith("svg")
     elif suffix == ".pdf":
         assert data.startswith(b"%PDF") and len(data) > 2000
-    elif suffix == ".npy":
-        return np.load(path).shape
+    elif suffix == ".npz":
+        with np.load(path) as arrays:
+            return {name: arrays[name] for name in arrays.files}
     elif suffix == ".csv":
         return list(csv.DictReader(path.open()))
     return None
@@ -255,7 +256,10 @@ def test_exports_write_valid_files(window, qtbot, tmp_path):
     assert figure.width() >= 5 * 28 * 8 and figure.height() >= 2 * 28 * 8  # native pixels, 8× nearest-neighbour
     plot = written[("Class-frequency plot", ".png")]
     assert plot.width() == int(panel.frequency_plot.width() * panel.frequency_plot.devicePixelRatioF())
-    assert written[("Maps of the current view (array K×C×H×W)", ".npy")] == (10, 1, 28, 28)
+    arrays = written[("Maps of the current view (.npz: maps of the classes seen, classes, counts)", ".npz")]
+    np.testing.assert_array_equal(arrays["classes"], np.flatnonzero(counts))
+    assert arrays["maps"].shape == (np.count_nonzero(counts), 1, 28, 28)
+    np.testing.assert_array_equal(arrays["counts"], counts)
     table = written[("Class table: counts, map predictions, reliability", ".csv")]
     assert [int(row["count"]) for row in table] == counts.tolist()
 

@@ -55,7 +55,11 @@ def test_export_writes_figures_arrays_and_tables(tmp_path):
 
     with h5py.File(session) as f:
         saved = f["experiments/classification_images/results/centered"][()]
-    np.testing.assert_array_equal(np.load(out / "centered.npy"), saved)
+        classes = f["experiments/classification_images/results/classes"][()]
+    exported = np.load(out / "maps_centered.npz")
+    np.testing.assert_array_equal(exported["maps"], saved)
+    np.testing.assert_array_equal(exported["classes"], classes)
+    assert exported["counts"].sum() == 2000 and list(exported["class_names"]) == [str(d) for d in range(10)]
     for view in ("mean", "centered", "zmap"):
         assert (out / f"maps_{view}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (out / f"maps_{view}.pdf").read_bytes()[:4] == b"%PDF"

@@ -79,9 +79,10 @@ def test_linear_template_observer_map_recovers_the_template():
     _, snapshot = run(observer_model(LinearTemplateObserver(template), 2), samples=16_000, seed=1)
     t = template.flatten().double().numpy()
     assert snapshot.counts.sum() == 16_000 and snapshot.counts.min() > 7000
-    assert cosine(snapshot.maps.mean[1] - snapshot.maps.mean[0], t) > 0.95
-    assert cosine(snapshot.maps.centered[1], t) > 0.95
-    assert cosine(snapshot.maps.centered[0], -t) > 0.95
+    mean, centered = snapshot.maps.of("mean"), snapshot.maps.of("centered")
+    assert cosine(mean[1] - mean[0], t) > 0.95
+    assert cosine(centered[1], t) > 0.95
+    assert cosine(centered[0], -t) > 0.95
 
 
 def test_null_observer_gives_calibrated_z_maps():
@@ -98,8 +99,8 @@ def test_same_seed_same_maps_and_another_seed_other_maps(bundled):
     _, again = run(bundled, samples=3000, seed=5)
     _, other = run(bundled, samples=3000, seed=6)
     np.testing.assert_array_equal(first.counts, again.counts)
-    np.testing.assert_array_equal(first.maps.mean, again.maps.mean)
-    assert not np.array_equal(np.nan_to_num(first.maps.mean), np.nan_to_num(other.maps.mean))
+    np.testing.assert_array_equal(first.maps.of("mean"), again.maps.of("mean"))
+    assert not np.array_equal(np.nan_to_num(first.maps.of("mean")), np.nan_to_num(other.maps.of("mean")))
 
 
 def test_maps_can_be_recomputed_from_the_seed_alone(bundled):
@@ -114,7 +115,7 @@ def test_maps_can_be_recomputed_from_the_seed_alone(bundled):
     flat = x.reshape(len(x), -1).double().numpy()
     np.testing.assert_array_equal(snapshot.counts, np.bincount(labels, minlength=10))
     for k in np.flatnonzero(snapshot.counts):
-        np.testing.assert_allclose(snapshot.maps.mean[k], flat[labels == k].mean(0), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(snapshot.image("mean", k).ravel(), flat[labels == k].mean(0), rtol=0, atol=1e-12)
 
 
 def assert_same_run(resumed: ClassificationImageState, single: ClassificationImageState):
@@ -164,9 +165,11 @@ def test_convergence_record_of_the_bundled_model(bundled):
     experiment, snapshot = run(bundled, samples=20_000, seed=0)
     state = experiment.state
     assert sorted(state.checkpoint_maps) == [1000, 10_000]
-    assert all(m.shape == (10, 784) for m in state.checkpoint_maps.values())
+    for classes, mean_maps in state.checkpoint_maps.values():
+        assert mean_maps.shape == (len(classes), 784) and set(classes) <= set(np.flatnonzero(snapshot.counts))
     # The 1e4 checkpoint is the mean map at that point, not the final one.
-    assert not np.allclose(np.nan_to_num(state.checkpoint_maps[10_000]), np.nan_to_num(snapshot.maps.mean))
+    classes, mean_maps = state.checkpoint_maps[10_000]
+    assert not np.allclose(mean_maps, snapshot.maps.of("mean", classes))
 
     samples = snapshot.reliability_samples
     assert samples[-1] == 20_000 and np.all(np.diff(samples) > 0)
@@ -186,7 +189,7 @@ def test_confidence_weighting_weights_each_sample_by_its_top_probability(bundled
     assert total.count.sum() == 2000
     assert np.all(total.weight <= total.count) and np.all(total.weight[total.count > 0] > 0)
     assert total.weight.sum() < 2000
-    assert np.isfinite(snapshot.maps.zmap[total.count > 1]).all()
+    assert np.isfinite(snapshot.maps.of("zmap", np.flatnonzero(total.count > 1))).all()
 
 
 def test_model_producing_nan_is_reported():

@@ -394,33 +394,30 @@ def _print_psychometric_info(entry: dict) -> None:
         print(f"    k = {row[0]:>4}: threshold {row[1]}{shift}")
 
 
-def export_classification(state: ClassificationImageState, experiment_maps, out_dir: Path,
-                          views=MAP_VIEWS, predictions=None) -> list[Path]:
-    """Write .npy arrays, CSV tables and PNG/PDF map grids of a classification-images run."""
-    from .figures import map_titles, save_map_grid
+def export_classification(snapshot, out_dir: Path, views=MAP_VIEWS) -> list[Path]:
+    """Write .npz arrays, CSV tables and PNG/PDF map grids of a classification-images run."""
+    from .figures import map_titles, save_map_grid, shown_classes
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    shape = (state.n_classes, *state.image_shape)
+    shown = shown_classes(snapshot.counts)
+    titles = map_titles(snapshot.class_names, snapshot.counts, snapshot.map_predictions)
     written: list[Path] = []
     for view in views:
-        maps = getattr(experiment_maps, view).reshape(shape)
-        npy = out_dir / f"{view}.npy"
-        np.save(npy, maps)
-        titles = map_titles(state.class_names, experiment_maps.counts, predictions)
+        written.append(snapshot.save_arrays(out_dir / f"maps_{view}.npz", view))
+        maps = snapshot.maps.of(view, shown).reshape(len(shown), *snapshot.image_shape)
         for suffix in (".png", ".pdf"):
-            written.append(save_map_grid(maps, titles, out_dir / f"maps_{view}{suffix}", view=view,
-                                         title=f"Classification images ({view}), N = {state.samples_done:,}"))
-        written.append(npy)
+            written.append(save_map_grid(maps, [titles[k] for k in shown], out_dir / f"maps_{view}{suffix}",
+                                         view=view, title=f"Classification images ({view}), "
+                                                          f"N = {snapshot.samples_done:,}"))
     counts_csv = out_dir / "class_counts.csv"
     with counts_csv.open("w") as fh:
         fh.write("class,name,count\n")
-        for k, (name, count) in enumerate(zip(state.class_names, experiment_maps.counts)):
+        for k, (name, count) in enumerate(zip(snapshot.class_names, snapshot.counts)):
             fh.write(f"{k},{name},{int(count)}\n")
     reliability_csv = out_dir / "reliability.csv"
-    rel = np.vstack(state.reliability_per_class) if state.reliability_per_class else np.zeros((0, state.n_classes))
     with reliability_csv.open("w") as fh:
-        fh.write("samples," + ",".join(f"r_{name}" for name in state.class_names) + "\n")
-        for n, row in zip(state.reliability_samples, rel):
+        fh.write("samples," + ",".join(f"r_{name}" for name in snapshot.class_names) + "\n")
+        for n, row in zip(snapshot.reliability_samples, snapshot.reliability_per_class):
             fh.write(f"{n}," + ",".join("" if not np.isfinite(v) else f"{v:.6f}" for v in row) + "\n")
     return written + [counts_csv, reliability_csv]
 
@@ -440,7 +437,7 @@ def cmd_export(args) -> int:
         experiment = ClassificationImageExperiment(session.model, state=state, device="cpu")
         snapshot = experiment.snapshot()
         views = MAP_VIEWS if args.view == "all" else (args.view,)
-        written += export_classification(state, snapshot.maps, out_dir, views, snapshot.map_predictions)
+        written += export_classification(snapshot, out_dir, views)
     if not written:
         raise SessionError(f"{args.session} holds nothing to export yet")
     print(f"wrote {len(written)} files to {out_dir}")

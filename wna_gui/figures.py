@@ -41,6 +41,17 @@ def ensure_gui_application():
     return app
 
 
+# A grid of more maps than this is unreadable: 1000-class models show their most frequent classes.
+MAX_TILES = 20
+
+
+def shown_classes(counts: np.ndarray, max_tiles: int = MAX_TILES) -> np.ndarray:
+    """All classes, or the ``max_tiles`` most frequent ones (in class order) when there are more."""
+    if counts.size <= max_tiles:
+        return np.arange(counts.size)
+    return np.sort(np.argsort(-counts, kind="stable")[:max_tiles])
+
+
 def grid_columns(n_tiles: int) -> int:
     """About twice as wide as tall: 10 classes → 5 columns × 2 rows."""
     return min(n_tiles, max(1, math.ceil(math.sqrt(n_tiles * 1.8))))

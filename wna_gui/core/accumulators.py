@@ -15,45 +15,51 @@ import torch
 
 @dataclass
 class BatchStats:
-    """Per-class statistics of one batch (float64, on the host)."""
+    """Per-class statistics of one batch (float64, on the host); rows only for classes present."""
 
     count: np.ndarray  # (K,) int64
     weight: np.ndarray  # (K,) sum of weights
     weight_sq: np.ndarray  # (K,) sum of squared weights
-    mean: np.ndarray  # (K, D)
-    m2: np.ndarray  # (K, D) weighted sum of squared deviations from mean
+    classes: np.ndarray  # (R,) int64, ascending: the classes present, one row each below
+    mean: np.ndarray  # (R, D)
+    m2: np.ndarray  # (R, D) weighted sum of squared deviations from mean
 
 
 def batch_class_stats(
     x: torch.Tensor, labels: torch.Tensor, n_classes: int, weights: torch.Tensor | None = None
 ) -> BatchStats:
-    """Reduce one batch to per-class statistics on x's device (two passes, float64)."""
+    """Reduce one batch to per-class statistics on x's device (float64)."""
     x = x.reshape(x.shape[0], -1).to(torch.float64)
     labels = labels.to(device=x.device, dtype=torch.long)
     if weights is None:
         w = torch.ones(x.shape[0], dtype=torch.float64, device=x.device)
     else:
         w = weights.to(device=x.device, dtype=torch.float64)
+    # Only the classes present get rows: a 1000-class model sees a handful per batch.
+    present, row_of_sample = torch.unique(labels, sorted=True, return_inverse=True)
     # Per-class sums as one-hot GEMMs (index_add_ over rows is ~30x slower on CPU).
     # Sums are taken about the batch's first sample (shifted-data algorithm) so
     # that M2 = Σw(x−s)² − W·(μ−s)² does not cancel catastrophically.
-    one_hot = torch.zeros(n_classes, x.shape[0], dtype=torch.float64, device=x.device)
-    one_hot[labels, torch.arange(x.shape[0], device=x.device)] = w
+    one_hot = torch.zeros(present.numel(), x.shape[0], dtype=torch.float64, device=x.device)
+    one_hot[row_of_sample, torch.arange(x.shape[0], device=x.device)] = w
     shift = x[:1]
     shifted = x - shift
-    weight = one_hot.sum(1)
-    weight_sq = (one_hot * one_hot).sum(1)
-    count = torch.bincount(labels, minlength=n_classes)
-    safe_weight = torch.where(weight > 0, weight, torch.ones_like(weight))[:, None]
+    row_weight = one_hot.sum(1)
+    safe_weight = torch.where(row_weight > 0, row_weight, torch.ones_like(row_weight))[:, None]
     shifted_mean = (one_hot @ shifted) / safe_weight
-    m2 = one_hot @ shifted.square_() - weight[:, None] * shifted_mean.square()
+    m2 = one_hot @ shifted.square_() - row_weight[:, None] * shifted_mean.square()
     m2.clamp_(min=0)
-    mean = torch.where(weight[:, None] > 0, shifted_mean + shift, torch.zeros_like(shifted_mean))
+    classes = present.cpu().numpy().astype(np.int64)
+    weight = np.zeros(n_classes)
+    weight[classes] = row_weight.cpu().numpy()
+    weight_sq = np.zeros(n_classes)
+    weight_sq[classes] = (one_hot * one_hot).sum(1).cpu().numpy()
     return BatchStats(
-        count=count.cpu().numpy().astype(np.int64),
-        weight=weight.cpu().numpy(),
-        weight_sq=weight_sq.cpu().numpy(),
-        mean=mean.cpu().numpy(),
+        count=torch.bincount(labels, minlength=n_classes).cpu().numpy().astype(np.int64),
+        weight=weight,
+        weight_sq=weight_sq,
+        classes=classes,
+        mean=(shifted_mean + shift).cpu().numpy(),
         m2=m2.cpu().numpy(),
     )
 
@@ -61,10 +67,12 @@ def batch_class_stats(
 class ClassAccumulator:
     """Running per-class weighted mean and M2 of flattened stimuli.
 
-    Memory is O(K·D) whatever the number of samples.
+    Means and M2 are kept only for classes seen so far (``classes``, one row
+    each), so memory is O(classes seen · D) whatever the number of samples,
+    and a 1000-class model costs what the few classes noise reaches cost.
     """
 
-    FIELDS = ("count", "weight", "weight_sq", "mean", "m2")
+    FIELDS = ("count", "weight", "weight_sq", "classes", "mean", "m2")
 
     def __init__(self, n_classes: int, n_features: int) -> None:
         if n_classes < 1 or n_features < 1:
@@ -72,12 +80,13 @@ class ClassAccumulator:
         self.count = np.zeros(n_classes, dtype=np.int64)
         self.weight = np.zeros(n_classes, dtype=np.float64)
         self.weight_sq = np.zeros(n_classes, dtype=np.float64)
-        self.mean = np.zeros((n_classes, n_features), dtype=np.float64)
-        self.m2 = np.zeros((n_classes, n_features), dtype=np.float64)
+        self.classes = np.zeros(0, dtype=np.int64)
+        self.mean = np.zeros((0, n_features), dtype=np.float64)
+        self.m2 = np.zeros((0, n_features), dtype=np.float64)
 
     @property
     def n_classes(self) -> int:
-        return self.mean.shape[0]
+        return self.count.shape[0]
 
     @property
     def n_features(self) -> int:
@@ -86,6 +95,12 @@ class ClassAccumulator:
     @property
     def samples(self) -> int:
         return int(self.count.sum())
+
+    def dense(self, name: str) -> np.ndarray:
+        """``mean`` or ``m2`` as a (K, D) array, zero for classes never seen (small K only)."""
+        out = np.zeros((self.n_classes, self.n_features))
+        out[self.classes] = getattr(self, name)
+        return out
 
     def update(self, x, labels, weights=None) -> None:
         """Add a batch: x (B, ...) stimuli, labels (B,) class indices, optional weights (B,)."""
@@ -99,17 +114,31 @@ class ClassAccumulator:
             raise ValueError(f"stimulus has {x[0].numel()} values, accumulator expects {self.n_features}")
         self.merge_stats(batch_class_stats(x, labels, self.n_classes, weights))
 
+    def _add_rows(self, classes: np.ndarray) -> None:
+        """Give rows (zero statistics) to classes not seen before, keeping ``classes`` ascending."""
+        new = np.setdiff1d(classes, self.classes)
+        if new.size == 0:
+            return
+        merged = np.union1d(self.classes, new)
+        keep = np.searchsorted(merged, self.classes)
+        for name in ("mean", "m2"):
+            grown = np.zeros((merged.size, self.n_features))
+            grown[keep] = getattr(self, name)
+            setattr(self, name, grown)
+        self.classes = merged
+
     def merge_stats(self, other: BatchStats | "ClassAccumulator") -> None:
         """Chan's parallel update, per class: exact for any split of the data."""
-        w_a, w_b = self.weight, other.weight
+        self._add_rows(other.classes)
+        rows = np.searchsorted(self.classes, other.classes)
+        w_a, w_b = self.weight[other.classes], other.weight[other.classes]
         total = w_a + w_b
-        # Classes empty on both sides stay at zero; dividing by 1 avoids 0/0.
+        # A class with zero total weight keeps zero statistics; dividing by 1 avoids 0/0.
         safe_total = np.where(total > 0, total, 1.0)
-        delta = other.mean - self.mean
-        frac_b = (w_b / safe_total)[:, None]
-        self.mean = self.mean + delta * frac_b
-        self.m2 = self.m2 + other.m2 + delta * delta * (w_a * w_b / safe_total)[:, None]
-        self.weight = total
+        delta = other.mean - self.mean[rows]
+        self.mean[rows] += delta * (w_b / safe_total)[:, None]
+        self.m2[rows] += other.m2 + delta * delta * (w_a * w_b / safe_total)[:, None]
+        self.weight = self.weight + other.weight
         self.weight_sq = self.weight_sq + other.weight_sq
         self.count = self.count + other.count
 
@@ -129,12 +158,14 @@ class ClassAccumulator:
         weight = 0.0
         mean = np.zeros(self.n_features)
         m2 = np.zeros(self.n_features)
-        for k in np.flatnonzero(self.weight > 0):
+        for row, k in enumerate(self.classes):
             w_k = self.weight[k]
+            if w_k <= 0:
+                continue
             total = weight + w_k
-            delta = self.mean[k] - mean
+            delta = self.mean[row] - mean
             mean = mean + delta * (w_k / total)
-            m2 = m2 + self.m2[k] + delta * delta * (weight * w_k / total)
+            m2 = m2 + self.m2[row] + delta * delta * (weight * w_k / total)
             weight = total
         return weight, float(self.weight_sq.sum()), mean, m2
 
@@ -143,29 +174,47 @@ class ClassAccumulator:
 
     @classmethod
     def from_state(cls, state: dict[str, np.ndarray]) -> "ClassAccumulator":
+        count = np.asarray(state["count"], dtype=np.int64)
         mean = np.asarray(state["mean"], dtype=np.float64)
-        out = cls(*mean.shape)
+        if mean.ndim != 2:
+            raise ValueError(f"accumulator field 'mean' has shape {mean.shape}, expected (classes seen, features)")
+        out = cls(count.shape[0], mean.shape[1])
+        rows = np.asarray(state["classes"]).shape[0]
+        expected = {"count": out.count.shape, "weight": out.weight.shape, "weight_sq": out.weight_sq.shape,
+                    "classes": (rows,), "mean": (rows, out.n_features), "m2": (rows, out.n_features)}
         for name in cls.FIELDS:
             value = np.asarray(state[name])
-            expected = getattr(out, name)
-            if value.shape != expected.shape:
-                raise ValueError(f"accumulator field {name!r} has shape {value.shape}, expected {expected.shape}")
-            setattr(out, name, value.astype(expected.dtype, copy=True))
+            if value.shape != expected[name]:
+                raise ValueError(f"accumulator field {name!r} has shape {value.shape}, expected {expected[name]}")
+            setattr(out, name, value.astype(getattr(out, name).dtype, copy=True))
+        if np.any(np.diff(out.classes) <= 0) or (rows and not 0 <= out.classes[0] <= out.classes[-1] < out.n_classes):
+            raise ValueError("accumulator field 'classes' must hold ascending class indices")
         return out
 
 
 @dataclass(frozen=True)
 class ClassMaps:
-    """What a user looks at: per-class maps, flattened (K, D), float64.
+    """What a user looks at: maps of the classes seen so far, flattened, float64.
 
-    Empty classes are NaN: a zero map would look like a real (flat) result.
+    ``mean``, ``centered`` and ``zmap`` have one row per entry of ``classes``;
+    :meth:`of` gives any classes' maps with NaN for classes never seen (a zero
+    map would look like a real, flat result).
     """
 
     counts: np.ndarray  # (K,) int64
-    mean: np.ndarray  # classification image n̄_k
+    classes: np.ndarray  # (R,) classes seen, ascending
+    mean: np.ndarray  # (R, D) classification image n̄_k
     grand_mean: np.ndarray  # (D,) n̄ over all samples
-    centered: np.ndarray  # n̄_k − n̄
-    zmap: np.ndarray  # centered / its standard error under the null
+    centered: np.ndarray  # (R, D) n̄_k − n̄
+    zmap: np.ndarray  # (R, D) centered / its standard error under the null
+
+    def of(self, view: str, classes=None) -> np.ndarray:
+        """Maps of ``classes`` (all K when None) in view mean / centered / zmap, NaN where unseen."""
+        wanted = np.arange(self.counts.size) if classes is None else np.asarray(classes, dtype=np.int64)
+        seen = np.isin(wanted, self.classes)
+        out = np.full((wanted.size, self.grand_mean.size), np.nan)
+        out[seen] = getattr(self, view)[np.searchsorted(self.classes, wanted[seen])]
+        return out
 
 
 def class_maps(acc: ClassAccumulator) -> ClassMaps:
@@ -174,8 +223,8 @@ def class_maps(acc: ClassAccumulator) -> ClassMaps:
     With weights, n is the effective sample size (Σw)²/Σw².
     """
     total_w, total_w_sq, grand_mean, grand_m2 = acc.pooled()
-    present = acc.weight > 0
-    mean = np.where(present[:, None], acc.mean, np.nan)
+    weight, weight_sq = acc.weight[acc.classes], acc.weight_sq[acc.classes]
+    mean = np.where((weight > 0)[:, None], acc.mean, np.nan)
     centered = mean - grand_mean[None, :]
     zmap = np.full_like(mean, np.nan)
     if total_w > 0 and total_w_sq > 0:
@@ -184,11 +233,12 @@ def class_maps(acc: ClassAccumulator) -> ClassMaps:
         dof = max(total_w - total_w_sq / total_w, np.finfo(float).tiny)
         sigma2 = grand_m2 / dof
         with np.errstate(divide="ignore", invalid="ignore"):
-            n_class = np.where(acc.weight_sq > 0, acc.weight**2 / np.where(acc.weight_sq > 0, acc.weight_sq, 1), 0)
+            n_class = np.where(weight_sq > 0, weight**2 / np.where(weight_sq > 0, weight_sq, 1), 0)
             inv = np.where(n_class > 0, 1.0 / np.where(n_class > 0, n_class, 1), np.nan) - 1.0 / n_total
             se = np.sqrt(np.clip(inv, 0, None)[:, None] * sigma2[None, :])
             zmap = np.where(se > 0, centered / np.where(se > 0, se, 1), np.nan)
-    return ClassMaps(counts=acc.count.copy(), mean=mean, grand_mean=grand_mean, centered=centered, zmap=zmap)
+    return ClassMaps(counts=acc.count.copy(), classes=acc.classes.copy(), mean=mean, grand_mean=grand_mean,
+                     centered=centered, zmap=zmap)
 
 
 def split_half_reliability(even: ClassAccumulator, odd: ClassAccumulator, min_count: int = 2) -> np.ndarray:
@@ -196,14 +246,15 @@ def split_half_reliability(even: ClassAccumulator, odd: ClassAccumulator, min_co
 
     NaN for classes with fewer than ``min_count`` samples in either half.
     """
-    maps_even, maps_odd = class_maps(even), class_maps(odd)
     out = np.full(even.n_classes, np.nan)
-    for k in range(even.n_classes):
-        if even.count[k] < min_count or odd.count[k] < min_count:
-            continue
-        a = maps_even.mean[k] - maps_even.mean[k].mean()
-        b = maps_odd.mean[k] - maps_odd.mean[k].mean()
-        denom = np.sqrt((a * a).sum() * (b * b).sum())
-        if denom > 0:
-            out[k] = float((a * b).sum() / denom)
+    both = np.flatnonzero((even.count >= min_count) & (odd.count >= min_count))
+    if both.size == 0:
+        return out
+    a = even.mean[np.searchsorted(even.classes, both)]
+    b = odd.mean[np.searchsorted(odd.classes, both)]
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    denom = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[both] = np.where(denom > 0, (a * b).sum(1) / np.where(denom > 0, denom, 1), np.nan)
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 from typing import Iterator
 
@@ -24,6 +25,7 @@ from .noise import NoiseSpec, log_spaced_checkpoints, noise_block
 
 KIND = "classification_images"
 WEIGHTINGS = ("none", "confidence")
+MAP_VIEWS = ("mean", "centered", "zmap")
 # Reliability is recorded at these many log-spaced points per decade of samples.
 RELIABILITY_POINTS_PER_DECADE = 8
 # On CPU a block is classified in chunks of at most this many samples: a whole block's
@@ -88,7 +90,8 @@ class ClassificationImageState:
     odd: ClassAccumulator | None = None
     reliability_samples: list[int] = field(default_factory=list)
     reliability_per_class: list[np.ndarray] = field(default_factory=list)
-    checkpoint_maps: dict[int, np.ndarray] = field(default_factory=dict)  # samples → (K, D) mean maps
+    # samples → (classes seen, their mean maps as float32 (R, D)) when the run first reached 1e3, 1e4, …
+    checkpoint_maps: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     seconds: float = 0.0  # compute time spent so far
 
     def __post_init__(self) -> None:
@@ -136,17 +139,18 @@ class ClassificationImageState:
             for name, value in acc.state().items():
                 arrays[f"accumulators/{half}/{name}"] = value
         maps = class_maps(self.total())
-        shape = (self.n_classes, *self.image_shape)
         arrays["results/counts"] = maps.counts
-        for name in ("mean", "centered", "zmap"):
-            arrays[f"results/{name}"] = getattr(maps, name).reshape(shape)
+        arrays["results/classes"] = maps.classes
+        for name in MAP_VIEWS:
+            arrays[f"results/{name}"] = getattr(maps, name).reshape(-1, *self.image_shape)
         arrays["results/grand_mean"] = maps.grand_mean.reshape(self.image_shape)
         arrays["convergence/samples"] = np.asarray(self.reliability_samples, dtype=np.int64)
         arrays["convergence/reliability"] = (
             np.vstack(self.reliability_per_class) if self.reliability_per_class
             else np.zeros((0, self.n_classes)))
-        for samples, mean_maps in self.checkpoint_maps.items():
-            arrays[f"checkpoints/{samples}"] = mean_maps.reshape(shape)
+        for samples, (classes, mean_maps) in self.checkpoint_maps.items():
+            arrays[f"checkpoints/{samples}/classes"] = classes
+            arrays[f"checkpoints/{samples}/mean"] = mean_maps.reshape(-1, *self.image_shape)
         return meta, arrays
 
     @classmethod
@@ -165,9 +169,11 @@ class ClassificationImageState:
             setattr(state, half, ClassAccumulator.from_state(acc_state))
         state.reliability_samples = [int(s) for s in arrays.get("convergence/samples", [])]
         state.reliability_per_class = list(arrays.get("convergence/reliability", np.zeros((0, state.n_classes))))
-        for key, value in arrays.items():
-            if key.startswith("checkpoints/"):
-                state.checkpoint_maps[int(key.split("/", 1)[1])] = value.reshape(state.n_classes, -1)
+        for key, classes in arrays.items():
+            if key.startswith("checkpoints/") and key.endswith("/classes"):
+                samples = key.split("/")[1]
+                mean_maps = arrays[f"checkpoints/{samples}/mean"]
+                state.checkpoint_maps[int(samples)] = (classes, mean_maps.reshape(len(classes), -1))
         return state
 
 
@@ -209,10 +215,17 @@ class ClassificationSnapshot:
 
     def image(self, view: str, k: int) -> np.ndarray:
         """One class's map as (C, H, W); view is mean, centered or zmap."""
-        return getattr(self.maps, view)[k].reshape(self.image_shape)
+        return self.maps.of(view, [k])[0].reshape(self.image_shape)
 
+    def save_arrays(self, path, view: str) -> Path:
+        """One view's maps as .npz: ``maps`` (R, C, H, W) of the classes seen, their indices
+        ``classes``, and ``counts`` / ``class_names`` of all K classes."""
+        path = Path(path)
+        np.savez_compressed(path, maps=getattr(self.maps, view).reshape(-1, *self.image_shape),
+                            classes=self.maps.classes, counts=self.counts, class_names=np.asarray(self.class_names),
+                            samples=self.samples_done)
+        return path
 
-MAP_VIEWS = ("mean", "centered", "zmap")
 
 
 class ClassificationImageExperiment:
@@ -343,7 +356,8 @@ class ClassificationImageExperiment:
         for checkpoint in self._checkpoints:
             # Keyed by the first sample count that reached the checkpoint.
             if checkpoint <= n and not any(key >= checkpoint for key in state.checkpoint_maps):
-                state.checkpoint_maps[n] = class_maps(state.total()).mean.astype(np.float32)
+                maps = class_maps(state.total())
+                state.checkpoint_maps[n] = (maps.classes, maps.mean.astype(np.float32))
                 break
 
     def snapshot(self) -> ClassificationSnapshot:
@@ -356,7 +370,7 @@ class ClassificationImageExperiment:
             image_shape=tuple(state.image_shape),
             class_names=tuple(state.class_names),
             maps=maps,
-            map_predictions=self.classify_maps(maps.mean),
+            map_predictions=self.classify_maps(maps),
             reliability_samples=np.asarray(state.reliability_samples, dtype=np.int64),
             reliability_per_class=(np.vstack(state.reliability_per_class) if state.reliability_per_class
                                    else np.zeros((0, state.n_classes))),
@@ -365,15 +379,15 @@ class ClassificationImageExperiment:
             finished=state.finished,
         )
 
-    def classify_maps(self, mean_maps: np.ndarray) -> np.ndarray:
-        """The class the model assigns to each bias map itself (Fig. 2A titles); −1 for empty classes."""
-        out = np.full(mean_maps.shape[0], -1, dtype=np.int64)
-        present = np.flatnonzero(np.isfinite(mean_maps).all(1))
-        if present.size == 0:
+    def classify_maps(self, maps: ClassMaps) -> np.ndarray:
+        """The class the model assigns to each class's own mean map (Fig. 2A titles); −1 for empty classes."""
+        out = np.full(maps.counts.shape[0], -1, dtype=np.int64)
+        finite = np.isfinite(maps.mean).all(1)
+        if not finite.any():
             return out
-        x = torch.as_tensor(mean_maps[present], dtype=torch.float32).reshape(-1, *self.state.image_shape)
+        x = torch.as_tensor(maps.mean[finite], dtype=torch.float32).reshape(-1, *self.state.image_shape)
         with torch.inference_mode():
-            out[present] = self._logits(x.to(self.device)).argmax(1).cpu().numpy()
+            out[maps.classes[finite]] = self._logits(x.to(self.device)).argmax(1).cpu().numpy()
         return out
 
 

@@ -50,7 +50,6 @@ VIEW_HELP = ("Each map averages the noise the model assigned to that class: mean
              "Grey: no noise sample was assigned to the class yet.")
 HOVER_HINT = "Hover over a map to read its pixel values."
 # More tiles than this would be unreadable (ImageNet has 1,000 classes): show the most frequent.
-MAX_TILES = 20
 
 
 def _spin(low: float, high: float, step: float, decimals: int = 3) -> QDoubleSpinBox:
@@ -284,7 +283,7 @@ class ClassificationPanel(Panel):
 
     def _show_empty(self, model: LoadedModel) -> None:
         names = tuple(model.class_names)
-        tiles = [MapTile(k, name, f"{name} · no samples", None) for k, name in enumerate(names[:MAX_TILES])]
+        tiles = [MapTile(k, name, f"{name} · no samples", None) for k, name in enumerate(names[:figures.MAX_TILES])]
         self.map_grid.show_maps(tiles, (-1.0, 1.0), self.view.currentData())
         self.frequency_plot.show_counts(np.zeros(len(names), dtype=np.int64), names)
         self.hover_label.setText(HOVER_HINT)
@@ -298,8 +297,8 @@ class ClassificationPanel(Panel):
         if snapshot is None:
             return
         view = self.view.currentData()
-        classes = self.shown_classes(snapshot.counts)
-        maps = getattr(snapshot.maps, view)[classes]
+        classes = figures.shown_classes(snapshot.counts)
+        maps = snapshot.maps.of(view, classes)
         levels = self.levels(maps, view)
         titles = figures.map_titles(snapshot.class_names, snapshot.counts, snapshot.map_predictions)
         tiles = []
@@ -315,21 +314,14 @@ class ClassificationPanel(Panel):
         if not self.hover_label.text() or self.hover_label.text() == HOVER_HINT:
             self.hover_label.setText(self._grid_note())
 
-    @staticmethod
-    def shown_classes(counts: np.ndarray) -> np.ndarray:
-        """All classes, or the MAX_TILES most frequent ones (in class order) when there are more."""
-        if counts.size <= MAX_TILES:
-            return np.arange(counts.size)
-        return np.sort(np.argsort(-counts, kind="stable")[:MAX_TILES])
-
     def levels(self, maps: np.ndarray, view: str) -> tuple[float, float]:
         center = self._state.config.noise.expected_mean if view == "mean" and self._state is not None else None
         return figures.map_levels(maps, view, center)
 
     def _grid_note(self) -> str:
         snapshot = self._snapshot
-        if snapshot is not None and snapshot.counts.size > MAX_TILES:
-            return f"Showing the {MAX_TILES} most frequent of {snapshot.counts.size:,} classes. {HOVER_HINT}"
+        if snapshot is not None and snapshot.counts.size > figures.MAX_TILES:
+            return f"Showing the {figures.MAX_TILES} most frequent of {snapshot.counts.size:,} classes. {HOVER_HINT}"
         return HOVER_HINT
 
     # --- export ---
@@ -340,7 +332,8 @@ class ClassificationPanel(Panel):
             ExportTarget("Map grid (as on screen)", (".png", ".svg"), lambda path: export_view(self.map_grid, path)),
             ExportTarget("Class-frequency plot", (".png", ".svg"), lambda path: export_view(self.frequency_plot, path)),
             ExportTarget("Convergence plot", (".png", ".svg"), lambda path: export_view(self.convergence_plot, path)),
-            ExportTarget("Maps of the current view (array K×C×H×W)", (".npy",), self._export_maps),
+            ExportTarget("Maps of the current view (.npz: maps of the classes seen, classes, counts)", (".npz",),
+                         self._export_maps),
             ExportTarget("Class table: counts, map predictions, reliability", (".csv",), self._export_table),
             *super().export_targets(),
         ]
@@ -350,24 +343,18 @@ class ClassificationPanel(Panel):
             raise ValueError("nothing to export yet: run the experiment or open a session first")
         return self._snapshot
 
-    def _current_maps(self) -> np.ndarray:
-        snapshot = self._exported_snapshot()
-        maps = getattr(snapshot.maps, self.view.currentData())
-        return maps.reshape(len(snapshot.class_names), *snapshot.image_shape)
-
     def _export_figure(self, path: Path) -> Path:
         snapshot = self._exported_snapshot()
         view = self.view.currentData()
-        classes = self.shown_classes(snapshot.counts)
-        maps = self._current_maps()[classes]
+        classes = figures.shown_classes(snapshot.counts)
+        maps = snapshot.maps.of(view, classes).reshape(len(classes), *snapshot.image_shape)
         titles = figures.map_titles(snapshot.class_names, snapshot.counts, snapshot.map_predictions)
         return figures.save_map_grid(
             maps, [titles[k] for k in classes], path, view=view, levels=self.levels(maps, view),
             title=f"Classification images ({VIEWS[view]}), N = {snapshot.samples_done:,}")
 
     def _export_maps(self, path: Path) -> Path:
-        np.save(path, self._current_maps())
-        return Path(path)
+        return self._exported_snapshot().save_arrays(path, self.view.currentData())
 
     def _export_table(self, path: Path) -> Path:
         snapshot = self._exported_snapshot()
