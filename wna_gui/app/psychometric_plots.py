@@ -7,8 +7,6 @@ also render headless for `wna export` (save_curves_plot, save_grid_plot).
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from PySide6.QtWidgets import QWidget
 
 from ..core.psychometric_report import stimulation_text
 from ..core.psychometric import PsychometricConfig, PsychometricSnapshot
+from ..figures import ensure_gui_application
 from .plots import TEXT_COLOR, export_view, style_plot
 
 K_RAMP = pg.ColorMap([0.0, 0.5, 1.0], [(70, 105, 160), (150, 75, 140), (210, 30, 30)])
@@ -223,26 +222,9 @@ class SmallMultiplesPlot(pg.GraphicsLayoutWidget):
         return (np.array([]), np.array([])) if x is None else (np.asarray(x), np.asarray(y))
 
 
-def ensure_application():
-    """The running QApplication, or a new one (offscreen without a display) for headless export.
-
-    Plots are widgets, so a plain QGuiApplication (which figures.py makes) is not enough.
-    """
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance()
-    if app is None:
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-        app = QApplication(sys.argv[:1])
-    elif not isinstance(app, QApplication):
-        raise RuntimeError("plotting curves needs a QApplication, but a QGuiApplication is already running")
-    return app
-
-
 def save_curves_plot(snapshot: PsychometricSnapshot, path: str | Path) -> Path:
     """The panel's curves plot of ``snapshot``, written headless as .png or .svg."""
-    ensure_application()
+    ensure_gui_application()
     plot = PsychometricPlot()
     plot.resize(*EXPORT_SIZE)
     plot.show_snapshot(snapshot)
@@ -255,7 +237,7 @@ def save_curves_plot(snapshot: PsychometricSnapshot, path: str | Path) -> Path:
 def save_grid_plot(configs: tuple[PsychometricConfig, ...], snapshots: tuple[PsychometricSnapshot | None, ...],
                    class_names: tuple[str, ...], path: str | Path) -> Path:
     """The panel's small-multiples plot of a grid's runs, written headless as .png or .svg."""
-    ensure_application()
+    ensure_gui_application()
     plot = SmallMultiplesPlot()
     n_rows = len({config.target for config in configs})
     n_columns = len({(config.layer, config.sign) for config in configs})

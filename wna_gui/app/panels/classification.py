@@ -16,13 +16,11 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QScrollArea,
-    QSpinBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -39,6 +37,7 @@ from ...core.classification import (
 )
 from ...core.models import LoadedModel
 from ...core.noise import NOISE_KINDS
+from ..widgets import double_spin, int_spin
 from ..plots import ClassFrequencyPlot, ConvergencePlot, MapGrid, MapTile, export_view
 from .base import ExperimentFactory, ExportTarget, Panel
 
@@ -50,22 +49,6 @@ VIEW_HELP = ("Each map averages the noise the model assigned to that class: mean
              "Grey: no noise sample was assigned to the class yet.")
 HOVER_HINT = "Hover over a map to read its pixel values."
 # More tiles than this would be unreadable (ImageNet has 1,000 classes): show the most frequent.
-
-
-def _spin(low: float, high: float, step: float, decimals: int = 3) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setRange(low, high)
-    box.setSingleStep(step)
-    box.setDecimals(decimals)
-    return box
-
-
-def _int_spin(low: int, high: int, step: int) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(low, high)
-    box.setSingleStep(step)
-    box.setGroupSeparatorShown(True)
-    return box
 
 
 class ClassificationPanel(Panel):
@@ -110,8 +93,8 @@ class ClassificationPanel(Panel):
         self.noise_kind = QComboBox()
         for kind in NOISE_KINDS:
             self.noise_kind.addItem(NOISE_LABELS[kind], kind)
-        self.noise_low, self.noise_high = _spin(-10, 10, 0.05), _spin(-10, 10, 0.05)
-        self.noise_mean, self.noise_std = _spin(-10, 10, 0.05), _spin(0.001, 10, 0.05)
+        self.noise_low, self.noise_high = double_spin(-10, 10, 0.05), double_spin(-10, 10, 0.05)
+        self.noise_mean, self.noise_std = double_spin(-10, 10, 0.05), double_spin(0.001, 10, 0.05)
         self.noise_clip = QCheckBox("clip to [low, high]")
         stimulus = QGroupBox("Noise stimulus")
         self._stimulus_form = QFormLayout(stimulus)
@@ -122,9 +105,9 @@ class ClassificationPanel(Panel):
         self._stimulus_form.addRow("Low", self.noise_low)
         self._stimulus_form.addRow("High", self.noise_high)
 
-        self.samples = _int_spin(1, 2_000_000_000, 10_000)
-        self.batch_size = _int_spin(1, 1_000_000, 100)
-        self.seed = _int_spin(0, 2**31 - 1, 1)
+        self.samples = int_spin(1, 2_000_000_000, 10_000)
+        self.batch_size = int_spin(1, 1_000_000, 100)
+        self.seed = int_spin(0, 2**31 - 1, 1)
         self.seed.setGroupSeparatorShown(False)
         self.weighting = QComboBox()
         for weighting in WEIGHTINGS:

@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QScrollArea,
-    QSpinBox,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -65,6 +64,7 @@ from ...core.psychometric import (
 )
 from ...core.psyfit import SIGMOIDS
 from ..plots import export_view
+from ..widgets import combo_box, int_spin, select_data
 from ..psychometric_plots import PsychometricPlot, SmallMultiplesPlot, k_colors
 from .base import ExperimentFactory, ExportTarget, Panel
 
@@ -156,26 +156,6 @@ def _refitted(state: PsychometricState, config: PsychometricConfig) -> Psychomet
                              done=state.done.copy(), noise_device=state.noise_device, seconds=state.seconds)
 
 
-def _int_spin(low: int, high: int, step: int = 1) -> QSpinBox:
-    box = QSpinBox()
-    box.setRange(low, high)
-    box.setSingleStep(step)
-    return box
-
-
-def _combo(items: dict) -> QComboBox:
-    combo = QComboBox()
-    for data, label in items.items():
-        combo.addItem(label, data)
-    return combo
-
-
-def _select(combo: QComboBox, data) -> None:
-    index = combo.findData(data)
-    if index >= 0:
-        combo.setCurrentIndex(index)
-
-
 class PsychometricPanel(Panel):
     kind = KIND
     title = "Psychometric curves"
@@ -249,7 +229,7 @@ class PsychometricPanel(Panel):
                                 "type (0.01 fully connected, 0.1 first conv, 1 deeper conv) when the layer changes")
         self.k_values = QLineEdit()
         self.k_values.setToolTip("Stimulation levels: 0:10, 0:10:2 or 0, 1, 2, 5. k = 0 is the reference curve.")
-        self.sign = _combo({1: "excite (raise biases)", -1: "inhibit (lower biases)"})
+        self.sign = combo_box({1: "excite (raise biases)", -1: "inhibit (lower biases)"})
         stimulation = QGroupBox("Target and stimulation")
         form = QFormLayout(stimulation)
         form.addRow("Target class", self.target)
@@ -283,27 +263,28 @@ class PsychometricPanel(Panel):
         form.addRow(grid_help)
         self._grid_box = grid
 
-        self.gamma_points = _int_spin(2, 201)
+        self.gamma_points = int_spin(2, 201)
         self.gamma_points.setToolTip("Signal fractions γ evenly spaced from 0 (pure noise) to 1 (clean image)")
         self.trials = QLabel()
         self.trials.setObjectName("trials_label")
         self.trials.setWordWrap(True)
         self.trials.setToolTip("Every test image of the target is shown once per (k, γ) point, each time with "
                                "fresh noise; the number of images is set by the data.")
-        self.seed = _int_spin(0, 2**31 - 1)
+        self.seed = int_spin(0, 2**31 - 1)
+        self.seed.setGroupSeparatorShown(False)
         run = QGroupBox("Stimulus")
         form = QFormLayout(run)
         form.addRow("γ points in [0, 1]", self.gamma_points)
         form.addRow("Trials per point", self.trials)
         form.addRow("Seed", self.seed)
 
-        self.sigmoid = _combo({name: name for name in SIGMOIDS})
-        self.guess = _combo({mode: GUESS_LABELS[mode] for mode in GUESS_MODES})
+        self.sigmoid = combo_box({name: name for name in SIGMOIDS})
+        self.guess = combo_box({mode: GUESS_LABELS[mode] for mode in GUESS_MODES})
         self.guess.setToolTip(GUESS_HELP)
-        self.lapse = _combo({mode: LAPSE_LABELS[mode] for mode in LAPSE_MODES})
-        self.n_boot = _int_spin(0, 100_000, 50)
+        self.lapse = combo_box({mode: LAPSE_LABELS[mode] for mode in LAPSE_MODES})
+        self.n_boot = int_spin(0, 100_000, 50)
         self.n_boot.setToolTip("Bootstrap resamples of the images, for the 95% intervals (0: none)")
-        self.gof_samples = _int_spin(0, 100_000, 50)
+        self.gof_samples = int_spin(0, 100_000, 50)
         self.gof_samples.setToolTip("Monte-Carlo samples for the goodness-of-fit p-value of the deviance (0: none)")
         fit = QGroupBox("Fit ψ = guess + (1 − guess − lapse)·F")
         form = QFormLayout(fit)
@@ -401,9 +382,9 @@ class PsychometricPanel(Panel):
     def apply_settings(self, values: dict) -> None:
         """Accepts the panel's own settings and a config's to_dict() (lists for k values and γ)."""
         if "target" in values:
-            _select(self.target, values["target"])
+            select_data(self.target, values["target"])
         if "layer" in values:
-            _select(self.layer, values["layer"])  # sets λ to the layer's default
+            select_data(self.layer, values["layer"])  # sets λ to the layer's default
         if values.get("lambda") is not None:
             self.lambda_.setValue(float(values["lambda"]))
         if "k_values" in values:
@@ -418,7 +399,7 @@ class PsychometricPanel(Panel):
         for key, combo in (("sign", self.sign), ("sigmoid", self.sigmoid), ("guess", self.guess),
                            ("lapse", self.lapse)):
             if key in values:
-                _select(combo, values[key])
+                select_data(combo, values[key])
         grid = values.get("grid", {})
         if "k_values" in grid:
             k_values = grid["k_values"]
