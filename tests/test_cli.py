@@ -112,3 +112,23 @@ def test_core_never_imports_qt():
             "bad = [m for m in sys.modules if m.startswith(('PySide6', 'pyqtgraph'))]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_new_run_keeps_the_other_experiments_in_its_session(tmp_path, capsys):
+    session = tmp_path / "s.h5"
+    assert main(["run", "psychometric", "--target", "3", "--gammas", "5", "--boot", "0", "--gof-samples", "0",
+                 "--quiet", "--out", str(session)]) == 0
+    assert main([*RUN, "--samples", "1000", "--out", str(session)]) == 0
+    assert set(load_session(session).experiments) == {"psychometric", "classification_images"}
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--device", "gpu"], "unknown device"),
+    (["--out", "."], "is a folder"),
+])
+def test_bad_device_or_output_fails_before_the_run_in_one_line(tmp_path, monkeypatch, capsys, argv, expected):
+    monkeypatch.chdir(tmp_path)
+    argv = argv if "--out" in argv else [*argv, "--out", "x.h5"]
+    assert main([*RUN, "--samples", "1000", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("wna: error:") and expected in err and len(err.splitlines()) == 1

@@ -1,6 +1,7 @@
 """Session files: exact round trip, one-line errors for every kind of bad file, atomic writes."""
 
 import json
+import os
 
 import h5py
 import numpy as np
@@ -151,3 +152,24 @@ def test_a_failed_save_leaves_the_old_file_intact_and_no_temp_file(session_file,
     assert session_file.read_bytes() == before
     assert sorted(p.name for p in session_file.parent.iterdir()) == [session_file.name]
     assert load_session(session_file).experiments[KIND].blocks_done == run_state.blocks_done
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:FutureWarning")
+def test_torchscript_session_does_not_depend_on_its_source_file(tmp_path):
+    # The weights are serialised from the loaded network: moving or replacing the original
+    # .pt file must neither break a later save nor put other weights in the session.
+    from wna_gui.core.models import load_model
+
+    script = tmp_path / "net.pt"
+    torch.jit.save(torch.jit.script(load_default().net), str(script))
+    model = load_model("torchscript", script, input_shape=(1, 28, 28))
+    script.unlink()
+    path = save_session(Session(model, {}), tmp_path / "ts.h5")
+    loaded = load_session(path)
+    assert loaded.model.weights_sha256() == model.weights_sha256()
+
+
+def test_session_files_follow_the_umask_like_any_document(session_file):
+    umask = os.umask(0)
+    os.umask(umask)
+    assert session_file.stat().st_mode & 0o777 == 0o666 & ~umask

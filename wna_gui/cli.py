@@ -22,7 +22,7 @@ from .core.classification import (
     ClassificationImageExperiment,
     ClassificationImageState,
 )
-from .core.control import Cancelled, EngineError, RunControl
+from .core.control import Cancelled, EngineError, RunControl, pick_device
 from .core.data import DATASETS, DatasetError
 from .core.models import ZOO, ModelError, load_model
 from .core.noise import NOISE_KINDS, NoiseSpec
@@ -52,7 +52,7 @@ from .core.psychometric_report import (
 from .core.psyfit import SIGMOIDS
 from .core.session import Session, SessionError, load_session, read_header, save_session
 
-USER_ERRORS = (ModelError, SessionError, EngineError, DatasetError, ValueError, FileNotFoundError)
+USER_ERRORS = (ModelError, SessionError, EngineError, DatasetError, ValueError, OSError)
 
 
 def _format_seconds(seconds: float | None) -> str:
@@ -119,6 +119,7 @@ def drive_run(experiment, session: Session, out: Path, args, command: str, note)
     resumable; returns the final snapshot, or None after an interruption.
     """
     control = experiment.control
+    save_session(session, out)  # a bad --out fails now, not after the run
     snapshot = experiment.snapshot()
     progress = ProgressBar(snapshot.samples_total, quiet=args.quiet)
     previous_handler = signal.signal(signal.SIGINT, lambda *_: control.cancel())
@@ -153,17 +154,19 @@ def cmd_run_classification(args) -> int:
             state.with_budget(args.samples)
         model = session.model
         out = Path(args.out or args.resume)
+        if out != Path(args.resume):
+            session = _session_for_out(out, model)
     else:
         if not args.out:
             raise ValueError("--out FILE is required (where the session is written)")
-        model = _load_model_from_args(args)
+        out = Path(args.out)
+        session = _session_for_out(out, _load_model_from_args(args))
+        model = session.model
         samples = 100_000 if args.samples is None else args.samples
         config = ClassificationImageConfig(noise=_noise_from_args(args), samples=samples,
                                            batch_size=args.batch_size, seed=args.seed, weighting=args.weighting)
         state = ClassificationImageState(config, model.n_classes, tuple(model.input_spec.shape),
                                          tuple(model.class_names))
-        session = Session(model, {})
-        out = Path(args.out)
     session.experiments[CLASSIFICATION] = state
     control = RunControl()
     experiment = ClassificationImageExperiment(model, state=state, device=args.device, control=control)
@@ -445,8 +448,6 @@ def cmd_export(args) -> int:
 
 
 def cmd_train(args) -> int:
-    import torch
-
     from .core.data import load_dataset
     from .core.models import serialize_state_dict
     from .core.train import TrainConfig, evaluate, train_zoo_model
@@ -462,7 +463,7 @@ def cmd_train(args) -> int:
                          f"{tuple(train_set.images.shape[1:])}")
     config = TrainConfig(args.architecture, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, augment_shift=args.shift)
-    device = "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+    device = pick_device(args.device)
     model = train_zoo_model(config, train_set, device=device,
                             progress=lambda e, loss: print(f"epoch {e}/{args.epochs} loss {loss:.4f}", flush=True))
     accuracy = evaluate(model.pixel_model, test_set.images, test_set.labels)

@@ -317,7 +317,8 @@ class ClassificationImageExperiment:
         if state.noise_device and state.blocks_done and not state.finished and state.noise_device != self.device.type:
             raise EngineError(f"this session's noise was drawn on {state.noise_device}; continue it on "
                               f"{state.noise_device} to get the same noise (device is {self.device.type})")
-        state.noise_device = state.noise_device or self.device.type
+        if not state.blocks_done:  # nothing drawn yet: the noise will come from this device
+            state.noise_device = self.device.type
         started = last_yield = time.perf_counter()
         start_samples = state.samples_done
         paused_for = 0.0

@@ -56,9 +56,17 @@ def pick_device(requested: str | None = None) -> torch.device:
     """``auto`` (or None) picks CUDA when present; otherwise the named device, checked."""
     if requested in (None, "", "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise EngineError("CUDA was requested but no CUDA GPU is available; use --device cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise EngineError(f"unknown device {requested!r}; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EngineError("CUDA was requested but no CUDA GPU is available; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise EngineError(f"there is no {requested}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
     return device
 
 

@@ -401,12 +401,16 @@ def load_model(spec: str, weights: str | Path | None = None, **kwargs) -> Loaded
 
 
 def model_record(model: LoadedModel) -> tuple[dict, bytes | None]:
-    """(description, weights blob). The blob is None when too large to embed."""
+    """(description, weights blob), serialised from the loaded network itself (never re-read from
+    ``weights_path``, which may have moved or changed). The blob is None only when it is too large
+    to embed and a weights file to reference exists; otherwise the session could not be reopened."""
+    buffer = io.BytesIO()
     if model.kind == "torchscript":
-        blob = Path(model.weights_path).read_bytes() if model.weights_path else None
+        torch.jit.save(model.net, buffer)
+        blob = buffer.getvalue()
     else:
         blob = serialize_state_dict(model.net.state_dict())
-    if blob is not None and len(blob) > EMBED_WEIGHTS_LIMIT:
+    if len(blob) > EMBED_WEIGHTS_LIMIT and model.weights_path and Path(model.weights_path).is_file():
         blob = None
     return model.describe(), blob
 

@@ -489,7 +489,8 @@ class PsychometricExperiment:
                                   f"this model has {', '.join(model.class_names)}")
             if state.images_sha256 != fingerprint:
                 raise EngineError("these target images differ from the ones the session was measured on")
-            if state.noise_device and state.cells_done and state.noise_device != self.device.type:
+            if state.noise_device and state.cells_done and not state.done.all() \
+                    and state.noise_device != self.device.type:
                 raise EngineError(f"this session's noise was drawn on {state.noise_device}; continue it on "
                                   f"{state.noise_device} to get the same noise (device is {self.device.type})")
         self.model = model
@@ -636,7 +637,8 @@ class PsychometricExperiment:
         condition is fitted as soon as its curve is complete.
         """
         state = self.state
-        state.noise_device = state.noise_device or self.device.type
+        if not state.cells_done:  # nothing drawn yet: the noise will come from this device
+            state.noise_device = self.device.type
         started = last_yield = time.perf_counter()
         start_cells = state.cells_done
         paused_for = 0.0

@@ -23,6 +23,9 @@ from .. import __version__
 from .models import LoadedModel, model_from_record, model_record
 
 FORMAT_NAME = "wna-gui session"
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe later.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 FORMAT_VERSION = 1
 
 
@@ -70,6 +73,8 @@ def save_session(session: Session, path: str | Path) -> Path:
     session.modified = _now()
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    # mkstemp makes the file private (0600); a session is an ordinary document: honour the umask.
+    os.chmod(tmp_name, 0o666 & ~_UMASK)
     try:
         with h5py.File(tmp_name, "w") as f:
             _write(f, session)

@@ -246,9 +246,8 @@ class ClassificationPanel(Panel):
         state = self._state
         if state is None:
             return None
-        # Noise is never drawn for a preview, but the engine checks the device matches the stored noise.
-        return lambda: [ClassificationImageExperiment(model, state=state,
-                                                      device=state.noise_device or "cpu").snapshot()]
+        # A preview draws no noise, so the CPU shows sessions made on any device.
+        return lambda: [ClassificationImageExperiment(model, state=state, device="cpu").snapshot()]
 
     def session_states(self) -> dict:
         return {} if self._state is None else {KIND: self._state}
