@@ -173,3 +173,16 @@ def test_session_files_follow_the_umask_like_any_document(session_file):
     umask = os.umask(0)
     os.umask(umask)
     assert session_file.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_flipped_byte_inside_the_data_is_detected(session_file):
+    with h5py.File(session_file) as f:
+        dataset = f[f"experiments/{KIND}/accumulators/even/mean"]
+        offset = dataset.id.get_chunk_info(0).byte_offset
+    with open(session_file, "r+b") as fh:
+        fh.seek(offset + 100)
+        byte = fh.read(1)
+        fh.seek(offset + 100)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(SessionError, match="damaged"):
+        load_session(session_file)

@@ -101,7 +101,7 @@ def _write(f: h5py.File, session: Session) -> None:
     model_group.attrs["description"] = json.dumps(description)
     model_group.attrs["sha256"] = description["weights_sha256"]
     if blob is not None:
-        model_group.create_dataset("weights", data=np.frombuffer(blob, dtype=np.uint8))
+        model_group.create_dataset("weights", data=np.frombuffer(blob, dtype=np.uint8), fletcher32=True)
     experiments = f.create_group("experiments")
     for kind, state in session.experiments.items():
         meta, arrays = state.to_record()
@@ -111,7 +111,8 @@ def _write(f: h5py.File, session: Session) -> None:
         for name, value in arrays.items():
             value = np.asarray(value)
             compression = "gzip" if value.size >= 4096 else None
-            group.create_dataset(name, data=value, compression=compression)
+            # Checksums make a flipped byte on disk a clear "damaged" error instead of wrong maps.
+            group.create_dataset(name, data=value, compression=compression, fletcher32=value.ndim > 0)
 
 
 def _read_arrays(group: h5py.Group) -> dict[str, np.ndarray]:
