@@ -225,6 +225,7 @@ class PsychometricPanel(Panel):
         self.lambda_.setDecimals(4)
         self.lambda_.setRange(0.0001, 1000.0)
         self.lambda_.setSingleStep(0.01)
+        self.lambda_.setSpecialValueText("—")
         self.lambda_.setToolTip("b ← b ± λ·k·ā for each map of the layer; set to the paper's λ for the layer "
                                 "type (0.01 fully connected, 0.1 first conv, 1 deeper conv) when the layer changes")
         self.k_values = QLineEdit()
@@ -350,7 +351,9 @@ class PsychometricPanel(Panel):
         layer = self.layer.currentData()
         for widget in (self.lambda_, self.k_values, self.sign):
             widget.setEnabled(layer is not None)
-        if layer is not None and self._model is not None:
+        if layer is None:
+            self.lambda_.setValue(self.lambda_.minimum())  # shown as "—": no layer, no λ
+        elif self._model is not None:
             self.lambda_.setValue(default_lambda(self._model, layer))
 
     @staticmethod
