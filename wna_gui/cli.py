@@ -144,18 +144,25 @@ def drive_run(experiment, session: Session, out: Path, args, command: str, note)
     return snapshot
 
 
+def _resumed(args, kind: str, label: str):
+    """(session to write, the run's state, output path) for ``--resume FILE [--out OTHER]``."""
+    session = load_session(args.resume)
+    state = session.experiments.get(kind)
+    if state is None:
+        raise SessionError(f"{args.resume} holds no {label} run to resume")
+    out = Path(args.out or args.resume)
+    if out != Path(args.resume):
+        session = _session_for_out(out, session.model)
+        session.experiments[kind] = state
+    return session, state, out
+
+
 def cmd_run_classification(args) -> int:
     if args.resume:
-        session = load_session(args.resume)
-        state = session.experiments.get(CLASSIFICATION)
-        if state is None:
-            raise SessionError(f"{args.resume} holds no classification-images run to resume")
+        session, state, out = _resumed(args, CLASSIFICATION, "classification-images")
         if args.samples is not None and args.samples != state.config.samples:
             state.with_budget(args.samples)
         model = session.model
-        out = Path(args.out or args.resume)
-        if out != Path(args.resume):
-            session = _session_for_out(out, model)
     else:
         if not args.out:
             raise ValueError("--out FILE is required (where the session is written)")
@@ -225,14 +232,8 @@ def print_psychometric_summary(snapshot: PsychometricSnapshot, file=None) -> Non
 
 def cmd_run_psychometric(args) -> int:
     if args.resume:
-        session = load_session(args.resume)
-        state = session.experiments.get(PSYCHOMETRIC)
-        if state is None:
-            raise SessionError(f"{args.resume} holds no psychometric run to resume")
+        session, state, out = _resumed(args, PSYCHOMETRIC, "psychometric")
         model, config = session.model, None
-        out = Path(args.out or args.resume)
-        if out != Path(args.resume):
-            session = _session_for_out(out, model)
     else:
         if not args.out:
             raise ValueError("--out FILE is required (where the session is written)")

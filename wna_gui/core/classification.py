@@ -343,7 +343,7 @@ class ClassificationImageExperiment:
         snapshot = None
         for snapshot in self.run():
             pass
-        return snapshot if snapshot is not None else self.snapshot()
+        return snapshot  # run() always ends with a final snapshot
 
     def _record_progress(self) -> None:
         state = self.state
