@@ -1,7 +1,7 @@
 """The main window: menus, toolbar, status bar, experiment panels as tabs, sessions and autosave.
 
 The window owns the model, the device choice, the engine thread and the session
-file. Panels (registered in ``panels.PANELS``) own their settings and plots.
+file. Panels (one per panel module the registry names) own their settings and plots.
 Slow work (loading models and sessions, saving) runs in the engine thread; the
 GUI keeps only the latest snapshot and repaints at most REPAINT_HZ times a second,
 and less often when drawing would take more than GUI_CPU_BUDGET of the GUI
@@ -33,12 +33,12 @@ from PySide6.QtWidgets import (
 )
 
 from .. import __version__
-from ..core.control import pick_device
+from ..core.control import format_duration, pick_device
 from ..core.models import LoadedModel, load_default, load_model
 from ..core.session import Session, autosave_path, load_session, save_session
 from .actions import ActionRegistry, ShortcutsDialog
 from .dialogs import MODEL_SOURCES, ExportDialog, ModelDialog
-from .panels import PANELS, Panel
+from .panels import Panel, build_panels
 from .worker import EngineThread, describe_error
 
 ORGANIZATION = "wna-gui"
@@ -50,14 +50,6 @@ GUI_CPU_BUDGET = 0.10  # share of the GUI thread's time that drawing snapshots m
 MAX_REPAINT_DELAY_SECONDS = 1.0  # however slow drawing is, the plots refresh at least this often
 AUTOSAVE_SECONDS = 60
 MAX_RECENT_FILES = 8
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds == float("inf"):
-        return "—"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class MainWindow(QMainWindow):
@@ -82,7 +74,10 @@ class MainWindow(QMainWindow):
 
         self.engine = EngineThread(self)
         self.commands = ActionRegistry(self)  # not "actions": that would hide QWidget.actions()
-        self.panels: list[Panel] = [panel_class() for panel_class in PANELS]
+        self.panels: list[Panel] = build_panels()
+        self._other_runs: dict = {}  # runs of the open session no panel shows: kept, saved back
+        self._other_models: dict = {}
+        self._other_inputs: dict = {}
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         for panel in self.panels:
@@ -352,6 +347,7 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.StandardButton.Discard
 
     def _reset_session(self) -> None:
+        self._other_runs, self._other_models, self._other_inputs = {}, {}, {}
         for panel in self.panels:
             panel.restore({}, self.model)
         self.session_path, self._created = None, None
@@ -381,8 +377,13 @@ class MainWindow(QMainWindow):
     def _session_loaded(self, session: Session, recovered: bool) -> None:
         self.model = session.model
         self._show_model()
+        shown = set()
         for panel in self.panels:
-            panel.restore(session.experiments, self.model)
+            panel.restore(session.runs, self.model)
+            shown |= {id(state) for state in panel.session_states().values()}
+        self._other_runs = {name: state for name, state in session.runs.items() if id(state) not in shown}
+        self._other_models, self._other_inputs = session.models, session.inputs
+        for panel in self.panels:
             preview = panel.preview_factory(self.model)
             if preview is not None:
                 self.engine.submit(preview, on_done=lambda shown, panel=panel: self._show_restored(panel, shown),
@@ -395,15 +396,17 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Opened {session.path.name}", 5000)
 
     def _show_restored(self, panel: Panel, snapshots: list) -> None:
-        for snapshot in snapshots:
-            panel.show_snapshot(snapshot)
+        for kind, snapshot in snapshots:
+            panel.show_snapshot(snapshot, kind)
         if panel is self.current_panel():
-            self._show_progress(snapshots[-1])
+            self._show_progress(snapshots[-1][1])
 
     def _session_writer(self, path: Path) -> Callable[[], Path]:
         """A callable that writes the session; run it where no run is between batches (engine thread)."""
-        states = {kind: state for panel in self.panels for kind, state in panel.session_states().items()}
-        session = Session(self.model, states)
+        runs = {**self._other_runs,
+                **{name: state for panel in self.panels for name, state in panel.session_states().items()}}
+        session = Session(self.model, runs, models=dict(self._other_models),
+                          inputs={name: roles for name, roles in self._other_inputs.items() if name in runs})
         if self._created:
             session.created = self._created
         return lambda: save_session(session, path)
@@ -534,14 +537,14 @@ class MainWindow(QMainWindow):
         device_index = self.device_combo.findData(store.value("device", "auto"))
         self.device_combo.setCurrentIndex(max(device_index, 0))
         for panel in self.panels:
-            saved = store.value(f"panels/{panel.kind}/settings")
+            saved = store.value(f"panels/{panel.name}/settings")
             if saved:
                 try:
                     panel.apply_settings(json.loads(saved))
                 except (ValueError, TypeError):
                     pass  # settings from another version: keep the defaults
             for splitter in panel.findChildren(QSplitter):
-                state = store.value(f"panels/{panel.kind}/{splitter.objectName()}")
+                state = store.value(f"panels/{panel.name}/{splitter.objectName()}")
                 if state is not None:
                     splitter.restoreState(state)
         self.tabs.setCurrentIndex(int(store.value("window/tab", 0)))
@@ -553,9 +556,9 @@ class MainWindow(QMainWindow):
         store.setValue("window/tab", self.tabs.currentIndex())
         store.setValue("device", self.device())
         for panel in self.panels:
-            store.setValue(f"panels/{panel.kind}/settings", json.dumps(panel.settings()))
+            store.setValue(f"panels/{panel.name}/settings", json.dumps(panel.settings()))
             for splitter in panel.findChildren(QSplitter):
-                store.setValue(f"panels/{panel.kind}/{splitter.objectName()}", splitter.saveState())
+                store.setValue(f"panels/{panel.name}/{splitter.objectName()}", splitter.saveState())
         store.sync()
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -19,8 +19,8 @@ from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import QWidget
 
 from .. import figures
+from ..figures.style import TEXT_COLOR, style_plot
 
-TEXT_COLOR = "#202020"
 EMPTY_TILE_COLOR = (205, 205, 205)
 TITLE_SIZE = "10pt"
 TITLE_HEIGHT = 26
@@ -242,17 +242,6 @@ def log_ticks(up_to_exponent: float) -> list[list[tuple[float, str]]]:
             value = mantissa * 10**exponent
             (major if mantissa == 1 else minor).append((math.log10(value), _short_count(value)))
     return [major, minor]
-
-
-def style_plot(plot: pg.PlotWidget, title: str, left: str, bottom: str) -> None:
-    item = plot.getPlotItem()
-    item.setTitle(title, color=TEXT_COLOR, size="11pt")
-    for side, text in (("left", left), ("bottom", bottom)):
-        axis = item.getAxis(side)
-        axis.setPen(TEXT_COLOR)
-        axis.setTextPen(TEXT_COLOR)
-        item.setLabel(side, text, color=TEXT_COLOR)
-    item.setMenuEnabled(False)
 
 
 def export_view(widget: QWidget, path: Path) -> Path:

@@ -17,13 +17,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from ..core.control import Cancelled, EngineError, RunControl
-from ..core.data import DatasetError
-from ..core.models import ModelError
-from ..core.session import SessionError
-
-# Errors whose message is written for the user; anything else is a bug and says so.
-USER_ERRORS = (EngineError, ModelError, SessionError, DatasetError, ValueError, OSError)
+from ..core.control import USER_ERRORS, Cancelled, RunControl
 # How often a paused run looks for queued tasks.
 PAUSED_POLL_SECONDS = 0.05
 

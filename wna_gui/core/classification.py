@@ -3,47 +3,49 @@
 noise block (seed, b) → model → predicted class → per-class float64
 accumulators. Even and odd blocks go to separate accumulators: their merge is
 the full result and their comparison is the split-half reliability, at no
-extra cost. The experiment is a generator of immutable snapshots; the CLI and
-the GUI worker drive the same code.
+extra cost. The unit of work is one noise block; core.driver runs them.
 """
 
 from __future__ import annotations
 
-import copy
-import time
-from pathlib import Path
+import csv
 from dataclasses import dataclass, field, replace
-from typing import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .accumulators import ClassAccumulator, ClassMaps, class_maps, split_half_reliability
-from .control import Cancelled, EngineError, RunControl, friendly_errors, pick_device
+from .control import EngineError
+from .experiment import Artefact, Experiment, ExperimentSpec
 from .models import LoadedModel
-from .noise import NoiseSpec, log_spaced_checkpoints, noise_block
+from .noise import NoiseSource, UniformNoise, log_spaced_checkpoints
+from .params import config_arrays, config_from_dict, config_to_dict, param
+from .runtime import Runtime
 
 KIND = "classification_images"
-WEIGHTINGS = ("none", "confidence")
+WEIGHTINGS = {"none": "none", "confidence": "softmax confidence"}
 MAP_VIEWS = ("mean", "centered", "zmap")
+MAP_VIEW_TITLES = {"zmap": "z-map", "mean": "mean", "centered": "mean − grand mean"}
 # Reliability is recorded at these many log-spaced points per decade of samples.
 RELIABILITY_POINTS_PER_DECADE = 8
-# On CPU a block is classified in chunks of at most this many samples: a whole block's
-# activations (46 MB after the MNIST CNN's conv1 for 1000 samples) overflow the caches and
-# are mapped fresh by the allocator on every call. Chunks run ~1.5x faster on one thread;
-# smaller ones lose again to per-operator threading overhead (docs/performance.md).
-# GPUs take the whole block at once.
-CPU_FORWARD_CHUNK = 512
+RECORD_VERSION = 2
 
 
 @dataclass(frozen=True)
 class ClassificationImageConfig:
-    noise: NoiseSpec = field(default_factory=NoiseSpec)
-    samples: int = 100_000
-    batch_size: int = 1000  # also the noise block: resuming needs the same value
-    seed: int = 0
-    weighting: str = "none"  # "confidence": weight by the softmax maximum (paper footnote 5)
-    snapshot_seconds: float = 0.2
+    noise: NoiseSource = param(kind="noise", default_factory=UniformNoise, label="Noise",
+                               help="noise source: uniform U[low, high] (the paper's) or gaussian N(mean, std²)",
+                               cli="--noise", group="Noise stimulus")
+    samples: int = param(100_000, "Sample budget", "noise images to draw (with --resume: the new total)",
+                         low=1, high=2_000_000_000, step=10_000, role="budget", group="Run")
+    batch_size: int = param(1000, "Batch size", "noise images per block (a block is the unit of work; "
+                            "a run keeps its block size)", low=1, high=1_000_000, step=100, group="Run")
+    seed: int = param(0, "Seed", "seed of the counter-based noise: the same seed gives the same maps",
+                      low=0, high=2**31 - 1, group="Run")
+    weighting: str = param("none", "Weighting", "weight each sample by the softmax maximum (paper footnote 5)",
+                           choices=WEIGHTINGS, group="Run")
+    snapshot_seconds: float = 0.2  # how often a run shows progress; not a result setting
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -60,13 +62,11 @@ class ClassificationImageConfig:
         return -(-self.samples // self.batch_size)
 
     def to_dict(self) -> dict:
-        return {"noise": self.noise.to_dict(), "samples": self.samples, "batch_size": self.batch_size,
-                "seed": self.seed, "weighting": self.weighting, "snapshot_seconds": self.snapshot_seconds}
+        return config_to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ClassificationImageConfig":
-        fields = {k: data[k] for k in ("samples", "batch_size", "seed", "weighting", "snapshot_seconds") if k in data}
-        return cls(noise=NoiseSpec.from_dict(data.get("noise", {})), **fields)
+    def from_dict(cls, data: dict, arrays: dict | None = None) -> "ClassificationImageConfig":
+        return config_from_dict(cls, data, arrays)
 
 
 def reliability_grid(up_to: int) -> np.ndarray:
@@ -105,6 +105,20 @@ class ClassificationImageState:
     def samples_done(self) -> int:
         return min(self.blocks_done * self.config.batch_size, self.config.samples)
 
+    progress_done = samples_done
+
+    @property
+    def progress_total(self) -> int:
+        return self.config.samples
+
+    @staticmethod
+    def budget_of(config: ClassificationImageConfig) -> int:
+        return config.samples
+
+    @staticmethod
+    def new_run_text(config: ClassificationImageConfig) -> str:
+        return f"Start begins a new run of {config.samples:,} samples."
+
     @property
     def finished(self) -> bool:
         return self.blocks_done >= self.config.n_blocks
@@ -121,6 +135,27 @@ class ClassificationImageState:
         self.config = replace(self.config, samples=samples)
         return self
 
+    def snapshot(self, samples_per_second: float = 0.0, map_predictions: np.ndarray | None = None
+                 ) -> "ClassificationSnapshot":
+        """An immutable view for plots and exports; it needs no model (``map_predictions`` come from one)."""
+        maps = class_maps(self.total())
+        return ClassificationSnapshot(
+            samples_done=self.samples_done,
+            samples_total=self.config.samples,
+            blocks_done=self.blocks_done,
+            image_shape=tuple(self.image_shape),
+            class_names=tuple(self.class_names),
+            maps=maps,
+            map_predictions=map_predictions,
+            reliability_samples=np.asarray(self.reliability_samples, dtype=np.int64),
+            reliability_per_class=(np.vstack(self.reliability_per_class) if self.reliability_per_class
+                                   else np.zeros((0, self.n_classes))),
+            samples_per_second=samples_per_second,
+            seconds=self.seconds,
+            finished=self.finished,
+            noise_mean=self.config.noise.expected_mean,
+        )
+
     # --- records for the session file (session.py writes them to HDF5) ---
 
     def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
@@ -134,7 +169,7 @@ class ClassificationImageState:
             "noise_device": self.noise_device,
             "seconds": self.seconds,
         }
-        arrays: dict[str, np.ndarray] = {}
+        arrays: dict[str, np.ndarray] = dict(config_arrays(self.config))
         for half, acc in (("even", self.even), ("odd", self.odd)):
             for name, value in acc.state().items():
                 arrays[f"accumulators/{half}/{name}"] = value
@@ -156,7 +191,7 @@ class ClassificationImageState:
     @classmethod
     def from_record(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "ClassificationImageState":
         state = cls(
-            config=ClassificationImageConfig.from_dict(meta["config"]),
+            config=ClassificationImageConfig.from_dict(meta["config"], arrays),
             n_classes=int(meta["n_classes"]),
             image_shape=tuple(int(s) for s in meta["image_shape"]),
             class_names=tuple(meta["class_names"]),
@@ -177,6 +212,15 @@ class ClassificationImageState:
         return state
 
 
+def _migrate_v1(meta: dict, arrays: dict) -> tuple[dict, dict]:
+    """Version 1 stored every noise field of either kind; version 2 stores the source's own parameters."""
+    from .noise import noise_from_dict
+
+    config = dict(meta["config"])
+    config["noise"] = noise_from_dict(config.get("noise", {})).to_dict()
+    return {**meta, "config": config}, arrays
+
+
 @dataclass(frozen=True)
 class ClassificationSnapshot:
     """An immutable view of a run for plots and progress bars (all arrays are copies)."""
@@ -187,12 +231,14 @@ class ClassificationSnapshot:
     image_shape: tuple[int, ...]
     class_names: tuple[str, ...]
     maps: ClassMaps
-    map_predictions: np.ndarray  # class the model assigns to each class's own mean map (−1 if empty)
+    # class the model assigns to each class's own mean map (−1 if empty); None until a model has looked
+    map_predictions: np.ndarray | None
     reliability_samples: np.ndarray
     reliability_per_class: np.ndarray  # (T, K)
     samples_per_second: float
     seconds: float
     finished: bool
+    noise_mean: float = 0.5  # the noise's pixel mean: the mean view is shown about it
 
     @property
     def counts(self) -> np.ndarray:
@@ -217,143 +263,74 @@ class ClassificationSnapshot:
         """One class's map as (C, H, W); view is mean, centered or zmap."""
         return self.maps.of(view, [k])[0].reshape(self.image_shape)
 
-    def save_arrays(self, path, view: str) -> Path:
-        """One view's maps as .npz: ``maps`` (R, C, H, W) of the classes seen, their indices
-        ``classes``, and ``counts`` / ``class_names`` of all K classes."""
-        path = Path(path)
-        np.savez_compressed(path, maps=getattr(self.maps, view).reshape(-1, *self.image_shape),
-                            classes=self.maps.classes, counts=self.counts, class_names=np.asarray(self.class_names),
-                            samples=self.samples_done)
-        return path
+
+def classify_maps(runtime: Runtime, maps: ClassMaps, image_shape: tuple[int, ...]) -> np.ndarray:
+    """The class the model assigns to each class's own mean map (Fig. 2A titles); −1 for empty classes."""
+    out = np.full(maps.counts.shape[0], -1, dtype=np.int64)
+    finite = np.isfinite(maps.mean).all(1)
+    if not finite.any():
+        return out
+    x = torch.as_tensor(maps.mean[finite], dtype=torch.float32).reshape(-1, *image_shape)
+    with torch.inference_mode():
+        out[maps.classes[finite]] = runtime.logits(x.to(runtime.device)).argmax(1).cpu().numpy()
+    return out
 
 
+def annotate(snapshot: ClassificationSnapshot, model: LoadedModel) -> ClassificationSnapshot:
+    """``snapshot`` with the model's reading of each map (a saved run's snapshot has none)."""
+    if snapshot.map_predictions is not None:
+        return snapshot
+    return replace(snapshot, map_predictions=classify_maps(Runtime(model, "cpu"), snapshot.maps,
+                                                           snapshot.image_shape))
 
-class ClassificationImageExperiment:
-    """Runs (or continues) a classification-image experiment on a model."""
 
-    kind = KIND
+class ClassificationImageExperiment(Experiment):
+    """Runs (or continues) a classification-image experiment on a model; a unit is one noise block."""
 
-    def __init__(
-        self,
-        model: LoadedModel,
-        config: ClassificationImageConfig | None = None,
-        state: ClassificationImageState | None = None,
-        device: str | torch.device | None = None,
-        control: RunControl | None = None,
-    ) -> None:
-        self.model = model
-        self.device = pick_device(device if not isinstance(device, torch.device) else str(device))
-        if state is None:
-            state = ClassificationImageState(config or ClassificationImageConfig(), model.n_classes,
-                                             tuple(model.input_spec.shape), tuple(model.class_names))
-        elif state.n_classes != model.n_classes or tuple(state.image_shape) != tuple(model.input_spec.shape):
+    def __init__(self, model: LoadedModel, config: ClassificationImageConfig | None = None,
+                 state: ClassificationImageState | None = None, device: str | None = None, control=None) -> None:
+        if state is not None and (state.n_classes != model.n_classes
+                                  or tuple(state.image_shape) != tuple(model.input_spec.shape)):
             raise EngineError(
                 f"session was made with {state.n_classes} classes of {tuple(state.image_shape)} images; "
                 f"this model has {model.n_classes} classes of {tuple(model.input_spec.shape)}")
-        self.state = state
-        self.control = control or RunControl()
-        self._rate = 0.0
-        self._grid = reliability_grid(state.config.samples)
-        self._checkpoints = log_spaced_checkpoints(1000, max(state.config.samples, 1000))
-        self._network = self._prepare_network()
-        self._forward_chunk = CPU_FORWARD_CHUNK if self.device.type == "cpu" else state.config.batch_size
+        super().__init__(model, config, state, device, control)
+        self._grid = reliability_grid(self.state.config.samples)
+        self._checkpoints = log_spaced_checkpoints(1000, max(self.state.config.samples, 1000))
 
-    @property
-    def config(self) -> ClassificationImageConfig:
-        return self.state.config
+    @classmethod
+    def new_state(cls, model: LoadedModel, config: ClassificationImageConfig) -> ClassificationImageState:
+        return ClassificationImageState(config, model.n_classes, tuple(model.input_spec.shape),
+                                        tuple(model.class_names))
 
-    def _prepare_network(self) -> torch.nn.Module:
-        # A private copy: moving it to the GPU or to channels_last must not change
-        # the model the user loaded (other panels and callers share it).
-        net = copy.deepcopy(self.model.pixel_model).to(self.device).eval()
-        self._channels_last = len(self.model.input_spec.shape) == 3 and any(
-            isinstance(m, torch.nn.Conv2d) for m in net.modules())
-        if self._channels_last:
-            # NHWC convolutions run ~2x faster on CPU (oneDNN) and use tensor cores on GPU.
-            net = net.to(memory_format=torch.channels_last)
-        return net
+    def pending(self):
+        while not self.state.finished:
+            yield self.state.blocks_done
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        if self._channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        outputs = []
-        for chunk in x.split(self._forward_chunk):
-            logits = self._network(chunk)
-            if logits.shape != (chunk.shape[0], self.state.n_classes):
-                raise EngineError(f"model returned shape {tuple(logits.shape)} for {chunk.shape[0]} samples; "
-                                  f"expected (batch, {self.state.n_classes})")
-            outputs.append(logits)
-        return torch.cat(outputs)
-
-    def _classify(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits = self._logits(x)
-        if not torch.isfinite(logits).all():
-            raise EngineError(f"model produced NaN or infinite outputs at sample {self.state.samples_done}")
-        labels = logits.argmax(1)
-        weights = None
-        if self.config.weighting == "confidence":
-            weights = torch.softmax(logits.float(), 1).amax(1)
-        return labels, weights
+    def run_unit(self, block: int) -> None:
+        """Draw block ``block``, classify it and merge it into its half."""
+        self.run_block(block)
+        self.state.blocks_done += 1
 
     def run_block(self, block: int) -> None:
-        """Draw block ``block``, classify it and merge it into its half."""
-        cfg = self.config
+        cfg, state = self.config, self.state
         size = min(cfg.batch_size, cfg.samples - block * cfg.batch_size)
-        x = noise_block(cfg.noise, cfg.seed, block, cfg.batch_size, tuple(self.state.image_shape), self.device)
-        x = x[:size]
-        with torch.inference_mode(), friendly_errors(cfg.batch_size):
-            labels, weights = self._classify(x)
-            half = self.state.even if block % 2 == 0 else self.state.odd
+        x = cfg.noise.block(cfg.seed, block, cfg.batch_size, tuple(state.image_shape), self.device)[:size]
+        with torch.inference_mode():
+            logits = self.runtime.logits(x, context=f"at sample {state.samples_done:,}")
+            labels = logits.argmax(1)
+            weights = torch.softmax(logits.float(), 1).amax(1) if cfg.weighting == "confidence" else None
+            half = state.even if block % 2 == 0 else state.odd
             half.update(x, labels, weights)
 
-    def run(self) -> Iterator[ClassificationSnapshot]:
-        """Process the remaining blocks, yielding a snapshot every ``snapshot_seconds`` and at the end.
-
-        Pause and cancel take effect between blocks (``Cancelled`` propagates
-        after the state is consistent, so the run can be saved and resumed).
-        """
-        state = self.state
-        # Checked here, not when built: a session from a GPU machine can still be shown anywhere.
-        if state.noise_device and state.blocks_done and not state.finished and state.noise_device != self.device.type:
-            raise EngineError(f"this session's noise was drawn on {state.noise_device}; continue it on "
-                              f"{state.noise_device} to get the same noise (device is {self.device.type})")
-        if not state.blocks_done:  # nothing drawn yet: the noise will come from this device
-            state.noise_device = self.device.type
-        started = last_yield = time.perf_counter()
-        start_samples = state.samples_done
-        paused_for = 0.0
-        while not state.finished:
-            pause_began = time.perf_counter()
-            self.control.checkpoint()
-            paused_for += time.perf_counter() - pause_began
-            block_start = time.perf_counter()
-            self.run_block(state.blocks_done)
-            state.blocks_done += 1
-            state.seconds += time.perf_counter() - block_start
-            self._record_progress()
-            now = time.perf_counter()
-            active = now - started - paused_for
-            self._rate = (state.samples_done - start_samples) / active if active > 0 else 0.0
-            if now - last_yield >= self.config.snapshot_seconds and not state.finished:
-                last_yield = now
-                yield self.snapshot()
-        yield self.snapshot()
-
-    def run_to_end(self) -> ClassificationSnapshot:
-        snapshot = None
-        for snapshot in self.run():
-            pass
-        return snapshot  # run() always ends with a final snapshot
-
-    def _record_progress(self) -> None:
+    def after_unit(self) -> None:
         state = self.state
         n = state.samples_done
         recorded = state.reliability_samples[-1] if state.reliability_samples else 0
         pending = self._grid[(self._grid > recorded) & (self._grid <= n)]
-        if pending.size or state.finished:
-            if n != recorded:
-                state.reliability_samples.append(n)
-                state.reliability_per_class.append(split_half_reliability(state.even, state.odd))
+        if (pending.size or state.finished) and n != recorded:
+            state.reliability_samples.append(n)
+            state.reliability_per_class.append(split_half_reliability(state.even, state.odd))
         for checkpoint in self._checkpoints:
             # Keyed by the first sample count that reached the checkpoint.
             if checkpoint <= n and not any(key >= checkpoint for key in state.checkpoint_maps):
@@ -362,34 +339,8 @@ class ClassificationImageExperiment:
                 break
 
     def snapshot(self) -> ClassificationSnapshot:
-        state = self.state
-        maps = class_maps(state.total())
-        return ClassificationSnapshot(
-            samples_done=state.samples_done,
-            samples_total=state.config.samples,
-            blocks_done=state.blocks_done,
-            image_shape=tuple(state.image_shape),
-            class_names=tuple(state.class_names),
-            maps=maps,
-            map_predictions=self.classify_maps(maps),
-            reliability_samples=np.asarray(state.reliability_samples, dtype=np.int64),
-            reliability_per_class=(np.vstack(state.reliability_per_class) if state.reliability_per_class
-                                   else np.zeros((0, state.n_classes))),
-            samples_per_second=self._rate,
-            seconds=state.seconds,
-            finished=state.finished,
-        )
-
-    def classify_maps(self, maps: ClassMaps) -> np.ndarray:
-        """The class the model assigns to each class's own mean map (Fig. 2A titles); −1 for empty classes."""
-        out = np.full(maps.counts.shape[0], -1, dtype=np.int64)
-        finite = np.isfinite(maps.mean).all(1)
-        if not finite.any():
-            return out
-        x = torch.as_tensor(maps.mean[finite], dtype=torch.float32).reshape(-1, *self.state.image_shape)
-        with torch.inference_mode():
-            out[maps.classes[finite]] = self._logits(x.to(self.device)).argmax(1).cpu().numpy()
-        return out
+        snapshot = self.state.snapshot(self.rate)
+        return replace(snapshot, map_predictions=classify_maps(self.runtime, snapshot.maps, snapshot.image_shape))
 
 
 def run_classification_images(model: LoadedModel, config: ClassificationImageConfig,
@@ -398,7 +349,115 @@ def run_classification_images(model: LoadedModel, config: ClassificationImageCon
     return ClassificationImageExperiment(model, config, device=device).run_to_end()
 
 
+# --- exports: one writer per artefact, shared by `wna export` and File > Export ---
+
+def write_maps(snapshot: ClassificationSnapshot, path, view: str) -> Path:
+    """One view's maps: .npz arrays (``maps`` (R, C, H, W) of the classes seen, their ``classes``, ``counts`` and
+    ``class_names`` of all K classes, ``samples``) or a publication figure (.png, .pdf, .svg)."""
+    path = Path(path)
+    if path.suffix.lower() == ".npz":
+        np.savez_compressed(path, maps=getattr(snapshot.maps, view).reshape(-1, *snapshot.image_shape),
+                            classes=snapshot.maps.classes, counts=snapshot.counts,
+                            class_names=np.asarray(snapshot.class_names), samples=snapshot.samples_done)
+        return path
+    from ..figures import map_levels, map_titles, save_map_grid, shown_classes  # Qt painting, only when asked
+
+    shown = shown_classes(snapshot.counts)
+    titles = map_titles(snapshot.class_names, snapshot.counts, snapshot.map_predictions)
+    maps = snapshot.maps.of(view, shown).reshape(len(shown), *snapshot.image_shape)
+    levels = map_levels(maps, view, snapshot.noise_mean if view == "mean" else None)
+    return save_map_grid(maps, [titles[k] for k in shown], path, view=view, levels=levels,
+                         title=f"Classification images ({view}), N = {snapshot.samples_done:,}")
+
+
+def write_class_table(snapshot: ClassificationSnapshot, path) -> Path:
+    """Per class: count, the class the model gives its map, and the latest split-half r (CSV)."""
+    path = Path(path)
+    reliability = (snapshot.reliability_per_class[-1] if snapshot.reliability_per_class.size
+                   else np.full(len(snapshot.class_names), np.nan))
+    predictions = snapshot.map_predictions
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["class", "name", "count", "map_prediction", "split_half_r"])
+        for k, name in enumerate(snapshot.class_names):
+            prediction = -1 if predictions is None else int(predictions[k])
+            writer.writerow([k, name, int(snapshot.counts[k]), snapshot.class_names[prediction] if prediction >= 0
+                             else "", f"{reliability[k]:.6f}" if np.isfinite(reliability[k]) else ""])
+    return path
+
+
+def write_reliability(snapshot: ClassificationSnapshot, path) -> Path:
+    """Split-half reliability per class at each recorded sample count (CSV)."""
+    path = Path(path)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["samples", *(f"r_{name}" for name in snapshot.class_names)])
+        for n, row in zip(snapshot.reliability_samples, snapshot.reliability_per_class):
+            writer.writerow([int(n), *("" if not np.isfinite(v) else f"{v:.6f}" for v in row)])
+    return path
+
+
+def _has_samples(snapshot: ClassificationSnapshot) -> bool:
+    return snapshot.samples_done > 0
+
+
+ARTEFACTS = (
+    *(Artefact(f"maps_{view}", f"Maps, {MAP_VIEW_TITLES[view]}: publication figure or arrays (.npz)",
+               (".npz", ".png", ".pdf"), lambda snapshot, path, view=view: write_maps(snapshot, path, view),
+               variant=view, available=_has_samples) for view in MAP_VIEWS),
+    Artefact("class_counts", "Class table: counts, map predictions, split-half r", (".csv",), write_class_table),
+    Artefact("reliability", "Split-half reliability per class over samples", (".csv",), write_reliability,
+             available=lambda snapshot: snapshot.reliability_samples.size > 0),
+)
+
+
+# --- `wna info` and `wna run` text ---
+
+def summary(state: ClassificationImageState) -> dict:
+    return {
+        "samples_done": state.samples_done,
+        "samples_total": state.config.samples,
+        "finished": state.finished,
+        "compute_seconds": round(state.seconds, 3),
+        "class_counts": {name: int(c) for name, c in zip(state.class_names, state.total().count)},
+    }
+
+
+def describe(entry: dict) -> list[str]:
+    status = "" if entry["finished"] else " (unfinished)"
+    lines = [f"{entry['samples_done']:,} of {entry['samples_total']:,} samples{status}"]
+    lines += [f"  class {name:>10}: {count:>12,}" for name, count in entry["class_counts"].items()]
+    return lines
+
+
+def report(snapshot: ClassificationSnapshot) -> list[str]:
+    counts = snapshot.counts
+    top = ", ".join(f"{snapshot.class_names[k]}: {counts[k]:,}" for k in np.argsort(counts)[::-1][:5] if counts[k])
+    return [f"{snapshot.samples_done:,} samples in {snapshot.seconds:.1f} s; most frequent classes {top}"]
+
+
+EXPERIMENT = ExperimentSpec(
+    kind=KIND,
+    command="classification-images",
+    title="Classification images",
+    help="per-class mean noise (bias maps), the paper's Fig. 2",
+    config=ClassificationImageConfig,
+    state=ClassificationImageState,
+    experiment=ClassificationImageExperiment,
+    unit="samples",
+    panel="classification",
+    artefacts=ARTEFACTS,
+    can_extend=True,
+    record_version=RECORD_VERSION,
+    migrations={1: _migrate_v1},
+    summary=summary,
+    describe=describe,
+    report=report,
+    annotate=annotate,
+)
+ClassificationImageExperiment.spec = EXPERIMENT
+
 __all__ = [
-    "Cancelled", "ClassificationImageConfig", "ClassificationImageExperiment", "ClassificationImageState",
+    "EXPERIMENT", "ClassificationImageConfig", "ClassificationImageExperiment", "ClassificationImageState",
     "ClassificationSnapshot", "MAP_VIEWS", "run_classification_images",
 ]

@@ -21,6 +21,20 @@ class EngineError(RuntimeError):
     """A run failed for a reason the user can act on; the message is one line."""
 
 
+# Errors whose message is written for the user (ModelError, SessionError and DatasetError are ValueErrors);
+# anything else is a bug and is reported as one.
+USER_ERRORS = (EngineError, ValueError, OSError)
+
+
+def format_duration(seconds: float | None) -> str:
+    """h:mm:ss or mm:ss; "--:--" when unknown."""
+    if seconds is None or seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return "--:--"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
 class RunControl:
     def __init__(self) -> None:
         self._running = threading.Event()

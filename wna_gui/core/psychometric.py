@@ -23,24 +23,35 @@ copy of the network.
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import time
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Iterator
+from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from .control import EngineError, RunControl, friendly_errors, pick_device
-from .data import ImageSet, load_dataset
+from .control import EngineError, RunControl
+from .data import DATASETS, ImageSet, load_dataset
+from .experiment import Artefact, Experiment, ExperimentSpec
 from .models import LoadedModel
-from .noise import NoiseSpec, noise_block
+from .noise import NoiseSource, UniformNoise
+from .params import config_arrays, config_from_dict, config_to_dict, param
+from .psychometric_report import (
+    PSYCHOMETRIC_COLUMNS,
+    format_k_values,
+    gamma_grid,
+    parse_k_values,
+    psychometric_data_records,
+    psychometric_fit_records,
+    psychometric_table,
+    stimulation_text,
+    write_records,
+)
 from .psyfit import SIGMOIDS, PsychometricFit, bootstrap_fit, threshold_shift
 
 KIND = "psychometric"
-GRID_KIND = "psychometric_grid"
 # chance: fixed at 1/K (0.5 for a binary model); free: fitted in [0, 0.5]. A network does not
 # guess at random on pure noise: the bundled CNN calls nearly all of it 8 or 3, so most digits'
 # curves start at 0, not 1/K, and a guess fixed at 1/K misfits the low-γ levels (digit 0:
@@ -55,24 +66,84 @@ LAMBDA_FIRST_CONV = 0.1
 LAMBDA_DEEPER_CONV = 1.0
 
 
+def _class_options(model: LoadedModel) -> dict:
+    return dict(enumerate(model.class_names))
+
+
+def _layer_options(model: LoadedModel) -> dict:
+    return {None: UNSTIMULATED, **{name: name for name in stimulable_layers(model)}}
+
+
+UNSTIMULATED = "none (unstimulated)"
+SIGNS = {1: "excite (raise biases)", -1: "inhibit (lower biases)"}
+SIGN_WORDS = {"excite": 1, "inhibit": -1}
+GUESS_LABELS = {"free": "free (fitted in [0, 0.5])", "chance": "chance (1/K)"}
+LAPSE_LABELS = {"bounded": "bounded [0, 0.06]", "free": "free [0, 0.5]"}
+DATASET_LABELS = {"bundled": "bundled MNIST digits (held out)",
+                  **{name: f"{name} test set (data folder)" for name in DATASETS}}
+STIMULATION = "Target and stimulation"
+STIMULUS = "Stimulus"
+FIT = "Fit ψ = guess + (1 − guess − lapse)·F"
+
+
+def _k_values_param(group: str = STIMULATION, default=DEFAULT_K_VALUES):
+    return param(default, "k values", "stimulation levels k: 0:10, 0:10:2 or 0,1,2,5; k = 0 is the reference",
+                 kind="text", cli="--k", encode=format_k_values, decode=parse_k_values, group=group)
+
+
+def _gammas_param():
+    return param(DEFAULT_GAMMAS, "γ points in [0, 1]", "points of the γ grid, evenly spaced from 0 (pure noise) "
+                 "to 1 (clean image)", kind="int", encode=len, decode=gamma_grid, low=2, high=201, group=STIMULUS)
+
+
+def _shared_params() -> dict:
+    """Declarations the curves and the small-multiples grid share (fresh fields for each dataclass)."""
+    return dict(
+        gammas=_gammas_param(),
+        seed=param(0, "Seed", "seed of the counter-based noise", low=0, high=2**31 - 1, group=STIMULUS),
+        noise=param(kind="noise", default_factory=UniformNoise, label="Noise", cli="--noise", group=STIMULUS,
+                    help="noise source mixed with the images: uniform (the paper's) or gaussian"),
+        dataset=param("bundled", "Images", "where the target's images come from", choices=DATASET_LABELS,
+                      group=STIMULUS),
+        data_dir=param("", "Data folder", "folder of a torchvision dataset (not needed for bundled)",
+                       kind="text", role="runtime", group=STIMULUS),
+        sigmoid=param("logistic", "Sigmoid F", "the psychometric function's shape",
+                      choices={name: name for name in SIGMOIDS}, role="fit", group=FIT),
+        guess=param("free", "Guess rate", "free (default: the network does not guess at 1/K on noise) or "
+                    "chance (1/K)", choices=GUESS_LABELS, role="fit", group=FIT),
+        lapse=param("bounded", "Lapse rate", "bounded [0, 0.06] or free [0, 0.5]", choices=LAPSE_LABELS,
+                    role="fit", group=FIT),
+        batch_size=param(2100, "Batch size", "stimuli per forward pass; whole γ points are grouped up to it",
+                         low=1, high=1_000_000, step=100, role="runtime", group=STIMULUS),
+    )
+
+
 @dataclass(frozen=True)
 class PsychometricConfig:
-    target: int = 0  # class index of the model (for a binary model, of its two labels)
-    layer: str | None = None  # None: no stimulation, the only condition is k = 0 (see conditions)
-    lambda_: float | None = None  # None: the layer's default (see default_lambda)
-    k_values: tuple[float, ...] = DEFAULT_K_VALUES
-    sign: int = 1  # +1 excite (raise biases), −1 inhibit
-    gammas: tuple[float, ...] = DEFAULT_GAMMAS
-    seed: int = 0
-    noise: NoiseSpec = field(default_factory=NoiseSpec)
-    dataset: str = "bundled"  # where the images come from when none are passed (load_dataset name)
-    sigmoid: str = "logistic"
-    guess: str = "free"
-    lapse: str = "bounded"
-    n_boot: int = 200  # bootstrap resamples of the images, for 95% intervals (0: none)
-    gof_samples: int = 200  # Monte-Carlo samples for the deviance p-value (0: none)
-    batch_size: int = 2100  # images per forward pass; whole γ cells are grouped up to it
-    snapshot_seconds: float = 0.2
+    target: int = param(0, "Target class", "class index or name", options=_class_options, group=STIMULATION)
+    layer: str | None = param(None, "Layer", "layer whose biases are stimulated, e.g. fc1 (none: unstimulated)",
+                              options=_layer_options, optional=True, group=STIMULATION)
+    # None: the layer's default (see default_lambda); a run records the λ it used.
+    lambda_: float | None = param(None, "λ", "b ← b ± λ·k·ā (default: the paper's, 0.01 fully connected / 0.1 "
+                                  "first conv / 1 deeper conv)", kind="float", key="lambda", optional=True,
+                                  low=0.0001, high=1000.0, step=0.01, decimals=4, group=STIMULATION)
+    k_values: tuple[float, ...] = _k_values_param()
+    sign: int = param(1, "Sign", "excite (raise biases) or inhibit (lower them)", choices=SIGNS, tokens=SIGN_WORDS,
+                      group=STIMULATION)
+    gammas: tuple[float, ...] = _shared_params()["gammas"]
+    seed: int = _shared_params()["seed"]
+    noise: NoiseSource = _shared_params()["noise"]
+    dataset: str = _shared_params()["dataset"]
+    data_dir: str = _shared_params()["data_dir"]
+    sigmoid: str = _shared_params()["sigmoid"]
+    guess: str = _shared_params()["guess"]
+    lapse: str = _shared_params()["lapse"]
+    n_boot: int = param(200, "Bootstrap", "bootstrap resamples of the images for 95% intervals (0: none)",
+                        cli="--boot", low=0, high=100_000, step=50, role="fit", group=FIT)
+    gof_samples: int = param(200, "GoF samples", "Monte-Carlo samples for the deviance p-value (0: none)",
+                             low=0, high=100_000, step=50, role="fit", group=FIT)
+    batch_size: int = _shared_params()["batch_size"]
+    snapshot_seconds: float = 0.2  # how often a run shows progress; not a result setting
 
     def __post_init__(self) -> None:
         k_values = tuple(float(k) for k in self.k_values)
@@ -110,38 +181,20 @@ class PsychometricConfig:
         """The k values measured: ``k_values``, or only k = 0 when no layer is stimulated."""
         return self.k_values if self.layer is not None else (0.0,)
 
+    def inactive_params(self) -> tuple[str, ...]:
+        """Settings that mean nothing with the others as they are: k, sign and λ without a stimulated layer."""
+        return ("lambda_", "k_values", "sign") if self.layer is None else ()
+
     @property
     def n_cells(self) -> int:
         return len(self.conditions) * len(self.gammas)
 
     def to_dict(self) -> dict:
-        return {"target": self.target, "layer": self.layer, "lambda": self.lambda_,
-                "k_values": list(self.k_values), "sign": self.sign, "gammas": list(self.gammas),
-                "seed": self.seed, "noise": self.noise.to_dict(), "dataset": self.dataset,
-                "sigmoid": self.sigmoid, "guess": self.guess, "lapse": self.lapse, "n_boot": self.n_boot,
-                "gof_samples": self.gof_samples, "batch_size": self.batch_size,
-                "snapshot_seconds": self.snapshot_seconds}
+        return config_to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PsychometricConfig":
-        names = ("target", "layer", "k_values", "sign", "gammas", "seed", "dataset", "sigmoid", "guess",
-                 "lapse", "n_boot", "gof_samples", "batch_size", "snapshot_seconds")
-        fields = {k: data[k] for k in names if k in data}
-        return cls(lambda_=data.get("lambda"), noise=NoiseSpec.from_dict(data.get("noise", {})), **fields)
-
-
-def small_multiples_configs(base: PsychometricConfig, digits: Iterable[int] = range(10),
-                            layers: Iterable[str] = ("conv1", "conv2", "fc1"),
-                            lambdas: dict[str, float] | None = None) -> list[PsychometricConfig]:
-    """One config per (digit, layer), digit-major: the grid of Figs. 23–25.
-
-    Each panel uses ``lambdas[layer]`` when given, else its layer's default λ;
-    everything else (k values, sign, γ grid, seed, fitting) comes from ``base``.
-    Run them one after another with :class:`PsychometricExperiment`.
-    """
-    lambdas = lambdas or {}
-    return [replace(base, target=digit, layer=layer, lambda_=lambdas.get(layer)) for digit in digits
-            for layer in layers]
+    def from_dict(cls, data: dict, arrays: dict | None = None) -> "PsychometricConfig":
+        return config_from_dict(cls, data, arrays)
 
 
 def stimulable_layers(model: LoadedModel) -> dict[str, nn.Module]:
@@ -191,7 +244,6 @@ class PsychometricState:
     class_names: tuple[str, ...]
     n_images: int
     images_sha256: str  # of the target's images: a resumed run must see the same ones
-    lambda_: float | None = None  # λ in use (the layer default when the config leaves it open)
     mean_activation: np.ndarray | None = None  # ā_m per map (conv: normalised to max 1)
     correct: np.ndarray | None = None  # (n_k, n_images, n_γ) bool: image i classified as the target
     responses: np.ndarray | None = None  # (n_k, n_γ, K) counts per predicted class
@@ -220,8 +272,34 @@ class PsychometricState:
         return len(self.class_names)
 
     @property
+    def lambda_(self) -> float | None:
+        """λ in use: a new run records its layer's default in the config when the config leaves it open."""
+        return self.config.lambda_
+
+    @property
     def cells_done(self) -> int:
         return int(self.done.sum())
+
+    # Progress is counted in stimuli: one image in one (k, γ) cell.
+    @property
+    def progress_done(self) -> int:
+        return self.cells_done * self.n_images
+
+    @property
+    def progress_total(self) -> int:
+        return self.config.n_cells * self.n_images
+
+    @staticmethod
+    def new_run_text(config: PsychometricConfig) -> str:
+        curves = len(config.conditions)
+        return (f"Start measures {curves} curve{'s' if curves > 1 else ''} × {len(config.gammas)} γ points, "
+                "then fits each curve.")
+
+    def refitted(self, config: PsychometricConfig) -> "PsychometricState":
+        """The measurements of this run under ``config``'s fit settings, to be fitted anew."""
+        return PsychometricState(config, self.class_names, self.n_images, self.images_sha256, self.mean_activation,
+                                 correct=self.correct.copy(), responses=self.responses.copy(), done=self.done.copy(),
+                                 noise_device=self.noise_device, seconds=self.seconds)
 
     @property
     def finished(self) -> bool:
@@ -287,13 +365,13 @@ class PsychometricState:
             "class_names": list(self.class_names),
             "n_images": self.n_images,
             "images_sha256": self.images_sha256,
-            "lambda": self.lambda_,
             "fits": [None if fit is None else fit.to_dict() for fit in self.fits],
             "fit_errors": list(self.fit_errors),
             "noise_device": self.noise_device,
             "seconds": self.seconds,
         }
         arrays = {
+            **config_arrays(self.config),
             "correct": self.correct.astype(np.uint8),
             "responses": self.responses,
             "done": self.done.astype(np.uint8),
@@ -307,11 +385,10 @@ class PsychometricState:
     @classmethod
     def from_record(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "PsychometricState":
         return cls(
-            config=PsychometricConfig.from_dict(meta["config"]),
+            config=PsychometricConfig.from_dict(meta["config"], arrays),
             class_names=tuple(meta["class_names"]),
             n_images=int(meta["n_images"]),
             images_sha256=meta["images_sha256"],
-            lambda_=meta.get("lambda"),
             mean_activation=arrays.get("mean_activation"),
             correct=arrays["correct"].astype(bool),
             responses=arrays["responses"].astype(np.int64),
@@ -386,151 +463,77 @@ class PsychometricSnapshot:
         return np.isfinite(thresholds) & (thresholds >= self.gammas[0]) & (thresholds <= self.gammas[-1])
 
 
-@dataclass
-class PsychometricGridState:
-    """The small-multiples grid of Figs. 23–25: one run per sign × class × layer, measured one after another.
+def _migrate_v1(meta: dict, arrays: dict) -> tuple[dict, dict]:
+    """Version 1 kept the λ in use beside the config (whose λ could be None) and every noise field of either
+    kind; version 2 records the λ in use in the config and only the noise source's own parameters."""
+    from .noise import noise_from_dict
 
-    ``base`` holds what every plot shares (k values, γ grid, seed, noise, fit
-    settings); each plot stimulates its layer with the layer's default λ.
-    ``cells[i]`` is the run of ``configs[i]``, None until its turn comes.
+    config = dict(meta["config"])
+    if meta.get("lambda") is not None:
+        config["lambda"] = meta["lambda"]
+    config["noise"] = noise_from_dict(config.get("noise", {})).to_dict()
+    return {**{k: v for k, v in meta.items() if k != "lambda"}, "config": config}, arrays
+
+
+def target_images(model: LoadedModel, config: PsychometricConfig, images: ImageSet | None = None) -> torch.Tensor:
+    """The target class's images the run shows (from ``images``, else the config's dataset), checked."""
+    if config.target >= model.n_classes:
+        raise ValueError(f"target class {config.target} is out of range: the model has {model.n_classes} classes")
+    image_set = _images_for_model(images if images is not None else
+                                  load_dataset(config.dataset, config.data_dir or None), model)
+    chosen = image_set.of_class(config.target)
+    if len(chosen) == 0:
+        raise ValueError(f"{image_set.name} has no images of class {model.class_names[config.target]!r}")
+    if tuple(chosen.shape[1:]) != tuple(model.input_spec.shape):
+        raise ValueError(f"images of shape {tuple(chosen.shape[1:])} do not fit the model's input "
+                         f"{tuple(model.input_spec.shape)}")
+    return chosen
+
+
+class PsychometricExperiment(Experiment):
+    """Measures (or continues measuring) psychometric curves of a model, stimulated or not.
+
+    A unit of work is a group of pending γ cells of one condition (whole
+    cells, up to ``batch_size`` stimuli); a condition is fitted as soon as its
+    curve is complete.
     """
 
-    base: PsychometricConfig
-    targets: tuple[int, ...]
-    layers: tuple[str, ...]
-    signs: tuple[int, ...]
-    cells: list[PsychometricState | None] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        # Set per plot, so fixed here: grids with the same plots compare equal.
-        self.base = replace(self.base, target=0, layer=None, lambda_=None, sign=1)
-        self.targets, self.layers = tuple(int(t) for t in self.targets), tuple(self.layers)
-        self.signs = tuple(int(s) for s in self.signs)
-        if not (self.targets and self.layers and self.signs):
-            raise ValueError("a grid needs at least one class, one layer and one sign")
-        self.cells = self.cells or [None] * len(self.configs)
-        if len(self.cells) != len(self.configs):
-            raise ValueError(f"{len(self.cells)} runs for a grid of {len(self.configs)} plots")
-
-    @property
-    def configs(self) -> tuple[PsychometricConfig, ...]:
-        """Sign-major, then class, then layer: rows are classes, columns layer × sign, as in Fig. 23."""
-        return tuple(config for sign in self.signs for config in
-                     small_multiples_configs(replace(self.base, sign=sign), self.targets, self.layers))
-
-    @property
-    def plots_done(self) -> int:
-        return sum(cell is not None and cell.finished for cell in self.cells)
-
-    @property
-    def finished(self) -> bool:
-        return self.plots_done == len(self.cells)
-
-    def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
-        meta = {"config": self.base.to_dict(), "targets": list(self.targets), "layers": list(self.layers),
-                "signs": list(self.signs), "cells": []}
-        arrays = {}
-        for index, cell in enumerate(self.cells):
-            if cell is None:
-                meta["cells"].append(None)
-                continue
-            cell_meta, cell_arrays = cell.to_record()
-            meta["cells"].append(cell_meta)
-            arrays.update({f"cells/{index}/{path}": array for path, array in cell_arrays.items()})
-        return meta, arrays
-
-    @classmethod
-    def from_record(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "PsychometricGridState":
-        cells = []
-        for index, cell_meta in enumerate(meta["cells"]):
-            prefix = f"cells/{index}/"
-            cell_arrays = {path[len(prefix):]: array for path, array in arrays.items() if path.startswith(prefix)}
-            cells.append(None if cell_meta is None else PsychometricState.from_record(cell_meta, cell_arrays))
-        return cls(PsychometricConfig.from_dict(meta["config"]), tuple(meta["targets"]), tuple(meta["layers"]),
-                   tuple(meta["signs"]), cells)
-
-
-class PsychometricExperiment:
-    """Measures (or continues measuring) psychometric curves of a model, stimulated or not."""
-
-    kind = KIND
-
-    def __init__(
-        self,
-        model: LoadedModel,
-        config: PsychometricConfig | None = None,
-        state: PsychometricState | None = None,
-        images: ImageSet | None = None,
-        device: str | torch.device | None = None,
-        control: RunControl | None = None,
-    ) -> None:
+    def __init__(self, model: LoadedModel, config: PsychometricConfig | None = None,
+                 state: PsychometricState | None = None, device: str | None = None,
+                 control: RunControl | None = None, images: ImageSet | None = None) -> None:
         config = state.config if state is not None else config or PsychometricConfig()
-        if config.target >= model.n_classes:
-            raise ValueError(f"target class {config.target} is out of range: the model has {model.n_classes} classes")
-        if config.layer is not None:
-            _layer_with_bias(model, config.layer)
-        image_set = _images_for_model(images if images is not None else load_dataset(config.dataset), model)
-        target_images = image_set.of_class(config.target)
-        if len(target_images) == 0:
-            raise ValueError(f"{image_set.name} has no images of class {model.class_names[config.target]!r}")
-        if tuple(target_images.shape[1:]) != tuple(model.input_spec.shape):
-            raise ValueError(f"images of shape {tuple(target_images.shape[1:])} do not fit the model's input "
-                             f"{tuple(model.input_spec.shape)}")
-        fingerprint = _fingerprint(target_images)
-        self.device = pick_device(device if not isinstance(device, torch.device) else str(device))
+        chosen = target_images(model, config, images)
         if state is None:
-            lambda_ = None
-            if config.layer is not None:
-                lambda_ = config.lambda_ if config.lambda_ is not None else default_lambda(model, config.layer)
-            state = PsychometricState(config, tuple(model.class_names), len(target_images), fingerprint, lambda_)
+            state = self.new_state(model, config, images=chosen)
         else:
             if tuple(state.class_names) != tuple(model.class_names):
                 raise EngineError(f"session was measured on classes {', '.join(state.class_names)}; "
                                   f"this model has {', '.join(model.class_names)}")
-            if state.images_sha256 != fingerprint:
+            if state.images_sha256 != _fingerprint(chosen):
                 raise EngineError("these target images differ from the ones the session was measured on")
-            if state.noise_device and state.cells_done and not state.done.all() \
-                    and state.noise_device != self.device.type:
-                raise EngineError(f"this session's noise was drawn on {state.noise_device}; continue it on "
-                                  f"{state.noise_device} to get the same noise (device is {self.device.type})")
-        self.model = model
-        self.state = state
-        self.control = control or RunControl()
-        self._rate = 0.0
-        self._images = target_images.to(self.device)
-        self._network, self._stimulated = self._copy_network()
+        super().__init__(model, state=state, device=device, control=control)
+        self._images = chosen.to(self.device)
+        self._stimulated = None if self.config.layer is None else self.runtime.layer(self.config.layer)
         if self._stimulated is not None:
             self._original_bias = self._stimulated.bias.detach().clone()
             if state.mean_activation is None:
                 state.mean_activation = self._mean_activation()
 
-    @property
-    def config(self) -> PsychometricConfig:
-        return self.state.config
-
-    def _copy_network(self) -> tuple[nn.Module, nn.Module | None]:
-        """A private copy of the pixel-space model, and its layer to stimulate (None without stimulation)."""
-        network = copy.deepcopy(self.model.pixel_model).to(self.device).eval()
-        for parameter in network.parameters():
-            parameter.requires_grad_(False)
-        self._channels_last = len(self.model.input_spec.shape) == 3 and any(
-            isinstance(m, nn.Conv2d) for m in network.modules())
-        if self._channels_last:
-            # NHWC convolutions run ~2x faster on CPU (oneDNN) and use tensor cores on GPU.
-            network = network.to(memory_format=torch.channels_last)
-        layer = None if self.config.layer is None else network.net.get_submodule(self.config.layer)
-        return network, layer
+    @classmethod
+    def new_state(cls, model: LoadedModel, config: PsychometricConfig, images=None) -> PsychometricState:
+        """A fresh state; ``images``: the target's images (a tensor), or an ImageSet / None to choose them."""
+        chosen = images if isinstance(images, torch.Tensor) else target_images(model, config, images)
+        if config.layer is None:
+            config = replace(config, lambda_=None)
+        else:
+            _layer_with_bias(model, config.layer)
+            if config.lambda_ is None:
+                config = replace(config, lambda_=default_lambda(model, config.layer))
+        return PsychometricState(config, tuple(model.class_names), len(chosen), _fingerprint(chosen))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        logits = self._network(x)
-        if logits.ndim != 2 or logits.shape[1] != self.state.n_classes:
-            raise EngineError(f"model returned shape {tuple(logits.shape)}; expected (batch, {self.state.n_classes})")
-        if not torch.isfinite(logits).all():
-            raise EngineError("model produced NaN or infinite outputs"
-                              + (f" with {self.config.layer} stimulated" if self.config.layer else ""))
-        return logits
+        context = f"with {self.config.layer} stimulated" if self.config.layer else ""
+        return self.runtime.logits(x, self.config.batch_size, context)
 
     def _mean_activation(self) -> np.ndarray:
         """ā_m: mean ReLU(output) of each map of the stimulated layer over the clean target images."""
@@ -549,9 +552,8 @@ class PsychometricExperiment:
 
         handle = self._stimulated.register_forward_hook(accumulate)
         try:
-            with torch.inference_mode(), friendly_errors(self.config.batch_size):
-                for start in range(0, len(self._images), self.config.batch_size):
-                    self._forward(self._images[start:start + self.config.batch_size])
+            with torch.inference_mode():
+                self._forward(self._images)
         finally:
             handle.remove()
         mean = (total / len(self._images)).cpu().numpy()
@@ -582,32 +584,38 @@ class PsychometricExperiment:
         cfg = self.config
         block = condition * len(cfg.gammas) + gamma_index
         gamma = cfg.gammas[gamma_index]
-        noise = noise_block(cfg.noise, cfg.seed, block, len(self._images), tuple(self.model.input_spec.shape),
-                            self.device)
+        noise = cfg.noise.block(cfg.seed, block, len(self._images), tuple(self.model.input_spec.shape), self.device)
         return noise.mul_(1.0 - gamma).add_(self._images, alpha=gamma)
 
-    def _batches(self) -> Iterator[tuple[int, list[int]]]:
-        """Pending cells grouped by condition, whole cells per batch, conditions in order."""
+    def prepare(self) -> None:
+        super().prepare()
+        self._fit_complete_curves()
+
+    def pending(self) -> Iterator[tuple[int, list[int]]]:
+        """Pending cells grouped by condition, whole cells per unit, conditions in order."""
         per_batch = max(1, self.config.batch_size // len(self._images))
         for condition in range(len(self.config.conditions)):
             pending = np.flatnonzero(~self.state.done[condition]).tolist()
             for start in range(0, len(pending), per_batch):
                 yield condition, pending[start:start + per_batch]
 
-    def run_cells(self, condition: int, gamma_indices: list[int]) -> None:
+    def run_unit(self, unit: tuple[int, list[int]]) -> None:
         """Measure the given γ cells of one condition and record them."""
+        condition, gamma_indices = unit
         state, cfg = self.state, self.config
         self._stimulate(condition)
         x = torch.cat([self.stimuli(j, condition) for j in gamma_indices])
-        with torch.inference_mode(), friendly_errors(cfg.batch_size):
-            predicted = torch.cat([self._forward(x[start:start + cfg.batch_size]).argmax(1)
-                                   for start in range(0, len(x), cfg.batch_size)])
+        with torch.inference_mode():
+            predicted = self._forward(x).argmax(1)
         predicted = predicted.reshape(len(gamma_indices), state.n_images)
         offsets = torch.arange(len(gamma_indices), device=predicted.device)[:, None] * state.n_classes
         counts = torch.bincount((predicted + offsets).flatten(), minlength=len(gamma_indices) * state.n_classes)
         state.responses[condition, gamma_indices] = counts.reshape(len(gamma_indices), -1).cpu().numpy()
         state.correct[condition][:, gamma_indices] = (predicted == cfg.target).T.cpu().numpy()
         state.done[condition, gamma_indices] = True
+
+    def after_unit(self) -> None:
+        self._fit_complete_curves()
 
     def _fit_complete_curves(self) -> None:
         """Fit every condition whose curve is complete and not yet fitted."""
@@ -629,44 +637,8 @@ class PsychometricExperiment:
             state.fits[condition] = fit
             state.boot_thresholds[condition] = samples.threshold
 
-    def run(self) -> Iterator[PsychometricSnapshot]:
-        """Measure the remaining cells, yielding a snapshot every ``snapshot_seconds`` and at the end.
-
-        Pause and cancel take effect between batches (``Cancelled`` propagates
-        with the state consistent, so the run can be saved and resumed). A
-        condition is fitted as soon as its curve is complete.
-        """
-        state = self.state
-        if not state.cells_done:  # nothing drawn yet: the noise will come from this device
-            state.noise_device = self.device.type
-        started = last_yield = time.perf_counter()
-        start_cells = state.cells_done
-        paused_for = 0.0
-        self._fit_complete_curves()
-        for condition, gamma_indices in self._batches():
-            pause_began = time.perf_counter()
-            self.control.checkpoint()
-            paused_for += time.perf_counter() - pause_began
-            batch_start = time.perf_counter()
-            self.run_cells(condition, gamma_indices)
-            self._fit_complete_curves()
-            now = time.perf_counter()
-            state.seconds += now - batch_start
-            active = now - started - paused_for
-            self._rate = (state.cells_done - start_cells) * state.n_images / active if active > 0 else 0.0
-            if now - last_yield >= self.config.snapshot_seconds and not state.finished:
-                last_yield = now
-                yield self.snapshot()
-        yield self.snapshot()
-
-    def run_to_end(self) -> PsychometricSnapshot:
-        snapshot = None
-        for snapshot in self.run():
-            pass
-        return snapshot
-
     def snapshot(self) -> PsychometricSnapshot:
-        return self.state.snapshot(self._rate)
+        return self.state.snapshot(self.rate)
 
 
 def run_psychometric(model: LoadedModel, config: PsychometricConfig, images: ImageSet | None = None,
@@ -675,8 +647,98 @@ def run_psychometric(model: LoadedModel, config: PsychometricConfig, images: Ima
     return PsychometricExperiment(model, config, images=images, device=device).run_to_end()
 
 
+# --- exports: one writer per artefact, shared by `wna export` and File > Export ---
+
+def _write_curves_plot(snapshot: PsychometricSnapshot, path) -> Path:
+    from ..figures.psychometric import save_curves_plot  # Qt painting, only when asked
+
+    return save_curves_plot(snapshot, path)
+
+
+def _measured(snapshot: PsychometricSnapshot) -> bool:
+    return snapshot.cells_done > 0
+
+
+ARTEFACTS = (
+    Artefact("psychometric_fits", "Fit table: thresholds, widths, intervals, shifts", (".csv",),
+             lambda snapshot, path: write_records(psychometric_fit_records(snapshot), path), available=_measured),
+    Artefact("psychometric_data", "Curve data: targets / trials per k and γ", (".csv", ".npy"),
+             lambda snapshot, path: write_records(psychometric_data_records(snapshot), path), available=_measured),
+    Artefact("psychometric_curves", "Psychometric curves plot", (".png", ".svg"), _write_curves_plot,
+             available=_measured),
+)
+
+
+# --- `wna info` and `wna run` text ---
+
+def _numbers(values) -> list:  # JSON has no NaN
+    return [None if not np.isfinite(v) else float(v) for v in values]
+
+
+def summary(state: PsychometricState) -> dict:
+    snapshot = state.snapshot()
+    return {
+        "samples_done": snapshot.samples_done,
+        "target": snapshot.target, "target_name": snapshot.target_name, "layer": snapshot.layer,
+        "lambda": snapshot.lambda_, "sign": snapshot.sign, "k_values": _numbers(snapshot.k_values),
+        "images_per_gamma": snapshot.n_images, "gammas": _numbers(snapshot.gammas),
+        "cells_done": snapshot.cells_done, "cells_total": snapshot.cells_total, "finished": snapshot.finished,
+        "thresholds": _numbers(snapshot.thresholds),
+        "thresholds_in_range": [bool(v) for v in snapshot.thresholds_in_range],
+        "threshold_shifts": _numbers(snapshot.threshold_shifts),
+        "fit_errors": list(snapshot.fit_errors),
+        "compute_seconds": round(snapshot.seconds, 3),
+        "table": psychometric_table(snapshot),
+    }
+
+
+def describe(entry: dict) -> list[str]:
+    stimulation = stimulation_text(entry["layer"], entry["sign"], entry["lambda"])
+    progress = "" if entry["finished"] else f" (unfinished: {entry['cells_done']} of {entry['cells_total']} cells)"
+    lines = [f"target {entry['target_name']}, {stimulation}, {len(entry['k_values'])} k × "
+             f"{len(entry['gammas'])} γ × {entry['images_per_gamma']} images{progress}"]
+    for row in entry["table"]:
+        shift = f", shift {row[5]}" if row[5] else ""
+        lines.append(f"  k = {row[0]:>4}: threshold {row[1]}{shift}")
+    return lines
+
+
+def report(snapshot: PsychometricSnapshot) -> list[str]:
+    stimulation = stimulation_text(snapshot.layer, snapshot.sign, snapshot.lambda_)
+    lines = [f"{snapshot.cells_done} (k, γ) cells × {snapshot.n_images} images in {snapshot.seconds:.1f} s",
+             f"target {snapshot.target_name} · {stimulation} · {snapshot.n_images} images per γ"]
+    rows = [list(PSYCHOMETRIC_COLUMNS), *psychometric_table(snapshot)]
+    # A curve without a fit has one note instead of numbers; it must not widen the threshold column.
+    fitted = [row for row in rows if any(row[2:])]
+    widths = [max(len(row[c]) for row in fitted) for c in range(len(PSYCHOMETRIC_COLUMNS))]
+    for row in rows:
+        cells = zip(row, widths) if any(row[2:]) else [(row[0], widths[0]), (row[1], 0)]
+        lines.append("  " + "  ".join(text.ljust(width) for text, width in cells).rstrip())
+    return lines
+
+
+EXPERIMENT = ExperimentSpec(
+    kind=KIND,
+    command="psychometric",
+    title="Psychometric curves",
+    help="psychometric curves of one class, with or without microstimulation (Eq. 6)",
+    config=PsychometricConfig,
+    state=PsychometricState,
+    experiment=PsychometricExperiment,
+    unit="stimuli",
+    panel="psychometric",
+    artefacts=ARTEFACTS,
+    can_refit=True,
+    record_version=2,
+    migrations={1: _migrate_v1},
+    summary=summary,
+    describe=describe,
+    report=report,
+)
+PsychometricExperiment.spec = EXPERIMENT
+
 __all__ = [
-    "GRID_KIND", "GUESS_MODES", "KIND", "LAPSE_MODES", "PsychometricConfig", "PsychometricExperiment",
-    "PsychometricFit", "PsychometricGridState", "PsychometricSnapshot", "PsychometricState", "default_lambda",
-    "run_psychometric", "small_multiples_configs", "stimulable_layers",
+    "EXPERIMENT", "GUESS_MODES", "KIND", "LAPSE_MODES", "PsychometricConfig", "PsychometricExperiment",
+    "PsychometricFit", "PsychometricSnapshot", "PsychometricState", "default_lambda", "run_psychometric",
+    "stimulable_layers",
 ]

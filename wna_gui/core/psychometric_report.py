@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .psychometric import PsychometricSnapshot
-
-SIGNS = {"excite": 1, "inhibit": -1}
-
+if TYPE_CHECKING:  # the engine imports this module; only its snapshot's attributes are used here
+    from .psychometric import PsychometricSnapshot
 
 def parse_k_values(text: str) -> tuple[float, ...]:
     """Stimulation levels from a list ("0, 1, 2, 5"), inclusive ranges ("0:10", "0:10:2"), or both."""

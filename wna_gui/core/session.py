@@ -1,9 +1,12 @@
 """Self-contained HDF5 session files, written atomically (layout: docs/session-format.md).
 
-A session holds the model (description, weights, sha256) and one group per
-experiment kind. Each experiment's state class provides ``to_record()`` →
-(JSON-able meta, {path: array}) and ``from_record(meta, arrays)``; this module
-is the only one that touches h5py.
+A session holds the model (description, weights, sha256), any extra named
+models (a backdoored copy, a distilled student…) and any number of runs, each
+under its own name with its kind, its record version and the inputs it read
+(another run, an extra model). Each run's state provides ``to_record()`` →
+(JSON-able meta, {path: array}) and ``from_record(meta, arrays)``; kinds come
+from ``core.registry``, and older records are brought up to date by the
+kind's migrations. This module is the only one that touches h5py.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import h5py
 import numpy as np
@@ -26,26 +29,13 @@ FORMAT_NAME = "wna-gui session"
 # Read once at import: os.umask can only be read by setting it, which is not thread-safe later.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-FORMAT_VERSION = 1
+# 1: one run per kind under /experiments/<kind>, no record versions, no extra models.
+# 2: runs under /runs/<name> with kind, record_version and inputs; extra models under /models/<name>.
+FORMAT_VERSION = 2
 
 
 class SessionError(ValueError):
     """A file cannot be read as a session; the message is one line naming the problem."""
-
-
-class ExperimentState(Protocol):
-    def to_record(self) -> tuple[dict, dict[str, np.ndarray]]: ...
-
-    @classmethod
-    def from_record(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "ExperimentState": ...
-
-
-# kind → state class; experiment modules register themselves (see register_experiment).
-EXPERIMENT_KINDS: dict[str, type] = {}
-
-
-def register_experiment(kind: str, state_cls: type) -> None:
-    EXPERIMENT_KINDS[kind] = state_cls
 
 
 def _now() -> str:
@@ -55,12 +45,33 @@ def _now() -> str:
 @dataclass
 class Session:
     model: LoadedModel
-    experiments: dict[str, Any] = field(default_factory=dict)  # kind → state object
+    runs: dict[str, Any] = field(default_factory=dict)  # run name → state (its kind: core.registry)
+    models: dict[str, LoadedModel] = field(default_factory=dict)  # extra named models
+    inputs: dict[str, dict[str, str]] = field(default_factory=dict)  # run name → {role: run or model name}
     created: str = field(default_factory=_now)
     modified: str = ""
     app_version: str = __version__
     path: Path | None = None
     notes: str = ""
+
+    def runs_of(self, kind: str) -> dict[str, Any]:
+        """This kind's runs by name, in the order they were added."""
+        from .registry import spec_for_state
+
+        return {name: state for name, state in self.runs.items() if spec_for_state(state).kind == kind}
+
+    def run_of(self, kind: str):
+        """The run named after its kind, else the kind's last run, else None."""
+        runs = self.runs_of(kind)
+        return runs.get(kind, list(runs.values())[-1] if runs else None)
+
+    def new_run_name(self, kind: str) -> str:
+        """``kind`` for the first run of a kind, then ``kind-2``, ``kind-3``…"""
+        name, n = kind, 1
+        while name in self.runs:
+            n += 1
+            name = f"{kind}-{n}"
+        return name
 
 
 def save_session(session: Session, path: str | Path) -> Path:
@@ -89,30 +100,41 @@ def save_session(session: Session, path: str | Path) -> Path:
     return path
 
 
+def _write_model(group: h5py.Group, model: LoadedModel) -> None:
+    description, blob = model_record(model)
+    group.attrs["description"] = json.dumps(description)
+    group.attrs["sha256"] = description["weights_sha256"]
+    if blob is not None:
+        group.create_dataset("weights", data=np.frombuffer(blob, dtype=np.uint8), fletcher32=True)
+
+
 def _write(f: h5py.File, session: Session) -> None:
+    from .registry import spec_for_state
+
     f.attrs["format"] = FORMAT_NAME
     f.attrs["format_version"] = FORMAT_VERSION
     f.attrs["app_version"] = session.app_version
     f.attrs["created"] = session.created
     f.attrs["modified"] = session.modified
     f.attrs["notes"] = session.notes
-    description, blob = model_record(session.model)
-    model_group = f.create_group("model")
-    model_group.attrs["description"] = json.dumps(description)
-    model_group.attrs["sha256"] = description["weights_sha256"]
-    if blob is not None:
-        model_group.create_dataset("weights", data=np.frombuffer(blob, dtype=np.uint8), fletcher32=True)
-    experiments = f.create_group("experiments")
-    for kind, state in session.experiments.items():
+    _write_model(f.create_group("model"), session.model)
+    models = f.create_group("models")
+    for name, model in session.models.items():
+        _write_model(models.create_group(name), model)
+    runs = f.create_group("runs")
+    for name, state in session.runs.items():
+        spec = spec_for_state(state)
         meta, arrays = state.to_record()
-        group = experiments.create_group(kind)
-        group.attrs["kind"] = kind
+        group = runs.create_group(name)
+        group.attrs["kind"] = spec.kind
+        group.attrs["record_version"] = spec.record_version
+        group.attrs["inputs"] = json.dumps(session.inputs.get(name, {}))
         group.attrs["meta"] = json.dumps(meta)
-        for name, value in arrays.items():
+        for path, value in arrays.items():
             value = np.asarray(value)
             compression = "gzip" if value.size >= 4096 else None
             # Checksums make a flipped byte on disk a clear "damaged" error instead of wrong maps.
-            group.create_dataset(name, data=value, compression=compression, fletcher32=value.ndim > 0)
+            group.create_dataset(path, data=value, compression=compression, fletcher32=value.ndim > 0)
 
 
 def _read_arrays(group: h5py.Group) -> dict[str, np.ndarray]:
@@ -126,13 +148,24 @@ def _read_arrays(group: h5py.Group) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _run_groups(f: h5py.File) -> dict[str, tuple[str, int, dict, h5py.Group]]:
+    """name → (kind, record version, inputs, group), for either format."""
+    if "runs" in f:
+        return {name: (_attr(group.attrs["kind"]), int(_attr(group.attrs.get("record_version", 1))),
+                       json.loads(_attr(group.attrs.get("inputs", "{}"))), group) for name, group in f["runs"].items()}
+    return {kind: (kind, 1, {}, group) for kind, group in f["experiments"].items()}  # format 1
+
+
 def read_header(path: str | Path) -> dict:
-    """Format attributes and the model description, without loading arrays or weights."""
+    """Format attributes, model descriptions and each run's kind and meta, without loading arrays or weights."""
     with _open(path) as f:
         header = {k: _attr(f.attrs[k]) for k in f.attrs}
         header["model"] = json.loads(_attr(f["model"].attrs["description"]))
-        header["experiments"] = {kind: json.loads(_attr(group.attrs["meta"]))
-                                 for kind, group in f["experiments"].items()}
+        header["models"] = {name: json.loads(_attr(group.attrs["description"]))
+                            for name, group in f.get("models", {}).items()}
+        header["runs"] = {name: {"kind": kind, "record_version": version, "inputs": inputs,
+                                 "meta": json.loads(_attr(group.attrs["meta"]))}
+                          for name, (kind, version, inputs, group) in _run_groups(f).items()}
         return header
 
 
@@ -170,8 +203,8 @@ class _open:
                                    f"({FORMAT_VERSION}); update wna-gui")
             if version < 1:
                 raise SessionError(f"{path.name} has no valid format version")
-            if "model" not in self.file or "experiments" not in self.file:
-                raise SessionError(f"{path.name} is incomplete: the model or experiments group is missing")
+            if "model" not in self.file or ("runs" if version >= 2 else "experiments") not in self.file:
+                raise SessionError(f"{path.name} is incomplete: the model or runs group is missing")
         except BaseException:
             self.file.close()
             raise
@@ -181,51 +214,60 @@ class _open:
         self.file.close()
 
 
+def _read_model(group: h5py.Group) -> tuple[dict, bytes | None]:
+    description = json.loads(_attr(group.attrs["description"]))
+    return description, group["weights"][()].tobytes() if "weights" in group else None
+
+
+def _rebuild_model(path: Path, description: dict, blob: bytes | None, label: str) -> LoadedModel:
+    try:
+        model = model_from_record(description, blob)
+    except Exception as exc:
+        raise SessionError(f"{path.name}: {label} cannot be rebuilt: {str(exc).splitlines()[0]}") from None
+    if model.weights_sha256() != description.get("weights_sha256"):
+        raise SessionError(f"{path.name}: {label}'s weights do not match their recorded sha256 (file damaged?)")
+    return model
+
+
 def load_session(path: str | Path) -> Session:
-    """Read a session file. Any problem raises SessionError with a one-line message."""
+    """Read a session file (any format version up to this one). Any problem raises SessionError, one line."""
+    from .registry import BY_KIND
+
     path = Path(path)
     try:
         with _open(path) as f:
-            description = json.loads(_attr(f["model"].attrs["description"]))
-            blob = f["model"]["weights"][()].tobytes() if "weights" in f["model"] else None
-            records = {}
-            for kind, group in f["experiments"].items():
-                records[kind] = (json.loads(_attr(group.attrs["meta"])), _read_arrays(group))
+            primary = _read_model(f["model"])
+            extra = {name: _read_model(group) for name, group in f.get("models", {}).items()}
+            records = {name: (kind, version, inputs, json.loads(_attr(group.attrs["meta"])), _read_arrays(group))
+                       for name, (kind, version, inputs, group) in _run_groups(f).items()}
             attrs = {k: _attr(f.attrs[k]) for k in f.attrs}
     except SessionError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise SessionError(f"{path.name} is damaged: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from None
-    try:
-        model = model_from_record(description, blob)
-    except Exception as exc:
-        raise SessionError(f"{path.name}: its model cannot be rebuilt: {str(exc).splitlines()[0]}") from None
-    if model.weights_sha256() != description.get("weights_sha256"):
-        raise SessionError(f"{path.name}: model weights do not match their recorded sha256 (file damaged?)")
-    experiments = {}
-    for kind, (meta, arrays) in records.items():
-        state_cls = EXPERIMENT_KINDS.get(kind)
-        if state_cls is None:
-            raise SessionError(f"{path.name} holds a {kind!r} experiment this version cannot read; update wna-gui")
+    model = _rebuild_model(path, *primary, "its model")
+    models = {name: _rebuild_model(path, *record, f"model {name!r}") for name, record in extra.items()}
+    runs, inputs = {}, {}
+    for name, (kind, version, run_inputs, meta, arrays) in records.items():
+        spec = BY_KIND.get(kind)
+        if spec is None:
+            raise SessionError(f"{path.name} holds a {kind!r} run this version cannot read; update wna-gui")
+        if version > spec.record_version:
+            raise SessionError(f"{path.name}: its {kind} run {name!r} was written by a newer wna-gui "
+                               f"(record version {version} > {spec.record_version}); update wna-gui")
         try:
-            experiments[kind] = state_cls.from_record(meta, arrays)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise SessionError(f"{path.name}: the {kind} experiment is damaged ({exc.__class__.__name__}: {exc})") from None
-    return Session(model=model, experiments=experiments, created=attrs.get("created", ""),
+            for step in range(version, spec.record_version):
+                meta, arrays = spec.migrations[step](meta, arrays)
+            runs[name] = spec.state.from_record(meta, arrays)
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            raise SessionError(f"{path.name}: the {kind} run {name!r} is damaged "
+                               f"({exc.__class__.__name__}: {exc})") from None
+        if run_inputs:
+            inputs[name] = run_inputs
+    return Session(model=model, runs=runs, models=models, inputs=inputs, created=attrs.get("created", ""),
                    modified=attrs.get("modified", ""), app_version=attrs.get("app_version", ""),
                    path=path, notes=attrs.get("notes", ""))
 
 
 def autosave_path(directory: str | Path) -> Path:
     return Path(directory) / "autosave.wna.h5"
-
-
-def _register_builtin() -> None:
-    from . import classification, psychometric
-
-    register_experiment(classification.KIND, classification.ClassificationImageState)
-    register_experiment(psychometric.KIND, psychometric.PsychometricState)
-    register_experiment(psychometric.GRID_KIND, psychometric.PsychometricGridState)
-
-
-_register_builtin()

@@ -1,13 +1,27 @@
-"""Experiment panels. Registering a panel is one line: add its class to PANELS.
+"""Experiment panels, derived from the registry: each spec names the panel module that shows it.
 
-The main window shows one tab per entry, in this order, and saves each
-panel's state in the session under the panel's ``kind``.
+A panel module defines ``PANEL``; the main window shows one tab per module, in
+the order its experiments first appear in ``core.registry.EXPERIMENTS``.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+
+from ...core.registry import EXPERIMENTS
 from .base import ExportTarget, Panel
-from .classification import ClassificationPanel
-from .psychometric import PsychometricPanel
 
-PANELS: list[type[Panel]] = [ClassificationPanel, PsychometricPanel]
 
-__all__ = ["PANELS", "ExportTarget", "Panel"]
+def build_panels() -> list[Panel]:
+    """One panel per panel module named by the registry, each given the specs it shows."""
+    modules = list(dict.fromkeys(spec.panel for spec in EXPERIMENTS))
+    panels = []
+    for name in modules:
+        panel_class = import_module(f"{__name__}.{name}").PANEL
+        panel = panel_class([spec for spec in EXPERIMENTS if spec.panel == name])
+        panel.name = name
+        panels.append(panel)
+    return panels
+
+
+__all__ = ["ExportTarget", "Panel", "build_panels"]

@@ -1,100 +1,228 @@
-"""The Panel base class: one experiment's settings, plots, session state and exports.
+"""The Panel base class: a tab showing one or more declared experiments.
 
-A panel is a thin view over one engine experiment kind. The main window owns
-the model, the device, the engine thread and the session file; a panel only
-turns its settings into an experiment factory, draws snapshots and restores
-itself from a saved state. To add a panel, subclass Panel in a new module and
-list it in ``wna_gui.app.panels.PANELS``.
+The base panel does everything the declarations allow: it builds each
+experiment's settings form (app.forms), remembers and restores settings,
+locks them while running, says what Start will do (core.experiment.plan_run),
+prepares the state to run in the engine thread, keeps the session states and
+offers every declared artefact in File > Export. A panel module adds only its
+views: ``build_views()`` returns the widget shown right of the settings,
+``draw(kind, snapshot)`` draws, ``clear_views()`` empties them, and
+``view_exports()`` lists "as on screen" exports.
 
-Snapshots are the engine's immutable snapshot objects; the window's status bar
-reads ``samples_done``, ``samples_total``, ``samples_per_second`` and
-``eta_seconds`` from them, so every experiment's snapshot must have these.
-
-Sessions hold one state per experiment kind. A panel saves and restores a
-dict kind → state: usually just its own ``kind``, but a panel may save more
-than one kind (the psychometric panel saves its curves under ``psychometric``
-and its small-multiples grid under ``psychometric_grid``). Every kind must be
-registered in ``core.session``.
+A panel module defines ``PANEL`` (its class); the experiments it shows are
+those whose spec names the module in ``panel`` (core.registry).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from ...core.control import RunControl
+from ...core.experiment import ExperimentSpec, plan_run, prepare_state
 from ...core.models import LoadedModel
+from ..forms import SettingsForm
 from ..plots import export_view
 
 ExperimentFactory = Callable[[RunControl], Any]  # runs in the engine thread; returns an object with run()/snapshot()
 
 
-@dataclass(frozen=True)
 class ExportTarget:
     """Something a panel can export; ``write(path)`` picks the format from the path's suffix."""
 
-    label: str
-    suffixes: tuple[str, ...]
-    write: Callable[[Path], object]
+    def __init__(self, label: str, suffixes: tuple[str, ...], write: Callable[[Path], object]) -> None:
+        self.label, self.suffixes, self.write = label, suffixes, write
 
 
 class Panel(QWidget):
-    kind: str = ""  # the panel's experiment kind: its key in session files and in the remembered settings
-    title: str = ""  # the tab's title
+    name: str = ""  # the panel module's name: its key in the remembered settings
+    title: str = ""
+
+    def __init__(self, specs: list[ExperimentSpec], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.specs = {spec.kind: spec for spec in specs}
+        self.title = self.title or specs[0].title
+        self.model: LoadedModel | None = None
+        self.states: dict[str, Any] = {}  # kind → the state Start continues (or None)
+        self.snapshots: dict[str, Any] = {}  # kind → latest snapshot drawn
+        self.running_kind: str | None = None
+        self.forms = {kind: SettingsForm(spec.config) for kind, spec in self.specs.items()}
+        self.plan_label = QLabel()
+        self.plan_label.setObjectName("plan_label")
+        self.plan_label.setWordWrap(True)
+        column = QWidget()
+        column_layout = QVBoxLayout(column)
+        for form in self.forms.values():
+            column_layout.addWidget(form)
+            form.edited.connect(self._settings_edited)
+        column_layout.addWidget(self.plan_label)
+        self.extra_settings = QVBoxLayout()  # display options a panel adds below the forms
+        column_layout.addLayout(self.extra_settings)
+        column_layout.addStretch(1)
+        self.settings_area = QScrollArea()
+        self.settings_area.setWidget(column)
+        self.settings_area.setWidgetResizable(True)
+        self.settings_area.setFrameShape(QScrollArea.Shape.NoFrame)
+        views = self.build_views()
+        layout = QHBoxLayout(self)
+        layout.addWidget(self.settings_area)
+        layout.addWidget(views, 1)
+        self._show_active_form()
+        self.settings_area.setFixedWidth(max(f.sizeHint().width() for f in self.forms.values()) + 40)
+
+    # --- what a panel module provides ---
+
+    def build_views(self) -> QWidget:
+        raise NotImplementedError
+
+    def draw(self, kind: str, snapshot: Any) -> None:
+        raise NotImplementedError
+
+    def clear_views(self) -> None:
+        raise NotImplementedError
+
+    def view_exports(self) -> list[ExportTarget]:
+        return [ExportTarget("Whole panel (as on screen)", (".png", ".svg"), lambda path: export_view(self, path))]
+
+    def active_kind(self) -> str:
+        """The experiment Start runs (panels showing several choose by their view)."""
+        return next(iter(self.specs))
+
+    def view_settings(self) -> dict:
+        return {}
+
+    def apply_view_settings(self, values: dict) -> None:
+        pass
+
+    def form_changed(self, kind: str) -> None:
+        """Hook: a setting of ``kind``'s form changed (e.g. to link one setting to another)."""
+
+    # --- settings ---
+
+    def _show_active_form(self) -> None:
+        active = self.active_kind()
+        for kind, form in self.forms.items():
+            form.setVisible(kind == active)
+        self.plan_label.setText(self.plan_text())
+
+    def _settings_edited(self) -> None:
+        for kind, form in self.forms.items():
+            if form is self.sender():
+                self.form_changed(kind)
+        self.plan_label.setText(self.plan_text())
+
+    def plan_text(self) -> str:
+        """What Start will do, so continuing, extending, refitting or restarting is never a surprise."""
+        if self.running_kind is not None:
+            return "Running…"
+        kind = self.active_kind()
+        try:
+            config = self.forms[kind].config()
+        except (ValueError, TypeError) as exc:
+            return f"Invalid settings: {exc}"
+        return plan_run(self.specs[kind], self.states.get(kind), config).message
+
+    def settings(self) -> dict:
+        """Every form's widget values and the view options, JSON-friendly, remembered between launches."""
+        return {"forms": {kind: form.values() for kind, form in self.forms.items()}, "view": self.view_settings()}
+
+    def apply_settings(self, values: dict) -> None:
+        for kind, form_values in values.get("forms", {}).items():
+            if kind in self.forms:
+                self.forms[kind].set_values(form_values)
+        self.apply_view_settings(values.get("view", {}))
+        self._show_active_form()
+
+    def set_running(self, running: bool) -> None:
+        """Lock the settings while a run is between units."""
+        self.running_kind = self.active_kind() if running else None
+        for form in self.forms.values():
+            form.set_locked(running)
+        self.plan_label.setText(self.plan_text())
 
     # --- running (called in the GUI thread) ---
 
     def experiment_factory(self, model: LoadedModel, device: str) -> ExperimentFactory:
-        """Read the settings and return a factory the engine thread calls to build the experiment.
+        """A factory the engine thread calls to build the experiment; ValueError (one line) when nothing can run.
 
-        Raises ValueError with a one-line message when the settings cannot run.
-        The factory must not touch widgets: it runs in the engine thread.
+        The state is prepared in the engine thread (a new one may load images).
         """
-        raise NotImplementedError
+        kind = self.active_kind()
+        spec, config = self.specs[kind], self.forms[kind].config()
+        state = self.states.get(kind)
+        plan = plan_run(spec, state, config)
+        if not plan.runnable:
+            raise ValueError(plan.message.rstrip("."))
+
+        def build(control: RunControl):
+            prepared = prepare_state(spec, state, config, model)
+            experiment = spec.experiment(model, state=prepared, device=device, control=control)
+            self.states[kind] = experiment.state
+            return experiment
+
+        return build
 
     def preview_factory(self, model: LoadedModel) -> Callable[[], list] | None:
-        """A callable (run in the engine thread) returning snapshots of the restored states, or None.
+        """A callable (engine thread) returning (kind, snapshot) of every restored state, the active kind last.
 
-        They are shown in order; the status bar shows the last one's progress.
+        Snapshots come from the states alone; model-dependent extras are added from ``model`` on the CPU.
         """
-        raise NotImplementedError
+        states = dict(self.states)
+        if not any(state is not None for state in states.values()):
+            return None
+        active = self.active_kind()
+        order = sorted((kind for kind, state in states.items() if state is not None), key=lambda k: k == active)
+        return lambda: [(kind, self.specs[kind].snapshot(states[kind], model)) for kind in order]
 
-    def show_snapshot(self, snapshot: Any) -> None:
-        raise NotImplementedError
-
-    def set_running(self, running: bool) -> None:
-        """Lock the settings that cannot change during a run."""
-        raise NotImplementedError
+    def show_snapshot(self, snapshot: Any, kind: str | None = None) -> None:
+        kind = kind or self.running_kind or self.active_kind()
+        self.snapshots[kind] = snapshot
+        self.draw(kind, snapshot)
 
     # --- sessions ---
 
     def session_states(self) -> dict[str, Any]:
-        """kind → engine state to save, for each kind with something to save.
+        """Run name → state to save (a panel keeps one run per kind, named after the kind)."""
+        return {kind: state for kind, state in self.states.items() if state is not None}
 
-        Read the states only when no run is between batches.
-        """
-        raise NotImplementedError
+    def restore(self, runs: dict[str, Any], model: LoadedModel) -> None:
+        """Adopt a session's runs of this panel's kinds (settings included); an empty dict resets the panel."""
+        from ...core.registry import spec_for_state
 
-    def restore(self, states: dict[str, Any], model: LoadedModel) -> None:
-        """Adopt the saved states of this panel's kinds (settings included) to show and continue.
+        self.model = model
+        for form in self.forms.values():
+            form.set_model(model)
+        self.states, self.snapshots = {}, {}
+        for name, state in runs.items():
+            kind = spec_for_state(state).kind
+            if kind in self.specs and (name == kind or kind not in self.states):
+                self.states[kind] = state
+        for kind, state in self.states.items():
+            self.forms[kind].set_config(state.config)
+        self.clear_views()
+        self.restored()
+        self._show_active_form()
 
-        ``states`` is a session's kind → state; the panel takes its own kinds from
-        it, and an empty dict resets the panel for ``model``.
-        """
-        raise NotImplementedError
-
-    def settings(self) -> dict:
-        """The settings widgets' values, JSON-friendly, remembered between launches."""
-        raise NotImplementedError
-
-    def apply_settings(self, values: dict) -> None:
-        raise NotImplementedError
+    def restored(self) -> None:
+        """Hook: the states were replaced (choose the view to show, say)."""
 
     # --- export ---
 
     def export_targets(self) -> list[ExportTarget]:
-        """What File > Export offers for this panel. Subclasses extend the list."""
-        return [ExportTarget("Whole panel (as on screen)", (".png", ".svg"), lambda path: export_view(self, path))]
+        """Every artefact the shown experiments declare (the same writers as `wna export`), then the views."""
+        targets = []
+        for kind, spec in self.specs.items():
+            for artefact in spec.artefacts:
+                targets.append(ExportTarget(artefact.label, artefact.suffixes,
+                                            lambda path, kind=kind, artefact=artefact:
+                                            artefact.write(self.exported_snapshot(kind), path)))
+        return targets + self.view_exports()
+
+    def exported_snapshot(self, kind: str):
+        snapshot = self.snapshots.get(kind)
+        if snapshot is None:
+            raise ValueError(f"nothing to export yet: run the {self.specs[kind].title.lower()} or open a session")
+        annotate = self.specs[kind].annotate
+        return annotate(snapshot, self.model) if annotate is not None and self.model is not None else snapshot

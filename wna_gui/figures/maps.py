@@ -1,7 +1,7 @@
 """Publication figures of classification-image grids, painted with Qt (no matplotlib).
 
 Shared by the desktop app and the `wna export` command, and usable headless: a
-QApplication on the offscreen platform is created when none exists. Tiles
+QApplication on the offscreen platform is created when none exists (_qt.py). Tiles
 keep their native pixels (nearest-neighbour upscaling, never smoothing), 1-channel
 maps share one diverging colour scale with symmetric limits so tiles are
 comparable, and empty classes are drawn as empty rather than as flat maps.
@@ -10,11 +10,11 @@ comparable, and empty classes are drawn as empty rather than as flat maps.
 from __future__ import annotations
 
 import math
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from ._qt import ensure_gui_application
 
 MAP_VIEW_LABELS = {"mean": "mean noise n̄ₖ", "centered": "n̄ₖ − n̄ (grand mean)", "zmap": "z-score"}
 COLORMAP_NAME = "CET-D1"
@@ -22,25 +22,6 @@ FIGURE_FORMATS = (".png", ".pdf", ".svg")
 # Native map pixels are upscaled so tiles come out about this many pixels wide.
 TARGET_TILE_PIXELS = 224
 EMPTY_TILE_GREY = (200, 200, 200)
-
-
-def ensure_gui_application():
-    """The running Q(Gui)Application, or a new offscreen one for headless use (CLI, tests).
-
-    A QApplication (not a bare QGuiApplication) so widgets can still be made later
-    in the same process (the CLI renders plots with the app's widgets).
-    """
-    from PySide6.QtGui import QGuiApplication
-    from PySide6.QtWidgets import QApplication
-
-    app = QGuiApplication.instance()
-    if app is None:
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-        app = QApplication(sys.argv[:1])
-    return app
-
-
 # A grid of more maps than this is unreadable: 1000-class models show their most frequent classes.
 MAX_TILES = 20
 

@@ -1,0 +1,367 @@
+"""The small-multiples grid of Figs. 23–25: psychometric curves of every class × stimulated layer × sign.
+
+One psychometric run per plot, measured one after another; each plot
+stimulates its layer with the layer's paper λ. The grid's units of work are
+the units of its plots' runs, so the one driver runs it like any experiment,
+and a grid stopped mid-way continues where it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .control import RunControl
+from .data import load_dataset
+from .experiment import Artefact, Experiment, ExperimentSpec
+from .models import LoadedModel
+from .noise import NoiseSource
+from .params import config_arrays, config_from_dict, config_to_dict, param
+from .psychometric import (
+    SIGN_WORDS,
+    SIGNS,
+    STIMULATION,
+    PsychometricConfig,
+    PsychometricExperiment,
+    PsychometricSnapshot,
+    PsychometricState,
+    _class_options,
+    _k_values_param,
+    _shared_params,
+    stimulable_layers,
+)
+from .psychometric_report import format_k_values, grid_records, psychometric_data_records, psychometric_fit_records
+from .psychometric_report import write_records
+
+KIND = "psychometric_grid"
+DEFAULT_LAYERS = ("conv1", "conv2", "fc1")  # the MNIST CNN's, as in Fig. 23
+
+
+def _layer_options(model: LoadedModel) -> dict:
+    return {name: name for name in stimulable_layers(model)}
+
+
+@dataclass(frozen=True)
+class PsychometricGridConfig:
+    targets: tuple[int, ...] = param((), "Classes", "rows: class indices or names, comma-separated (all: every "
+                                     "class)", kind="multi", options=_class_options, group=STIMULATION)
+    layers: tuple[str, ...] = param(DEFAULT_LAYERS, "Layers", "columns: stimulated layers, comma-separated, each "
+                                    "with its paper λ", kind="multi", options=_layer_options, group=STIMULATION)
+    signs: tuple[int, ...] = param((1,), "Signs", "excite, inhibit or both (comma-separated)", kind="multi",
+                                   choices={1: "excite", -1: "inhibit"}, tokens=SIGN_WORDS, group=STIMULATION)
+    k_values: tuple[float, ...] = _k_values_param(default=(0.0, 5.0, 10.0))
+    gammas: tuple[float, ...] = _shared_params()["gammas"]
+    seed: int = _shared_params()["seed"]
+    noise: NoiseSource = _shared_params()["noise"]
+    dataset: str = _shared_params()["dataset"]
+    data_dir: str = _shared_params()["data_dir"]
+    sigmoid: str = _shared_params()["sigmoid"]
+    guess: str = _shared_params()["guess"]
+    lapse: str = _shared_params()["lapse"]
+    batch_size: int = _shared_params()["batch_size"]
+    snapshot_seconds: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("targets", "layers", "signs"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "targets", tuple(int(t) for t in self.targets))
+        object.__setattr__(self, "signs", tuple(int(s) for s in self.signs))
+        if not self.layers:
+            raise ValueError("a grid needs at least one layer")
+        if not self.signs or any(s not in SIGNS for s in self.signs):
+            raise ValueError("a grid needs excite, inhibit or both")
+        self.base  # validates the shared settings
+
+    @property
+    def base(self) -> PsychometricConfig:
+        """What every plot shares; no bootstrap: the grid shows curves and shifts."""
+        return PsychometricConfig(k_values=self.k_values, gammas=self.gammas, seed=self.seed, noise=self.noise,
+                                  dataset=self.dataset, data_dir=self.data_dir, sigmoid=self.sigmoid,
+                                  guess=self.guess, lapse=self.lapse, n_boot=0, gof_samples=0,
+                                  batch_size=self.batch_size, snapshot_seconds=self.snapshot_seconds)
+
+    def plot_configs(self, n_classes: int) -> tuple[PsychometricConfig, ...]:
+        """Sign-major, then class, then layer: rows are classes, columns layer × sign, as in Fig. 23."""
+        targets = self.targets or tuple(range(n_classes))
+        return tuple(replace(self.base, target=target, layer=layer, sign=sign, k_values=self.k_values)
+                     for sign in self.signs for target in targets for layer in self.layers)
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, arrays: dict | None = None) -> "PsychometricGridConfig":
+        return config_from_dict(cls, data, arrays)
+
+
+def small_multiples_configs(base: PsychometricConfig, digits: Iterable[int] = range(10),
+                            layers: Iterable[str] = DEFAULT_LAYERS,
+                            lambdas: dict[str, float] | None = None) -> list[PsychometricConfig]:
+    """One config per (digit, layer), digit-major; ``lambdas[layer]`` when given, else the layer's default λ."""
+    lambdas = lambdas or {}
+    return [replace(base, target=digit, layer=layer, lambda_=lambdas.get(layer)) for digit in digits
+            for layer in layers]
+
+
+@dataclass
+class PsychometricGridState:
+    """The grid's plots and their runs: ``runs[i]`` measures ``configs[i]``, None until its turn comes."""
+
+    config: PsychometricGridConfig
+    n_classes: int
+    class_names: tuple[str, ...]
+    runs: list[PsychometricState | None] = field(default_factory=list)
+    n_images: list[int] = field(default_factory=list)  # per plot: images of its target
+    noise_device: str = ""
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.runs = self.runs or [None] * len(self.configs)
+        if len(self.runs) != len(self.configs):
+            raise ValueError(f"{len(self.runs)} runs for a grid of {len(self.configs)} plots")
+
+    @property
+    def configs(self) -> tuple[PsychometricConfig, ...]:
+        return self.config.plot_configs(self.n_classes)
+
+    @property
+    def plots_done(self) -> int:
+        return sum(run is not None and run.finished for run in self.runs)
+
+    @property
+    def finished(self) -> bool:
+        return self.plots_done == len(self.runs)
+
+    @property
+    def progress_done(self) -> int:
+        return sum(run.progress_done for run in self.runs if run is not None)
+
+    @property
+    def progress_total(self) -> int:
+        return sum(config.n_cells * n for config, n in zip(self.configs, self.n_images))
+
+    @staticmethod
+    def new_run_text(config: PsychometricGridConfig) -> str:
+        columns = len(config.layers) * len(config.signs)
+        rows = f"{len(config.targets)} classes" if config.targets else "every class"
+        return (f"Start runs {rows} × {columns} column{'s' if columns > 1 else ''} one after another, each "
+                f"{len(config.k_values)} k × {len(config.gammas)} γ.")
+
+    def snapshot(self, samples_per_second: float = 0.0) -> "GridSnapshot":
+        return GridSnapshot(self.configs, tuple(None if run is None else run.snapshot() for run in self.runs),
+                            tuple(self.class_names), self.progress_total, samples_per_second)
+
+    def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
+        meta = {"config": self.config.to_dict(), "n_classes": self.n_classes, "class_names": list(self.class_names),
+                "n_images": list(self.n_images), "noise_device": self.noise_device, "seconds": self.seconds,
+                "runs": []}
+        arrays = dict(config_arrays(self.config))
+        for index, run in enumerate(self.runs):
+            if run is None:
+                meta["runs"].append(None)
+                continue
+            run_meta, run_arrays = run.to_record()
+            meta["runs"].append(run_meta)
+            arrays.update({f"runs/{index}/{path}": array for path, array in run_arrays.items()
+                           if not path.startswith("config/")})
+        return meta, arrays
+
+    @classmethod
+    def from_record(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "PsychometricGridState":
+        config = PsychometricGridConfig.from_dict(meta["config"], arrays)
+        runs = []
+        for index, run_meta in enumerate(meta["runs"]):
+            prefix = f"runs/{index}/"
+            run_arrays = {path[len(prefix):]: array for path, array in arrays.items() if path.startswith(prefix)}
+            runs.append(None if run_meta is None else PsychometricState.from_record(run_meta, run_arrays))
+        return cls(config, int(meta["n_classes"]), tuple(meta["class_names"]), runs, list(meta["n_images"]),
+                   meta.get("noise_device", ""), float(meta.get("seconds", 0.0)))
+
+
+def _migrate_v1(meta: dict, arrays: dict) -> tuple[dict, dict]:
+    """Version 1 kept a base psychometric config, targets/layers/signs beside it and "cells" for the plots."""
+    from .psychometric import _migrate_v1 as plot_migration
+
+    base = meta["config"]
+    config = {key: base[key] for key in ("gammas", "seed", "noise", "dataset", "sigmoid", "guess", "lapse",
+                                         "batch_size") if key in base}
+    config.update(targets=list(meta["targets"]), layers=list(meta["layers"]), signs=list(meta["signs"]),
+                  k_values=base["k_values"])
+    runs, moved = [], {}
+    for index, cell in enumerate(meta["cells"]):
+        prefix = f"cells/{index}/"
+        own = {path[len(prefix):]: a for path, a in arrays.items() if path.startswith(prefix)}
+        if cell is not None:
+            cell, own = plot_migration(cell, own)
+        runs.append(cell)
+        moved.update({f"runs/{index}/{path}": a for path, a in own.items()})
+    n_classes = len(runs[0]["class_names"]) if runs and runs[0] else max(meta["targets"]) + 1
+    class_names = runs[0]["class_names"] if runs and runs[0] else [str(k) for k in range(n_classes)]
+    n_images = [cell["n_images"] if cell else 0 for cell in runs]
+    return {"config": config, "n_classes": n_classes, "class_names": class_names, "n_images": n_images,
+            "runs": runs}, moved
+
+
+@dataclass(frozen=True)
+class GridSnapshot:
+    """The grid's runs for drawing, with the progress the status bar reads (samples = stimuli)."""
+
+    configs: tuple[PsychometricConfig, ...]
+    snapshots: tuple[PsychometricSnapshot | None, ...]  # per config; None until its turn comes
+    class_names: tuple[str, ...]
+    samples_total: int
+    samples_per_second: float = 0.0  # of the run being measured; 0 when none is
+
+    @property
+    def samples_done(self) -> int:
+        return sum(snapshot.samples_done for snapshot in self.snapshots if snapshot is not None)
+
+    @property
+    def plots_done(self) -> int:
+        return sum(snapshot is not None and snapshot.finished for snapshot in self.snapshots)
+
+    @property
+    def finished(self) -> bool:
+        return self.plots_done == len(self.configs)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.samples_per_second <= 0:
+            return None
+        return (self.samples_total - self.samples_done) / self.samples_per_second
+
+
+class PsychometricGridExperiment(Experiment):
+    """Measures the grid's unfinished plots one after another; a unit is a unit of a plot's run."""
+
+    def __init__(self, model: LoadedModel, config: PsychometricGridConfig | None = None,
+                 state: PsychometricGridState | None = None, device: str | None = None,
+                 control: RunControl | None = None, images=None) -> None:
+        config = state.config if state is not None else config or PsychometricGridConfig()
+        self._images = images if images is not None else load_dataset(config.dataset, config.data_dir or None)
+        super().__init__(model, config, state, device, control, images=self._images)
+        self._device_name = str(self.device)
+        self._current: PsychometricExperiment | None = None
+
+    @classmethod
+    def new_state(cls, model: LoadedModel, config: PsychometricGridConfig, images=None) -> PsychometricGridState:
+        from .psychometric import _images_for_model
+
+        state = PsychometricGridState(config, model.n_classes, tuple(model.class_names))
+        labelled = _images_for_model(images if images is not None else
+                                     load_dataset(config.dataset, config.data_dir or None), model)
+        state.n_images = [int((labelled.labels == plot.target).sum()) for plot in state.configs]
+        for plot in state.configs:  # every plot's settings are checked before the first is measured
+            if plot.target >= model.n_classes:
+                raise ValueError(f"class {plot.target} is out of range: the model has {model.n_classes} classes")
+            if plot.layer not in stimulable_layers(model):
+                raise ValueError(f"the model has no layer {plot.layer!r} with a bias; layers with a bias: "
+                                 f"{', '.join(stimulable_layers(model))}")
+        return state
+
+    def prepare(self) -> None:
+        self.runtime.check_noise_device(self.state)
+
+    def pending(self):
+        for index, config in enumerate(self.state.configs):
+            run = self.state.runs[index]
+            if run is not None and run.finished:
+                continue
+            plot = PsychometricExperiment(self.model, config, state=run, images=self._images,
+                                          device=self._device_name, control=self.control)
+            self.state.runs[index] = plot.state
+            self._current = plot
+            plot.prepare()
+            for unit in plot.pending():
+                yield unit
+            self._current = None
+
+    def run_unit(self, unit) -> None:
+        self._current.run_unit(unit)
+
+    def after_unit(self) -> None:
+        self._current.after_unit()
+
+    def snapshot(self) -> GridSnapshot:
+        return self.state.snapshot(self.rate)
+
+
+# --- exports ---
+
+def _write_plot(snapshot: GridSnapshot, path) -> Path:
+    from ..figures.psychometric import save_grid_plot  # Qt painting, only when asked
+
+    return save_grid_plot(snapshot.configs, snapshot.snapshots, snapshot.class_names, path)
+
+
+def _records(records_of):
+    def write(snapshot: GridSnapshot, path) -> Path:
+        records = grid_records(snapshot.snapshots, records_of)
+        if not records:
+            raise ValueError("nothing to export yet: run the small multiples first")
+        return write_records(records, path)
+
+    return write
+
+
+def _measured(snapshot: GridSnapshot) -> bool:
+    return any(s is not None and s.cells_done for s in snapshot.snapshots)
+
+
+ARTEFACTS = (
+    Artefact("psychometric_grid_fits", "Small multiples fit table", (".csv",), _records(psychometric_fit_records),
+             available=_measured),
+    Artefact("psychometric_grid_data", "Small multiples data", (".csv", ".npy"), _records(psychometric_data_records),
+             available=_measured),
+    Artefact("psychometric_grid", "Small multiples plot", (".png", ".svg"), _write_plot, available=_measured),
+)
+
+
+def summary(state: PsychometricGridState) -> dict:
+    snapshot = state.snapshot()
+    return {
+        "samples_done": snapshot.samples_done,
+        "targets": list(state.config.targets or range(state.n_classes)), "layers": list(state.config.layers),
+        "signs": list(state.config.signs), "k_values": list(state.config.k_values),
+        "gammas": list(state.config.gammas), "plots_done": state.plots_done, "plots_total": len(state.runs),
+        "finished": state.finished,
+        "plots": [{"target": config.target, "layer": config.layer, "sign": config.sign,
+                   "finished": plot is not None and plot.finished,
+                   "threshold_shifts": None if plot is None else
+                   [None if not np.isfinite(v) else float(v) for v in plot.threshold_shifts]}
+                  for config, plot in zip(snapshot.configs, snapshot.snapshots)],
+    }
+
+
+def describe(entry: dict) -> list[str]:
+    signs = " and ".join("excite" if sign > 0 else "inhibit" for sign in entry["signs"])
+    return [f"{len(entry['targets'])} classes × {', '.join(entry['layers'])} ({signs}), "
+            f"k = {format_k_values(entry['k_values'])} × {len(entry['gammas'])} γ; "
+            f"{entry['plots_done']} of {entry['plots_total']} plots done"]
+
+
+def report(snapshot: GridSnapshot) -> list[str]:
+    return [f"{snapshot.plots_done} of {len(snapshot.configs)} plots measured ({snapshot.samples_done:,} stimuli)"]
+
+
+EXPERIMENT = ExperimentSpec(
+    kind=KIND,
+    command="psychometric-grid",
+    title="Small multiples",
+    help="psychometric curves of every class × stimulated layer × sign, each layer at its paper λ (Fig. 23)",
+    config=PsychometricGridConfig,
+    state=PsychometricGridState,
+    experiment=PsychometricGridExperiment,
+    unit="stimuli",
+    panel="psychometric",
+    artefacts=ARTEFACTS,
+    record_version=2,
+    migrations={1: _migrate_v1},
+    summary=summary,
+    describe=describe,
+    report=report,
+)
+PsychometricGridExperiment.spec = EXPERIMENT

@@ -1,0 +1,49 @@
+"""Figures shared by the desktop app and the `wna` command, all renderable headless (no window).
+
+- maps: publication figures of classification-image grids, painted with QPainter
+  (re-exported here: ``figures.save_map_grid``, ``figures.MAX_TILES``, ...).
+- psychometric: psychometric curves and the small-multiples grid as pyqtgraph
+  graphics items, hosted by the app's plot widgets and written to .png/.svg by
+  ``save_curves_plot`` / ``save_grid_plot``. Import it as
+  ``wna_gui.figures.psychometric``; it is not loaded here, so map figures need no pyqtgraph.
+
+Nothing here imports wna_gui.app.
+"""
+
+from ._qt import ensure_gui_application
+from .maps import (
+    COLORMAP_NAME,
+    EMPTY_TILE_GREY,
+    FIGURE_FORMATS,
+    MAP_VIEW_LABELS,
+    MAX_TILES,
+    TARGET_TILE_PIXELS,
+    _caption_lines,
+    _GridFigure,
+    colormap_table,
+    grid_columns,
+    map_levels,
+    map_titles,
+    rgb_display,
+    save_map_grid,
+    shown_classes,
+    tile_rgb,
+)
+
+__all__ = [
+    "COLORMAP_NAME",
+    "EMPTY_TILE_GREY",
+    "FIGURE_FORMATS",
+    "MAP_VIEW_LABELS",
+    "MAX_TILES",
+    "TARGET_TILE_PIXELS",
+    "colormap_table",
+    "ensure_gui_application",
+    "grid_columns",
+    "map_levels",
+    "map_titles",
+    "rgb_display",
+    "save_map_grid",
+    "shown_classes",
+    "tile_rgb",
+]

@@ -1,0 +1,333 @@
+"""Psychometric figures: one experiment's curves, and the small-multiples grid (Figs. 9, 23–25).
+
+Both are pyqtgraph graphics items, not widgets: the app's plot widgets host them
+on screen (wna_gui.app.psychometric_plots), and save_curves_plot / save_grid_plot
+paint them headless to .png or .svg for `wna export` (a scene of their own,
+painted with QPainter; no window is shown or grabbed). One drawing code path for
+both. They only draw the snapshots they are given. One colour per k on a ramp
+from slate blue (k = 0) to red (largest k), as in the paper.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyqtgraph as pg
+import shiboken6
+from PySide6.QtCore import QRect, QRectF, QSize, Qt
+from PySide6.QtGui import QImage, QPainter
+from PySide6.QtSvg import QSvgGenerator
+from PySide6.QtWidgets import QApplication, QGraphicsWidget
+
+from ._qt import ensure_gui_application
+from .style import TEXT_COLOR, TITLE_SIZE, style_plot
+
+if TYPE_CHECKING:  # only names: importing the engine would load it for every figure
+    from ..core.psychometric import PsychometricConfig, PsychometricSnapshot
+
+K_RAMP = pg.ColorMap([0.0, 0.5, 1.0], [(70, 105, 160), (150, 75, 140), (210, 30, 30)])
+FIT_SAMPLES = 200  # points along each fitted curve
+CHANCE_PEN = pg.mkPen((120, 120, 120), width=1, style=Qt.PenStyle.DashLine)
+GAMMA_LABEL = "stimulus strength γ (signal fraction)"
+RESPONSE_LABEL = "P(target)"
+CURVES_TITLE = "Psychometric curves"
+EXPORT_SIZE = (960, 640)  # pixels of the headless curves plot
+GRID_EXPORT_CELL = (260, 150)  # pixels per small plot of the headless grid
+PLOT_FORMATS = (".png", ".svg")
+BACKGROUND = "w"
+
+
+def k_colors(k_values) -> list:
+    """A QColor per k: its place between 0 and the largest k on the ramp."""
+    k_values = np.asarray(k_values, dtype=float)
+    top = k_values.max() if k_values.size and k_values.max() > 0 else 1.0
+    return [K_RAMP.map(k / top, mode="qcolor") for k in k_values]
+
+
+def k_legend_html(k_values) -> str:
+    """"k = 0 ● 5 ● 10 ●" with each dot in its curve's colour, for labels outside a plot."""
+    dots = " ".join(f"{k:g}&nbsp;<span style='color:{color.name()}'>●</span>"
+                    for k, color in zip(k_values, k_colors(k_values)))
+    return f"k = {dots}"
+
+
+def _fit_curve(snapshot: PsychometricSnapshot, condition: int) -> tuple[np.ndarray, np.ndarray]:
+    fit = snapshot.fits[condition]
+    if fit is None:
+        return np.array([]), np.array([])
+    x = np.linspace(snapshot.gammas[0], snapshot.gammas[-1], FIT_SAMPLES)
+    return x, fit.predict(x)
+
+
+def _measured(snapshot: PsychometricSnapshot, condition: int) -> tuple[np.ndarray, np.ndarray]:
+    y = snapshot.fraction_correct[condition]
+    finite = np.isfinite(y)
+    return snapshot.gammas[finite], y[finite]
+
+
+def _data(item: pg.PlotDataItem) -> tuple[np.ndarray, np.ndarray]:
+    x, y = item.getData()
+    return (np.array([]), np.array([])) if x is None else (np.asarray(x), np.asarray(y))
+
+
+class CurvesFigure(pg.PlotItem):
+    """Fraction classified as the target against γ: points per k as they come in, fitted ψ over them."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent, enableMenu=False)
+        style_plot(self, CURVES_TITLE, RESPONSE_LABEL, GAMMA_LABEL)
+        self.setMouseEnabled(x=False, y=False)
+        self.showGrid(x=True, y=True, alpha=0.15)
+        self.setXRange(-0.02, 1.02, padding=0)
+        self.setYRange(-0.02, 1.02, padding=0)
+        # Bottom right: the curves rise to the top right, so that corner stays empty.
+        self._legend = self.addLegend(offset=(-10, -10), labelTextColor=TEXT_COLOR, brush=(255, 255, 255, 220))
+        self._chance = pg.InfiniteLine(angle=0, pen=CHANCE_PEN, movable=False, label="chance 1/K",
+                                       labelOpts={"position": 0.04, "color": (90, 90, 90), "anchors": [(0, 1), (0, 1)]})
+        self.addItem(self._chance)
+        self._points: list[pg.PlotDataItem] = []
+        self._fits: list[pg.PlotDataItem] = []
+        self._key: tuple = ()
+        self._chance.hide()
+
+    def clear_curves(self) -> None:
+        for item in (*self._points, *self._fits):
+            self.removeItem(item)
+        self._points, self._fits, self._key = [], [], ()
+        self._legend.clear()
+        self._chance.hide()
+        self.setTitle(CURVES_TITLE, color=TEXT_COLOR, size=TITLE_SIZE)
+
+    def show_snapshot(self, snapshot: PsychometricSnapshot) -> None:
+        from ..core.psychometric_report import stimulation_text  # here: importing the figures must not load the engine
+
+        key = (tuple(snapshot.k_values), snapshot.layer, len(snapshot.class_names))
+        if key != self._key:
+            self._rebuild(snapshot)
+            self._key = key
+        for condition in range(len(snapshot.k_values)):
+            self._points[condition].setData(*_measured(snapshot, condition))
+            self._fits[condition].setData(*_fit_curve(snapshot, condition))
+        stimulation = stimulation_text(snapshot.layer, snapshot.sign, snapshot.lambda_)
+        progress = "" if snapshot.finished else f" · {snapshot.cells_done}/{snapshot.cells_total} (k, γ) points"
+        self.setTitle(f"Class {snapshot.target_name} · {stimulation} · {snapshot.n_images} images "
+                      f"per point{progress}", color=TEXT_COLOR, size=TITLE_SIZE)
+
+    def _rebuild(self, snapshot: PsychometricSnapshot) -> None:
+        self.clear_curves()
+        colors = k_colors(snapshot.k_values)
+        for k, color in zip(snapshot.k_values, colors):
+            name = "unstimulated" if snapshot.layer is None else f"k = {k:g}"
+            self._fits.append(self.plot([], [], pen=pg.mkPen(color, width=2)))
+            self._points.append(self.plot([], [], pen=None, symbol="o", symbolSize=7, symbolBrush=color,
+                                          symbolPen=pg.mkPen("w", width=0.8), name=name))
+        self._legend.setColumnCount(2 if len(colors) > 6 else 1)
+        self._chance.setValue(1.0 / len(snapshot.class_names))
+        self._chance.show()
+
+    def points(self, condition: int) -> tuple[np.ndarray, np.ndarray]:
+        """The measured points drawn for the condition-th k."""
+        return _data(self._points[condition])
+
+    def fitted(self, condition: int) -> tuple[np.ndarray, np.ndarray]:
+        """The fitted curve drawn for the condition-th k (empty without a fit)."""
+        return _data(self._fits[condition])
+
+
+class GridFigure(pg.GraphicsLayout):
+    """A grid of small curve plots: rows = target classes, columns = stimulated layer and sign (Fig. 23).
+
+    Cells are added and removed through the scene, so the item must be in one
+    (a view's, or the export's) before it shows a grid.
+    """
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._cells: dict[tuple[int, int], tuple[pg.PlotItem, list, list, pg.TextItem]] = {}
+        self._key: tuple = ()
+
+    def show_runs(self, configs: tuple[PsychometricConfig, ...], snapshots: tuple[PsychometricSnapshot | None, ...],
+                  class_names: tuple[str, ...]) -> None:
+        """A grid's runs (PsychometricGridState.configs order), one row per target, one column per layer and sign."""
+        rows, columns = grid_axes(configs)
+        cells = {(rows.index(config.target), columns.index((config.layer, config.sign))): snapshot
+                 for config, snapshot in zip(configs, snapshots)}
+        self.show_grid([class_names[target] for target in rows],
+                       [f"{layer} · {'excite' if sign > 0 else 'inhibit'}" for layer, sign in columns],
+                       configs[0].k_values, cells)
+
+    def show_grid(self, rows: list[str], columns: list[str], k_values,
+                  snapshots: dict[tuple[int, int], PsychometricSnapshot | None]) -> None:
+        """``snapshots[row, column]``: that cell's run, or None while it waits for its turn."""
+        key = (tuple(rows), tuple(columns), tuple(k_values))
+        if key != self._key:
+            self._rebuild(rows, columns, k_values)
+            self._key = key
+        for cell, (plot, points, fits, shift_label) in self._cells.items():
+            snapshot = snapshots.get(cell)
+            for condition in range(len(points)):
+                measured = _measured(snapshot, condition) if snapshot is not None else ([], [])
+                curve = _fit_curve(snapshot, condition) if snapshot is not None else ([], [])
+                points[condition].setData(*measured)
+                fits[condition].setData(*curve)
+            shift_label.setText(shift_text(snapshot))
+
+    def clear_grid(self) -> None:
+        self.clear()
+        self._cells, self._key = {}, ()
+
+    def _rebuild(self, rows: list[str], columns: list[str], k_values) -> None:
+        self.clear_grid()
+        colors = k_colors(k_values)
+        self.addLabel(k_legend_html(k_values) + "&nbsp;&nbsp;·&nbsp;&nbsp;Δ: threshold shift of the largest k",
+                      row=0, col=1, colspan=len(columns), color=TEXT_COLOR, size="9pt")
+        for col, name in enumerate(columns):
+            self.addLabel(f"<b>{name}</b>", row=1, col=col + 1, color=TEXT_COLOR, size="10pt")
+        for row, name in enumerate(rows):
+            self.addLabel(f"<b>{name}</b>", row=row + 2, col=0, color=TEXT_COLOR, size="10pt")
+            for col in range(len(columns)):
+                self._cells[row, col] = self._make_cell(row + 2, col + 1, colors,
+                                                        first_column=col == 0, last_row=row == len(rows) - 1)
+        self.addLabel(f"{GAMMA_LABEL}, 0 → 1  (y: {RESPONSE_LABEL}, 0 → 1)", row=len(rows) + 2, col=1,
+                      colspan=len(columns), color=TEXT_COLOR, size="9pt")
+        self.layout.setColumnStretchFactor(0, 0)
+        for col in range(len(columns)):
+            self.layout.setColumnStretchFactor(col + 1, 1)
+
+    def _make_cell(self, row: int, col: int, colors, first_column: bool, last_row: bool):
+        plot = self.addPlot(row=row, col=col, enableMenu=False)
+        plot.setMouseEnabled(x=False, y=False)
+        plot.hideButtons()
+        plot.setXRange(0, 1, padding=0.04)
+        plot.setYRange(0, 1, padding=0.06)
+        for side, labelled in (("left", first_column), ("bottom", last_row)):
+            axis = plot.getAxis(side)
+            axis.setPen(TEXT_COLOR)
+            axis.setTextPen(TEXT_COLOR)
+            axis.setTicks([[(0.0, "0"), (0.5, ".5" if labelled else ""), (1.0, "1")]])
+            axis.setStyle(showValues=labelled, tickLength=-3)
+        fits = [plot.plot([], [], pen=pg.mkPen(color, width=1.5)) for color in colors]
+        points = [plot.plot([], [], pen=None, symbol="o", symbolSize=4, symbolBrush=color, symbolPen=None)
+                  for color in colors]
+        # Bottom right is where curves rarely are (they rise to the right); the fill keeps it readable if they are.
+        shift_label = pg.TextItem("", color=TEXT_COLOR, anchor=(1, 1), fill=(255, 255, 255, 200))
+        shift_label.setPos(1.0, 0.0)
+        plot.addItem(shift_label)
+        return plot, points, fits, shift_label
+
+    def cell_points(self, row: int, col: int, condition: int) -> tuple[np.ndarray, np.ndarray]:
+        """The measured points drawn in the plot at (row, col) for the condition-th k."""
+        return _data(self._cells[row, col][1][condition])
+
+
+def grid_axes(configs) -> tuple[list[int], list[tuple[str | None, int]]]:
+    """A grid's rows (target classes, ascending) and columns ((layer, sign) in run order)."""
+    columns = list(dict.fromkeys((config.layer, config.sign) for config in configs))
+    rows = sorted({config.target for config in configs})
+    return rows, columns
+
+
+def shift_text(snapshot: PsychometricSnapshot | None) -> str:
+    """Threshold shift of the largest k against k = 0, when both thresholds were measured in range."""
+    if snapshot is None or not snapshot.finished:
+        return ""
+    top = int(np.argmax(snapshot.k_values))
+    reference = np.flatnonzero(np.asarray(snapshot.k_values) == 0)
+    shift = snapshot.threshold_shifts[top]
+    if reference.size == 0:
+        return "no k = 0 to compare"
+    if not np.isfinite(shift):
+        unfitted = top if snapshot.fit_errors[top] else reference[0]
+        return f"no fit at k = {snapshot.k_values[unfitted]:g}"
+    if not (snapshot.thresholds_in_range[top] and snapshot.thresholds_in_range[reference[0]]):
+        return "Δ out of range"
+    return f"Δ {shift:+.2f}"
+
+
+def grid_export_size(configs) -> tuple[int, int]:
+    """Pixels of the headless grid: GRID_EXPORT_CELL per small plot, at least the curves plot's width."""
+    rows, columns = grid_axes(configs)
+    # At least the curves plot's width: the legend and axis captions span the whole grid.
+    return (max(EXPORT_SIZE[0], GRID_EXPORT_CELL[0] * len(columns) + 80),
+            GRID_EXPORT_CELL[1] * len(rows) + 100)
+
+
+def save_curves_plot(snapshot: PsychometricSnapshot, path: str | Path) -> Path:
+    """The curves plot of ``snapshot``, as the app draws it, written headless as .png or .svg (EXPORT_SIZE)."""
+    path = _checked_path(path)
+    ensure_gui_application()
+    return _render(CurvesFigure(), EXPORT_SIZE, path, lambda figure: figure.show_snapshot(snapshot))
+
+
+def save_grid_plot(configs: tuple[PsychometricConfig, ...], snapshots: tuple[PsychometricSnapshot | None, ...],
+                   class_names: tuple[str, ...], path: str | Path) -> Path:
+    """The small-multiples plot of a grid's runs, as the app draws it, written headless as .png or .svg."""
+    path = _checked_path(path)
+    ensure_gui_application()
+    return _render(GridFigure(), grid_export_size(configs), path,
+                   lambda figure: figure.show_runs(configs, snapshots, class_names))
+
+
+def _checked_path(path: str | Path) -> Path:
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in PLOT_FORMATS:
+        raise ValueError(f"a plot exports as .png or .svg, not {suffix or 'a file without suffix'}")
+    return path
+
+
+def _render(figure: QGraphicsWidget, size: tuple[int, int], path: Path, draw) -> Path:
+    """Lay ``figure`` out at ``size`` pixels in a scene of its own, let ``draw`` fill it, paint it to ``path``.
+
+    The scene is painted straight onto a QImage (PNG) or a QSvgGenerator (SVG:
+    curves and text as vectors). pyqtgraph items size ticks, symbols and labels
+    in device pixels through their scene's view (without one, axes draw
+    nothing), so the scene gets one that is never shown: no window, no grab, its
+    scene coordinates are the output's pixels. The view, and with it the scene and
+    the figure, is deleted before returning, so nothing is left for the
+    interpreter's exit.
+    """
+    width, height = size
+    rect = QRectF(0, 0, width, height)
+    view = pg.GraphicsView(background=BACKGROUND)  # never shown: only its pixel mapping is used
+    scene = view.scene()
+    try:
+        view.resize(width, height)
+        view.setCentralItem(figure)
+        # What showing the view would do: central item at rect, scene coordinates = pixels.
+        pg.GraphicsView.setRange(view, rect, padding=0, disableAutoPixel=False)
+        draw(figure)
+        QApplication.sendPostedEvents()  # pending layout requests: every item at its final geometry
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".png":
+            image = QImage(width, height, QImage.Format.Format_ARGB32)
+            image.fill(pg.mkColor(BACKGROUND))
+            _paint(scene, image, rect)
+            if not image.save(str(path), "PNG"):
+                raise OSError(f"could not write {path}")
+        else:
+            generator = QSvgGenerator()
+            generator.setFileName(str(path))
+            generator.setSize(QSize(width, height))
+            generator.setViewBox(QRect(0, 0, width, height))
+            generator.setTitle(path.stem)
+            _paint(scene, generator, rect, fill=True)
+    finally:
+        shiboken6.delete(view)  # and with it its scene, the figure and its items: now, not at exit
+    return path
+
+
+def _paint(scene: pg.GraphicsScene, device, rect: QRectF, fill: bool = False) -> None:
+    painter = QPainter()
+    if not painter.begin(device):
+        raise OSError("could not start painting the figure")
+    try:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
+        if fill:
+            painter.fillRect(rect, pg.mkColor(BACKGROUND))
+        scene.render(painter, rect, rect)
+    finally:
+        painter.end()
