@@ -60,7 +60,8 @@ def windowed_run(app: QApplication, config: ClassificationImageConfig, workdir: 
     window.resize(1400, 900)
     window.show()
     panel = window.panels[0]
-    panel.apply_settings({"samples": config.samples, "batch_size": config.batch_size, "seed": config.seed})
+    panel.forms["classification_images"].set_values(
+        {"samples": config.samples, "batch_size": config.batch_size, "seed": config.seed})
 
     repaint_ms: list[float] = []
     draw = panel.show_snapshot

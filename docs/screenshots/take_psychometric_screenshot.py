@@ -12,11 +12,12 @@ from PySide6.QtWidgets import QApplication
 
 from wna_gui.app.main_window import MainWindow
 from wna_gui.core.psychometric import KIND
+from wna_gui.core.psychometric_grid import KIND as GRID_KIND
 
 HERE = Path(__file__).parent
-SWEEP = {"view": "curves", "target": 3, "layer": "fc1", "k_values": "0:10", "sign": 1, "gammas": 11,
-         "n_boot": 200, "gof_samples": 200, "seed": 0}
-GRID = {"view": "grid", "grid": {"k_values": "0, 5, 10", "layers": ["conv1", "conv2", "fc1"], "signs": [1]}}
+SWEEP = {"target": 3, "layer": "fc1", "k_values": "0:10", "sign": 1, "gammas": 11, "n_boot": 200,
+         "gof_samples": 200, "seed": 0}
+GRID = {"targets": [], "k_values": "0, 5, 10", "layers": ["conv1", "conv2", "fc1"], "signs": [1], "gammas": 11}
 
 app = QApplication(sys.argv[:1])
 
@@ -35,12 +36,13 @@ with tempfile.TemporaryDirectory() as workdir:
     window = MainWindow(settings=QSettings(f"{workdir}/settings.ini", QSettings.Format.IniFormat), data_dir=workdir)
     window.resize(1400, 900)
     window.show()
-    panel = next(p for p in window.panels if p.kind == KIND)
+    panel = next(p for p in window.panels if KIND in p.specs)
     window.tabs.setCurrentWidget(panel)
-    panel.apply_settings(SWEEP)
+    panel.forms[KIND].set_values(SWEEP)
     run_to_end(window)
     window.grab().save(str(HERE / "psychometric.png"))
-    panel.apply_settings(GRID)
+    panel.show_view(GRID_KIND)
+    panel.forms[GRID_KIND].set_values(GRID)
     run_to_end(window)
     window.grab().save(str(HERE / "psychometric-grid.png"))
     window.dirty = False

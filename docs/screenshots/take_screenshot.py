@@ -21,7 +21,8 @@ with tempfile.TemporaryDirectory() as workdir:
     window.resize(1400, 900)
     window.show()
     panel = window.panels[0]
-    panel.apply_settings({"samples": SAMPLES, "batch_size": 1000, "seed": 0, "view": "zmap"})
+    panel.forms["classification_images"].set_values({"samples": SAMPLES, "batch_size": 1000, "seed": 0})
+    panel.apply_view_settings({"map_view": "zmap"})
     loop = QEventLoop()
     window.engine.run_finished.connect(loop.quit)
     window.start_run()

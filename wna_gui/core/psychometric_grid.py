@@ -234,6 +234,14 @@ class GridSnapshot:
         return (self.samples_total - self.samples_done) / self.samples_per_second
 
 
+def _image_counts(model: LoadedModel, configs, images) -> list[int]:
+    """Per plot, how many images of its target the image set holds (its stimuli per γ point)."""
+    from .psychometric import _images_for_model
+
+    labelled = _images_for_model(images, model)
+    return [int((labelled.labels == plot.target).sum()) for plot in configs]
+
+
 class PsychometricGridExperiment(Experiment):
     """Measures the grid's unfinished plots one after another; a unit is a unit of a plot's run."""
 
@@ -243,17 +251,16 @@ class PsychometricGridExperiment(Experiment):
         config = state.config if state is not None else config or PsychometricGridConfig()
         self._images = images if images is not None else load_dataset(config.dataset, config.data_dir or None)
         super().__init__(model, config, state, device, control, images=self._images)
+        if not all(self.state.n_images):  # a grid from format 1 knew only the plots already measured
+            self.state.n_images = _image_counts(model, self.state.configs, self._images)
         self._device_name = str(self.device)
         self._current: PsychometricExperiment | None = None
 
     @classmethod
     def new_state(cls, model: LoadedModel, config: PsychometricGridConfig, images=None) -> PsychometricGridState:
-        from .psychometric import _images_for_model
-
         state = PsychometricGridState(config, model.n_classes, tuple(model.class_names))
-        labelled = _images_for_model(images if images is not None else
-                                     load_dataset(config.dataset, config.data_dir or None), model)
-        state.n_images = [int((labelled.labels == plot.target).sum()) for plot in state.configs]
+        images = images if images is not None else load_dataset(config.dataset, config.data_dir or None)
+        state.n_images = _image_counts(model, state.configs, images)
         for plot in state.configs:  # every plot's settings are checked before the first is measured
             if plot.target >= model.n_classes:
                 raise ValueError(f"class {plot.target} is out of range: the model has {model.n_classes} classes")
