@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from types import SimpleNamespace
 
 import numpy as np
+import pyqtgraph as pg
 import pytest
 import torch
 from PySide6.QtCore import QPointF, QSettings, Qt
@@ -16,15 +17,17 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QSplitter
 from torch import nn
 
 from wna_gui.app.main_window import MainWindow
-from wna_gui.app.panels import PANELS
+from wna_gui.app.panels import build_panels
 from wna_gui.app.panels.classification import ClassificationPanel
 from wna_gui.core.classification import KIND, ClassificationImageConfig, ClassificationImageExperiment
 from wna_gui.core.models import CIFAR10_CLASSES, MNIST_CLASSES, InputSpec, LoadedModel, load_default
-from wna_gui.core.noise import NoiseSpec
+from wna_gui.core.noise import GaussianNoise
+from wna_gui.core.registry import EXPERIMENTS
 from wna_gui.core.session import Session, autosave_path, save_session
 
 RUN_TIMEOUT_MS = 90_000
 SMALL_RUN = {"samples": 3000, "batch_size": 500, "seed": 7}
+MAPS_FIGURE = "Maps, z-map: publication figure or arrays (.npz)"
 
 
 @pytest.fixture
@@ -62,7 +65,19 @@ def window(make_window):
 
 
 def panel_of(window) -> ClassificationPanel:
-    return window.panels[0]
+    return next(panel for panel in window.panels if KIND in panel.specs)
+
+
+def configure(panel, *given: dict, **values):
+    """Set the classification form's widgets as a user would (widget values keyed by param key)."""
+    merged = {}
+    for part in (*given, values):
+        merged.update(part)
+    panel.forms[KIND].set_values(merged)
+
+
+def form_values(panel) -> dict:
+    return panel.forms[KIND].values()
 
 
 def run_to_end(qtbot, window, signal="run_finished"):
@@ -82,8 +97,28 @@ def assert_maps_equal(a, b, atol=1e-12):
         np.testing.assert_allclose(a.maps.of(view), b.maps.of(view), rtol=0, atol=atol, equal_nan=True)
 
 
+def tiles(panel):
+    """The map tiles on screen (the grid has no public accessor for what each tile shows)."""
+    return panel.map_grid._tiles
+
+
 def tile_titles(panel):
-    return [tile.label.text for tile in panel.map_grid._tiles]
+    return [tile.label.text for tile in tiles(panel)]
+
+
+def colorbar(panel) -> pg.ColorBarItem:
+    (bar,) = [item for item in panel.map_grid.ci.items if isinstance(item, pg.ColorBarItem)]
+    return bar
+
+
+def drawn_curves(plot) -> dict:
+    """Name → (x, y) of every curve with data in a pyqtgraph plot."""
+    return {item.name(): (item.xData, item.yData) for item in plot.getPlotItem().listDataItems()
+            if item.xData is not None and len(item.xData)}
+
+
+def export_target(panel, label):
+    return next(target for target in panel.export_targets() if target.label == label)
 
 
 def test_qt_binding_keeps_bool_reference_counts():
@@ -106,7 +141,10 @@ def test_qt_binding_keeps_bool_reference_counts():
 def test_launches_with_default_model_panels_and_shortcuts(window):
     assert window.model.kind == "default"
     assert "Bundled MNIST CNN" in window.model_button.text()
-    assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == [p.title for p in PANELS]
+    # One tab per panel module the registry names, in registry order.
+    assert [panel.name for panel in window.panels] == list(dict.fromkeys(spec.panel for spec in EXPERIMENTS))
+    assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == [p.title for p in window.panels]
+    assert [p.title for p in window.panels] == [p.title for p in build_panels()]
     assert window.windowTitle().startswith("Untitled")
     shortcuts = {keys: text for keys, text in window.commands.shortcut_table()}
     for keys in ("Space", "Ctrl+O", "Ctrl+S", "Ctrl+E", "Esc"):
@@ -117,34 +155,58 @@ def test_launches_with_default_model_panels_and_shortcuts(window):
     menus = [action.text().replace("&", "") for action in window.menuBar().actions()]
     assert menus[0] == "File" and "Help" in menus
     # Empty classes are marked as such, not drawn as flat maps.
-    assert all("no samples" in title for title in tile_titles(panel_of(window)))
+    titles = tile_titles(panel_of(window))
+    assert len(titles) == 10 and all("no samples" in title for title in titles)
+    assert panel_of(window).snapshot is None and panel_of(window).session_states() == {}
 
 
 def test_run_streams_and_counts_on_screen_equal_the_engine(window, qtbot):
     panel = panel_of(window)
-    panel.apply_settings({**SMALL_RUN, "samples": 4000})
+    configure(panel, SMALL_RUN, samples=4000)
+    assert panel.plan_label.text() == "Start begins a new run of 4,000 samples."
     snapshots = []
     window.engine.snapshot.connect(snapshots.append)
     run_to_end(qtbot, window)
     expected = headless(4000)
 
     np.testing.assert_array_equal(panel.frequency_plot.heights(), expected.counts)
-    assert_maps_equal(panel._snapshot, expected)
+    assert_maps_equal(panel.snapshot, expected)
     for title, name, count in zip(tile_titles(panel), expected.class_names, expected.counts):
         assert title.startswith(name) and (f"n={count:,}" in title if count else "no samples" in title)
     assert window.samples_label.text() == "Samples 4,000 / 4,000"
     assert window.isWindowModified()
     assert snapshots, "the worker streamed no snapshot"
     dominant = int(np.argmax(expected.counts))
-    assert panel.map_grid._tiles[dominant].values is not None
-    assert panel.convergence_plot._mean.xData is not None and len(panel.convergence_plot._mean.xData) > 0
+    assert tiles(panel)[dominant].values is not None
+    np.testing.assert_array_equal(tiles(panel)[dominant].values.reshape(-1),
+                                  expected.maps.of("zmap", [dominant])[0])  # the default view: z-maps
+    curves = drawn_curves(panel.convergence_plot)
+    assert "mean over classes" in curves
+    finite = np.isfinite(expected.reliability_mean)
+    np.testing.assert_array_equal(curves["mean over classes"][0], expected.reliability_samples[finite])
+    np.testing.assert_allclose(curves["mean over classes"][1], expected.reliability_mean[finite])
+    assert "complete" in panel.plan_label.text()
+
+
+def test_map_view_choice_redraws_the_maps(window, qtbot):
+    panel = panel_of(window)
+    configure(panel, SMALL_RUN, samples=1000)
+    run_to_end(qtbot, window)
+    dominant = int(np.argmax(panel.snapshot.counts))
+    for view in ("mean", "centered", "zmap"):
+        panel.view.setCurrentIndex(panel.view.findData(view))
+        assert panel.settings()["view"] == {"map_view": view}
+        np.testing.assert_allclose(tiles(panel)[dominant].values.reshape(-1),
+                                   panel.snapshot.maps.of(view, [dominant])[0])
 
 
 def test_pause_resume_and_stop_between_batches(window, qtbot):
     panel = panel_of(window)
-    panel.apply_settings({**SMALL_RUN, "samples": 1_000_000})
+    configure(panel, SMALL_RUN, samples=1_000_000)
     with qtbot.waitSignal(window.engine.snapshot, timeout=RUN_TIMEOUT_MS):
         window.toggle_run()
+    assert panel.plan_label.text() == "Running…"
+    assert not panel.forms[KIND].groups[0].isEnabled(), "settings are locked during a run"
     window.toggle_run()
     assert window.engine.paused and window.commands["start_pause"].text() == "&Resume"
     qtbot.wait(300)  # the batch in flight finishes, then the run holds
@@ -159,14 +221,16 @@ def test_pause_resume_and_stop_between_batches(window, qtbot):
     with qtbot.waitSignal(window.engine.run_cancelled, timeout=RUN_TIMEOUT_MS):
         window.commands["stop"].trigger()
     state = panel.session_states()[KIND]
+    assert state is panel.states[KIND]
     assert 0 < state.samples_done < 1_000_000
     assert panel.frequency_plot.heights().sum() == state.samples_done
     assert window.commands["start_pause"].text() == "&Start"
     assert "continues the run" in panel.plan_label.text()
+    assert all(group.isEnabled() for group in panel.forms[KIND].groups)
 
 
 def test_closing_mid_run_offers_to_save_and_stops_the_thread(window, qtbot, answers):
-    panel_of(window).apply_settings({**SMALL_RUN, "samples": 1_000_000})
+    configure(panel_of(window), SMALL_RUN, samples=1_000_000)
     with qtbot.waitSignal(window.engine.snapshot, timeout=RUN_TIMEOUT_MS):
         window.start_run()
     window.autosave()
@@ -181,22 +245,22 @@ def test_closing_mid_run_can_save(window, qtbot, answers, tmp_path):
     answers.replies["Quit wna-gui"] = QMessageBox.StandardButton.Save
     target = tmp_path / "closing.h5"
     window.session_path = target
-    panel_of(window).apply_settings({**SMALL_RUN, "samples": 1_000_000})
+    configure(panel_of(window), SMALL_RUN, samples=1_000_000)
     with qtbot.waitSignal(window.engine.snapshot, timeout=RUN_TIMEOUT_MS):
         window.start_run()
     assert window.close()
     assert not window.engine._thread.isRunning()
     from wna_gui.core.session import load_session
 
-    state = load_session(target).experiments[KIND]
+    state = load_session(target).runs[KIND]
     assert state.samples_done == panel_of(window).session_states()[KIND].samples_done > 0
 
 
 def test_save_then_open_restores_maps_and_continues(window, qtbot, tmp_path, monkeypatch):
     panel = panel_of(window)
-    panel.apply_settings(SMALL_RUN)
+    configure(panel, SMALL_RUN)
     run_to_end(qtbot, window)
-    before = panel._snapshot
+    before = panel.snapshot
 
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(tmp_path / "run"), "")))
     window.save()  # untitled: asks for a name; the suffix is added
@@ -205,19 +269,32 @@ def test_save_then_open_restores_maps_and_continues(window, qtbot, tmp_path, mon
     assert not window.isWindowModified() and window.windowTitle().startswith("run.h5")
 
     window.new_session()
-    assert panel.session_states() == {} and panel._snapshot is None
-    panel.apply_settings({"seed": 99, "samples": 100})
+    assert panel.session_states() == {} and panel.snapshot is None
+    configure(panel, seed=99, samples=100)
     window.open_session(path)
-    qtbot.waitUntil(lambda: panel._snapshot is not None, timeout=20_000)
-    assert_maps_equal(panel._snapshot, before)
-    assert panel.settings()["seed"] == 7 and panel.settings()["samples"] == 3000
+    qtbot.waitUntil(lambda: panel.snapshot is not None, timeout=20_000)
+    assert_maps_equal(panel.snapshot, before)
+    # The restored run's settings are shown, not the ones typed before opening.
+    assert form_values(panel)["seed"] == 7 and form_values(panel)["samples"] == 3000
+    assert panel.forms[KIND].config() == panel.session_states()[KIND].config
     np.testing.assert_array_equal(panel.frequency_plot.heights(), before.counts)
     assert window.recent_files()[0] == str(path.resolve())
+    assert "complete" in panel.plan_label.text()
 
-    panel.apply_settings({"samples": 4000})
+    configure(panel, samples=4000)
     assert "continues the run from 3,000" in panel.plan_label.text()
     run_to_end(qtbot, window)
-    assert_maps_equal(panel._snapshot, headless(4000), atol=1e-9)
+    assert_maps_equal(panel.snapshot, headless(4000), atol=1e-9)
+
+
+def test_a_changed_measurement_setting_starts_a_new_run(window, qtbot):
+    panel = panel_of(window)
+    configure(panel, SMALL_RUN, samples=1000)
+    run_to_end(qtbot, window)
+    configure(panel, seed=8)
+    assert "begins a new run" in panel.plan_label.text()
+    run_to_end(qtbot, window)
+    assert_maps_equal(panel.snapshot, headless(1000, seed=8))
 
 
 def _check_export(path):
@@ -242,30 +319,43 @@ def _check_export(path):
 
 def test_exports_write_valid_files(window, qtbot, tmp_path):
     panel = panel_of(window)
-    panel.apply_settings({**SMALL_RUN, "samples": 2000})
+    configure(panel, SMALL_RUN, samples=2000)
     run_to_end(qtbot, window)
-    counts = panel._snapshot.counts
+    snapshot = panel.snapshot
+    counts = snapshot.counts
     written = {}
     for target in panel.export_targets():
         for suffix in target.suffixes:
             path = tmp_path / f"{len(written)}{suffix}"
-            target.write(path)
+            assert target.write(path) == path or path.exists()
             written[(target.label, suffix)] = _check_export(path)
+    # Every declared artefact is offered, then the views as on screen.
+    labels = [label for label, _ in written]
+    for artefact in ClassificationImageExperiment.spec.artefacts:
+        assert all((artefact.label, suffix) in written for suffix in artefact.suffixes)
+    assert "Map grid (as on screen)" in labels and "Whole panel (as on screen)" in labels
 
-    figure = written[("Map grid: publication figure with titles", ".png")]
+    figure = written[(MAPS_FIGURE, ".png")]
     assert figure.width() >= 5 * 28 * 8 and figure.height() >= 2 * 28 * 8  # native pixels, 8× nearest-neighbour
     plot = written[("Class-frequency plot", ".png")]
     assert plot.width() == int(panel.frequency_plot.width() * panel.frequency_plot.devicePixelRatioF())
-    arrays = written[("Maps of the current view (.npz: maps of the classes seen, classes, counts)", ".npz")]
-    np.testing.assert_array_equal(arrays["classes"], np.flatnonzero(counts))
-    assert arrays["maps"].shape == (np.count_nonzero(counts), 1, 28, 28)
-    np.testing.assert_array_equal(arrays["counts"], counts)
-    table = written[("Class table: counts, map predictions, reliability", ".csv")]
+    for view in ("mean", "centered", "zmap"):
+        label = next(a.label for a in ClassificationImageExperiment.spec.artefacts if a.variant == view)
+        arrays = written[(label, ".npz")]
+        np.testing.assert_array_equal(arrays["classes"], np.flatnonzero(counts))
+        assert arrays["maps"].shape == (np.count_nonzero(counts), 1, 28, 28)
+        np.testing.assert_array_equal(arrays["maps"].reshape(len(arrays["classes"]), -1),
+                                      getattr(snapshot.maps, view))
+        np.testing.assert_array_equal(arrays["counts"], counts)
+    table = written[("Class table: counts, map predictions, split-half r", ".csv")]
     assert [int(row["count"]) for row in table] == counts.tolist()
+    assert all(row["map_prediction"] for row, count in zip(table, counts) if count)
+    reliability = written[("Split-half reliability per class over samples", ".csv")]
+    assert [int(row["samples"]) for row in reliability] == snapshot.reliability_samples.tolist()
 
     window.open_export_dialog()
     dialog = window.export_dialog
-    dialog.target.setCurrentIndex(0)
+    dialog.target.setCurrentIndex(dialog.target.findText(MAPS_FIGURE))
     dialog.format.setCurrentText(".pdf")
     dialog.path.edit.setText(str(tmp_path / "dialog" / "figure"))
     dialog.accept()
@@ -301,13 +391,14 @@ class _BrokenNet(_NaNNet):
 ])
 def test_worker_error_shows_dialog_and_app_stays_usable(window, qtbot, net, message):
     window.set_model(LoadedModel("zoo", "failing", net(), InputSpec((1, 28, 28)), MNIST_CLASSES))
-    panel_of(window).apply_settings({**SMALL_RUN, "samples": 1000})
+    configure(panel_of(window), SMALL_RUN, samples=1000)
     run_to_end(qtbot, window, signal="run_failed")
     dialog = window.error_dialog
     assert dialog.isVisible() and message in dialog.text()
     assert "\n" not in dialog.text()
     assert "Traceback" in dialog.detailedText()
     dialog.accept()
+    assert all(group.isEnabled() for group in panel_of(window).forms[KIND].groups), "settings unlocked again"
 
     window.set_model(load_default())
     run_to_end(qtbot, window)
@@ -329,31 +420,35 @@ def test_rgb_model_shows_colour_maps(make_window, qtbot, tmp_path):
     model = LoadedModel("zoo", "tiny_rgb", _TinyRGBNet(), InputSpec((3, 8, 8), (0.5,), (0.25,)), CIFAR10_CLASSES)
     window = make_window(model=model)
     panel = panel_of(window)
-    panel.apply_settings({**SMALL_RUN, "samples": 2000})
+    configure(panel, SMALL_RUN, samples=2000)
     run_to_end(qtbot, window)
-    shown = [tile for tile in panel.map_grid._tiles if tile.values is not None]
+    shown = [tile for tile in tiles(panel) if tile.values is not None]
     assert shown and all(tile.values.shape == (3, 8, 8) for tile in shown)
     assert all(tile.image.image.shape == (8, 8, 3) for tile in shown)
-    assert not panel.map_grid._colorbar.isVisible()
+    assert not colorbar(panel).isVisible()
     assert panel.frequency_plot.heights().sum() == 2000
-    assert _check_export(panel._export_figure(tmp_path / "rgb.png")).width() > 0
+    figure = export_target(panel, MAPS_FIGURE).write(tmp_path / "rgb.png")
+    assert _check_export(figure).width() > 0
+    arrays = _check_export(export_target(panel, MAPS_FIGURE).write(tmp_path / "rgb.npz"))
+    assert arrays["maps"].shape[1:] == (3, 8, 8)
 
 
 def test_offers_to_recover_an_autosave(make_window, qtbot, tmp_path, answers):
     experiment = ClassificationImageExperiment(load_default(), ClassificationImageConfig(samples=1000, batch_size=500))
     expected = experiment.run_to_end()
-    save_session(Session(load_default(), {KIND: experiment.state}), autosave_path(tmp_path / "appdata"))
+    save_session(Session(load_default(), runs={KIND: experiment.state}), autosave_path(tmp_path / "appdata"))
     answers.replies["Recover session"] = QMessageBox.StandardButton.Yes
     window = make_window()
     assert window.offer_recovery()
-    qtbot.waitUntil(lambda: panel_of(window)._snapshot is not None, timeout=20_000)
-    assert_maps_equal(panel_of(window)._snapshot, expected)
+    qtbot.waitUntil(lambda: panel_of(window).snapshot is not None, timeout=20_000)
+    assert_maps_equal(panel_of(window).snapshot, expected)
+    np.testing.assert_array_equal(panel_of(window).snapshot.map_predictions, expected.map_predictions)
     assert window.session_path is None and window.isWindowModified()
 
 
 def test_declining_recovery_removes_the_autosave(make_window, tmp_path, answers):
     path = autosave_path(tmp_path / "appdata")
-    save_session(Session(load_default(), {}), path)
+    save_session(Session(load_default(), runs={}), path)
     answers.replies["Recover session"] = QMessageBox.StandardButton.No
     assert not make_window().offer_recovery()
     assert not path.exists()
@@ -361,24 +456,31 @@ def test_declining_recovery_removes_the_autosave(make_window, tmp_path, answers)
 
 def test_settings_and_layout_persist(make_window, settings):
     first = make_window()
-    panel_of(first).apply_settings({"seed": 42, "samples": 5000, "noise": {"kind": "gaussian", "std": 0.2},
-                                    "view": "centered"})
+    gaussian = {"kind": "gaussian", "mean": 0.5, "std": 0.2}
+    panel_of(first).apply_settings({"forms": {KIND: {"seed": 42, "samples": 5000, "noise": gaussian}},
+                                    "view": {"map_view": "centered"}})
     splitter = panel_of(first).findChild(QSplitter, "maps_splitter")
     splitter.setSizes([500, 100])
     share = splitter.sizes()[0] / sum(splitter.sizes())
     assert first.close()
     assert settings.contains("window/geometry") and settings.contains("window/state")
+    assert settings.contains(f"panels/{panel_of(first).name}/settings")
     second = make_window()
-    settings = panel_of(second).settings()
-    assert settings["seed"] == 42 and settings["samples"] == 5000 and settings["view"] == "centered"
-    assert settings["noise"]["kind"] == "gaussian" and settings["noise"]["std"] == pytest.approx(0.2)
-    sizes = panel_of(second).findChild(QSplitter, "maps_splitter").sizes()
+    panel = panel_of(second)
+    values = panel.settings()
+    assert values["forms"][KIND]["seed"] == 42 and values["forms"][KIND]["samples"] == 5000
+    assert values["view"] == {"map_view": "centered"} and panel.view.currentData() == "centered"
+    assert values["forms"][KIND]["noise"]["kind"] == "gaussian"
+    assert values["forms"][KIND]["noise"]["std"] == pytest.approx(0.2)
+    sizes = panel.findChild(QSplitter, "maps_splitter").sizes()
     assert sizes[0] / sum(sizes) == pytest.approx(share, abs=0.02)
-    assert panel_of(second).config().noise == NoiseSpec(kind="gaussian", std=0.2)
+    assert panel.forms[KIND].config().noise == GaussianNoise(mean=0.5, std=0.2)
+    assert panel.forms[KIND].config() == ClassificationImageConfig(noise=GaussianNoise(std=0.2), samples=5000,
+                                                                   seed=42)
 
 
 def test_space_starts_and_escape_stops(window, qtbot):
-    panel_of(window).apply_settings({**SMALL_RUN, "samples": 1_000_000})
+    configure(panel_of(window), SMALL_RUN, samples=1_000_000)
     window.activateWindow()
     window.tabs.setFocus()
     with qtbot.waitSignal(window.engine.snapshot, timeout=RUN_TIMEOUT_MS):
@@ -388,19 +490,20 @@ def test_space_starts_and_escape_stops(window, qtbot):
 
 
 def test_start_refuses_invalid_settings_with_a_message(window):
-    panel_of(window).apply_settings({"noise": {"kind": "uniform", "low": 1.0, "high": 0.5}})
+    configure(panel_of(window), noise={"kind": "uniform", "low": 1.0, "high": 0.5})
     assert "Invalid settings" in panel_of(window).plan_label.text()
     window.start_run()
     assert not window.engine.running
     assert "noise range is empty" in window.error_dialog.text()
+    assert "\n" not in window.error_dialog.text()
 
 
 def test_hover_reports_pixel_value(window, qtbot):
     panel = panel_of(window)
-    panel.apply_settings({**SMALL_RUN, "samples": 1000})
+    configure(panel, SMALL_RUN, samples=1000)
     run_to_end(qtbot, window)
-    k = int(np.argmax(panel._snapshot.counts))
-    tile = panel.map_grid._tiles[k]
+    k = int(np.argmax(panel.snapshot.counts))
+    tile = tiles(panel)[k]
     panel.map_grid._mouse_moved(tile.view.mapViewToScene(QPointF(3.5, 14.5)))
     expected = tile.values[0, 14, 3]
     assert panel.hover_label.text() == f"class {tile.class_name} · x=3, y=14 · {expected:.4g}"

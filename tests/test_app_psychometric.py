@@ -11,26 +11,19 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QMessageBox
 
 from wna_gui.app.main_window import MainWindow
-from wna_gui.core.psychometric_report import PSYCHOMETRIC_COLUMNS, gamma_grid
 from wna_gui.core.models import load_default
-from wna_gui.core.psychometric import (
-    GRID_KIND,
-    KIND,
-    PsychometricConfig,
-    PsychometricExperiment,
-    PsychometricGridState,
-)
+from wna_gui.core.psychometric import KIND, PsychometricConfig, PsychometricExperiment, default_lambda
+from wna_gui.core.psychometric_grid import KIND as GRID_KIND
+from wna_gui.core.psychometric_grid import PsychometricGridConfig, PsychometricGridExperiment
+from wna_gui.core.psychometric_report import PSYCHOMETRIC_COLUMNS, gamma_grid
 from wna_gui.core.session import Session, save_session
 
 RUN_TIMEOUT_MS = 90_000
-# Coarse grids and few resamples keep each run to seconds on a shared CPU.
+# Coarse grids and few resamples keep each run to seconds on a shared CPU (form widget values).
 UNSTIMULATED = {"target": 3, "layer": None, "gammas": 6, "seed": 5, "n_boot": 20, "gof_samples": 10}
 STIMULATED = {"target": 3, "layer": "fc1", "k_values": "0:10", "gammas": 21, "seed": 2, "n_boot": 0,
               "gof_samples": 0}
-
-
-STIMULATED_GRID = {"view": "grid", "gammas": 6, "seed": 1,
-                   "grid": {"k_values": "0, 10", "layers": ["fc1"], "signs": [1]}}
+STIMULATED_GRID = {"targets": [], "k_values": "0, 10", "layers": ["fc1"], "signs": [1], "gammas": 6, "seed": 1}
 
 
 def open_window(qtbot, tmp_path, name="settings.ini"):
@@ -48,9 +41,15 @@ def window(qtbot, tmp_path, monkeypatch):
 
 
 def psychometric_panel(window):
-    panel = next(p for p in window.panels if p.kind == KIND)
+    panel = next(p for p in window.panels if KIND in p.specs)
     window.tabs.setCurrentWidget(panel)
     return panel
+
+
+def configure(panel, values: dict, kind: str = KIND):
+    """Show ``kind``'s view and set its form's widgets as a user would."""
+    panel.show_view(kind)
+    panel.forms[kind].set_values(values)
 
 
 def run_to_end(qtbot, window):
@@ -75,17 +74,21 @@ def table_texts(panel):
 
 def test_sweep_on_screen_equals_the_engine(window, qtbot):
     panel = psychometric_panel(window)
-    panel.apply_settings(UNSTIMULATED)
-    assert panel.trials.text().startswith("100 ")
+    configure(panel, UNSTIMULATED)
+    assert panel.active_kind() == KIND
     assert "1 curve × 6 γ" in panel.plan_label.text()
+    # Without a stimulated layer, k, sign and λ mean nothing: their editors are off.
+    assert not panel.forms[KIND].editor("k_values").isEnabled()
     run_to_end(qtbot, window)
 
-    expected = headless(panel.config())
+    expected = headless(panel.forms[KIND].config())
+    assert panel.snapshot.n_images == 100
     x, y = panel.plot.points(0)
     np.testing.assert_array_equal(x, expected.gammas)
     np.testing.assert_array_equal(y, expected.fraction_correct[0])
     fit_x, fit_y = panel.plot.fitted(0)
     np.testing.assert_allclose(fit_y, expected.fits[0].predict(fit_x))
+    np.testing.assert_allclose(panel.snapshot.thresholds, expected.thresholds)
     threshold = table_texts(panel)[0][1]
     assert threshold.startswith(f"{expected.thresholds[0]:.3f} [")
     assert window.samples_label.text() == "Samples 600 / 600"
@@ -93,9 +96,23 @@ def test_sweep_on_screen_equals_the_engine(window, qtbot):
     assert window.isWindowModified()
 
 
+def test_layer_choice_sets_its_paper_lambda(window):
+    panel = psychometric_panel(window)
+    form = panel.forms[KIND]
+    for layer in ("conv1", "conv2", "fc1"):
+        form.set_values({"layer": layer})
+        assert form.values()["lambda"] == pytest.approx(default_lambda(window.model, layer))
+        assert form.editor("k_values").isEnabled()
+    # A λ typed after choosing the layer is kept, and Start uses it.
+    form.set_values({"lambda": 0.05})
+    assert form.config().lambda_ == pytest.approx(0.05)
+    form.set_values({"layer": "conv1", "lambda": 0.2})
+    assert form.config().lambda_ == pytest.approx(0.2)
+
+
 def test_session_round_trip_restores_curves_and_table_and_exports(window, qtbot, tmp_path):
     panel = psychometric_panel(window)
-    panel.apply_settings(UNSTIMULATED)
+    configure(panel, UNSTIMULATED)
     run_to_end(qtbot, window)
     before_points, before_table = panel.plot.points(0), table_texts(panel)
 
@@ -103,30 +120,36 @@ def test_session_round_trip_restores_curves_and_table_and_exports(window, qtbot,
     window.save_to(path)
     qtbot.waitUntil(lambda: window.session_path == path, timeout=10_000)
     window.new_session()
-    assert panel.session_states() == {} and panel.table.rowCount() == 0
+    assert panel.session_states() == {} and panel.table.rowCount() == 0 and panel.snapshot is None
     window.open_session(path)
     qtbot.waitUntil(lambda: panel.table.rowCount() == 1, timeout=20_000)
     for restored, saved in zip(panel.plot.points(0), before_points):
         np.testing.assert_array_equal(restored, saved)
     assert table_texts(panel) == before_table
-    assert panel.settings()["gammas"] == 6 and panel.settings()["seed"] == 5
+    values = panel.forms[KIND].values()
+    assert values["gammas"] == 6 and values["seed"] == 5 and values["target"] == 3
+    assert panel.active_kind() == KIND and "complete" in panel.plan_label.text()
 
     png = export(panel, "Psychometric curves plot", tmp_path / "curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not QImage(str(png)).isNull()
+    on_screen = export(panel, "Psychometric curves plot (as on screen)", tmp_path / "screen.png")
+    assert not QImage(str(on_screen)).isNull()
     fits = export(panel, "Fit table: thresholds, widths, intervals, shifts", tmp_path / "fits.csv")
     (row,) = csv.DictReader(fits.open())
-    assert float(row["threshold"]) == pytest.approx(panel._snapshot.thresholds[0])
+    assert float(row["threshold"]) == pytest.approx(panel.snapshot.thresholds[0])
     assert row["threshold_in_range"] == "True" and row["layer"] == ""
     data = np.load(export(panel, "Curve data: targets / trials per k and γ", tmp_path / "data.npy"))
-    np.testing.assert_array_equal(data["fraction_correct"], panel._snapshot.fraction_correct[0])
+    np.testing.assert_array_equal(data["fraction_correct"], panel.snapshot.fraction_correct[0])
     np.testing.assert_array_equal(data["trials"], 100)
 
 
 def test_stopped_stimulation_run_continues_to_the_same_result(window, qtbot):
     panel = psychometric_panel(window)
-    panel.apply_settings(STIMULATED)
+    configure(panel, STIMULATED)
+    assert panel.forms[KIND].config().lambda_ == pytest.approx(0.01)  # fc1's paper λ
     with qtbot.waitSignal(window.engine.snapshot, timeout=RUN_TIMEOUT_MS):
         window.start_run()
+    assert not panel.views.tabBar().isEnabled(), "the view is locked while it runs"
     with qtbot.waitSignal(window.engine.run_cancelled, timeout=RUN_TIMEOUT_MS):
         window.stop_run()
     state = panel.session_states()[KIND]
@@ -134,41 +157,49 @@ def test_stopped_stimulation_run_continues_to_the_same_result(window, qtbot):
     assert "continues the run" in panel.plan_label.text()
 
     run_to_end(qtbot, window)
-    expected = headless(panel.config())
+    expected = headless(panel.forms[KIND].config())
     for condition in range(len(expected.k_values)):
         np.testing.assert_array_equal(panel.plot.points(condition)[1], expected.fraction_correct[condition])
-    np.testing.assert_allclose(panel._snapshot.thresholds, expected.thresholds, rtol=1e-6)
-    # The k column is coloured on the blue-to-red ramp, and the table has a row per k.
+    np.testing.assert_allclose(panel.snapshot.thresholds, expected.thresholds, rtol=1e-6)
+    # The table has a row per k, with shifts against k = 0.
     assert len(table_texts(panel)) == 11 and table_texts(panel)[5][5] != ""
 
-    panel.apply_settings({"sigmoid": "gauss"})
+    # Only a fit setting changed: the measured data are refitted, not measured again.
+    panel.forms[KIND].set_values({"sigmoid": "gauss"})
     assert "refits" in panel.plan_label.text()
     run_to_end(qtbot, window)
-    assert all(fit.sigmoid == "gauss" for fit in panel._snapshot.fits)
-    np.testing.assert_array_equal(panel._snapshot.fraction_correct, expected.fraction_correct)
+    assert all(fit.sigmoid == "gauss" for fit in panel.snapshot.fits)
+    np.testing.assert_array_equal(panel.snapshot.fraction_correct, expected.fraction_correct)
+    assert panel.session_states()[KIND].config.sigmoid == "gauss"
 
 
-def grid_fractions(panel):
+def grid_fractions(panel, rows=10):
     """Per plot (row = class, one column) and k, the fractions drawn."""
     return np.array([[panel.grid_plot.cell_points(row, 0, condition)[1] for condition in range(2)]
-                     for row in range(10)])
+                     for row in range(rows)])
 
 
 def test_small_multiples_grid_runs_every_class(window, qtbot, tmp_path):
     panel = psychometric_panel(window)
-    panel.apply_settings(STIMULATED_GRID)
-    assert "10 experiments" in panel.plan_label.text()
+    configure(panel, STIMULATED_GRID, GRID_KIND)
+    assert panel.active_kind() == GRID_KIND
+    assert "every class × 1 column" in panel.plan_label.text()
     run_to_end(qtbot, window)
 
-    config = next(c for c in panel._grid_progress.configs if c.target == 4)
+    snapshot = panel.grid_snapshot
+    assert [c.target for c in snapshot.configs] == list(range(10)) and snapshot.plots_done == 10
+    config = next(c for c in snapshot.configs if c.target == 4)
     expected = headless(config)
     for condition in range(2):
         np.testing.assert_array_equal(panel.grid_plot.cell_points(4, 0, condition)[1],
                                       expected.fraction_correct[condition])
     assert "complete" in panel.plan_label.text()
+    assert panel.snapshot is None, "the curves view is untouched by a grid run"
     rows = list(csv.DictReader(export(panel, "Small multiples fit table", tmp_path / "grid.csv").open()))
     assert [(int(r["target"]), float(r["k"])) for r in rows] == [(d, k) for d in range(10) for k in (0.0, 10.0)]
     assert not QImage(str(export(panel, "Small multiples plot", tmp_path / "grid.png"))).isNull()
+    data = list(csv.DictReader(export(panel, "Small multiples data", tmp_path / "data.csv").open()))
+    assert len(data) == 10 * 2 * 6
 
     # Saved with the session and restored, numbers and all, in a new window.
     path = tmp_path / "grid.h5"
@@ -177,36 +208,40 @@ def test_small_multiples_grid_runs_every_class(window, qtbot, tmp_path):
     reopened = open_window(qtbot, tmp_path, "other.ini")
     again = psychometric_panel(reopened)
     reopened.open_session(path)
-    qtbot.waitUntil(lambda: again._grid_progress is not None, timeout=20_000)
+    qtbot.waitUntil(lambda: again.grid_snapshot is not None, timeout=20_000)
     np.testing.assert_array_equal(grid_fractions(again), grid_fractions(panel))
     assert reopened.samples_label.text() == window.samples_label.text()
-    assert again.views.currentIndex() == 1 and "complete" in again.plan_label.text()
+    assert again.active_kind() == GRID_KIND and "complete" in again.plan_label.text()
     assert list(csv.DictReader(export(again, "Small multiples fit table", tmp_path / "again.csv").open())) == rows
 
 
 def test_grid_saved_halfway_continues_after_reopening(window, qtbot, tmp_path):
     model = load_default()
-    base = PsychometricConfig(k_values=(0, 10), gammas=gamma_grid(6), seed=1, n_boot=0, gof_samples=0)
-    grid = PsychometricGridState(base, targets=range(10), layers=("fc1",), signs=(1,))
-    finished = [PsychometricExperiment(model, config, device="cpu") for config in grid.configs[:3]]
-    for experiment in finished:
+    config = PsychometricGridConfig(layers=("fc1",), signs=(1,), k_values=(0, 10), gammas=gamma_grid(6), seed=1)
+    grid = PsychometricGridExperiment.new_state(model, config)
+    for index, plot in enumerate(grid.configs[:3]):
+        experiment = PsychometricExperiment(model, plot, device="cpu")
         experiment.run_to_end()
+        grid.runs[index] = experiment.state
     stopped = PsychometricExperiment(model, grid.configs[3], device="cpu")
-    stopped.run_cells(0, [0, 1])
-    grid.cells[:4] = [experiment.state for experiment in (*finished, stopped)]
-    path = save_session(Session(model, {GRID_KIND: grid}), tmp_path / "half.h5")
+    stopped.run_unit((0, [0, 1]))  # two γ points of k = 0
+    grid.runs[3] = stopped.state
+    path = save_session(Session(model, runs={GRID_KIND: grid}), tmp_path / "half.h5")
 
     panel = psychometric_panel(window)
     window.open_session(path)
-    qtbot.waitUntil(lambda: panel._grid_progress is not None, timeout=20_000)
-    assert panel.views.currentIndex() == 1 and panel.session_states() == {GRID_KIND: panel._grid}
-    assert "continues the grid: 3 of 10 plots done" in panel.plan_label.text()
-    np.testing.assert_array_equal(panel.grid_plot.cell_points(3, 0, 0)[1], grid.cells[3].fraction_correct()[0, :2])
+    qtbot.waitUntil(lambda: panel.grid_snapshot is not None, timeout=20_000)
+    assert panel.active_kind() == GRID_KIND and set(panel.session_states()) == {GRID_KIND}
+    assert panel.grid_snapshot.plots_done == 3
+    assert (f"continues the run: {grid.progress_done:,} of {grid.progress_total:,} stimuli"
+            in panel.plan_label.text())
+    np.testing.assert_array_equal(panel.grid_plot.cell_points(3, 0, 0)[1], grid.runs[3].fraction_correct()[0, :2])
 
     run_to_end(qtbot, window)
-    expected = np.array([headless(config).fraction_correct for config in grid.configs])
+    expected = np.array([headless(plot).fraction_correct for plot in grid.configs])
     np.testing.assert_array_equal(grid_fractions(panel), expected)
-    samples = sum(snapshot.samples_total for snapshot in panel._grid_progress.snapshots)
+    samples = sum(snapshot.samples_total for snapshot in panel.grid_snapshot.snapshots)
+    assert samples == grid.progress_total
     assert window.samples_label.text() == f"Samples {samples:,} / {samples:,}"
 
 
@@ -215,11 +250,11 @@ def test_table_marks_failed_fits_and_out_of_range_thresholds(window):
     coarse = {"gammas": (0, 0.2, 0.4, 0.6, 0.8, 1), "n_boot": 0, "gof_samples": 0}
     # Strong conv2 excitation makes every stimulus a 2: no fit, and the row says why across the numbers.
     failed = headless(PsychometricConfig(target=2, layer="conv2", k_values=(0, 10), **coarse))
-    panel.show_snapshot(failed)
+    panel.show_snapshot(failed, KIND)
     assert table_texts(panel)[1][1].startswith("no fit: every trial is correct")
     assert panel.table.columnSpan(1, 1) == len(PSYCHOMETRIC_COLUMNS) - 1
     # The CNN calls most pure noise an 8: its threshold lies below γ = 0, an extrapolation, not a number.
     magnet = headless(PsychometricConfig(target=8, **coarse))
-    panel.show_snapshot(magnet)
+    panel.show_snapshot(magnet, KIND)
     assert table_texts(panel)[0][1] == "< 0 (out of range)"
     assert panel.table.columnSpan(0, 1) == 1

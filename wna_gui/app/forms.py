@@ -120,6 +120,7 @@ class SettingsForm(QWidget):
                     self._add_row(form, source_param, f"noise_param:{source_param.key}")
                 continue
             self._add_row(form, p, p.key)
+        self._pending: dict = {}  # values of model-dependent params written before a model gave their choices
         self._fill_static_choices()
         self.set_values(self.default_values())
 
@@ -167,7 +168,9 @@ class SettingsForm(QWidget):
         self._model = model
         for p in self.params:
             if p.options is not None:
+                wanted = self._pending.pop(p.key, self._read(p, self._editors[p.key]))
                 self._set_choices(p, p.choices_for(model))
+                self._write(p, self._editors[p.key], wanted)
         self._changed()
 
     # --- values ---
@@ -181,7 +184,8 @@ class SettingsForm(QWidget):
         for p in self.params:
             value = getattr(config, p.name)
             if p.kind == "noise":
-                out[p.key] = value.to_dict()
+                # Every source's editors show their declared defaults, the chosen source its own values.
+                out[p.key] = {**{q.key: q.widget_value(q.default) for q in self._noise_params}, **value.to_dict()}
             elif p.kind == "multi":
                 out[p.key] = list(value)
             else:
@@ -217,6 +221,8 @@ class SettingsForm(QWidget):
                     if q.key in noise:
                         self._write(q, self._editors[f"noise_param:{q.key}"], noise[q.key])
             else:
+                if p.options is not None and self._model is None:
+                    self._pending[p.key] = values[p.key]
                 self._write(p, self._editors[p.key], values[p.key])
         self._changed()
 

@@ -17,6 +17,7 @@ import torch
 
 from .accumulators import ClassAccumulator, ClassMaps, class_maps, split_half_reliability
 from .control import EngineError
+from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise, log_spaced_checkpoints
@@ -222,7 +223,7 @@ def _migrate_v1(meta: dict, arrays: dict) -> tuple[dict, dict]:
 
 
 @dataclass(frozen=True)
-class ClassificationSnapshot:
+class ClassificationSnapshot(ProgressView):
     """An immutable view of a run for plots and progress bars (all arrays are copies)."""
 
     samples_done: int
@@ -252,12 +253,6 @@ class ClassificationSnapshot:
         r = self.reliability_per_class
         valid = np.isfinite(r)
         return np.where(valid.any(1), np.nansum(r, 1) / np.maximum(valid.sum(1), 1), np.nan)
-
-    @property
-    def eta_seconds(self) -> float | None:
-        if self.samples_per_second <= 0:
-            return None
-        return (self.samples_total - self.samples_done) / self.samples_per_second
 
     def image(self, view: str, k: int) -> np.ndarray:
         """One class's map as (C, H, W); view is mean, centered or zmap."""

@@ -16,6 +16,21 @@ from typing import Callable, Iterable, Iterator, Protocol
 from .control import RunControl, friendly_errors
 
 
+class ProgressView:
+    """What every snapshot tells a progress bar: ``samples_done``, ``samples_total`` and ``samples_per_second``
+    (in the experiment's progress unit: samples, stimuli…), and from them the ETA."""
+
+    samples_done: int
+    samples_total: int
+    samples_per_second: float
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.samples_per_second <= 0:
+            return None
+        return (self.samples_total - self.samples_done) / self.samples_per_second
+
+
 class Work(Protocol):
     """What an experiment offers the driver."""
 

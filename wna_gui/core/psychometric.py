@@ -34,6 +34,7 @@ from torch import nn
 
 from .control import EngineError, RunControl
 from .data import DATASETS, ImageSet, load_dataset
+from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
@@ -402,7 +403,7 @@ class PsychometricState:
 
 
 @dataclass(frozen=True)
-class PsychometricSnapshot:
+class PsychometricSnapshot(ProgressView):
     """An immutable view of a run for plots and progress bars (all arrays are copies)."""
 
     target: int
@@ -440,12 +441,6 @@ class PsychometricSnapshot:
     @property
     def samples_total(self) -> int:
         return self.cells_total * self.n_images
-
-    @property
-    def eta_seconds(self) -> float | None:
-        if self.samples_per_second <= 0:
-            return None
-        return (self.samples_total - self.samples_done) / self.samples_per_second
 
     @property
     def thresholds(self) -> np.ndarray:

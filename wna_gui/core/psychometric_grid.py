@@ -16,6 +16,7 @@ import numpy as np
 
 from .control import RunControl
 from .data import load_dataset
+from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec
 from .models import LoadedModel
 from .noise import NoiseSource
@@ -206,7 +207,7 @@ def _migrate_v1(meta: dict, arrays: dict) -> tuple[dict, dict]:
 
 
 @dataclass(frozen=True)
-class GridSnapshot:
+class GridSnapshot(ProgressView):
     """The grid's runs for drawing, with the progress the status bar reads (samples = stimuli)."""
 
     configs: tuple[PsychometricConfig, ...]
@@ -226,12 +227,6 @@ class GridSnapshot:
     @property
     def finished(self) -> bool:
         return self.plots_done == len(self.configs)
-
-    @property
-    def eta_seconds(self) -> float | None:
-        if self.samples_per_second <= 0:
-            return None
-        return (self.samples_total - self.samples_done) / self.samples_per_second
 
 
 def _image_counts(model: LoadedModel, configs, images) -> list[int]:
