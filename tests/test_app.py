@@ -313,7 +313,7 @@ def _check_export(path):
         with np.load(path) as arrays:
             return {name: arrays[name] for name in arrays.files}
     elif suffix == ".csv":
-        return list(csv.DictReader(path.open()))
+        return list(csv.DictReader(path.read_text().splitlines()))
     return None
 
 

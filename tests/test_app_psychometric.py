@@ -135,7 +135,7 @@ def test_session_round_trip_restores_curves_and_table_and_exports(window, qtbot,
     on_screen = export(panel, "Psychometric curves plot (as on screen)", tmp_path / "screen.png")
     assert not QImage(str(on_screen)).isNull()
     fits = export(panel, "Fit table: thresholds, widths, intervals, shifts", tmp_path / "fits.csv")
-    (row,) = csv.DictReader(fits.open())
+    (row,) = csv.DictReader(fits.read_text().splitlines())
     assert float(row["threshold"]) == pytest.approx(panel.snapshot.thresholds[0])
     assert row["threshold_in_range"] == "True" and row["layer"] == ""
     data = np.load(export(panel, "Curve data: targets / trials per k and γ", tmp_path / "data.npy"))
@@ -195,10 +195,10 @@ def test_small_multiples_grid_runs_every_class(window, qtbot, tmp_path):
                                       expected.fraction_correct[condition])
     assert "complete" in panel.plan_label.text()
     assert panel.snapshot is None, "the curves view is untouched by a grid run"
-    rows = list(csv.DictReader(export(panel, "Small multiples fit table", tmp_path / "grid.csv").open()))
+    rows = list(csv.DictReader(export(panel, "Small multiples fit table", tmp_path / "grid.csv").read_text().splitlines()))
     assert [(int(r["target"]), float(r["k"])) for r in rows] == [(d, k) for d in range(10) for k in (0.0, 10.0)]
     assert not QImage(str(export(panel, "Small multiples plot", tmp_path / "grid.png"))).isNull()
-    data = list(csv.DictReader(export(panel, "Small multiples data", tmp_path / "data.csv").open()))
+    data = list(csv.DictReader(export(panel, "Small multiples data", tmp_path / "data.csv").read_text().splitlines()))
     assert len(data) == 10 * 2 * 6
 
     # Saved with the session and restored, numbers and all, in a new window.
@@ -212,7 +212,7 @@ def test_small_multiples_grid_runs_every_class(window, qtbot, tmp_path):
     np.testing.assert_array_equal(grid_fractions(again), grid_fractions(panel))
     assert reopened.samples_label.text() == window.samples_label.text()
     assert again.active_kind() == GRID_KIND and "complete" in again.plan_label.text()
-    assert list(csv.DictReader(export(again, "Small multiples fit table", tmp_path / "again.csv").open())) == rows
+    assert list(csv.DictReader(export(again, "Small multiples fit table", tmp_path / "again.csv").read_text().splitlines())) == rows
 
 
 def test_grid_saved_halfway_continues_after_reopening(window, qtbot, tmp_path):

@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ from wna_gui.cli import main
 from wna_gui.core.psychometric_report import format_k_values, parse_k_values
 from wna_gui.core.control import Cancelled, RunControl
 from wna_gui.core.models import load_default
-from wna_gui.core.psychometric import GRID_KIND, KIND, PsychometricConfig, PsychometricExperiment, PsychometricGridState
+from wna_gui.core.psychometric import KIND, PsychometricConfig, PsychometricExperiment
+from wna_gui.core.psychometric_grid import KIND as GRID_KIND
+from wna_gui.core.psychometric_grid import PsychometricGridConfig, PsychometricGridExperiment
 from wna_gui.core.session import Session, load_session, save_session
 
 # Two curves of 6 γ points and few resamples: seconds, but every part of the pipeline runs.
@@ -35,8 +38,9 @@ def test_run_writes_the_session_and_prints_the_summary(tmp_path, capsys, expecte
     printed = capsys.readouterr().out
     assert "target 3 · fc1 excited, λ = 0.01" in printed and "threshold [95% CI]" in printed
 
-    state = load_session(out).experiments[KIND]
-    assert state.config == CONFIG and state.lambda_ == 0.01
+    state = load_session(out).runs[KIND]
+    # The run records the λ it used (fc1's default) in its config.
+    assert state.config == replace(CONFIG, lambda_=0.01) and state.lambda_ == 0.01
     assert state.correct.shape == (2, 100, 6) and state.done.all()
     np.testing.assert_array_equal(state.fraction_correct(), expected.fraction_correct)
     assert [fit.threshold for fit in state.fits] == pytest.approx(list(expected.thresholds))
@@ -63,24 +67,22 @@ def test_resume_continues_a_stopped_run_and_keeps_other_experiments(tmp_path, ex
     with pytest.raises(Cancelled):
         for _ in experiment.run():
             control.cancel()
-    session.experiments[KIND] = experiment.state
+    session.runs[KIND] = experiment.state
     save_session(session, out)
     assert 0 < experiment.state.cells_done < CONFIG.n_cells
 
     assert main(["run", "psychometric", "--resume", str(out), "--quiet"]) == 0
     session = load_session(out)
-    assert set(session.experiments) == {"classification_images", KIND}
-    np.testing.assert_array_equal(session.experiments[KIND].fraction_correct(), expected.fraction_correct)
+    assert set(session.runs) == {"classification_images", KIND}
+    np.testing.assert_array_equal(session.runs[KIND].fraction_correct(), expected.fraction_correct)
     # A new run into the same file replaces the psychometric entry and keeps the rest.
     assert main([*RUN, "--target", "5", "--quiet", "--out", str(out)]) == 0
     session = load_session(out)
-    assert set(session.experiments) == {"classification_images", KIND}
-    assert session.experiments[KIND].config.target == 5
+    assert set(session.runs) == {"classification_images", KIND}
+    assert session.runs[KIND].config.target == 5
 
 
 def replace_snapshot_seconds(config):
-    from dataclasses import replace
-
     return replace(config, snapshot_seconds=0.0)  # a snapshot after every batch, so the run stops after one
 
 
@@ -91,7 +93,7 @@ def test_export_writes_tables_arrays_and_plots(tmp_path, expected):
     # A fresh process, as a user runs it: no display, no Qt application yet.
     subprocess.run([sys.executable, "-m", "wna_gui.cli", "export", str(out), "--out", str(export)], check=True,
                    capture_output=True)
-    rows = list(csv.DictReader((export / "psychometric_fits.csv").open()))
+    rows = list(csv.DictReader((export / "psychometric_fits.csv").read_text().splitlines()))
     assert [float(r["k"]) for r in rows] == [0.0, 10.0]
     assert [float(r["threshold"]) for r in rows] == pytest.approx(list(expected.thresholds))
     data = np.load(export / "psychometric_data.npy")
@@ -104,10 +106,12 @@ def test_export_writes_tables_arrays_and_plots(tmp_path, expected):
 
 def test_info_and_export_of_a_small_multiples_grid(tmp_path, capsys):
     model = load_default()
-    grid = PsychometricGridState(CONFIG, targets=(3, 4), layers=("fc1",), signs=(1,))
+    grid = PsychometricGridExperiment.new_state(model, PsychometricGridConfig(
+        targets=(3, 4), layers=("fc1",), signs=(1,), k_values=CONFIG.k_values, gammas=CONFIG.gammas,
+        seed=CONFIG.seed))
     experiment = PsychometricExperiment(model, grid.configs[0], device="cpu")
     first = experiment.run_to_end()
-    grid.cells[0] = experiment.state  # the second plot's turn has not come
+    grid.runs[0] = experiment.state  # the second plot's turn has not come
     out = save_session(Session(model, {GRID_KIND: grid}), tmp_path / "grid.h5")
 
     assert main(["info", str(out)]) == 0
@@ -120,7 +124,7 @@ def test_info_and_export_of_a_small_multiples_grid(tmp_path, capsys):
     export = tmp_path / "export"
     subprocess.run([sys.executable, "-m", "wna_gui.cli", "export", str(out), "--out", str(export)], check=True,
                    capture_output=True)
-    rows = list(csv.DictReader((export / "psychometric_grid_fits.csv").open()))
+    rows = list(csv.DictReader((export / "psychometric_grid_fits.csv").read_text().splitlines()))
     assert [(int(r["target"]), float(r["k"])) for r in rows] == [(3, 0.0), (3, 10.0)]
     assert [float(r["threshold"]) for r in rows] == pytest.approx(list(first.thresholds))
     data = np.load(export / "psychometric_grid_data.npy")
@@ -143,9 +147,9 @@ def test_summary_shows_failed_fits_and_out_of_range_thresholds(tmp_path, capsys,
 @pytest.mark.parametrize(
     "argv, expected_message",
     [
-        ([*RUN[:2], "--out", "x.h5"], "--target"),
-        ([*RUN, "--layer", "fc9", "--out", "x.h5"], "no layer 'fc9'"),
-        ([*RUN, "--target", "12", "--out", "x.h5"], "out of range"),
+        # Choices the model offers are checked as the flags are read: the error lists them.
+        ([*RUN, "--layer", "fc9", "--out", "x.h5"], "unknown layer 'fc9'; choose one of none, conv1, conv2, fc1, fc2"),
+        ([*RUN, "--target", "12", "--out", "x.h5"], "unknown target class '12'; choose one of 0, 1, 2"),
         ([*RUN, "--target", "seven", "--out", "x.h5"], "unknown target class"),
         ([*RUN, "--k", "0:x", "--out", "x.h5"], "k values must look like"),
         ([*RUN, "--k", "0,1,1", "--out", "x.h5"], "distinct"),
@@ -177,3 +181,24 @@ def test_out_holding_another_models_session_is_refused(tmp_path, capsys):
 def test_k_lists_parse_and_format_back(text, values):
     assert parse_k_values(text) == values
     assert parse_k_values(format_k_values(values)) == values
+
+
+def test_resume_with_fit_flags_refits_without_measuring_again(tmp_path, capsys, expected):
+    out = tmp_path / "p.h5"
+    assert main([*RUN, "--quiet", "--out", str(out)]) == 0
+    measured = load_session(out).runs[KIND]
+    refitted_out = tmp_path / "weibull.h5"
+    assert main(["run", "psychometric", "--resume", str(out), "--sigmoid", "weibull", "--boot", "0", "--quiet",
+                 "--out", str(refitted_out)]) == 0
+    state = load_session(refitted_out).runs[KIND]
+    # Same measurements, new fits under the new fit settings; the original file is untouched.
+    np.testing.assert_array_equal(state.correct, measured.correct)
+    np.testing.assert_array_equal(state.responses, measured.responses)
+    assert state.config == replace(measured.config, sigmoid="weibull", n_boot=0)
+    assert all(fit.sigmoid == "weibull" for fit in state.fits) and state.boot_thresholds.shape == (2, 0)
+    assert [fit.sigmoid for fit in load_session(out).runs[KIND].fits] == ["logistic", "logistic"]
+    # A measure flag is refused in one line, naming it.
+    capsys.readouterr()
+    assert main(["run", "psychometric", "--resume", str(out), "--target", "4", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("wna: error: --target differs") and len(err.splitlines()) == 1

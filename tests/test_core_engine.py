@@ -12,7 +12,6 @@ from wna_gui.core.classification import (
 )
 from wna_gui.core.control import Cancelled, EngineError, RunControl
 from wna_gui.core.models import InputSpec, LoadedModel, load_default
-from wna_gui.core.noise import noise_block
 from wna_gui.core.session import Session, load_session, save_session
 
 MNIST_SPEC = InputSpec((1, 28, 28))
@@ -108,7 +107,7 @@ def test_maps_can_be_recomputed_from_the_seed_alone(bundled):
     # one plain forward pass must reproduce the engine's counts and maps, last partial block included.
     config = ClassificationImageConfig(samples=2300, batch_size=1000, seed=21)
     snapshot = ClassificationImageExperiment(bundled, config, device="cpu").run_to_end()
-    blocks = [noise_block(config.noise, config.seed, b, config.batch_size, (1, 28, 28)) for b in range(3)]
+    blocks = [config.noise.block(config.seed, b, config.batch_size, (1, 28, 28)) for b in range(3)]
     x = torch.cat(blocks)[: config.samples]
     with torch.inference_mode():
         labels = bundled.pixel_model(x).argmax(1).numpy()
@@ -143,7 +142,7 @@ def test_cancelled_run_saved_and_resumed_equals_one_run(bundled, tmp_path):
 
     path = save_session(Session(bundled, {first.kind: first.state}), tmp_path / "half.wna.h5")
     loaded = load_session(path)
-    second = ClassificationImageExperiment(loaded.model, state=loaded.experiments[first.kind], device="cpu")
+    second = ClassificationImageExperiment(loaded.model, state=loaded.runs[first.kind], device="cpu")
     final = second.run_to_end()
     assert final.finished and final.samples_done == 4500
     assert_same_run(second.state, single.state)

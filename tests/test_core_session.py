@@ -1,5 +1,6 @@
 """Session files: exact round trip, one-line errors for every kind of bad file, atomic writes."""
 
+import copy
 import json
 import os
 
@@ -10,14 +11,14 @@ import torch
 
 from wna_gui.core.classification import KIND, ClassificationImageConfig, ClassificationImageExperiment
 from wna_gui.core.models import build_zoo, load_default, load_zoo, serialize_state_dict
-from wna_gui.core.noise import NoiseSpec
+from wna_gui.core.noise import GaussianNoise
 from wna_gui.core.session import FORMAT_VERSION, Session, SessionError, load_session, read_header, save_session
 
 
 @pytest.fixture(scope="module")
 def run_state():
     """A finished short run of the bundled model (Gaussian noise, confidence weights: non-default config)."""
-    config = ClassificationImageConfig(noise=NoiseSpec(kind="gaussian", mean=0.5, std=0.3, clip=True),
+    config = ClassificationImageConfig(noise=GaussianNoise(mean=0.5, std=0.3, clip=True),
                                        samples=2500, batch_size=500, seed=17, weighting="confidence")
     experiment = ClassificationImageExperiment(load_default(), config, device="cpu")
     experiment.run_to_end()
@@ -41,7 +42,7 @@ def assert_session_error(path, *words):
 
 def test_round_trip_keeps_every_array_the_config_and_the_weights(session_file, run_state):
     loaded = load_session(session_file)
-    state = loaded.experiments[KIND]
+    state = loaded.runs[KIND]
     assert state.config == run_state.config
     assert state.blocks_done == run_state.blocks_done and state.finished
     assert state.class_names == run_state.class_names and state.noise_device == "cpu"
@@ -61,7 +62,8 @@ def test_round_trip_keeps_every_array_the_config_and_the_weights(session_file, r
     header = read_header(session_file)
     assert header["format_version"] == FORMAT_VERSION
     assert header["model"]["weights_sha256"] == loaded.model.weights_sha256()
-    assert header["experiments"][KIND]["samples_done"] == 2500
+    assert header["runs"][KIND]["kind"] == KIND
+    assert header["runs"][KIND]["meta"]["samples_done"] == 2500
 
 
 def test_round_trip_embeds_trained_zoo_weights(tmp_path):
@@ -119,13 +121,13 @@ def test_newer_format_version(session_file):
 
 def test_unknown_experiment_kind(session_file):
     with h5py.File(session_file, "r+") as f:
-        f["experiments"].move(KIND, "time_travel")
+        f["runs"][KIND].attrs["kind"] = "time_travel"
     assert_session_error(session_file, "time_travel", "update wna-gui")
 
 
 def test_damaged_experiment_record(session_file):
     with h5py.File(session_file, "r+") as f:
-        del f["experiments"][KIND]["accumulators/odd/m2"]
+        del f["runs"][KIND]["accumulators/odd/m2"]
     assert_session_error(session_file, KIND, "damaged")
 
 
@@ -137,21 +139,25 @@ def test_altered_weights_are_detected(session_file):
     assert_session_error(session_file, "sha256")
 
 
-class ExplodingState:
-    """An experiment state whose serialisation fails halfway through a save."""
+def exploding_state(state):
+    """A copy of an experiment state whose serialisation fails halfway through a save."""
+    exploding = copy.copy(state)
 
-    def to_record(self):
+    def to_record():
         raise RuntimeError("disk on fire")
+
+    exploding.to_record = to_record
+    return exploding
 
 
 def test_a_failed_save_leaves_the_old_file_intact_and_no_temp_file(session_file, run_state):
     before = session_file.read_bytes()
-    broken = Session(load_default(), {KIND: run_state, "exploding": ExplodingState()})
+    broken = Session(load_default(), {KIND: run_state, "exploding": exploding_state(run_state)})
     with pytest.raises(RuntimeError, match="disk on fire"):
         save_session(broken, session_file)
     assert session_file.read_bytes() == before
     assert sorted(p.name for p in session_file.parent.iterdir()) == [session_file.name]
-    assert load_session(session_file).experiments[KIND].blocks_done == run_state.blocks_done
+    assert load_session(session_file).runs[KIND].blocks_done == run_state.blocks_done
 
 
 @pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:FutureWarning")
@@ -177,7 +183,7 @@ def test_session_files_follow_the_umask_like_any_document(session_file):
 
 def test_a_flipped_byte_inside_the_data_is_detected(session_file):
     with h5py.File(session_file) as f:
-        dataset = f[f"experiments/{KIND}/accumulators/even/mean"]
+        dataset = f[f"runs/{KIND}/accumulators/even/mean"]
         offset = dataset.id.get_chunk_info(0).byte_offset
     with open(session_file, "r+b") as fh:
         fh.seek(offset + 100)
@@ -186,3 +192,20 @@ def test_a_flipped_byte_inside_the_data_is_detected(session_file):
         fh.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(SessionError, match="damaged"):
         load_session(session_file)
+
+
+def test_several_runs_of_one_kind_keep_their_names_and_order(tmp_path, run_state):
+    session = Session(load_default())
+    assert session.new_run_name(KIND) == KIND
+    session.runs[KIND] = run_state
+    name = session.new_run_name(KIND)
+    assert name == f"{KIND}-2"
+    session.runs[name] = copy.deepcopy(run_state)
+    session.runs[name].blocks_done = 2
+    loaded = load_session(save_session(session, tmp_path / "two.wna.h5"))
+    assert list(loaded.runs) == [KIND, f"{KIND}-2"]
+    assert list(loaded.runs_of(KIND)) == [KIND, f"{KIND}-2"] and loaded.runs_of("psychometric") == {}
+    assert loaded.run_of(KIND).blocks_done == run_state.blocks_done  # the run named after its kind
+    assert loaded.runs[f"{KIND}-2"].blocks_done == 2 and loaded.run_of("psychometric") is None
+    del loaded.runs[KIND]
+    assert loaded.run_of(KIND).blocks_done == 2  # else the kind's last run

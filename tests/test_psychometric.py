@@ -10,13 +10,12 @@ from torch import nn
 from wna_gui.core.control import Cancelled, EngineError, RunControl
 from wna_gui.core.data import bundled_mnist
 from wna_gui.core.models import MNIST_CLASSES, InputSpec, LoadedModel, load_default
-from wna_gui.core.psychometric import (
-    GRID_KIND,
-    PsychometricConfig,
-    PsychometricExperiment,
+from wna_gui.core.psychometric import PsychometricConfig, PsychometricExperiment, PsychometricState, default_lambda
+from wna_gui.core.psychometric_grid import KIND as GRID_KIND
+from wna_gui.core.psychometric_grid import (
+    PsychometricGridConfig,
+    PsychometricGridExperiment,
     PsychometricGridState,
-    PsychometricState,
-    default_lambda,
     small_multiples_configs,
 )
 from wna_gui.core.session import Session, load_session, save_session
@@ -129,8 +128,8 @@ def test_resumed_run_equals_uninterrupted_run(model, heldout, tmp_path):
     control.cancel()
     with pytest.raises(Cancelled):
         next(run)
-    save_session(Session(model=model, experiments={"psychometric": interrupted.state}), tmp_path / "half.wna.h5")
-    state = load_session(tmp_path / "half.wna.h5").experiments["psychometric"]
+    save_session(Session(model=model, runs={"psychometric": interrupted.state}), tmp_path / "half.wna.h5")
+    state = load_session(tmp_path / "half.wna.h5").runs["psychometric"]
     assert state.cells_done == second.cells_done
 
     resumed = PsychometricExperiment(model, state=state, images=heldout).run_to_end()
@@ -144,7 +143,7 @@ def test_resumed_run_equals_uninterrupted_run(model, heldout, tmp_path):
     assert np.all(np.isfinite(whole.shift_intervals[1:]))
 
     reseeded = PsychometricExperiment(model, replace(config, seed=1), images=heldout)
-    reseeded.run_cells(0, [2])
+    reseeded.run_unit((0, [2]))
     assert not np.array_equal(reseeded.state.correct[0, :, 2], state.correct[0, :, 2])
 
 
@@ -171,12 +170,14 @@ def test_binary_cnn_end_to_end_with_chance_at_one_half(binary_model, heldout, tm
     assert snapshot.responses.shape == (2, len(COARSE_GAMMAS), 2)
 
     # Session round trip of the state, with the binary model embedded.
-    path = save_session(Session(model=binary_model, experiments={"psychometric": experiment.state}),
+    path = save_session(Session(model=binary_model, runs={"psychometric": experiment.state}),
                         tmp_path / "binary.wna.h5")
     loaded = load_session(path)
     assert loaded.model.weights_sha256() == binary_model.weights_sha256()
-    state = loaded.experiments["psychometric"]
-    assert isinstance(state, PsychometricState) and state.config == config
+    state = loaded.runs["psychometric"]
+    # The run records the λ it used (fc1's default) in its config; the rest is the config asked for.
+    assert experiment.state.config == replace(config, lambda_=0.01)
+    assert isinstance(state, PsychometricState) and state.config == experiment.state.config
     for name in ("correct", "responses", "done", "boot_thresholds", "mean_activation"):
         np.testing.assert_array_equal(getattr(state, name), getattr(experiment.state, name), err_msg=name)
     assert state.fits == experiment.state.fits and state.lambda_ == 0.01
@@ -205,22 +206,25 @@ def test_small_multiples_configs_cover_digits_by_layers():
 
 
 def test_grid_state_round_trips_through_a_session(model, heldout, tmp_path):
-    base = PsychometricConfig(target=5, layer="conv1", k_values=(0, 10), gammas=(0, 0.5, 1), n_boot=0,
-                              gof_samples=0)
-    grid = PsychometricGridState(base, targets=(1, 3), layers=("conv1", "fc1"), signs=(1, -1))
+    config = PsychometricGridConfig(targets=(1, 3), layers=("conv1", "fc1"), signs=(1, -1), k_values=(0, 10),
+                                    gammas=(0, 0.5, 1))
+    grid = PsychometricGridExperiment.new_state(model, config, images=heldout)
+    assert isinstance(grid, PsychometricGridState)
     assert [(c.sign, c.target, c.layer) for c in grid.configs[:3]] == [(1, 1, "conv1"), (1, 1, "fc1"), (1, 3, "conv1")]
-    assert grid.base.layer is None and len(grid.cells) == 8
+    assert config.base.layer is None and len(grid.runs) == 8
+    assert grid.n_images == [len(heldout.of_class(c.target)) for c in grid.configs]
     # One run finished, one stopped halfway, the rest not started.
     finished, stopped = (PsychometricExperiment(model, config, images=heldout) for config in grid.configs[:2])
     finished.run_to_end()
-    stopped.run_cells(0, [0, 2])
-    grid.cells[:2] = [finished.state, stopped.state]
+    stopped.run_unit((0, [0, 2]))
+    grid.runs[:2] = [finished.state, stopped.state]
     assert grid.plots_done == 1 and not grid.finished
 
     path = save_session(Session(model, {GRID_KIND: grid}), tmp_path / "grid.h5")
-    loaded = load_session(path).experiments[GRID_KIND]
+    loaded = load_session(path).runs[GRID_KIND]
     assert isinstance(loaded, PsychometricGridState) and loaded.configs == grid.configs
-    assert [cell is None for cell in loaded.cells] == [False, False] + [True] * 6
+    assert [run is None for run in loaded.runs] == [False, False] + [True] * 6
+    assert loaded.n_images == grid.n_images and loaded.progress_total == grid.progress_total
     (meta, arrays), (loaded_meta, loaded_arrays) = grid.to_record(), loaded.to_record()
     assert loaded_meta == meta and set(loaded_arrays) == set(arrays)
     for name, array in arrays.items():
@@ -249,3 +253,31 @@ def test_errors_name_the_problem(model, heldout):
                             ({"sigmoid": "probit"}, "sigmoid"), ({"lambda_": -0.1}, "positive")):
         with pytest.raises(ValueError, match=message):
             PsychometricConfig(layer="fc1", **fields)
+
+
+def test_a_stopped_grid_continues_where_it_stopped_and_equals_one_run(model, heldout, tmp_path):
+    config = PsychometricGridConfig(targets=(1, 3), layers=("fc1",), signs=(1, -1), k_values=(0, 5),
+                                    gammas=(0, 0.5, 1), batch_size=200, snapshot_seconds=0)
+    whole = PsychometricGridExperiment(model, config, images=heldout, device="cpu")
+    single = whole.run_to_end()
+    assert single.finished and single.samples_done == single.samples_total == whole.state.progress_total
+
+    control = RunControl()
+    first = PsychometricGridExperiment(model, config, images=heldout, device="cpu", control=control)
+    with pytest.raises(Cancelled):
+        for snapshot in first.run():  # snapshot_seconds=0: one per unit
+            if snapshot.plots_done == 1 and snapshot.samples_done > single.samples_total // 4:
+                control.cancel()
+    assert first.state.plots_done >= 1 and not first.state.finished
+    path = save_session(Session(model, {GRID_KIND: first.state}), tmp_path / "grid.h5")
+    state = load_session(path).runs[GRID_KIND]
+    assert state.progress_done == first.state.progress_done
+
+    resumed = PsychometricGridExperiment(model, state=state, images=heldout, device="cpu").run_to_end()
+    assert resumed.finished and resumed.samples_done == single.samples_done
+    for a, b in zip(resumed.snapshots, single.snapshots, strict=True):
+        np.testing.assert_array_equal(a.fraction_correct, b.fraction_correct)
+        np.testing.assert_array_equal(a.responses, b.responses)
+        np.testing.assert_array_equal(a.threshold_shifts, b.threshold_shifts)
+    # Each plot stimulates its layer at the layer's paper λ, and the grid's plots carry no bootstrap.
+    assert all(run.lambda_ == 0.01 and run.config.n_boot == 0 for run in state.runs)

@@ -199,11 +199,12 @@ def _migrate_v1(meta: dict, arrays: dict) -> tuple[dict, dict]:
             cell, own = plot_migration(cell, own)
         runs.append(cell)
         moved.update({f"runs/{index}/{path}": a for path, a in own.items()})
-    n_classes = len(runs[0]["class_names"]) if runs and runs[0] else max(meta["targets"]) + 1
-    class_names = runs[0]["class_names"] if runs and runs[0] else [str(k) for k in range(n_classes)]
+    measured = [cell for cell in runs if cell]
+    class_names = measured[0]["class_names"] if measured else [str(k) for k in range(max(meta["targets"]) + 1)]
     n_images = [cell["n_images"] if cell else 0 for cell in runs]
-    return {"config": config, "n_classes": n_classes, "class_names": class_names, "n_images": n_images,
-            "runs": runs}, moved
+    noise_device = measured[0].get("noise_device", "") if measured else ""
+    return {"config": config, "n_classes": len(class_names), "class_names": class_names, "n_images": n_images,
+            "noise_device": noise_device, "runs": runs}, moved
 
 
 @dataclass(frozen=True)

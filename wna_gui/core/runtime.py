@@ -35,9 +35,13 @@ class Runtime:
         self.model = model
         self.device = pick_device(device if not isinstance(device, torch.device) else str(device))
         self.n_classes = model.n_classes
-        network = copy.deepcopy(model.pixel_model).to(self.device).eval()
+        network = copy.deepcopy(model.pixel_model).eval()
+        if any(t.device != self.device for t in (*network.parameters(), *network.buffers())):
+            # Only when needed: moving a deep-copied TorchScript network touches its (non-leaf) .grad.
+            network = network.to(self.device)
         for parameter in network.parameters():
-            parameter.requires_grad_(False)
+            if parameter.is_leaf:  # a deep-copied TorchScript network's parameters are not leaves
+                parameter.requires_grad_(False)
         self.channels_last = len(model.input_spec.shape) == 3 and any(
             isinstance(m, nn.Conv2d) for m in network.modules())
         if self.channels_last:
@@ -48,7 +52,8 @@ class Runtime:
 
     def layer(self, name: str) -> nn.Module:
         """A layer of the private copy (what stimulation may change)."""
-        return self.network.net.get_submodule(name)
+        # named_modules, not get_submodule: TorchScript modules do not support the latter.
+        return dict(self.network.net.named_modules())[name]
 
     def logits(self, x: torch.Tensor, batch_size: int | None = None, context: str = "") -> torch.Tensor:
         """The model's outputs for ``x`` (pixel space, on the device), checked for shape and finiteness.
