@@ -201,21 +201,6 @@ def changed_roles(old, new) -> set[str]:
     return {p.role for p in changed_params(old, new)}
 
 
-def groups(config_cls) -> dict[str, list[Param]]:
-    """Params by form group, groups in order of first appearance."""
-    out: dict[str, list[Param]] = {}
-    for p in params(config_cls):
-        out.setdefault(p.group, []).append(p)
-    return out
-
-
-def find(config_cls, name: str) -> Param:
-    for p in params(config_cls):
-        if p.name == name:
-            return p
-    raise KeyError(name)
-
-
 def flatten_noise_params(sources: Iterable[type]) -> list[Param]:
     """The union of the noise sources' params, by CLI flag (a flag shared by sources is declared alike)."""
     seen: dict[str, Param] = {}
