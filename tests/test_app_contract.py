@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from wna_gui.app.main_window import MainWindow
 from wna_gui.app.panels import build_panels
-from wna_gui.cli import export_run
+from wna_gui.core.experiment import export_run
 from wna_gui.core.classification import ClassificationImageConfig
 from wna_gui.core.models import load_default
 from wna_gui.core.noise import NOISE_SOURCES, noise_source

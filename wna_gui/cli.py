@@ -19,7 +19,7 @@ from pathlib import Path
 from . import __version__
 from .core.control import USER_ERRORS, Cancelled, RunControl, format_duration, pick_device
 from .core.data import DATASETS
-from .core.experiment import ExperimentSpec, plan_run, prepare_state
+from .core.experiment import ExperimentSpec, export_runs, plan_run, prepare_state
 from .core.models import ZOO, load_model
 from .core.noise import NOISE_KINDS, NOISE_SOURCES, noise_source
 from .core.params import Param, changed_params, changed_roles, flatten_noise_params, params
@@ -63,14 +63,9 @@ def _dest(p: Param) -> str:
 def _default_text(p: Param) -> str:
     if p.kind == "noise":
         return p.default.kind
-    value = p.widget_value(p.default)
-    if p.kind == "multi":
-        return "all" if value == () else ",".join(_word(p, v) for v in value)
-    if p.kind == "choice":
-        return _word(p, value)
     if p.kind == "bool":
         return "off"
-    return "none" if value is None else str(value)
+    return _cli_text(p, p.default)
 
 
 def _word(p: Param, value) -> str:
@@ -125,6 +120,52 @@ def config_from_args(spec: ExperimentSpec, args, base, model):
         if raw is not None:
             values[p.name] = True if p.kind == "bool" else p.parse_text(raw, model)
     return replace(base, **values)
+
+
+def _cli_text(p: Param, value) -> str:
+    """The CLI word(s) for a stored value (what config_from_args reads back)."""
+    value = p.widget_value(value)
+    if p.kind == "multi":
+        return "all" if value == () else ",".join(_word(p, v) for v in value)
+    if p.kind == "choice":
+        return _word(p, value)
+    return "none" if value is None else str(value)
+
+
+def _model_words(model) -> list[str]:
+    if model.kind == "default":
+        return ["--model", "default"]
+    spec = "torchscript" if model.kind == "torchscript" else \
+        f"torchvision:{model.architecture}" if model.kind == "torchvision" else model.architecture
+    words = ["--model", spec]
+    if model.weights_path:
+        words += ["--weights", str(model.weights_path)]
+    if model.kind == "torchscript":
+        words += ["--input-shape", ",".join(str(s) for s in model.input_spec.shape)]
+    return words
+
+
+def command_for(spec: ExperimentSpec, config, model, out: str = "session.h5") -> str:
+    """The `wna run` command that runs ``config`` on ``model`` headless (settings at their defaults left out)."""
+    import shlex
+
+    words = ["wna", "run", spec.command, *_model_words(model)]
+    default = spec.config()
+    for p in spec.params():
+        value = getattr(config, p.name)
+        if p.kind == "noise":
+            if value != getattr(default, p.name):
+                words += [p.cli, value.kind]
+                baseline = NOISE_SOURCES[value.kind]()
+                for q in params(type(value)):
+                    if getattr(value, q.name) != getattr(baseline, q.name):
+                        words += [q.cli] if q.kind == "bool" else [q.cli, _cli_text(q, getattr(value, q.name))]
+            continue
+        if p.name in getattr(config, "inactive_params", lambda: ())() or value == getattr(default, p.name):
+            continue
+        words += [p.cli] if p.kind == "bool" else [p.cli, _cli_text(p, value)]
+    words += ["--out", out]
+    return " ".join(shlex.quote(word) for word in words)
 
 
 # --- running ---
@@ -303,38 +344,14 @@ def cmd_info(args) -> int:
     return 0
 
 
-def export_run(spec: ExperimentSpec, snapshot, out_dir: Path, variant: str = "all") -> list[Path]:
-    """Write every artefact of one run that has something to show, in each of its formats."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for artefact in spec.artefacts:
-        if variant != "all" and artefact.variant and artefact.variant != variant:
-            continue
-        if not artefact.available(snapshot):
-            continue
-        written += [artefact.write(snapshot, out_dir / f"{artefact.name}{suffix}") for suffix in artefact.suffixes]
-    return written
-
-
 def cmd_export(args) -> int:
     session = load_session(args.session)
     out_dir = Path(args.out)
-    written: list[Path] = []
-    for name, state in session.runs.items():
-        spec = spec_of(_kind_of(state))
-        # A run named after its kind (the usual, one per kind) exports into the folder itself.
-        folder = out_dir if name == spec.kind else out_dir / name
-        written += export_run(spec, spec.snapshot(state, session.model), folder, args.view)
+    written = export_runs(session.runs, session.model, out_dir, args.view)
     if not written:
         raise SessionError(f"{args.session} holds nothing to export yet")
     print(f"wrote {len(written)} files to {out_dir}")
     return 0
-
-
-def _kind_of(state) -> str:
-    from .core.registry import spec_for_state
-
-    return spec_for_state(state).kind
 
 
 def _variants() -> tuple[str, ...]:

@@ -37,12 +37,17 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("save", "&Save", "Save the session", "Ctrl+S"),
     ActionSpec("save_as", "Save &As…", "Save the session under a new name", "Ctrl+Shift+S"),
     ActionSpec("export", "&Export…", "Export plots, figures or data", "Ctrl+E"),
+    ActionSpec("export_all", "Export &all results…", "Export every run's results to a folder, as wna export does",
+               "Ctrl+Shift+E"),
     ActionSpec("quit", "&Quit", "Quit wna-gui", "Ctrl+Q"),
     ActionSpec("start_pause", "&Start", "Start, pause or resume the run", "Space",
                QStyle.StandardPixmap.SP_MediaPlay),
     ActionSpec("stop", "S&top", "Stop the run (it can be continued later)", "Esc",
                QStyle.StandardPixmap.SP_MediaStop),
-    ActionSpec("shortcuts", "&Keyboard shortcuts", "List the keyboard shortcuts", "F1"),
+    ActionSpec("copy_command", "Copy as `wna` &command",
+               "Copy the wna command that runs the current settings without the app", "Ctrl+Shift+C"),
+    ActionSpec("guide", "&User guide", "What each panel measures, how to read its plots, a glossary", "F1"),
+    ActionSpec("shortcuts", "&Keyboard shortcuts", "List the keyboard shortcuts", "Ctrl+F1"),
     ActionSpec("about", "&About wna-gui", "About wna-gui"),
 )
 

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QStackedWidget,
     QVBoxLayout,
@@ -122,6 +123,33 @@ class ModelDialog(QDialog):
         self.source.setCurrentIndex(max(0, self.source.findData(source)))
         self.resize(560, 0)
 
+    def entries(self) -> dict:
+        """What the user typed and chose, to offer again next time (also after a failed load)."""
+        return {"source": self.source.currentData(), "zoo_architecture": self.zoo_architecture.currentData(),
+                "zoo_weights": self.zoo_weights.path(), "script_file": self.script_file.path(),
+                "script_shape": self.script_shape.text(), "script_classes": self.script_classes.text(),
+                "script_mean": self.script_mean.text(), "script_std": self.script_std.text(),
+                "vision_name": self.vision_name.currentText(), "vision_weights": self.vision_weights.path(),
+                "vision_download": self.vision_download.isChecked()}
+
+    def set_entries(self, entries: dict, source: str | None = None) -> None:
+        """Fill the fields from ``entries()`` of an earlier dialog; ``source`` picks the page shown."""
+        for name in ("script_shape", "script_classes", "script_mean", "script_std"):
+            if isinstance(entries.get(name), str):
+                getattr(self, name).setText(entries[name])
+        for name in ("zoo_weights", "script_file", "vision_weights"):
+            if isinstance(entries.get(name), str):
+                getattr(self, name).edit.setText(entries[name])
+        index = self.zoo_architecture.findData(entries.get("zoo_architecture"))
+        if index >= 0:
+            self.zoo_architecture.setCurrentIndex(index)
+        if entries.get("vision_name"):
+            self.vision_name.setCurrentText(str(entries["vision_name"]))
+        self.vision_download.setChecked(bool(entries.get("vision_download", False)))
+        index = self.source.findData(source or entries.get("source"))
+        if index >= 0:
+            self.source.setCurrentIndex(index)
+
     def request(self) -> tuple[str, str | None, dict]:
         """(spec, weights, keyword arguments) for load_model; ValueError if something is missing."""
         source = self.source.currentData()
@@ -210,6 +238,11 @@ class ExportDialog(QDialog):
 
     def accept(self) -> None:
         path = self.destination()
+        if path.exists() and QMessageBox.question(
+                self, "Replace file?", f"{path.name} already exists in {path.parent}. Replace it?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                QMessageBox.StandardButton.Cancel) != QMessageBox.StandardButton.Yes:
+            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._targets[self.target.currentIndex()].write(path)

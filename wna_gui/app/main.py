@@ -6,9 +6,11 @@ import argparse
 import sys
 
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from .. import __version__
+from ..core.resources import resource_path
 from .main_window import APPLICATION, ORGANIZATION, MainWindow
 
 
@@ -17,11 +19,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="wna-gui", description="White-noise analysis of neural networks.")
     parser.add_argument("session", nargs="?", help="a session file (.h5) to open")
     parser.add_argument("--version", action="version", version=f"wna-gui {__version__}")
+    parser.add_argument("--install-desktop-entry", action="store_true",
+                        help="add wna-gui to this user's application menu (freedesktop) and exit")
     args, qt_args = parser.parse_known_args(argv[1:])
+    if args.install_desktop_entry:
+        from .desktop_entry import install_desktop_entry
+
+        for path in install_desktop_entry():
+            print(f"wrote {path}")
+        return 0
     QApplication.setOrganizationName(ORGANIZATION)
     QApplication.setApplicationName(APPLICATION)
     QApplication.setApplicationVersion(__version__)
     app = QApplication.instance() or QApplication([argv[0], *qt_args])
+    app.setWindowIcon(QIcon(str(resource_path("wna-gui.svg"))))
     window = MainWindow()
     window.show()
     # After the event loop starts, so the question appears over a visible window.

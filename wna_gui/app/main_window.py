@@ -16,17 +16,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer, Slot
-from PySide6.QtGui import QCloseEvent
+from PySide6.QtCore import QEvent, QSettings, QStandardPaths, Qt, QTimer, Slot
+from PySide6.QtGui import QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
     QComboBox,
     QFileDialog,
     QLabel,
+    QLineEdit,
     QMainWindow,
     QMenu,
     QMessageBox,
     QSplitter,
     QStyle,
+    QTableWidget,
     QTabWidget,
     QToolBar,
     QToolButton,
@@ -36,7 +40,10 @@ from .. import __version__
 from ..core.control import format_duration, pick_device
 from ..core.models import LoadedModel, load_default, load_model
 from ..core.session import Session, autosave_path, load_session, save_session
+from ..cli import command_for
+from ..core.experiment import export_runs
 from .actions import ActionRegistry, ShortcutsDialog
+from .guide import GuideDialog
 from .dialogs import MODEL_SOURCES, ExportDialog, ModelDialog
 from .panels import Panel, build_panels
 from .worker import EngineThread, describe_error
@@ -45,11 +52,28 @@ ORGANIZATION = "wna-gui"
 APPLICATION = "wna-gui"
 SESSION_FILTER = "wna-gui sessions (*.h5 *.hdf5);;All files (*)"
 SESSION_SUFFIXES = (".h5", ".hdf5")
+MODEL_SUFFIXES = (".pt", ".pth", ".ts", ".bin")
 REPAINT_HZ = 30
 GUI_CPU_BUDGET = 0.10  # share of the GUI thread's time that drawing snapshots may take during a run
 MAX_REPAINT_DELAY_SECONDS = 1.0  # however slow drawing is, the plots refresh at least this often
 AUTOSAVE_SECONDS = 60
 MAX_RECENT_FILES = 8
+
+
+def selection_text(table: QTableWidget) -> str:
+    """The selected cells as tab-separated rows (the whole table with its header when nothing is selected)."""
+    cells = sorted((index.row(), index.column()) for index in table.selectedIndexes())
+    if not cells:
+        header = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+        cells = [(r, c) for r in range(table.rowCount()) for c in range(table.columnCount())]
+        lines = ["\t".join(header)]
+    else:
+        lines = []
+    rows = sorted({r for r, _ in cells})
+    columns = sorted({c for _, c in cells})
+    for r in rows:
+        lines.append("\t".join((table.item(r, c).text() if table.item(r, c) else "") for c in columns))
+    return "\n".join(lines)
 
 
 class MainWindow(QMainWindow):
@@ -68,6 +92,7 @@ class MainWindow(QMainWindow):
         self._pending_snapshot: Any = None
         self._last_draw = (0.0, 0.0)  # (wall clock, GUI thread CPU time) when the last snapshot was drawn
         self._running_panel: Panel | None = None
+        self._progress: dict[Panel, Any] = {}  # per tab, the snapshot its status bar shows
         self.error_dialog: QMessageBox | None = None
         self.export_dialog: ExportDialog | None = None
         self.shortcuts_dialog: ShortcutsDialog | None = None
@@ -83,6 +108,7 @@ class MainWindow(QMainWindow):
         for panel in self.panels:
             self.tabs.addTab(panel, panel.title)
             panel.restore({}, self.model)
+        self.tabs.currentChanged.connect(self._tab_changed)
         self.setCentralWidget(self.tabs)
         self._build_menus()
         self._build_toolbar()
@@ -99,9 +125,11 @@ class MainWindow(QMainWindow):
         self.engine.run_finished.connect(lambda snap: self._run_ended(snap, "Run finished"))
         self.engine.run_cancelled.connect(lambda snap: self._run_ended(snap, "Run stopped; Start continues it"))
         self.engine.run_failed.connect(self._run_failed)
-        self.engine.task_failed.connect(self.show_error)
+        self.engine.task_failed.connect(self._task_failed)
         self.engine.busy_changed.connect(self._busy_changed)
 
+        self.setAcceptDrops(True)
+        self._install_key_filters()
         self._restore_settings()
         self._show_model()
         self._update_actions()
@@ -120,12 +148,16 @@ class MainWindow(QMainWindow):
         file_menu.addAction(actions["save"])
         file_menu.addAction(actions["save_as"])
         file_menu.addAction(actions["export"])
+        file_menu.addAction(actions["export_all"])
         file_menu.addSeparator()
         file_menu.addAction(actions["quit"])
         run_menu = self.menuBar().addMenu("&Run")
         run_menu.addAction(actions["start_pause"])
         run_menu.addAction(actions["stop"])
+        run_menu.addSeparator()
+        run_menu.addAction(actions["copy_command"])
         help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(actions["guide"])
         help_menu.addAction(actions["shortcuts"])
         help_menu.addAction(actions["about"])
 
@@ -134,6 +166,9 @@ class MainWindow(QMainWindow):
         actions["save"].triggered.connect(self.save)
         actions["save_as"].triggered.connect(self.save_as)
         actions["export"].triggered.connect(self.open_export_dialog)
+        actions["export_all"].triggered.connect(self.export_all_dialog)
+        actions["copy_command"].triggered.connect(self.copy_command)
+        actions["guide"].triggered.connect(self.show_guide)
         actions["quit"].triggered.connect(self.close)
         actions["start_pause"].triggered.connect(self.toggle_run)
         actions["stop"].triggered.connect(self.stop_run)
@@ -189,7 +224,7 @@ class MainWindow(QMainWindow):
     def _update_device_label(self) -> None:
         self.device_label.setText(f"Device: {pick_device(self.device()).type}")
 
-    def choose_model(self, source: str) -> None:
+    def choose_model(self, source: str, file: str | None = None) -> None:
         """Load another model (in the engine thread); it replaces the current session's results."""
         if not self._confirm_discard():
             return
@@ -197,7 +232,13 @@ class MainWindow(QMainWindow):
             spec, weights, options = "default", None, {}
         else:
             dialog = ModelDialog(source, self)
-            if dialog.exec() != ModelDialog.DialogCode.Accepted:
+            saved = self.store.value("model_dialog", "")
+            dialog.set_entries(json.loads(saved) if saved else {}, source)
+            if file is not None:
+                dialog.set_entries({"zoo_weights": file, "script_file": file}, source)
+            accepted = dialog.exec() == ModelDialog.DialogCode.Accepted
+            self.store.setValue("model_dialog", json.dumps(dialog.entries()))  # offered again, even after an error
+            if not accepted:
                 return
             spec, weights, options = dialog.request()
         self.statusBar().showMessage("Loading the model…")
@@ -217,6 +258,52 @@ class MainWindow(QMainWindow):
         self.model_button.setToolTip(f"{self.model.display_name}: {self.model.n_classes} classes, input {shape}. "
                                      "Click to choose another model.")
 
+    # --- keys and drops ---
+
+    def _install_key_filters(self) -> None:
+        """Space reaches Start/Pause from spin boxes and combo boxes (they have no use for it); Ctrl+C in a table
+        copies its selection, not one cell."""
+        for widget in (*self.findChildren(QAbstractSpinBox), *self.findChildren(QComboBox)):
+            widget.installEventFilter(self)
+            if isinstance(widget, QAbstractSpinBox):
+                widget.findChild(QLineEdit).installEventFilter(self)
+        for table in self.findChildren(QTableWidget):
+            table.installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:
+        if (event.type() == QEvent.Type.ShortcutOverride and event.key() == Qt.Key.Key_Space
+                and event.modifiers() == Qt.KeyboardModifier.NoModifier):
+            return True  # not accepted by the field: the window's Space shortcut fires
+        if event.type() == QEvent.Type.KeyPress and isinstance(watched, QTableWidget) \
+                and event.matches(QKeySequence.StandardKey.Copy):
+            QApplication.clipboard().setText(selection_text(watched))
+            return True
+        return super().eventFilter(watched, event)
+
+    def dragEnterEvent(self, event) -> None:
+        if self._dropped_file(event) is not None and not self.engine.running:
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        path = self._dropped_file(event)
+        if path is None:
+            return
+        event.acceptProposedAction()
+        if path.suffix.lower() in SESSION_SUFFIXES:
+            if self._confirm_discard():
+                self.open_session(path)
+        else:
+            self.choose_model("torchscript" if path.suffix.lower() == ".ts" else "zoo", str(path))
+
+    @staticmethod
+    def _dropped_file(event) -> Path | None:
+        """The first local session or model file among the dropped ones."""
+        for url in event.mimeData().urls() if event.mimeData().hasUrls() else ():
+            path = Path(url.toLocalFile())
+            if url.isLocalFile() and path.suffix.lower() in (*SESSION_SUFFIXES, *MODEL_SUFFIXES):
+                return path
+        return None
+
     # --- runs ---
 
     def current_panel(self) -> Panel:
@@ -229,14 +316,22 @@ class MainWindow(QMainWindow):
             self.start_run()
         elif self.engine.paused:
             self.engine.resume()
+            self._running_panel.set_paused(False)
             self.statusBar().clearMessage()
         else:
             self.engine.pause()
+            self._running_panel.set_paused(True)
             self.statusBar().showMessage("Paused")
+            self.rate_label.setText("paused")
+            self.eta_label.setText("ETA —")
         self._update_actions()
 
     def start_run(self) -> None:
         panel = self.current_panel()
+        if panel.plan().action == "new" and panel.has_results() and not self._confirm_discard(
+                "Start a new run", "Start begins a new run and replaces the current results, which are not "
+                "saved."):
+            return
         try:
             factory = panel.experiment_factory(self.model, self.device())
         except ValueError as exc:
@@ -271,7 +366,9 @@ class MainWindow(QMainWindow):
         snapshot, self._pending_snapshot = self._pending_snapshot, None
         if snapshot is not None and self._running_panel is not None:
             self._running_panel.show_snapshot(snapshot)
-            self._show_progress(snapshot)
+            self._progress[self._running_panel] = snapshot
+            if self._running_panel is self.current_panel() and not self.engine.paused:
+                self._show_progress(snapshot)
 
     def _run_ended(self, snapshot: Any, message: str) -> None:
         self._pending_snapshot = snapshot
@@ -311,15 +408,21 @@ class MainWindow(QMainWindow):
         self.device_combo.setEnabled(not running)
 
     def _show_progress(self, snapshot: Any) -> None:
+        """The status bar: progress of the shown tab's run, in its unit (samples, stimuli…)."""
+        unit = self.current_panel().progress_unit()
         if snapshot is None:
-            self.samples_label.setText("Samples —")
-            self.rate_label.setText("— samples/s")
+            self.samples_label.setText(f"{unit.capitalize()} —")
+            self.rate_label.setText(f"— {unit}/s")
             self.eta_label.setText("ETA —")
             return
-        self.samples_label.setText(f"Samples {snapshot.samples_done:,} / {snapshot.samples_total:,}")
-        self.rate_label.setText(f"{snapshot.samples_per_second:,.0f} samples/s")
+        self.samples_label.setText(f"{unit.capitalize()} {snapshot.samples_done:,} / {snapshot.samples_total:,}")
+        running_here = self.engine.running and self._running_panel is self.current_panel()
+        self.rate_label.setText(f"{snapshot.samples_per_second:,.0f} {unit}/s" if running_here else f"— {unit}/s")
         done = snapshot.samples_done >= snapshot.samples_total
-        self.eta_label.setText("ETA —" if done else f"ETA {format_duration(snapshot.eta_seconds)}")
+        self.eta_label.setText("ETA —" if done or not running_here else f"ETA {format_duration(snapshot.eta_seconds)}")
+
+    def _tab_changed(self) -> None:
+        self._show_progress(self._progress.get(self.current_panel()))
 
     # --- sessions ---
 
@@ -338,19 +441,32 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"{name}[*] — wna-gui")
         self.setWindowModified(self._dirty)
 
-    def _confirm_discard(self) -> bool:
+    def _confirm_discard(self, title: str = "Unsaved results",
+                         text: str = "The current results are not saved.") -> bool:
+        """Whether to go on where unsaved results would be lost: Save (then go on), Discard, or Cancel."""
         if not self._dirty:
             return True
-        answer = QMessageBox.question(
-            self, "Unsaved results", "The current results are not saved. Discard them?",
-            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel)
-        return answer == QMessageBox.StandardButton.Discard
+        buttons = QMessageBox.StandardButton
+        answer = QMessageBox.question(self, title, f"{text} Save them first?",
+                                      buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
+        if answer == buttons.Save:
+            path = self.session_path or self._ask_save_path()
+            if path is None:
+                return False
+            try:  # no run is between units here: the GUI thread may write the session itself
+                self._saved(self._session_writer(path)())
+            except Exception as exc:
+                self.show_error("Could not save the session", describe_error(exc)[0])
+                return False
+            return True
+        return answer == buttons.Discard
 
     def _reset_session(self) -> None:
         self._other_runs, self._other_models, self._other_inputs = {}, {}, {}
         for panel in self.panels:
             panel.restore({}, self.model)
         self.session_path, self._created = None, None
+        self._progress = {}
         self._show_progress(None)
         self.dirty = False
 
@@ -398,6 +514,7 @@ class MainWindow(QMainWindow):
     def _show_restored(self, panel: Panel, snapshots: list) -> None:
         for kind, snapshot in snapshots:
             panel.show_snapshot(snapshot, kind)
+        self._progress[panel] = snapshots[-1][1]
         if panel is self.current_panel():
             self._show_progress(snapshots[-1][1])
 
@@ -503,6 +620,56 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Exported {path}", 5000)
 
     @Slot()
+    def export_all_dialog(self) -> None:
+        directory = QFileDialog.getExistingDirectory(self, "Export all results to a folder",
+                                                     self.store.value("export_dir", "") or self._session_dir())
+        if directory:
+            self.export_all(Path(directory))
+
+    def export_all(self, folder: Path) -> None:
+        """Every run's artefacts into ``folder`` (the files `wna export` writes), in the engine thread."""
+        runs = {name: state for panel in self.panels for name, state in panel.session_states().items()}
+        runs = {**self._other_runs, **runs}
+        if not runs:
+            self.show_error("Nothing to export", "No run has results yet: start one or open a session.")
+            return
+        existing = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        if existing and QMessageBox.question(
+                self, "Export all results", f"{folder} is not empty ({len(existing)} items); files with the same "
+                "names will be replaced. Export there?",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                QMessageBox.StandardButton.Cancel) != QMessageBox.StandardButton.Yes:
+            return
+        model = self.model
+        self.statusBar().showMessage(f"Exporting to {folder}…")
+        self.engine.submit(lambda: export_runs(runs, model, folder), on_done=lambda written: self._exported_all(
+            folder, written), failure_title="Could not export")
+
+    def _exported_all(self, folder: Path, written: list) -> None:
+        self.store.setValue("export_dir", str(folder))
+        self.statusBar().showMessage(f"Exported {len(written)} files to {folder}", 8000)
+
+    @Slot()
+    def copy_command(self) -> None:
+        """The `wna run` command for the settings shown, on the clipboard (so a GUI run can be repeated headless)."""
+        panel = self.current_panel()
+        kind = panel.active_kind()
+        try:
+            config = panel.current_config()
+        except (ValueError, TypeError) as exc:
+            self.show_error("Cannot copy the command", f"Invalid settings: {exc}")
+            return
+        out = self.session_path.name if self.session_path else "session.h5"
+        command = command_for(panel.specs[kind], config, self.model, out)
+        QApplication.clipboard().setText(command)
+        self.statusBar().showMessage(f"Copied: {command}", 8000)
+
+    @Slot()
+    def show_guide(self) -> None:
+        self.guide_dialog = GuideDialog(self)
+        self.guide_dialog.open()
+
+    @Slot()
     def show_shortcuts(self) -> None:
         self.shortcuts_dialog = ShortcutsDialog(self.commands, self)
         self.shortcuts_dialog.open()
@@ -514,10 +681,18 @@ class MainWindow(QMainWindow):
             "from noise, after Borji &amp; Lin, <i>White Noise Analysis of Neural Networks</i>, ICLR 2020.</p>"))
 
     @Slot(str, str, str)
+    def _task_failed(self, title: str, message: str, details: str) -> None:
+        self.statusBar().clearMessage()  # "Loading the model…" / "Opening …" must not outlive a failure
+        self.show_error(title, message, details)
+
+    @Slot(str, str, str)
     def show_error(self, title: str, message: str, details: str = "") -> None:
         """A window-modal box that does not block the event loop; the app stays usable."""
         icon = QMessageBox.Icon.Critical if details else QMessageBox.Icon.Warning
         box = QMessageBox(icon, title, message, QMessageBox.StandardButton.Ok, self)
+        # Return and Esc close the box (with details shown, Return would otherwise toggle them).
+        box.setDefaultButton(QMessageBox.StandardButton.Ok)
+        box.setEscapeButton(QMessageBox.StandardButton.Ok)
         if details:
             box.setDetailedText(details)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)

@@ -145,6 +145,35 @@ def prepare_state(spec: ExperimentSpec, state, config, model: LoadedModel, **inp
     return state
 
 
+def export_run(spec: ExperimentSpec, snapshot, out_dir: Path, variant: str = "all") -> list[Path]:
+    """Write every artefact of one run that has something to show, in each of its formats."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for artefact in spec.artefacts:
+        if variant != "all" and artefact.variant and artefact.variant != variant:
+            continue
+        if not artefact.available(snapshot):
+            continue
+        written += [artefact.write(snapshot, out_dir / f"{artefact.name}{suffix}") for suffix in artefact.suffixes]
+    return written
+
+
+def export_runs(runs: dict, model: LoadedModel, out_dir: Path, variant: str = "all") -> list[Path]:
+    """Every run's artefacts (what `wna export` and the app's Export all write).
+
+    A run named after its kind (the usual: one per kind) exports into ``out_dir``
+    itself, others into a folder named after the run.
+    """
+    from .registry import spec_for_state
+
+    written = []
+    for name, state in runs.items():
+        spec = spec_for_state(state)
+        folder = Path(out_dir) if name == spec.kind else Path(out_dir) / name
+        written += export_run(spec, spec.snapshot(state, model), folder, variant)
+    return written
+
+
 class Experiment:
     """Base of a run: a state, a Runtime and the Work protocol of core.driver, run by :func:`drive`.
 

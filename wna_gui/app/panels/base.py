@@ -21,7 +21,7 @@ from typing import Any, Callable
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from ...core.control import RunControl
-from ...core.experiment import ExperimentSpec, plan_run, prepare_state
+from ...core.experiment import ExperimentSpec, RunPlan, plan_run, prepare_state
 from ...core.models import LoadedModel
 from ..forms import SettingsForm
 from ..plots import export_view
@@ -48,6 +48,7 @@ class Panel(QWidget):
         self.states: dict[str, Any] = {}  # kind → the state Start continues (or None)
         self.snapshots: dict[str, Any] = {}  # kind → latest snapshot drawn
         self.running_kind: str | None = None
+        self.paused = False
         self.forms = {kind: SettingsForm(spec.config) for kind, spec in self.specs.items()}
         self.plan_label = QLabel()
         self.plan_label.setObjectName("plan_label")
@@ -113,16 +114,34 @@ class Panel(QWidget):
                 self.form_changed(kind)
         self.plan_label.setText(self.plan_text())
 
-    def plan_text(self) -> str:
-        """What Start will do, so continuing, extending, refitting or restarting is never a surprise."""
-        if self.running_kind is not None:
-            return "Running…"
+    def plan(self) -> RunPlan:
+        """What Start will do with the settings shown (action "invalid" when they cannot run)."""
         kind = self.active_kind()
         try:
             config = self.forms[kind].config()
         except (ValueError, TypeError) as exc:
-            return f"Invalid settings: {exc}"
-        return plan_run(self.specs[kind], self.states.get(kind), config).message
+            return RunPlan("invalid", f"Invalid settings: {exc}")
+        return plan_run(self.specs[kind], self.states.get(kind), config)
+
+    def plan_text(self) -> str:
+        """What Start will do, so continuing, extending, refitting or restarting is never a surprise."""
+        if self.running_kind is not None:
+            return ("Paused: Start (Space) resumes, Stop (Esc) ends the run; both keep the results."
+                    if self.paused else "Running…")
+        return self.plan().message
+
+    def progress_unit(self) -> str:
+        """The unit the status bar counts in for the experiment shown or running (samples, stimuli…)."""
+        return self.specs[self.running_kind or self.active_kind()].unit
+
+    def has_results(self, kind: str | None = None) -> bool:
+        """Whether the experiment shown (or ``kind``) holds measured results."""
+        state = self.states.get(kind or self.active_kind())
+        return state is not None and state.progress_done > 0
+
+    def current_config(self):
+        """The config of the form shown (ValueError, one line, when it cannot run)."""
+        return self.forms[self.active_kind()].config()
 
     def settings(self) -> dict:
         """Every form's widget values and the view options, JSON-friendly, remembered between launches."""
@@ -135,9 +154,14 @@ class Panel(QWidget):
         self.apply_view_settings(values.get("view", {}))
         self._show_active_form()
 
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        self.plan_label.setText(self.plan_text())
+
     def set_running(self, running: bool) -> None:
         """Lock the settings while a run is between units."""
         self.running_kind = self.active_kind() if running else None
+        self.paused = False
         for form in self.forms.values():
             form.set_locked(running)
         self.plan_label.setText(self.plan_text())

@@ -1,0 +1,264 @@
+"""The main window as a scientist meets it: honest status, no silent loss, keys that work, help and exports.
+
+Driven through the real window and engine thread (offscreen Qt).
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QTableWidget
+
+from wna_gui.app.dialogs import ExportDialog
+from wna_gui.app.main_window import MainWindow
+from wna_gui.app.panels.base import ExportTarget
+from wna_gui.cli import build_parser, config_from_args, main
+from wna_gui.core.classification import KIND
+from wna_gui.core.psychometric import KIND as PSYCHOMETRIC
+from wna_gui.core.registry import spec_of
+
+RUN_TIMEOUT_MS = 90_000
+SMALL_RUN = {"samples": 3000, "batch_size": 500, "seed": 7}
+CURVES = {"target": 3, "layer": "fc1", "k_values": "0, 5", "gammas": 3, "n_boot": 0, "gof_samples": 0}
+BUTTONS = QMessageBox.StandardButton
+
+
+@pytest.fixture
+def answers(monkeypatch):
+    """Scripted answers to QMessageBox.question by title (default: Discard), recording the titles asked."""
+    asked, replies = [], {}
+
+    def question(parent, title, text, *args, **kwargs):
+        asked.append(title)
+        return replies.get(title, BUTTONS.Discard)
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    return asked, replies
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, answers):
+    from PySide6.QtCore import QSettings
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings=settings, data_dir=tmp_path / "appdata")
+    qtbot.addWidget(window)
+    window.show()
+    return window
+
+
+def run(qtbot, window, signal="run_finished"):
+    with qtbot.waitSignal(getattr(window.engine, signal), timeout=RUN_TIMEOUT_MS):
+        window.start_run()
+
+
+def classification(window):
+    return window.panels[0]
+
+
+def psychometric(window):
+    return window.panels[1]
+
+
+def test_status_bar_shows_the_shown_tabs_run_in_its_unit(window, qtbot):
+    classification(window).forms[KIND].set_values(SMALL_RUN)
+    run(qtbot, window)
+    assert window.samples_label.text() == "Samples 3,000 / 3,000"
+    window.tabs.setCurrentWidget(psychometric(window))
+    assert window.samples_label.text() == "Stimuli —", "the psychometric tab has no run: it must not show another's"
+    psychometric(window).forms[PSYCHOMETRIC].set_values(CURVES)
+    run(qtbot, window)
+    assert window.samples_label.text() == "Stimuli 600 / 600"
+    window.tabs.setCurrentWidget(classification(window))
+    assert window.samples_label.text() == "Samples 3,000 / 3,000"
+
+
+def test_pause_says_paused_and_freezes_no_numbers(window, qtbot):
+    panel = classification(window)
+    panel.forms[KIND].set_values({**SMALL_RUN, "samples": 2_000_000})
+    with qtbot.waitSignal(window.engine.snapshot, timeout=RUN_TIMEOUT_MS):
+        window.start_run()
+    assert panel.plan_label.text() == "Running…"
+    window.toggle_run()  # pause
+    assert panel.plan_label.text().startswith("Paused")
+    assert window.rate_label.text() == "paused" and window.eta_label.text() == "ETA —"
+    window.toggle_run()  # resume
+    assert panel.plan_label.text() == "Running…"
+    with qtbot.waitSignal(window.engine.run_cancelled, timeout=RUN_TIMEOUT_MS):
+        window.stop_run()
+    assert "Start continues the run" in panel.plan_label.text()
+
+
+def test_a_failed_task_clears_its_progress_message(window, qtbot, tmp_path):
+    missing = tmp_path / "missing.pt"
+    window.statusBar().showMessage("Loading the model…")
+    with qtbot.waitSignal(window.engine.task_failed, timeout=10_000):
+        from wna_gui.core.models import load_model
+
+        window.engine.submit(lambda: load_model("mnist_cnn", missing), on_done=window.set_model,
+                             failure_title="Could not load the model")
+    assert window.statusBar().currentMessage() == ""
+    assert window.error_dialog is not None and "missing.pt" in window.error_dialog.text()
+
+
+def test_starting_over_unsaved_results_asks_and_cancel_keeps_them(window, qtbot, answers):
+    asked, replies = answers
+    panel = classification(window)
+    panel.forms[KIND].set_values(SMALL_RUN)
+    run(qtbot, window)
+    before = panel.states[KIND]
+    panel.forms[KIND].set_values({"seed": 8})
+    replies["Start a new run"] = BUTTONS.Cancel
+    window.start_run()
+    assert asked[-1] == "Start a new run" and not window.engine.running
+    assert panel.states[KIND] is before and panel.states[KIND].config.seed == 7
+
+
+def test_save_from_the_question_saves_then_starts(window, qtbot, answers, tmp_path, monkeypatch):
+    asked, replies = answers
+    panel = classification(window)
+    panel.forms[KIND].set_values(SMALL_RUN)
+    run(qtbot, window)
+    target = tmp_path / "kept.h5"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "")))
+    panel.forms[KIND].set_values({"seed": 8})
+    replies["Start a new run"] = BUTTONS.Save
+    run(qtbot, window)
+    from wna_gui.core.session import load_session
+
+    assert load_session(target).runs[KIND].config.seed == 7, "the old results were saved before the new run"
+    assert panel.states[KIND].config.seed == 8
+
+
+def test_error_box_closes_on_return(window):
+    window.show_error("Run failed", "model produced NaN or infinite outputs", "Traceback …")
+    box = window.error_dialog
+    assert box.defaultButton() is box.button(BUTTONS.Ok) and box.escapeButton() is box.button(BUTTONS.Ok)
+
+
+def test_export_never_overwrites_silently(window, tmp_path, answers):
+    asked, replies = answers
+    target = tmp_path / "plot.png"
+    target.write_bytes(b"precious")
+    written = []
+    dialog = ExportDialog([ExportTarget("Plot", (".png",), lambda path: written.append(path))], str(tmp_path), window)
+    dialog.path.edit.setText(str(target))
+    replies["Replace file?"] = BUTTONS.Cancel
+    dialog.accept()
+    assert asked[-1] == "Replace file?" and not written and target.read_bytes() == b"precious"
+    replies["Replace file?"] = BUTTONS.Yes
+    dialog.accept()
+    assert written == [target]
+
+
+def test_space_starts_a_run_while_a_spin_box_has_focus(window, qtbot):
+    panel = classification(window)
+    panel.forms[KIND].set_values({**SMALL_RUN, "samples": 2_000_000})
+    spin = panel.forms[KIND].editor("samples")
+    window.activateWindow()
+    spin.setFocus()
+    with qtbot.waitSignal(window.engine.snapshot, timeout=RUN_TIMEOUT_MS):
+        qtbot.keyClick(spin, Qt.Key.Key_Space)
+    assert spin.value() == 2_000_000, "Space must not edit the field"
+    with qtbot.waitSignal(window.engine.run_cancelled, timeout=RUN_TIMEOUT_MS):
+        window.stop_run()
+
+
+def test_ctrl_c_in_the_fit_table_copies_rows(window, qtbot):
+    panel = psychometric(window)
+    window.tabs.setCurrentWidget(panel)
+    panel.forms[PSYCHOMETRIC].set_values(CURVES)
+    run(qtbot, window)
+    table = panel.findChild(QTableWidget, "fit_table")
+    table.selectAll()
+    qtbot.keyClick(table, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    lines = QApplication.clipboard().text().splitlines()
+    assert len(lines) == table.rowCount() == 2
+    assert lines[0].split("\t")[0] == "0" and len(lines[0].split("\t")) == table.columnCount()
+
+
+def test_copied_command_reruns_the_same_settings_headless(window):
+    for panel, kind, values in ((classification(window), KIND, {**SMALL_RUN, "weighting": "confidence"}),
+                                (psychometric(window), PSYCHOMETRIC, {**CURVES, "sign": -1})):
+        window.tabs.setCurrentWidget(panel)
+        panel.forms[kind].set_values(values)
+        window.copy_command()
+        words = shlex.split(QApplication.clipboard().text())
+        assert words[:3] == ["wna", "run", spec_of(kind).command]
+        args = build_parser().parse_args(words[1:])
+        spec = spec_of(kind)
+        assert config_from_args(spec, args, spec.config(), window.model) == panel.forms[kind].config()
+
+
+def test_export_all_writes_what_wna_export_writes(window, qtbot, tmp_path, monkeypatch):
+    classification(window).forms[KIND].set_values(SMALL_RUN)
+    run(qtbot, window)
+    window.save_to(tmp_path / "s.h5")
+    qtbot.waitUntil(lambda: (tmp_path / "s.h5").exists(), timeout=10_000)
+    assert main(["export", str(tmp_path / "s.h5"), "--out", str(tmp_path / "cli")]) == 0
+    folder = tmp_path / "app"
+    folder.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(folder)))
+    window.export_all_dialog()
+    qtbot.waitUntil(lambda: "Exported" in window.statusBar().currentMessage(), timeout=30_000)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in (tmp_path / "cli").iterdir())
+
+
+def test_dropping_a_session_opens_it(window, qtbot, tmp_path):
+    classification(window).forms[KIND].set_values(SMALL_RUN)
+    run(qtbot, window)
+    path = tmp_path / "dropped.h5"
+    window.save_to(path)
+    qtbot.waitUntil(lambda: path.exists() and not window.dirty, timeout=10_000)
+    window.new_session()
+    assert classification(window).states == {}
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    qtbot.waitUntil(lambda: classification(window).snapshot is not None, timeout=20_000)
+    assert window.session_path == path and classification(window).states[KIND].samples_done == 3000
+
+
+def test_model_dialog_offers_the_last_entries_again(window, qtbot, monkeypatch, tmp_path):
+    from wna_gui.app.dialogs import ModelDialog
+
+    weights = str(tmp_path / "not-there.pt")
+    seen = []
+
+    def exec_dialog(dialog):
+        seen.append(dialog.entries())
+        dialog.zoo_weights.edit.setText(weights)
+        return ModelDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(ModelDialog, "exec", exec_dialog)
+    with qtbot.waitSignal(window.engine.task_failed, timeout=10_000):
+        window.choose_model("zoo")
+    monkeypatch.setattr(ModelDialog, "exec", lambda dialog: seen.append(dialog.entries()) or
+                        ModelDialog.DialogCode.Rejected)
+    window.choose_model("zoo")
+    assert seen[-1]["zoo_weights"] == weights, "the entries typed before the failure are offered again"
+
+
+def test_user_guide_explains_terms_and_cites_the_paper(window):
+    window.show_guide()
+    text = window.guide_dialog.browser.toPlainText()
+    for term in ("map→j", "softmax", "clip to [low, high]", "split-half reliability", "guess", "lapse"):
+        assert term in text, term
+    assert "Borji" in text and "arxiv.org/abs/1912.12106" in text
+
+
+def test_desktop_entry_installs_for_the_user(tmp_path):
+    from wna_gui.app.desktop_entry import install_desktop_entry
+
+    entry, icon = install_desktop_entry(tmp_path)
+    text = entry.read_text()
+    assert entry == tmp_path / "applications" / "wna-gui.desktop" and "Icon=wna-gui" in text
+    exec_line = next(line for line in text.splitlines() if line.startswith("Exec="))
+    assert exec_line.endswith(" %f") and Path(shlex.split(exec_line[5:])[0]).name.startswith(("wna-gui", "python"))
+    assert icon.read_text().lstrip().startswith("<svg")
