@@ -86,9 +86,12 @@ def test_spec_dict_round_trip_and_checkpoints():
     assert GaussianNoise.from_dict(spec.to_dict()) == spec
     assert noise_from_dict(UniformNoise(low=-1.0, high=2.0).to_dict()) == UniformNoise(low=-1.0, high=2.0)
     # A source records only its own parameters; another source's keys in a dict are ignored.
-    assert spec.to_dict() == {"kind": "gaussian", "mean": 0.4, "std": 0.1, "clip": True, "low": 0.0, "high": 1.0}
-    assert UniformNoise().to_dict() == {"kind": "uniform", "low": 0.0, "high": 1.0}
-    assert noise_from_dict({"kind": "uniform", "low": 0.0, "high": 1.0, "mean": 0.3, "std": 0.1}) == UniformNoise()
+    assert spec.to_dict() == {"kind": "gaussian", "mean": 0.4, "std": 0.1, "clip": True, "low": 0.0, "high": 1.0,
+                              "generator": "counter"}
+    assert UniformNoise().to_dict() == {"kind": "uniform", "low": 0.0, "high": 1.0, "generator": "counter"}
+    # Another source's keys are ignored; a record without a generator is from before the counter-based one.
+    assert noise_from_dict({"kind": "uniform", "low": 0.0, "high": 1.0, "mean": 0.3, "std": 0.1}) == \
+        UniformNoise(generator="torch")
     assert log_spaced_checkpoints(1000, 20_000) == [1000, 10_000]
     with pytest.raises(ValueError):
         UniformNoise().block(-1, 0, 10, SHAPE)

@@ -76,7 +76,7 @@ def test_format_1_opens_with_every_run_migrated(old):
 
     config = old.runs[CLASSIFICATION].config
     # Format 1 stored every noise field of either kind; the source now holds only its own.
-    assert config.noise == GaussianNoise(mean=0.5, std=0.3, clip=True)
+    assert config.noise == GaussianNoise(mean=0.5, std=0.3, clip=True, generator="torch")  # how 0.1 drew it
     assert (config.samples, config.batch_size, config.seed, config.weighting) == (3000, 500, 5, "none")
 
     psychometric = old.runs[PSYCHOMETRIC]
@@ -84,7 +84,7 @@ def test_format_1_opens_with_every_run_migrated(old):
     # The λ in use moved from beside the config into it.
     assert psychometric.config.lambda_ == psychometric.lambda_ == 0.01
     assert (psychometric.config.target, psychometric.config.layer, psychometric.config.k_values) == (3, "fc1", (0, 5))
-    assert psychometric.config.gammas == (0, 0.25, 0.5, 0.75, 1) and psychometric.config.noise == UniformNoise()
+    assert psychometric.config.gammas == (0, 0.25, 0.5, 0.75, 1) and psychometric.config.noise == UniformNoise(generator="torch")
     assert (psychometric.config.n_boot, psychometric.config.gof_samples, psychometric.config.seed) == (20, 0, 2)
     assert psychometric.finished
 

@@ -77,6 +77,40 @@ class Runtime:
             raise EngineError("model produced NaN or infinite outputs" + (f" {context}" if context else ""))
         return logits
 
+    def input_gradients(self, x: torch.Tensor, classes=None, batch_size: int | None = None,
+                        context: str = "") -> torch.Tensor:
+        """∂z_k/∂x of each sample for each class k in ``classes`` (every class when None), from autograd:
+        (B, len(classes), *x.shape[1:]) float32 on the device, checked for finiteness.
+
+        One forward pass with gradients and one backward pass per class (parameters need no gradients).
+        Call it outside ``torch.inference_mode()``: ``x`` must not be an inference tensor.
+        """
+        classes = list(range(self.n_classes)) if classes is None else [int(k) for k in classes]
+        step = min(s for s in (batch_size, self.chunk, len(x)) if s)
+        outputs = []
+        with friendly_errors(batch_size or len(x)), torch.enable_grad():
+            for chunk in x.detach().split(max(step, 1)):
+                if self.channels_last:
+                    chunk = chunk.contiguous(memory_format=torch.channels_last)
+                chunk = chunk.clone().requires_grad_(True)
+                logits = self.network(chunk)
+                if logits.ndim != 2 or logits.shape != (chunk.shape[0], self.n_classes):
+                    raise EngineError(f"model returned shape {tuple(logits.shape)} for {chunk.shape[0]} samples; "
+                                      f"expected (batch, {self.n_classes})")
+                if not logits.requires_grad:
+                    raise EngineError("the model's outputs carry no gradient: the gradient estimator needs a "
+                                      "differentiable model")
+                rows = []
+                for i, k in enumerate(classes):
+                    (gradient,) = torch.autograd.grad(logits[:, k].sum(), chunk, retain_graph=i < len(classes) - 1,
+                                                      allow_unused=True)
+                    rows.append(torch.zeros_like(chunk) if gradient is None else gradient)
+                outputs.append(torch.stack(rows, 1).contiguous())
+        gradients = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+        if not torch.isfinite(gradients).all():
+            raise EngineError("model produced NaN or infinite gradients" + (f" {context}" if context else ""))
+        return gradients
+
     def check_noise_device(self, state) -> None:
         """Refuse to continue a run whose noise came from another device's generator; claim a fresh one.
 
@@ -84,6 +118,11 @@ class Runtime:
         machine can still be viewed and exported anywhere.
         """
         started, finished = state.progress_done > 0, state.finished
+        noise = getattr(state.config, "noise", None)
+        if noise is not None and noise.device_independent:  # counter-based noise: the same on every device
+            if not started:
+                state.noise_device = self.device.type
+            return
         if state.noise_device and started and not finished and state.noise_device != self.device.type:
             raise EngineError(f"this session's noise was drawn on {state.noise_device}; continue it on "
                               f"{state.noise_device} to get the same noise (device is {self.device.type})")
