@@ -13,13 +13,14 @@ import pytest
 import torch
 from PySide6.QtCore import QPointF, QSettings, Qt
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QSplitter
+from PySide6.QtWidgets import QFileDialog, QLabel, QMessageBox, QPushButton, QSplitter
 from torch import nn
 
 from wna_gui.app.main_window import MainWindow
 from wna_gui.app.panels import build_panels
 from wna_gui.app.panels.classification import ClassificationPanel
 from wna_gui.core.classification import KIND, ClassificationImageConfig, ClassificationImageExperiment
+from wna_gui.core.estimators import ESTIMATOR_NAMES, ESTIMATORS
 from wna_gui.core.models import CIFAR10_CLASSES, MNIST_CLASSES, InputSpec, LoadedModel, load_default
 from wna_gui.core.noise import GaussianNoise
 from wna_gui.core.registry import EXPERIMENTS
@@ -93,8 +94,12 @@ def headless(samples, batch_size=500, seed=7, model=None):
 
 def assert_maps_equal(a, b, atol=1e-12):
     np.testing.assert_array_equal(a.counts, b.counts)
+    assert a.estimators == b.estimators
     for view in ("mean", "centered", "zmap"):
         np.testing.assert_allclose(a.maps.of(view), b.maps.of(view), rtol=0, atol=atol, equal_nan=True)
+        for estimator in a.estimators:
+            np.testing.assert_allclose(a.maps_of(estimator).of(view), b.maps_of(estimator).of(view), rtol=0,
+                                       atol=atol, equal_nan=True, err_msg=f"{estimator} {view}")
 
 
 def tiles(panel):
@@ -163,7 +168,7 @@ def test_launches_with_default_model_panels_and_shortcuts(window):
 def test_run_streams_and_counts_on_screen_equal_the_engine(window, qtbot):
     panel = panel_of(window)
     configure(panel, SMALL_RUN, samples=4000)
-    assert panel.plan_label.text() == "Start begins a new run of 4,000 samples."
+    assert panel.plan_label.text().startswith("Start begins a new run of 4,000 samples. Accumulators for 10 classes")
     snapshots = []
     window.engine.snapshot.connect(snapshots.append)
     run_to_end(qtbot, window)
@@ -171,33 +176,89 @@ def test_run_streams_and_counts_on_screen_equal_the_engine(window, qtbot):
 
     np.testing.assert_array_equal(panel.frequency_plot.heights(), expected.counts)
     assert_maps_equal(panel.snapshot, expected)
-    for title, name, count in zip(tile_titles(panel), expected.class_names, expected.counts):
-        assert title.startswith(name) and (f"n={count:,}" in title if count else "no samples" in title)
     assert window.samples_label.text() == "Samples 4,000 / 4,000"
     assert window.isWindowModified()
     assert snapshots, "the worker streamed no snapshot"
+    # The default estimator on screen is the logit kernel: every class has a map (default view: z-maps).
+    assert panel.estimator == "logit"
+    kernel = expected.maps_of("logit")
+    assert all(tile.values is not None for tile in tiles(panel))
+    for k, tile in enumerate(tiles(panel)):
+        np.testing.assert_array_equal(tile.values.reshape(-1), kernel.of("zmap", [k])[0])
+    assert all(" · r=" in title for title in tile_titles(panel))
+    panel.set_estimator("hard")
+    for title, name, count in zip(tile_titles(panel), expected.class_names, expected.counts):
+        assert title.startswith(name) and (f"n={count:,}" in title if count else "no samples" in title)
     dominant = int(np.argmax(expected.counts))
-    assert tiles(panel)[dominant].values is not None
-    np.testing.assert_array_equal(tiles(panel)[dominant].values.reshape(-1),
-                                  expected.maps.of("zmap", [dominant])[0])  # the default view: z-maps
+    np.testing.assert_array_equal(tiles(panel)[dominant].values.reshape(-1), expected.maps.of("zmap", [dominant])[0])
+    assert tiles(panel)[int(np.argmin(expected.counts))].values is None
+    # The convergence race: one curve per estimator, the reliability (Spearman-Brown) mean over all classes.
     curves = drawn_curves(panel.convergence_plot)
-    assert "mean over classes" in curves
-    finite = np.isfinite(expected.reliability_mean)
-    np.testing.assert_array_equal(curves["mean over classes"][0], expected.reliability_samples[finite])
-    np.testing.assert_allclose(curves["mean over classes"][1], expected.reliability_mean[finite])
+    assert {"hard label", "logit kernel", "probability-weighted"} <= set(curves)
+    for name, label in (("hard", "hard label"), ("logit", "logit kernel")):
+        race = expected.convergence[name]
+        finite = np.isfinite(race.mean())
+        np.testing.assert_array_equal(curves[label][0], race.samples[finite])
+        np.testing.assert_allclose(curves[label][1], race.mean()[finite])
+    assert curves["logit kernel"][1][-1] > curves["hard label"][1][-1]
     assert "complete" in panel.plan_label.text()
 
 
-def test_map_view_choice_redraws_the_maps(window, qtbot):
+def test_map_view_and_estimator_choices_redraw_the_maps(window, qtbot):
     panel = panel_of(window)
     configure(panel, SMALL_RUN, samples=1000)
     run_to_end(qtbot, window)
     dominant = int(np.argmax(panel.snapshot.counts))
-    for view in ("mean", "centered", "zmap"):
-        panel.view.setCurrentIndex(panel.view.findData(view))
-        assert panel.settings()["view"] == {"map_view": view}
-        np.testing.assert_allclose(tiles(panel)[dominant].values.reshape(-1),
-                                   panel.snapshot.maps.of(view, [dominant])[0])
+    buttons = {name: panel.findChild(QPushButton, f"estimator_{name}") for name in ESTIMATOR_NAMES}
+    assert [name for name, button in buttons.items() if button.isVisible()] == ["hard", "logit", "prob"]
+    for estimator in ("hard", "logit", "prob"):
+        qtbot.mouseClick(buttons[estimator], Qt.MouseButton.LeftButton)
+        assert panel.estimator == estimator
+        for view in ("mean", "centered", "zmap"):
+            panel.view.setCurrentIndex(panel.view.findData(view))
+            assert panel.settings()["view"] == {"map_view": view, "estimator": estimator, "reliability": "corrected"}
+            assert panel.view.currentText() == ESTIMATORS[estimator].view_titles[view]
+            np.testing.assert_allclose(tiles(panel)[dominant].values.reshape(-1),
+                                       panel.snapshot.maps_of(estimator).of(view, [dominant])[0])
+        assert ESTIMATORS[estimator].label.capitalize() in panel.findChild(QLabel, "estimator_facts").text()
+    # The race's y axis follows the reliability choice.
+    panel.reliability_mode.setCurrentIndex(panel.reliability_mode.findData("raw"))
+    raw = panel.snapshot.convergence["logit"].mean(corrected=False)
+    np.testing.assert_allclose(drawn_curves(panel.convergence_plot)["logit kernel"][1], raw[np.isfinite(raw)])
+
+
+def test_a_new_run_says_how_much_memory_its_accumulators_take(window):
+    panel = panel_of(window)
+    configure(panel, estimators=["hard", "logit"])
+    assert panel.plan_label.text().startswith("Start begins a new run of 100,000 samples. Accumulators for 10 "
+                                              "classes × 784 pixels:")
+    assert "logit" in panel.plan_label.text() and "prob" not in panel.plan_label.text()
+
+
+def test_the_slider_browses_each_estimators_stored_checkpoints(window, qtbot):
+    panel = panel_of(window)
+    configure(panel, SMALL_RUN, samples=12_000, batch_size=1000)
+    run_to_end(qtbot, window)
+    snapshot = panel.snapshot
+    slider = panel.checkpoint_slider
+    assert sorted(snapshot.checkpoints) == [1000, 10_000]
+    assert slider.isEnabled() and slider.maximum() == 2 and slider.value() == 2
+    assert panel.checkpoint_label.text() == "now: 12,000"
+    panel.view.setCurrentIndex(panel.view.findData("centered"))
+    for position, samples in ((0, 1000), (1, 10_000)):
+        slider.setValue(position)
+        assert panel.selected_checkpoint() == samples and panel.checkpoint_label.text() == f"at {samples:,}"
+        for estimator in snapshot.estimators:
+            panel.set_estimator(estimator)
+            recorded = snapshot.maps_of(estimator, samples)
+            for k, tile in enumerate(tiles(panel)):
+                expected = recorded.of("centered", [k])[0]
+                if np.isfinite(expected).all():
+                    np.testing.assert_array_equal(tile.values.reshape(-1), expected.astype(np.float32))
+                else:
+                    assert tile.values is None
+    slider.setValue(2)
+    assert panel.selected_checkpoint() is None
 
 
 def test_pause_resume_and_stop_between_batches(window, qtbot):
@@ -347,6 +408,26 @@ def test_exports_write_valid_files(window, qtbot, tmp_path):
         np.testing.assert_array_equal(arrays["maps"].reshape(len(arrays["classes"]), -1),
                                       getattr(snapshot.maps, view))
         np.testing.assert_array_equal(arrays["counts"], counts)
+    for view in ("mean", "centered", "zmap"):
+        label = next(a.label for a in ClassificationImageExperiment.spec.artefacts if a.name == f"estimators_{view}")
+        arrays = written[(label, ".npz")]
+        assert list(arrays["estimators"]) == ["hard", "logit", "prob"] and str(arrays["view"]) == view
+        for estimator in ("logit", "prob"):
+            estimated = snapshot.maps_of(estimator)
+            np.testing.assert_array_equal(arrays[f"{estimator}_classes"], np.arange(10))
+            np.testing.assert_array_equal(arrays[f"{estimator}_maps"].reshape(10, -1), getattr(estimated, view))
+            np.testing.assert_array_equal(arrays[f"{estimator}_support"], estimated.support)
+            assert int(arrays[f"{estimator}_samples"]) == 2000
+        np.testing.assert_array_equal(arrays["hard_classes"], np.flatnonzero(counts))
+        assert written[(label, ".png")].height() > 3 * 28 * 4  # a row per estimator
+    progression = written[("How the maps built up: every estimator at 1e3, 1e4, … samples (figure)", ".png")]
+    assert progression.width() > 10 * 28 * 4 and progression.height() > 6 * 28 * 4  # 3 estimators × 2 rows
+    shown = written[("Maps of the estimator shown: publication figure", ".png")]
+    assert shown.width() >= 5 * 28 * 8  # the logit kernel's 10 maps, native pixels upscaled
+    rows = written[("Split-half reliability of every estimator over samples (raw and Spearman–Brown)", ".csv")]
+    logit = [row for row in rows if row["estimator"] == "logit" and row["split_half_r"]]
+    assert logit and all(abs(float(row["spearman_brown_r"]) - 2 * float(row["split_half_r"]) /
+                             (1 + float(row["split_half_r"]))) < 1e-5 for row in logit)
     table = written[("Class table: counts, map predictions, split-half r", ".csv")]
     assert [int(row["count"]) for row in table] == counts.tolist()
     assert all(row["map_prediction"] for row, count in zip(table, counts) if count)
@@ -458,7 +539,7 @@ def test_settings_and_layout_persist(make_window, settings):
     first = make_window()
     gaussian = {"kind": "gaussian", "mean": 0.5, "std": 0.2}
     panel_of(first).apply_settings({"forms": {KIND: {"seed": 42, "samples": 5000, "noise": gaussian}},
-                                    "view": {"map_view": "centered"}})
+                                    "view": {"map_view": "centered", "estimator": "prob", "reliability": "raw"}})
     splitter = panel_of(first).findChild(QSplitter, "maps_splitter")
     splitter.setSizes([500, 100])
     share = splitter.sizes()[0] / sum(splitter.sizes())
@@ -469,7 +550,8 @@ def test_settings_and_layout_persist(make_window, settings):
     panel = panel_of(second)
     values = panel.settings()
     assert values["forms"][KIND]["seed"] == 42 and values["forms"][KIND]["samples"] == 5000
-    assert values["view"] == {"map_view": "centered"} and panel.view.currentData() == "centered"
+    assert values["view"] == {"map_view": "centered", "estimator": "prob", "reliability": "raw"}
+    assert panel.view.currentData() == "centered" and panel.estimator == "prob"
     assert values["forms"][KIND]["noise"]["kind"] == "gaussian"
     assert values["forms"][KIND]["noise"]["std"] == pytest.approx(0.2)
     sizes = panel.findChild(QSplitter, "maps_splitter").sizes()

@@ -164,11 +164,14 @@ def test_convergence_record_of_the_bundled_model(bundled):
     experiment, snapshot = run(bundled, samples=20_000, seed=0)
     state = experiment.state
     assert sorted(state.checkpoint_maps) == [1000, 10_000]
-    for classes, mean_maps in state.checkpoint_maps.values():
-        assert mean_maps.shape == (len(classes), 784) and set(classes) <= set(np.flatnonzero(snapshot.counts))
+    for by_estimator in state.checkpoint_maps.values():
+        assert set(by_estimator) == {"hard", "logit", "prob"}
+        hard = by_estimator["hard"]
+        assert hard.mean.shape == (len(hard.classes), 784) and set(hard.classes) <= set(np.flatnonzero(snapshot.counts))
     # The 1e4 checkpoint is the mean map at that point, not the final one.
-    classes, mean_maps = state.checkpoint_maps[10_000]
-    assert not np.allclose(mean_maps, snapshot.maps.of("mean", classes))
+    hard = state.checkpoint_maps[10_000]["hard"]
+    assert hard.support.sum() == 10_000
+    assert not np.allclose(hard.mean, snapshot.maps.of("mean", hard.classes))
 
     samples = snapshot.reliability_samples
     assert samples[-1] == 20_000 and np.all(np.diff(samples) > 0)
@@ -180,6 +183,18 @@ def test_convergence_record_of_the_bundled_model(bundled):
     r, n = r[finite], samples[finite]
     assert r[-1] > r[0] + 0.1
     assert np.corrcoef(np.argsort(np.argsort(n)), np.argsort(np.argsort(r)))[0, 1] > 0.8
+
+
+def test_the_other_estimators_leave_the_hard_label_maps_unchanged(bundled):
+    # The paper's maps of a run with every default estimator are bit for bit those of a hard-label-only run.
+    _, alone = run(bundled, samples=3000, batch_size=1000, seed=8, estimators=("hard",))
+    _, together = run(bundled, samples=3000, batch_size=1000, seed=8)
+    assert together.estimators == ("hard", "logit", "prob") and alone.estimators == ("hard",)
+    np.testing.assert_array_equal(together.counts, alone.counts)
+    for view in ("mean", "centered", "zmap"):
+        np.testing.assert_array_equal(together.maps.of(view), alone.maps.of(view))
+    np.testing.assert_array_equal(together.reliability_per_class, alone.reliability_per_class)
+    np.testing.assert_array_equal(together.map_predictions, alone.map_predictions)
 
 
 def test_confidence_weighting_weights_each_sample_by_its_top_probability(bundled):

@@ -1,4 +1,4 @@
-"""Plot widgets: the per-class map grid, the class-frequency bars and the convergence curves.
+"""Plot widgets: the per-class map grid, the class-frequency bars and the estimators' convergence race.
 
 They only draw what they are given (numpy arrays from a snapshot); they hold no
 experiment logic. Levels are fixed by the caller for each repaint, never
@@ -100,7 +100,7 @@ class MapGrid(pg.GraphicsLayoutWidget):
         self._colorbar.axis.setPen(TEXT_COLOR)
         self.scene().sigMouseMoved.connect(self._mouse_moved)
 
-    def show_maps(self, tiles: list[MapTile], levels: tuple[float, float], view: str) -> None:
+    def show_maps(self, tiles: list[MapTile], levels: tuple[float, float], view: str, label: str | None = None) -> None:
         shape = next((t.image.shape for t in tiles if t.image is not None), self._shape)
         key = (tuple(t.class_index for t in tiles), shape)
         if key != self._key:
@@ -110,7 +110,7 @@ class MapGrid(pg.GraphicsLayoutWidget):
             view_item.show(tile, levels, self._lut)
         if shape[0] == 1 and any(t.image is not None for t in tiles):
             self._colorbar.setLevels(levels)
-            self._colorbar.setLabel("left", figures.MAP_VIEW_LABELS.get(view, view), color=TEXT_COLOR)
+            self._colorbar.setLabel("left", label or figures.MAP_VIEW_LABELS.get(view, view), color=TEXT_COLOR)
             self._colorbar.show()
         else:
             self._colorbar.hide()
@@ -171,23 +171,40 @@ class ClassFrequencyPlot(pg.PlotWidget):
         return np.asarray(self._bars.opts["height"])
 
 
+# One colour per estimator in the convergence race (the hard label, the paper's, in dark grey).
+ESTIMATOR_COLORS = {"hard": "#404040", "logit": "#1f77b4", "prob": "#ff7f0e", "gradient": "#2ca02c",
+                    "signal": "#9467bd"}
+
+
+@dataclass(frozen=True)
+class RaceCurve:
+    """One estimator's curve in the convergence race: reliability (mean over classes) against its samples."""
+
+    estimator: str
+    label: str
+    samples: np.ndarray
+    reliability: np.ndarray
+
+
 class ConvergencePlot(pg.PlotWidget):
-    """Split-half reliability of each class's map against samples (log axis)."""
+    """The convergence race: each estimator's reliability (mean over all classes) against the samples it
+    used, on a log axis; thin lines: the chosen estimator's classes."""
 
     MAX_CLASS_CURVES = 20
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent, background="w")
-        style_plot(self, "Split-half reliability", "r (even vs odd batches)", "samples")
+        style_plot(self, "Convergence: reliability of the maps", "r (Spearman–Brown)", "samples")
         item = self.getPlotItem()
         item.setLogMode(x=True, y=False)
         item.setMouseEnabled(x=False, y=False)
         self.setYRange(-0.2, 1.0, padding=0)
         item.getAxis("left").setTicks([[(v, f"{v:g}") for v in (0.0, 0.5, 1.0)], [(v, "") for v in (-0.25, 0.25, 0.75)]])
-        # Top left: curves start at a few thousand samples and rise to the right.
+        # Top left: curves start at a few hundred samples and rise to the right.
         self._legend = item.addLegend(offset=(8, 8), labelTextColor=TEXT_COLOR, brush=(255, 255, 255, 200))
-        self._mean = self.plot([], [], pen=pg.mkPen(TEXT_COLOR, width=2.5), name="mean over classes")
+        self._curves: dict[str, pg.PlotDataItem] = {}
         self._class_curves: dict[int, pg.PlotDataItem] = {}
+        self._axis_text = ""
         self._x_range: tuple[float, float] = (0.0, 0.0)
         self._show_x_range((2.0, 5.0))  # 100 to 100k samples until data arrive
 
@@ -198,33 +215,68 @@ class ConvergencePlot(pg.PlotWidget):
             self.getPlotItem().getAxis("bottom").setTicks(log_ticks(x_range[1]))
             self.setXRange(*x_range, padding=0.02)
 
-    def show_reliability(self, samples: np.ndarray, per_class: np.ndarray, mean: np.ndarray,
-                         class_names: tuple[str, ...]) -> None:
-        if samples.size == 0:
-            self._mean.setData([], [])
-            for curve in self._class_curves.values():
-                curve.setData([], [])
-            return
-        present = np.flatnonzero(np.isfinite(per_class).any(0))[: self.MAX_CLASS_CURVES]
+    def show_race(self, curves: list[RaceCurve], selected: str, class_samples: np.ndarray,
+                  class_values: np.ndarray, class_names: tuple[str, ...], corrected: bool = True) -> None:
+        """Draw each estimator's curve (the ``selected`` one thicker) and the selected estimator's classes.
+
+        ``class_values`` is (T, K) at ``class_samples`` (T,); NaN points are left out.
+        """
+        axis_text = "r (Spearman–Brown)" if corrected else "r (raw split-half)"
+        if axis_text != self._axis_text:
+            self._axis_text = axis_text
+            self.getPlotItem().setLabel("left", axis_text, color=TEXT_COLOR)
+        wanted = {curve.estimator for curve in curves}
+        for estimator in [e for e in self._curves if e not in wanted]:
+            self._legend.removeItem(self._curves[estimator])
+            self.removeItem(self._curves.pop(estimator))
+        right = 3.0
+        first = None
+        for curve in curves:
+            item = self._curves.get(curve.estimator)
+            if item is None:
+                color = ESTIMATOR_COLORS.get(curve.estimator, TEXT_COLOR)
+                item = self._curves[curve.estimator] = self.plot([], [], name=curve.label, pen=pg.mkPen(color))
+                item.setZValue(10)
+            color = ESTIMATOR_COLORS.get(curve.estimator, TEXT_COLOR)
+            item.setPen(pg.mkPen(color, width=3.5 if curve.estimator == selected else 2.0))
+            keep = np.isfinite(curve.reliability) & (curve.samples > 0)
+            item.setData(curve.samples[keep], curve.reliability[keep])
+            if keep.any():
+                right = max(right, math.ceil(math.log10(max(int(curve.samples[keep][-1]), 1000)) * 2) / 2)
+                low = math.log10(max(int(curve.samples[keep][0]), 100))
+                first = low if first is None else min(first, low)
+        self._show_class_curves(class_samples, class_values, class_names)
+        # The axis grows by half decades, so it is redrawn a few times per run rather than every frame.
+        self._show_x_range((min(first if first is not None else 2.0, right - 1), right))
+
+    def _show_class_curves(self, samples: np.ndarray, values: np.ndarray, class_names: tuple[str, ...]) -> None:
+        present = (np.flatnonzero(np.isfinite(values).any(0))[: self.MAX_CLASS_CURVES]
+                   if values.size else np.zeros(0, dtype=np.int64))
+        for k in [k for k in self._class_curves if k not in set(present.tolist())]:
+            self._class_curves[k].setData([], [])
         for k in present:
             curve = self._class_curves.get(int(k))
             if curve is None:
-                pen = pg.mkPen(CLASS_COLORS[int(k) % len(CLASS_COLORS)], width=1.5)
-                curve = self._class_curves[int(k)] = self.plot([], [], pen=pen, name=f"class {class_names[k]}")
-            column = per_class[:, k]
-            finite = np.isfinite(column)
-            curve.setData(samples[finite], column[finite])
-        finite = np.isfinite(mean)
-        self._mean.setData(samples[finite], mean[finite])
-        # The axis grows by half decades, so it is redrawn a few times per run rather than every frame.
-        right = max(3.0, math.ceil(math.log10(max(int(samples[-1]), 1000)) * 2) / 2)
-        self._show_x_range((min(math.log10(max(int(samples[0]), 100)), right - 1), right))
+                color = pg.mkColor(CLASS_COLORS[int(k) % len(CLASS_COLORS)])
+                color.setAlpha(110)
+                curve = self._class_curves[int(k)] = self.plot([], [], pen=pg.mkPen(color, width=1))
+            column = values[:, k]
+            keep = np.isfinite(column) & (samples > 0)
+            curve.setData(samples[keep], column[keep])
+
+    def curve_data(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Estimator → (samples, reliability) as drawn."""
+        return {estimator: (item.xData, item.yData) for estimator, item in self._curves.items()
+                if item.xData is not None}
 
     def clear_curves(self) -> None:
+        for estimator, curve in list(self._curves.items()):
+            self._legend.removeItem(curve)
+            self.removeItem(curve)
+        self._curves.clear()
         for curve in self._class_curves.values():
             self.removeItem(curve)
         self._class_curves.clear()
-        self._mean.setData([], [])
 
 
 def _short_count(value: int) -> str:

@@ -114,6 +114,11 @@ class ClassAccumulator:
             raise ValueError(f"stimulus has {x[0].numel()} values, accumulator expects {self.n_features}")
         self.merge_stats(batch_class_stats(x, labels, self.n_classes, weights))
 
+    def add_counts(self, labels) -> None:
+        """Count a batch's labels only (no maps): how the model labels noise when hard-label maps are off."""
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        self.count = self.count + torch.bincount(labels, minlength=self.n_classes).cpu().numpy().astype(np.int64)
+
     def _add_rows(self, classes: np.ndarray) -> None:
         """Give rows (zero statistics) to classes not seen before, keeping ``classes`` ascending."""
         new = np.setdiff1d(classes, self.classes)
@@ -220,7 +225,13 @@ class ClassMaps:
 def class_maps(acc: ClassAccumulator) -> ClassMaps:
     """Bias maps with a pixelwise z-map (SCIENCE.md: var(c_k) = σ²(1/n_k − 1/N)).
 
-    With weights, n is the effective sample size (Σw)²/Σw².
+    With weights w_i (confidence weighting), c_k = Σ_{i∈k} w_i x_i / W_k − Σ_i w_i x_i / W and, for noise
+    independent of the answers and weights (the null),
+    var(c_k) = σ²·(S_k/W_k² − 2·S_k/(W_k·W) + S/W²), with W_k, S_k the sum of the weights and of their
+    squares in class k and W, S over all samples. The first two terms are 1/n_eff,k − 1/N_eff (effective
+    sample sizes (Σw)²/Σw²); the last is the weights' term, 2·(S/W² − S_k/(W_k·W)), which is exactly 0
+    without weights (so unweighted z-maps are the paper's, bit for bit) and matters when the weights depend
+    on the answer. σ² is the weighted pixel variance with its unbiased weighted denominator W − S/W.
     """
     total_w, total_w_sq, grand_mean, grand_m2 = acc.pooled()
     weight, weight_sq = acc.weight[acc.classes], acc.weight_sq[acc.classes]
@@ -235,6 +246,9 @@ def class_maps(acc: ClassAccumulator) -> ClassMaps:
         with np.errstate(divide="ignore", invalid="ignore"):
             n_class = np.where(weight_sq > 0, weight**2 / np.where(weight_sq > 0, weight_sq, 1), 0)
             inv = np.where(n_class > 0, 1.0 / np.where(n_class > 0, n_class, 1), np.nan) - 1.0 / n_total
+            # The weights' term: 2·(S/W² − S_k/(W_k·W)); exactly 0.0 when every weight is 1 (both are 1/N).
+            safe_weight = np.where(weight > 0, weight, 1.0)
+            inv = inv + 2.0 * (total_w_sq / (total_w * total_w) - weight_sq / (safe_weight * total_w))
             se = np.sqrt(np.clip(inv, 0, None)[:, None] * sigma2[None, :])
             zmap = np.where(se > 0, centered / np.where(se > 0, se, 1), np.nan)
     return ClassMaps(counts=acc.count.copy(), classes=acc.classes.copy(), mean=mean, grand_mean=grand_mean,
@@ -248,6 +262,7 @@ def split_half_reliability(even: ClassAccumulator, odd: ClassAccumulator, min_co
     """
     out = np.full(even.n_classes, np.nan)
     both = np.flatnonzero((even.count >= min_count) & (odd.count >= min_count))
+    both = both[np.isin(both, even.classes) & np.isin(both, odd.classes)]  # counted but mapped (not count-only)
     if both.size == 0:
         return out
     a = even.mean[np.searchsorted(even.classes, both)]
@@ -258,3 +273,14 @@ def split_half_reliability(even: ClassAccumulator, odd: ClassAccumulator, min_co
     with np.errstate(divide="ignore", invalid="ignore"):
         out[both] = np.where(denom > 0, (a * b).sum(1) / np.where(denom > 0, denom, 1), np.nan)
     return out
+
+
+def spearman_brown(r):
+    """The reliability of the whole from the correlation r of its two halves: 2r / (1 + r) (NaN where r ≤ −1).
+
+    Split-half r is the agreement of two maps of half the samples each; Spearman–Brown
+    predicts the reliability of the map of all samples.
+    """
+    r = np.asarray(r, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(r > -1, 2 * r / (1 + r), np.nan)

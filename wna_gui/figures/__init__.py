@@ -1,7 +1,8 @@
 """Figures shared by the desktop app and the `wna` command, all renderable headless (no window).
 
-- maps: publication figures of classification-image grids, painted with QPainter
-  (re-exported here: ``figures.save_map_grid``, ``figures.MAX_TILES``, ...).
+- maps: publication figures of classification-image grids and of their progression over
+  samples, painted with QPainter (re-exported here: ``figures.save_map_grid``,
+  ``figures.save_map_rows``, ``figures.MAX_TILES``, ...).
 - psychometric: psychometric curves and the small-multiples grid as pyqtgraph
   graphics items, hosted by the app's plot widgets and written to .png/.svg by
   ``save_curves_plot`` / ``save_grid_plot``. Import it as
@@ -13,37 +14,45 @@ Nothing here imports wna_gui.app.
 from ._qt import ensure_gui_application
 from .maps import (
     COLORMAP_NAME,
+    EMPTY_NOTES,
     EMPTY_TILE_GREY,
     FIGURE_FORMATS,
     MAP_VIEW_LABELS,
     MAX_TILES,
     TARGET_TILE_PIXELS,
+    MapRow,
     _caption_lines,
     _GridFigure,
     colormap_table,
+    estimator_titles,
     grid_columns,
     map_levels,
     map_titles,
     rgb_display,
     save_map_grid,
+    save_map_rows,
     shown_classes,
     tile_rgb,
 )
 
 __all__ = [
     "COLORMAP_NAME",
+    "EMPTY_NOTES",
     "EMPTY_TILE_GREY",
     "FIGURE_FORMATS",
     "MAP_VIEW_LABELS",
     "MAX_TILES",
+    "MapRow",
     "TARGET_TILE_PIXELS",
     "colormap_table",
     "ensure_gui_application",
+    "estimator_titles",
     "grid_columns",
     "map_levels",
     "map_titles",
     "rgb_display",
     "save_map_grid",
+    "save_map_rows",
     "shown_classes",
     "tile_rgb",
 ]

@@ -1,52 +1,119 @@
-"""Noise stimulus → classification images (bias maps), the paper's Fig. 2.
+"""Noise stimulus → per-class maps: the paper's classification images (Fig. 2) and maps for every class.
 
-Settings (built from the declaration) on the left; the per-class map grid, the
-class-frequency bars and the split-half convergence curves on the right.
+Settings (built from the declaration) on the left; on the right an estimator selector over the live
+per-class map grid, a slider over the stored checkpoints (1e3, 1e4, … samples), the class-frequency bars
+and the convergence race of the estimators (split-half reliability against samples).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ... import figures
-from ...core.classification import KIND, MAP_VIEW_TITLES, ClassificationSnapshot
-from ..plots import ClassFrequencyPlot, ConvergencePlot, MapGrid, MapTile, export_view
+from ...core.classification import KIND, ClassificationSnapshot
+from ...core.estimators import ESTIMATOR_NAMES, ESTIMATORS, memory_text
+from ...core.experiment import plan_run
+from ..plots import ClassFrequencyPlot, ConvergencePlot, MapGrid, MapTile, RaceCurve, export_view
 from .base import ExportTarget, Panel
 
-VIEW_HELP = ("Each map averages the noise the model assigned to that class: mean; minus the average of all "
-             "noise; or that difference in standard errors (z). One colour scale for all maps. "
-             "Grey: no noise sample was assigned to the class yet.")
+VIEW_HELP = ("One colour scale for all maps. A grey tile has no map yet. z-maps are in standard errors under a "
+             "null observer: |z| > 1.96 marks pixels unlikely by chance.")
+RELIABILITY_MODES = {"corrected": "Spearman–Brown (whole run)", "raw": "raw split-half r"}
+RELIABILITY_HELP = ("Convergence: the correlation of each class's map from even vs odd noise blocks, averaged "
+                    "over all classes (a class without a map counts 0). Spearman–Brown, 2r/(1 + r), is the "
+                    "reliability of the map of all samples; the raw r is that of half of them.")
 HOVER_HINT = "Hover over a map to read its pixel values."
+NOT_RECORDED = "not recorded at this checkpoint"
 
 
 class ClassificationPanel(Panel):
     def build_views(self) -> QWidget:
+        # --- display options (left column, below the settings) ---
         self.view = QComboBox()
         self.view.setObjectName("map_view")
         for view in ("zmap", "mean", "centered"):
-            self.view.addItem(MAP_VIEW_TITLES[view], view)
+            self.view.addItem(ESTIMATORS["hard"].view_titles[view], view)
+        self.reliability_mode = QComboBox()
+        self.reliability_mode.setObjectName("reliability_mode")
+        for mode, label in RELIABILITY_MODES.items():
+            self.reliability_mode.addItem(label, mode)
         display = QGroupBox("Display")
         display_form = QFormLayout(display)
         display_form.addRow("Maps", self.view)
-        legend = QLabel(VIEW_HELP)
-        legend.setWordWrap(True)
-        legend.setStyleSheet("color: palette(placeholder-text)")
-        display_form.addRow(legend)
+        display_form.addRow("Reliability", self.reliability_mode)
+        self.legend = QLabel()
+        self.legend.setObjectName("estimator_legend")
+        self.legend.setWordWrap(True)
+        self.legend.setStyleSheet("color: palette(placeholder-text)")
+        display_form.addRow(self.legend)
         self.view.currentIndexChanged.connect(self._redraw)
+        self.reliability_mode.currentIndexChanged.connect(self._redraw)
         self.extra_settings.addWidget(display)
+
+        # --- the estimator selector and the checkpoint slider, over the grid ---
+        self.estimator_buttons = QButtonGroup(self)
+        self.estimator_buttons.setExclusive(True)
+        selector = QHBoxLayout()
+        selector.setSpacing(0)
+        selector.addWidget(QLabel("Estimator "))
+        for index, name in enumerate(ESTIMATOR_NAMES):
+            button = QPushButton(ESTIMATORS[name].label)
+            button.setObjectName(f"estimator_{name}")
+            button.setCheckable(True)
+            button.setToolTip(ESTIMATORS[name].description)
+            button.setProperty("estimator", name)
+            self.estimator_buttons.addButton(button, index)
+            selector.addWidget(button)
+        self.estimator_buttons.button(1).setChecked(True)  # logit kernel: every class has a map within seconds
+        self.estimator_buttons.idToggled.connect(lambda _id, checked: checked and self._estimator_chosen())
+        selector.addStretch(1)
+        self.checkpoint_slider = QSlider(Qt.Orientation.Horizontal)
+        self.checkpoint_slider.setObjectName("checkpoint_slider")
+        self.checkpoint_slider.setToolTip("Browse the maps as they were at 1,000, 10,000, … samples; right: now")
+        self.checkpoint_slider.setTickPosition(QSlider.TickPosition.TicksBelow)
+        self.checkpoint_slider.setPageStep(1)
+        self.checkpoint_slider.setMinimumWidth(140)
+        self.checkpoint_slider.setMaximumWidth(260)
+        self.checkpoint_slider.valueChanged.connect(self._redraw)
+        self.checkpoint_label = QLabel()
+        self.checkpoint_label.setObjectName("checkpoint_label")
+        self.checkpoint_label.setMinimumWidth(150)
+        selector.addSpacing(12)
+        selector.addWidget(QLabel("Samples "))
+        selector.addWidget(self.checkpoint_slider)
+        selector.addSpacing(6)
+        selector.addWidget(self.checkpoint_label)
+        self._checkpoints: list[int] = []
 
         self.map_grid = MapGrid()
         self.frequency_plot = ClassFrequencyPlot()
         self.convergence_plot = ConvergencePlot()
         self.hover_label = QLabel(HOVER_HINT)
         self.hover_label.setObjectName("hover_label")
+        self.facts_label = QLabel()
+        self.facts_label.setObjectName("estimator_facts")
+        self.facts_label.setWordWrap(True)
         self.map_grid.hovered.connect(lambda text: self.hover_label.setText(text or self._grid_note()))
         maps_box = QWidget()
         maps_layout = QVBoxLayout(maps_box)
         maps_layout.setContentsMargins(0, 0, 0, 0)
+        maps_layout.addLayout(selector)
         maps_layout.addWidget(self.map_grid, 1)
+        maps_layout.addWidget(self.facts_label)
         maps_layout.addWidget(self.hover_label)
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.setObjectName("plots_splitter")
@@ -58,15 +125,52 @@ class ClassificationPanel(Panel):
         right.addWidget(bottom)
         right.setStretchFactor(0, 3)
         right.setStretchFactor(1, 2)
+        self._update_slider(None)
+        self._update_selector()
         return right
 
+    # --- view options ---
+
+    @property
+    def estimator(self) -> str:
+        """The estimator whose maps the grid shows."""
+        button = self.estimator_buttons.checkedButton()
+        return button.property("estimator") if button is not None else "hard"
+
+    def set_estimator(self, name: str) -> None:
+        self.estimator_buttons.button(ESTIMATOR_NAMES.index(name)).setChecked(True)
+
     def view_settings(self) -> dict:
-        return {"map_view": self.view.currentData()}
+        return {"map_view": self.view.currentData(), "estimator": self.estimator,
+                "reliability": self.reliability_mode.currentData()}
 
     def apply_view_settings(self, values: dict) -> None:
         index = self.view.findData(values.get("map_view"))
         if index >= 0:
             self.view.setCurrentIndex(index)
+        if values.get("estimator") in ESTIMATOR_NAMES:
+            self.set_estimator(values["estimator"])
+        index = self.reliability_mode.findData(values.get("reliability"))
+        if index >= 0:
+            self.reliability_mode.setCurrentIndex(index)
+        self._update_selector()
+
+    def form_changed(self, kind: str) -> None:
+        if self.snapshot is None:
+            self._update_selector()
+
+    def plan_text(self) -> str:
+        """What Start will do, and for a new run how much memory its accumulators take."""
+        text = super().plan_text()
+        if self.running_kind is not None or self.model is None:
+            return text
+        try:
+            config = self.forms[KIND].config()
+        except (ValueError, TypeError):
+            return text
+        if plan_run(self.specs[KIND], self.states.get(KIND), config).action != "new":
+            return text
+        return f"{text} {memory_text(config.estimators, self.model.n_classes, self.model.input_spec.n_pixels)}"
 
     @property
     def snapshot(self) -> ClassificationSnapshot | None:
@@ -75,6 +179,54 @@ class ClassificationPanel(Panel):
 
     # --- drawing ---
 
+    def _shown_estimators(self) -> tuple[str, ...]:
+        """The estimators of the run shown, else those the settings would run."""
+        if self.snapshot is not None:
+            return self.snapshot.estimators
+        try:
+            return self.forms[KIND].config().estimators
+        except (ValueError, TypeError):
+            return ESTIMATOR_NAMES
+
+    def _update_selector(self) -> None:
+        """Offer the estimators there are maps of; keep the choice if it is among them."""
+        available = self._shown_estimators()
+        for button in self.estimator_buttons.buttons():
+            button.setVisible(button.property("estimator") in available)
+        if self.estimator not in available and available:
+            self.estimator_buttons.blockSignals(True)
+            self.set_estimator("logit" if "logit" in available else available[0])
+            self.estimator_buttons.blockSignals(False)
+        info = ESTIMATORS[self.estimator]
+        for index in range(self.view.count()):
+            self.view.setItemText(index, info.view_titles[self.view.itemData(index)])
+        self.legend.setText(f"{info.description} {VIEW_HELP}\n\n{RELIABILITY_HELP}")
+
+    def _estimator_chosen(self) -> None:
+        self._update_selector()
+        self._redraw()
+
+    def _update_slider(self, snapshot: ClassificationSnapshot | None) -> None:
+        """Positions: each checkpoint the run recorded, then now (the right end)."""
+        checkpoints = sorted(snapshot.checkpoints) if snapshot is not None else []
+        if snapshot is not None and checkpoints and checkpoints[-1] >= snapshot.samples_done:
+            checkpoints = checkpoints[:-1]  # now is that checkpoint
+        if checkpoints == self._checkpoints and self.checkpoint_slider.maximum() == len(checkpoints):
+            return
+        at_end = self.checkpoint_slider.value() >= self.checkpoint_slider.maximum()
+        self._checkpoints = checkpoints
+        self.checkpoint_slider.blockSignals(True)
+        self.checkpoint_slider.setRange(0, len(checkpoints))
+        if at_end:
+            self.checkpoint_slider.setValue(len(checkpoints))
+        self.checkpoint_slider.blockSignals(False)
+        self.checkpoint_slider.setEnabled(bool(checkpoints))
+
+    def selected_checkpoint(self) -> int | None:
+        """The checkpoint the slider shows (run samples), or None for now."""
+        value = self.checkpoint_slider.value()
+        return self._checkpoints[value] if value < len(self._checkpoints) else None
+
     def clear_views(self) -> None:
         self.convergence_plot.clear_curves()
         names = tuple(self.model.class_names) if self.model is not None else ()
@@ -82,31 +234,108 @@ class ClassificationPanel(Panel):
         self.map_grid.show_maps(tiles, (-1.0, 1.0), self.view.currentData())
         self.frequency_plot.show_counts(np.zeros(len(names), dtype=np.int64), names)
         self.hover_label.setText(HOVER_HINT)
+        self.facts_label.setText("")
+        self._update_slider(None)
+        self.checkpoint_label.setText("")
+        self._update_selector()
 
     def draw(self, kind: str, snapshot: ClassificationSnapshot) -> None:
+        self._update_slider(snapshot)
+        self._update_selector()
         self._redraw()
 
     def _redraw(self) -> None:
         snapshot = self.snapshot
         if snapshot is None:
             return
+        estimator = self.estimator if self.estimator in snapshot.estimators else snapshot.estimators[0]
+        info = ESTIMATORS[estimator]
         view = self.view.currentData()
+        checkpoint = self.selected_checkpoint()
+        estimated = snapshot.maps_of(estimator, checkpoint)
         classes = figures.shown_classes(snapshot.counts)
-        maps = snapshot.maps.of(view, classes)
-        levels = figures.map_levels(maps, view, snapshot.noise_mean if view == "mean" else None)
-        titles = figures.map_titles(snapshot.class_names, snapshot.counts, snapshot.map_predictions)
+        maps = estimated.of(view, classes) if estimated is not None else np.full((len(classes), 1), np.nan)
+        levels = figures.map_levels(maps, view, snapshot.noise_mean if view == "mean" and info.image_like else 0.0)
+        titles = self._titles(snapshot, estimator, checkpoint)
         tiles = []
         for row, k in enumerate(classes):
-            finite = bool(np.isfinite(maps[row]).all())
-            note = "no samples yet" if snapshot.counts[k] == 0 else "undefined: every sample is in this class"
+            finite = estimated is not None and bool(np.isfinite(maps[row]).all())
             image = maps[row].reshape(snapshot.image_shape) if finite else None
-            tiles.append(MapTile(int(k), snapshot.class_names[k], titles[k], image, note))
-        self.map_grid.show_maps(tiles, levels, view)
+            tiles.append(MapTile(int(k), snapshot.class_names[k], titles[k], image,
+                                 self._empty_note(snapshot, estimator, estimated, int(k), view)))
+        self.map_grid.show_maps(tiles, levels, view, info.view_labels[view])
         self.frequency_plot.show_counts(snapshot.counts, snapshot.class_names)
-        self.convergence_plot.show_reliability(snapshot.reliability_samples, snapshot.reliability_per_class,
-                                               snapshot.reliability_mean, snapshot.class_names)
+        self._draw_race(snapshot, estimator)
+        self.checkpoint_label.setText(self._checkpoint_text(snapshot, estimated, checkpoint))
+        self.facts_label.setText(self._facts(snapshot, estimator))
         if not self.hover_label.text() or self.hover_label.text() == HOVER_HINT:
             self.hover_label.setText(self._grid_note())
+
+    @staticmethod
+    def _titles(snapshot: ClassificationSnapshot, estimator: str, checkpoint: int | None) -> list[str]:
+        if checkpoint is None and estimator == "hard":
+            return figures.map_titles(snapshot.class_names, snapshot.counts, snapshot.map_predictions)
+        estimated = snapshot.maps_of(estimator, checkpoint)
+        if estimated is None:
+            return list(snapshot.class_names)
+        live = checkpoint is None
+        return figures.estimator_titles(estimator, snapshot.class_names, estimated.support,
+                                        snapshot.predictions.get(estimator) if live else None,
+                                        snapshot.latest_reliability(estimator) if live else None)
+
+    @staticmethod
+    def _empty_note(snapshot, estimator: str, estimated, k: int, view: str) -> str:
+        """Why tile k has no map."""
+        if estimated is None:
+            return NOT_RECORDED
+        if np.isfinite(estimated.of("mean", [k])).all():  # the map exists; this view of it is undefined
+            if not np.isfinite(estimated.support).all():
+                return NOT_RECORDED  # a checkpoint of an older session kept only the hard label's mean maps
+            if estimator == "hard" and snapshot.counts[k] == snapshot.samples_done:
+                return "undefined: every sample is in this class"
+            return "undefined with so few samples"
+        return figures.EMPTY_NOTES[estimator]
+
+    def _draw_race(self, snapshot: ClassificationSnapshot, selected: str) -> None:
+        corrected = self.reliability_mode.currentData() == "corrected"
+        curves = [RaceCurve(name, ESTIMATORS[name].label, convergence.samples, convergence.mean(corrected))
+                  for name, convergence in snapshot.convergence.items()]
+        chosen = snapshot.convergence.get(selected)
+        if chosen is None:
+            samples, values = np.zeros(0), np.zeros((0, snapshot.n_classes))
+        else:
+            samples, values = chosen.samples, chosen.values(corrected)
+        self.convergence_plot.show_race(curves, selected, samples, values, snapshot.class_names, corrected)
+
+    @staticmethod
+    def _checkpoint_text(snapshot: ClassificationSnapshot, estimated, checkpoint: int | None) -> str:
+        if checkpoint is None:
+            return f"now: {snapshot.samples_done:,}"
+        used = "" if estimated is None or estimated.samples in (checkpoint, 0) else f" ({estimated.samples:,} used)"
+        return f"at {checkpoint:,}{used}"
+
+    @staticmethod
+    def _facts(snapshot: ClassificationSnapshot, estimator: str) -> str:
+        """One line about the estimator shown: its samples and reliability, the Stein check, signal accuracy."""
+        info = ESTIMATORS[estimator]
+        estimated = snapshot.maps_of(estimator)
+        with_maps = int(np.isfinite(estimated.of("mean")).all(1).sum())
+        parts = [f"{info.label.capitalize()}: maps of {with_maps} of {snapshot.n_classes:,} classes from "
+                 f"{estimated.samples:,} samples"]
+        convergence = snapshot.convergence.get(estimator)
+        if convergence is not None and convergence.per_class.shape[0] and np.isfinite(convergence.mean()[-1]):
+            parts.append(f"reliability {convergence.mean()[-1]:.2f} (Spearman–Brown, mean over classes)")
+        if estimator == "gradient":
+            parts.append(f"every {snapshot.gradient_every} block{'s' if snapshot.gradient_every > 1 else ''}")
+            if snapshot.stein_cosine is not None and np.isfinite(snapshot.stein_cosine).any():
+                exact = ("Stein's lemma makes them equal for Gaussian noise" if snapshot.noise_kind == "gaussian"
+                         else "equal for Gaussian noise, close for this noise")
+                parts.append(f"Stein check: cosine with the logit kernel {np.nanmin(snapshot.stein_cosine):.3f}–"
+                             f"{np.nanmax(snapshot.stein_cosine):.3f} ({exact})")
+        if estimator == "signal" and snapshot.signal_correct is not None and np.isfinite(snapshot.signal_correct):
+            parts.append(f"γ = {snapshot.signal_gamma:g}: {snapshot.signal_correct:.0%} of trials answered as "
+                         "their signal class")
+        return " · ".join(parts)
 
     def _grid_note(self) -> str:
         snapshot = self.snapshot
@@ -116,8 +345,31 @@ class ClassificationPanel(Panel):
 
     # --- export ---
 
+    def write_shown_maps(self, path) -> object:
+        """The estimator, view and checkpoint on screen as a publication figure (titles, one colour bar)."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            raise ValueError("nothing to export yet: run the classification images or open a session")
+        estimator = self.estimator if self.estimator in snapshot.estimators else snapshot.estimators[0]
+        info, view, checkpoint = ESTIMATORS[estimator], self.view.currentData(), self.selected_checkpoint()
+        estimated = snapshot.maps_of(estimator, checkpoint)
+        if estimated is None:
+            raise ValueError(f"the {info.label} maps were not recorded at {checkpoint:,} samples")
+        if checkpoint is None and not snapshot.annotated and self.model is not None:
+            snapshot = self.exported_snapshot(KIND)
+        shown = figures.shown_classes(snapshot.counts)
+        maps = estimated.of(view, shown).reshape(len(shown), *snapshot.image_shape)
+        titles = self._titles(snapshot, estimator, checkpoint)
+        levels = figures.map_levels(maps, view, snapshot.noise_mean if view == "mean" and info.image_like else 0.0)
+        return figures.save_map_grid(maps, [titles[k] for k in shown], path, view=view, levels=levels,
+                                     label=info.view_labels[view], note=figures.EMPTY_NOTES[estimator],
+                                     title=f"{info.label.capitalize()} ({info.view_titles[view]}), "
+                                           f"N = {estimated.samples:,}")
+
     def view_exports(self) -> list[ExportTarget]:
         return [
+            ExportTarget("Maps of the estimator shown: publication figure", (".png", ".pdf", ".svg"),
+                         self.write_shown_maps),
             ExportTarget("Map grid (as on screen)", (".png", ".svg"), lambda path: export_view(self.map_grid, path)),
             ExportTarget("Class-frequency plot", (".png", ".svg"), lambda path: export_view(self.frequency_plot, path)),
             ExportTarget("Convergence plot", (".png", ".svg"), lambda path: export_view(self.convergence_plot, path)),
