@@ -26,6 +26,7 @@ from wna_gui.core.noise import NOISE_SOURCES, noise_source
 from wna_gui.core.psychometric import PsychometricConfig
 from wna_gui.core.psychometric_grid import PsychometricGridConfig
 from wna_gui.core.psychometric_report import gamma_grid
+from wna_gui.core.sta import STAConfig
 from wna_gui.core.registry import EXPERIMENTS, spec_of
 
 KINDS = [spec.kind for spec in EXPERIMENTS]
@@ -37,10 +38,12 @@ SMALL_CONFIGS = {
                                        gof_samples=0),
     "psychometric_grid": PsychometricGridConfig(targets=(1, 2), layers=("fc1",), k_values=(0, 5),
                                                 gammas=gamma_grid(3)),
+    "sta": STAConfig(samples=1000, batch_size=500, stc_samples=500, map_samples=500, seed=3),
 }
 # A non-default view per panel module, where the panel has view options.
-OTHER_VIEWS = {"classification": {"map_view": "mean"}, "psychometric": {"view": "psychometric_grid"}}
-TEXTS = {"k_values": "0, 3", "data_dir": "/nowhere/data"}  # other valid texts than the defaults
+OTHER_VIEWS = {"classification": {"map_view": "mean"}, "psychometric": {"view": "psychometric_grid"},
+               "sta": {"tab": "stc", "filters": "zmap", "scale": "shared", "unit": 3, "map_layer": "fc1"}}
+TEXTS = {"k_values": "0, 3", "data_dir": "/nowhere/data", "position": "5,5"}  # other valid texts than the defaults
 OTHER_NOISE = {"kind": "gaussian", "mean": 0.4, "std": 0.3, "clip": True, "low": 0.1, "high": 0.9}
 DATA_SUFFIXES = (".csv", ".npy", ".npz")  # byte-for-byte reproducible (figures carry dates and ids)
 

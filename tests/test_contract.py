@@ -25,6 +25,7 @@ SMALL = {
     "classification_images": dict(samples=2000),
     "psychometric": dict(gammas=(0.0, 0.5, 1.0), n_boot=0, gof_samples=0, layer="fc1", k_values=(0.0, 5.0)),
     "psychometric_grid": dict(targets=(1,), layers=("fc1",), k_values=(0.0, 5.0), gammas=(0.0, 0.5, 1.0)),
+    "sta": dict(samples=2000, stc_samples=1000, map_samples=1000),
 }
 
 each_spec = pytest.mark.parametrize("spec", EXPERIMENTS, ids=[spec.kind for spec in EXPERIMENTS])

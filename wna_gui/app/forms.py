@@ -142,6 +142,9 @@ class SettingsForm(QWidget):
         for p in self.params:
             if p.kind == "noise":
                 self._set_combo(self._editors[f"noise:{p.key}"], {k: s.label for k, s in NOISE_SOURCES.items()})
+                for q in self._noise_params:  # the sources' own choices (their generator)
+                    if q.kind == "choice":
+                        self._set_combo(self._editors[f"noise_param:{q.key}"], q.choices_for())
             elif p.kind in ("choice", "multi") and p.options is None:
                 self._set_choices(p, p.choices_for())
 

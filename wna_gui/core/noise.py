@@ -67,7 +67,8 @@ def _int32(value: int) -> int:
     return value - (1 << 32) if value >= (1 << 31) else value
 
 
-def counter_words(seed: int, block: int, n: int, device: torch.device | str = "cpu", stream: int = 0) -> torch.Tensor:
+def counter_words(seed: int, block: int, n: int, device: torch.device | str = "cpu", stream: int = 0,
+                  index: torch.Tensor | None = None) -> torch.Tensor:
     """``n`` pseudo-random 32-bit words (int32 holding uint32 bits) of block ``block``, identical on every device.
 
     Word i is lowbias32(a·i + c) with (a odd, c) drawn from (seed, block,
@@ -80,7 +81,9 @@ def counter_words(seed: int, block: int, n: int, device: torch.device | str = "c
         raise ValueError(f"seed and block must be non-negative, got seed={seed}, block={block}")
     multiplier, offset = (int(k) for k in np.random.SeedSequence([int(seed), int(block), int(stream)])
                           .generate_state(2, np.uint32))
-    x = torch.arange(n, dtype=torch.int32, device=device)
+    # ``index``: only the words at these positions of the block (the same values; the rest are never computed).
+    x = torch.arange(n, dtype=torch.int32, device=device) if index is None else \
+        index.to(device=device, dtype=torch.int32)
     x *= _int32(multiplier | 1)
     x += _int32(offset)
     # lowbias32; ">>" is arithmetic on int32, so each shift is masked to make it logical.
@@ -92,9 +95,10 @@ def counter_words(seed: int, block: int, n: int, device: torch.device | str = "c
     return x
 
 
-def counter_uniform(seed: int, block: int, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+def counter_uniform(seed: int, block: int, n: int, device: torch.device | str = "cpu",
+                    index: torch.Tensor | None = None) -> torch.Tensor:
     """``n`` float32 values in [0, 1) from the top 24 bits of the counter words (torch.rand's resolution)."""
-    words = counter_words(seed, block, n, device)
+    words = counter_words(seed, block, n, device, index=index)
     return ((words >> 8) & 0xFFFFFF).to(torch.float32).mul_(1.0 / 16777216.0)
 
 
@@ -131,13 +135,14 @@ def _log(x: torch.Tensor) -> torch.Tensor:
     return exponent.to(torch.float64) * _LN2 + 2.0 * s * series
 
 
-def counter_normal(seed: int, block: int, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+def counter_normal(seed: int, block: int, n: int, device: torch.device | str = "cpu",
+                   index: torch.Tensor | None = None) -> torch.Tensor:
     """``n`` standard normal float32 values: the normal quantile of (word + ½)/2³² (|z| ≤ 6.2).
 
     Acklam's rational functions in float64, with a log built from correctly
     rounded operations in the tails: every device gives the same bits.
     """
-    words = counter_words(seed, block, n, device)
+    words = counter_words(seed, block, n, device, index=index)
     # float64: Acklam's coefficients cancel, float32 would lose ~3 digits near the tails.
     q = (words.to(torch.int64) & 0xFFFFFFFF).to(torch.float64).add_(0.5).mul_(1.0 / 4294967296.0).sub_(0.5)
     r = q * q
@@ -176,6 +181,20 @@ class NoiseSource:
         return self.shape_values(draw(size, generator=generator, device=device, dtype=dtype))
 
     draws_normal: ClassVar[bool] = False  # standard normal (True) or U[0, 1) (False) values to start from
+
+    def block_pixels(self, seed: int, block: int, block_size: int, shape: tuple[int, ...], pixels,
+                     device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """``block(...)`` at the flat per-image positions ``pixels`` only: ``(block_size, len(pixels))``, the same
+        values. The counter generator draws just those (a receptive-field crop costs its own pixels, not the image's)."""
+        device = torch.device(device)
+        pixels = torch.as_tensor(pixels, dtype=torch.int64, device=device)
+        if getattr(self, "generator", None) != "counter":
+            return self.block(seed, block, block_size, shape, device, dtype).reshape(block_size, -1)[:, pixels]
+        d = int(np.prod(shape))
+        index = (torch.arange(block_size, dtype=torch.int64, device=device)[:, None] * d + pixels[None, :]).flatten()
+        raw = counter_normal if self.draws_normal else counter_uniform
+        values = raw(seed, block, block_size * d, device, index=index).reshape(block_size, len(pixels)).to(dtype)
+        return self.shape_values(values)
 
     def shape_values(self, values: torch.Tensor) -> torch.Tensor:
         """Turn U[0, 1) or N(0, 1) values (in place) into this source's noise."""

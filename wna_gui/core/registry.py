@@ -6,13 +6,14 @@ and the app's tabs are all derived from this list.
 
 from __future__ import annotations
 
-from . import classification, psychometric, psychometric_grid
+from . import classification, psychometric, psychometric_grid, sta
 from .experiment import ExperimentSpec
 
 EXPERIMENTS: tuple[ExperimentSpec, ...] = (
     classification.EXPERIMENT,
     psychometric.EXPERIMENT,
     psychometric_grid.EXPERIMENT,
+    sta.EXPERIMENT,
 )
 
 BY_KIND: dict[str, ExperimentSpec] = {spec.kind: spec for spec in EXPERIMENTS}
