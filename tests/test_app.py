@@ -220,7 +220,7 @@ def test_map_view_and_estimator_choices_redraw_the_maps(window, qtbot):
             assert panel.view.currentText() == ESTIMATORS[estimator].view_titles[view]
             np.testing.assert_allclose(tiles(panel)[dominant].values.reshape(-1),
                                        panel.snapshot.maps_of(estimator).of(view, [dominant])[0])
-        assert ESTIMATORS[estimator].label.capitalize() in panel.findChild(QLabel, "estimator_facts").text()
+        assert ESTIMATORS[estimator].title in panel.findChild(QLabel, "estimator_facts").text()
     # The race's y axis follows the reliability choice.
     panel.reliability_mode.setCurrentIndex(panel.reliability_mode.findData("raw"))
     raw = panel.snapshot.convergence["logit"].mean(corrected=False)

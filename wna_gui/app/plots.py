@@ -24,9 +24,6 @@ from ..figures.style import TEXT_COLOR, style_plot
 EMPTY_TILE_COLOR = (205, 205, 205)
 TITLE_SIZE = "10pt"
 TITLE_HEIGHT = 26
-# Tableau 10: distinguishable on white, unlike evenly spaced hues (yellow).
-CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
 @dataclass(frozen=True)
@@ -171,6 +168,8 @@ class ClassFrequencyPlot(pg.PlotWidget):
         return np.asarray(self._bars.opts["height"])
 
 
+# The chosen estimator's classes, behind the race's curves.
+CLASS_CURVE_COLOR = (150, 150, 150, 120)
 # One colour per estimator in the convergence race (the hard label, the paper's, in dark grey).
 ESTIMATOR_COLORS = {"hard": "#404040", "logit": "#1f77b4", "prob": "#ff7f0e", "gradient": "#2ca02c",
                     "signal": "#9467bd"}
@@ -188,7 +187,7 @@ class RaceCurve:
 
 class ConvergencePlot(pg.PlotWidget):
     """The convergence race: each estimator's reliability (mean over all classes) against the samples it
-    used, on a log axis; thin lines: the chosen estimator's classes."""
+    used, on a log axis; thin grey lines: the chosen estimator's classes."""
 
     MAX_CLASS_CURVES = 20
 
@@ -233,11 +232,14 @@ class ConvergencePlot(pg.PlotWidget):
         first = None
         for curve in curves:
             item = self._curves.get(curve.estimator)
-            if item is None:
-                color = ESTIMATOR_COLORS.get(curve.estimator, TEXT_COLOR)
-                item = self._curves[curve.estimator] = self.plot([], [], name=curve.label, pen=pg.mkPen(color))
-                item.setZValue(10)
             color = ESTIMATOR_COLORS.get(curve.estimator, TEXT_COLOR)
+            if item is None:
+                # Markers at the recorded points: an estimator with one point so far (the gradient on every
+                # n-th block) still shows.
+                item = self._curves[curve.estimator] = self.plot(
+                    [], [], name=curve.label, pen=pg.mkPen(color), symbol="o", symbolSize=5,
+                    symbolPen=pg.mkPen(color), symbolBrush=pg.mkBrush(color))
+                item.setZValue(10)
             item.setPen(pg.mkPen(color, width=3.5 if curve.estimator == selected else 2.0))
             keep = np.isfinite(curve.reliability) & (curve.samples > 0)
             item.setData(curve.samples[keep], curve.reliability[keep])
@@ -256,10 +258,8 @@ class ConvergencePlot(pg.PlotWidget):
             self._class_curves[k].setData([], [])
         for k in present:
             curve = self._class_curves.get(int(k))
-            if curve is None:
-                color = pg.mkColor(CLASS_COLORS[int(k) % len(CLASS_COLORS)])
-                color.setAlpha(110)
-                curve = self._class_curves[int(k)] = self.plot([], [], pen=pg.mkPen(color, width=1))
+            if curve is None:  # light grey: the estimators' colours are the race's
+                curve = self._class_curves[int(k)] = self.plot([], [], pen=pg.mkPen(CLASS_CURVE_COLOR, width=1))
             column = values[:, k]
             keep = np.isfinite(column) & (samples > 0)
             curve.setData(samples[keep], column[keep])

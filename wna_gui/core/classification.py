@@ -571,9 +571,13 @@ def classify_maps(runtime: Runtime, maps, image_shape: tuple[int, ...], n_classe
 
 
 def with_predictions(snapshot: ClassificationSnapshot, runtime: Runtime) -> ClassificationSnapshot:
-    """``snapshot`` with the model's reading of each image-like estimator's maps."""
+    """``snapshot`` with the model's reading of the hard label's maps (paper Fig. 2A titles).
+
+    Only the hard label's: the other estimators' raw maps are kernels, or noise averages the model reads as
+    noise (the bundled CNN calls nearly all of them "8"), which says nothing about the class.
+    """
     predictions = {name: classify_maps(runtime, estimated, snapshot.image_shape, snapshot.n_classes)
-                   for name, estimated in snapshot.estimator_maps.items() if ESTIMATORS[name].image_like}
+                   for name, estimated in snapshot.estimator_maps.items() if name == "hard"}
     return replace(snapshot, predictions=predictions, map_predictions=predictions.get("hard"), annotated=True)
 
 
@@ -866,7 +870,7 @@ def write_progression(snapshot: ClassificationSnapshot, path, view: str = "cente
             rows.append(MapRow(f"{ESTIMATORS[estimator].label}\n{samples:,} samples{used}",
                                estimated.of(view, shown).reshape(len(shown), *snapshot.image_shape), 0.0, view))
     return save_map_rows(rows, [snapshot.class_names[k] for k in shown], path,
-                         title=f"How the maps built up ({ROW_VIEW_TITLES[view]})")
+                         title=f"How the maps built up: {ROW_VIEW_TITLES[view]}")
 
 
 def write_class_table(snapshot: ClassificationSnapshot, path) -> Path:

@@ -57,6 +57,11 @@ class EstimatorInfo:
     view_labels: dict  # view → colour-bar caption
     description: str  # one paragraph for the panel
 
+    @property
+    def title(self) -> str:
+        """The label starting with a capital: "Gradient (Stein)"."""
+        return self.label[:1].upper() + self.label[1:]
+
 
 _Z = "z-map"
 ESTIMATORS: dict[str, EstimatorInfo] = {info.name: info for info in (

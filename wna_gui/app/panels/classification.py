@@ -320,7 +320,7 @@ class ClassificationPanel(Panel):
         info = ESTIMATORS[estimator]
         estimated = snapshot.maps_of(estimator)
         with_maps = int(np.isfinite(estimated.of("mean")).all(1).sum())
-        parts = [f"{info.label.capitalize()}: maps of {with_maps} of {snapshot.n_classes:,} classes from "
+        parts = [f"{info.title}: maps of {with_maps} of {snapshot.n_classes:,} classes from "
                  f"{estimated.samples:,} samples"]
         convergence = snapshot.convergence.get(estimator)
         if convergence is not None and convergence.per_class.shape[0] and np.isfinite(convergence.mean()[-1]):
@@ -363,7 +363,7 @@ class ClassificationPanel(Panel):
         levels = figures.map_levels(maps, view, snapshot.noise_mean if view == "mean" and info.image_like else 0.0)
         return figures.save_map_grid(maps, [titles[k] for k in shown], path, view=view, levels=levels,
                                      label=info.view_labels[view], note=figures.EMPTY_NOTES[estimator],
-                                     title=f"{info.label.capitalize()} ({info.view_titles[view]}), "
+                                     title=f"{info.title} ({info.view_titles[view]}), "
                                            f"N = {estimated.samples:,}")
 
     def view_exports(self) -> list[ExportTarget]:
