@@ -2,6 +2,8 @@
 
 Compares, in one process and interleaved (so a busy machine slows all of them alike):
   * the engine: ClassificationImageExperiment with the settings a user gets by default;
+  * the engine with each set of estimators (``--estimators``), against the hard label alone: what the
+    logit kernel, the probability-weighted map, the gradient and the signal-plus-noise trials cost;
   * the authors' notebook loop: eager NCHW fp32, batches of 10,000, per-class means by
     boolean masks (``mean[c] += x[pred == c].mean(0)``);
   * the machine's fp32 GEMM rate, which sets the compute roof:
@@ -13,6 +15,7 @@ one least disturbed by other work. The load average is printed for the same reas
     python benchmarks/throughput.py                    # defaults: 50,000 samples, 3 rounds
     python benchmarks/throughput.py --batch-size 250 500 1000 2000
     python benchmarks/throughput.py --device cuda
+    python benchmarks/throughput.py --estimators hard hard,logit,prob   # only these sets
 """
 
 from __future__ import annotations
@@ -94,8 +97,17 @@ def gemm_flops(device: torch.device, seconds: float) -> tuple[float, float]:
     return flops * products / (time.perf_counter() - start), flops / fastest
 
 
-def engine_rate(model, samples: int, batch_size: int, device: torch.device) -> tuple[float, list[int]]:
+ESTIMATOR_SETS = ("hard", "hard,logit", "hard,prob", "hard,logit,prob", "hard,gradient", "hard,signal",
+                  "hard,logit,prob,gradient,signal")
+
+
+def engine_rate(model, samples: int, batch_size: int, device: torch.device, estimators: str | None = None
+                ) -> tuple[float, list[int]]:
+    """Samples per second of one run (default estimators unless ``estimators``, comma-separated, is given)."""
     config = ClassificationImageConfig(samples=samples, batch_size=batch_size)
+    if estimators is not None:
+        config = ClassificationImageConfig(samples=samples, batch_size=batch_size,
+                                           estimators=tuple(estimators.split(",")))
     start = time.perf_counter()
     experiment = ClassificationImageExperiment(model, config, device=str(device))
     snapshot = experiment.run_to_end()
@@ -132,6 +144,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     parser.add_argument("--batch-size", type=int, nargs="+", default=[ClassificationImageConfig().batch_size],
                         help="engine block size(s) to measure; the default is what users get")
+    parser.add_argument("--estimators", nargs="*", default=list(ESTIMATOR_SETS),
+                        help="estimator sets to measure against the hard label alone (comma-separated names; "
+                             "none: skip); default: each estimator on its own, the default set and all")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the best of each is kept")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", help="also write the figures to this file")
@@ -147,6 +162,10 @@ def main() -> None:
     # Warm-up: first calls initialise oneDNN/cuDNN kernels and the allocator.
     engine_rate(model, min(args.samples, 5000), args.batch_size[0], device)
     baseline_rate(baseline_net, min(args.samples, BASELINE_BATCH), device)
+    estimator_sets = list(dict.fromkeys(["hard", *args.estimators])) if args.estimators else []
+    for estimators in estimator_sets:  # warm-up: the gradient's backward kernels, the signal images
+        engine_rate(model, min(args.samples, 2 * args.batch_size[0]), args.batch_size[0], device, estimators)
+    with_estimators = {estimators: 0.0 for estimators in estimator_sets}
 
     load_before = os.getloadavg()[0]
     engine = {batch: 0.0 for batch in args.batch_size}
@@ -156,6 +175,9 @@ def main() -> None:
         for batch in args.batch_size:
             rate, counts[batch] = engine_rate(model, args.samples, batch, device)
             engine[batch] = max(engine[batch], rate)
+        for estimators in estimator_sets:
+            rate, _ = engine_rate(model, args.samples, args.batch_size[0], device, estimators)
+            with_estimators[estimators] = max(with_estimators[estimators], rate)
         baseline = max(baseline, baseline_rate(baseline_net, args.samples, device))
         sustained, peak = gemm_flops(device, seconds=args.samples / max(engine.values()))
         gemm, gemm_peak = max(gemm, sustained), max(gemm_peak, peak)
@@ -175,6 +197,16 @@ def main() -> None:
               f"{rate / baseline:4.2f}x baseline")
     best = max(engine, key=engine.get)
     print(f"best engine batch size: {best}  (class counts {counts[best]})")
+    if with_estimators:
+        alone = with_estimators["hard"]
+        default = ",".join(ClassificationImageConfig().estimators)
+        gradient_every = ClassificationImageConfig().gradient_every
+        print(f"estimators (batch {args.batch_size[0]}; gradient on every {gradient_every}th block; "
+              f"default set: {default})")
+        for estimators, rate in with_estimators.items():
+            note = "  (default)" if estimators == default else ""
+            print(f"  {estimators:<34s} {rate:8.0f} samples/s   cost vs hard label alone "
+                  f"{1 - rate / alone:6.1%}{note}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"date": str(date.today()), "torch": torch.__version__, "device": device_name,
@@ -182,7 +214,8 @@ def main() -> None:
                        "load_average": [load_before, os.getloadavg()[0]], "flops_per_image": flops,
                        "gemm_flops_sustained": gemm, "gemm_flops_peak": gemm_peak, "roof_samples_per_s": roof,
                        "baseline_samples_per_s": baseline,
-                       "engine_samples_per_s": {str(b): r for b, r in engine.items()}}, fh, indent=2)
+                       "engine_samples_per_s": {str(b): r for b, r in engine.items()},
+                       "estimators_samples_per_s": with_estimators}, fh, indent=2)
 
 
 if __name__ == "__main__":
