@@ -40,7 +40,7 @@ def synchronize(device: torch.device) -> None:
 
 
 def engine_rate(model, layer: str, samples: int, device: torch.device, crop: bool = True) -> float:
-    config = STAConfig(layer=layer, samples=samples, stc=False, map_samples=0)
+    config = STAConfig(layer=layer, samples=samples, stc_samples=0, map_samples=0)
     start = time.perf_counter()
     experiment = STAExperiment(model, config, device=str(device))
     experiment.crop_path = experiment.crop_path and crop

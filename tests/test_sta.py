@@ -214,8 +214,8 @@ def test_bundled_cnn_fields_agree_with_autograd(bundled):
 
 
 def test_centre_position_and_positions_outside_the_map(bundled):
-    assert STAExperiment(bundled, small(samples=10, stc=False), device="cpu").state.position == (12, 12)
-    assert STAExperiment(bundled, small(layer="conv2", samples=10, stc=False), device="cpu").state.crop == \
+    assert STAExperiment(bundled, small(samples=10, stc_samples=0), device="cpu").state.position == (12, 12)
+    assert STAExperiment(bundled, small(layer="conv2", samples=10, stc_samples=0), device="cpu").state.crop == \
         (8, 8, 14, 14)
     with pytest.raises(EngineError, match="outside conv2's 8×8 output map"):
         STAExperiment(bundled, small(layer="conv2", position="8,0", samples=10), device="cpu")
@@ -227,7 +227,7 @@ def test_centre_position_and_positions_outside_the_map(bundled):
 
 def test_first_layer_stas_match_the_learned_kernels(bundled):
     """SCIENCE.md: conv1 STAs equal the kernels up to scale (mean cosine > 0.95 at 5e5 uniform samples)."""
-    snapshot = run_sta(bundled, small(samples=500_000, batch_size=5000, stc=False, seed=7), device="cpu")
+    snapshot = run_sta(bundled, small(samples=500_000, batch_size=5000, stc_samples=0, seed=7), device="cpu")
     assert snapshot.kernels is not None and snapshot.kernels.shape == (20, 1, 5, 5)
     assert np.nanmean(snapshot.kernel_cosines) > 0.95
     assert np.isfinite(snapshot.kernel_cosines).all() and snapshot.kernel_cosines.min() > 0.9
@@ -237,7 +237,7 @@ def test_first_layer_stas_match_the_learned_kernels(bundled):
 def test_steins_lemma_unnormalised_sta_equals_sigma_squared_mean_gradient(bundled):
     """Gaussian noise: Σa(x − x̄)/N = σ²·E[∇a] (conv1 every unit; conv2 every unit active on ≥ 2% of samples)."""
     for layer, samples, gradient_samples in (("conv1", 50_000, 2000), ("conv2", 150_000, 8000)):
-        config = small(layer=layer, samples=samples, noise=GaussianNoise(mean=0.5, std=0.25), stc=False, seed=1)
+        config = small(layer=layer, samples=samples, noise=GaussianNoise(mean=0.5, std=0.25), stc_samples=0, seed=1)
         snapshot = run_sta(bundled, config, device="cpu")
         expected = gradient_sta(bundled, config, gradient_samples)
         cosines = cosine_rows(snapshot.unnormalised.reshape(snapshot.units, -1), expected.reshape(snapshot.units, -1))
@@ -259,9 +259,9 @@ def test_crop_path_gives_the_full_forward_passs_activations(bundled):
 
 
 def test_linear_layer_and_pre_activation(bundled):
-    snapshot = run_sta(bundled, small(layer="fc2", samples=3000, stc=False), device="cpu")
+    snapshot = run_sta(bundled, small(layer="fc2", samples=3000, stc_samples=0), device="cpu")
     assert snapshot.sta.shape == (10, 1, 28, 28) and snapshot.post_description == "none"
-    pre = run_sta(bundled, small(layer="conv1", activation="pre", samples=20_000, stc=False), device="cpu")
+    pre = run_sta(bundled, small(layer="conv1", activation="pre", samples=20_000, stc_samples=0), device="cpu")
     # A linear (pre-activation) unit's unnormalised STA is its kernel exactly up to noise.
     assert np.nanmean(cosine_rows(pre.unnormalised.reshape(20, -1), pre.kernels.reshape(20, -1))) > 0.99
 
@@ -269,7 +269,7 @@ def test_linear_layer_and_pre_activation(bundled):
 def test_tanh_variant_has_no_silent_filters():
     torch.manual_seed(0)
     model = LoadedModel("zoo", "mnist_cnn_tanh", build_zoo("mnist_cnn_tanh"), MNIST, ZOO["mnist_cnn"].class_names)
-    snapshot = run_sta(model, small(samples=30_000, stc=False, noise=GaussianNoise()), device="cpu")
+    snapshot = run_sta(model, small(samples=30_000, stc_samples=0, noise=GaussianNoise()), device="cpu")
     assert snapshot.post_description == "tanh"
     # A tanh unit responds (in both directions) to everything: every filter has an STA.
     assert np.isfinite(snapshot.unnormalised).all() and snapshot.kernel_cosines.min() > 0.95
@@ -319,7 +319,7 @@ def records_equal(a: STAState, b: STAState) -> None:
 
 def resumable_config(**values) -> STAConfig:
     return STAConfig(**{"layer": "conv1", "samples": 6000, "batch_size": 1000, "stc_samples": 3500,
-                        "map_samples": 1500, "shuffles": 30, "seed": 11, **values})
+                        "map_samples": 1500, "seed": 11, **values})
 
 
 def test_resume_after_cancel_and_extension_equal_one_run(bundled, tmp_path):
@@ -347,9 +347,9 @@ def test_resume_after_cancel_and_extension_equal_one_run(bundled, tmp_path):
 
 
 def test_same_seed_same_stas_other_seed_other_stas(bundled):
-    a = run_sta(bundled, small(samples=3000, stc=False, seed=5), device="cpu")
-    b = run_sta(bundled, small(samples=3000, stc=False, seed=5), device="cpu")
-    c = run_sta(bundled, small(samples=3000, stc=False, seed=6), device="cpu")
+    a = run_sta(bundled, small(samples=3000, stc_samples=0, seed=5), device="cpu")
+    b = run_sta(bundled, small(samples=3000, stc_samples=0, seed=5), device="cpu")
+    c = run_sta(bundled, small(samples=3000, stc_samples=0, seed=6), device="cpu")
     np.testing.assert_array_equal(a.sta, b.sta)
     assert not np.array_equal(a.sta, c.sta)
 
@@ -358,23 +358,23 @@ def test_refit_with_other_shuffles_reruns_only_the_test(bundled):
     from wna_gui.core.experiment import plan_run, prepare_state
     from wna_gui.core.sta import EXPERIMENT
 
-    experiment = STAExperiment(bundled, small(samples=2000, stc_samples=1000, shuffles=40), device="cpu")
+    experiment = STAExperiment(bundled, small(samples=2000, stc_samples=1000, shuffles=100), device="cpu")
     experiment.run_to_end()
     state = experiment.state
     c_ax = state.even.c_ax.copy()
-    config = dataclasses.replace(state.config, shuffles=60)
+    config = dataclasses.replace(state.config, shuffles=120)
     assert plan_run(EXPERIMENT, state, config).action == "refit"
     refitted = prepare_state(EXPERIMENT, state, config, bundled)
     assert not refitted.finished and not refitted.stc_tested.any()
     STAExperiment(bundled, state=refitted, device="cpu").run_to_end()
-    assert refitted.finished and refitted.null_shuffles == 60 and refitted.blocks_done == 2
+    assert refitted.finished and refitted.null_shuffles == 120 and refitted.blocks_done == 2
     np.testing.assert_array_equal(refitted.even.c_ax, c_ax)
 
 
 # --- activation maps ---
 
 def test_activation_maps_of_noise_and_real_digits(bundled):
-    snapshot = run_sta(bundled, STAConfig(samples=2000, stc=False, map_samples=2000), device="cpu")
+    snapshot = run_sta(bundled, STAConfig(samples=2000, stc_samples=0, map_samples=2000), device="cpu")
     maps = snapshot.maps
     assert maps.layers == ("conv1", "conv2", "fc1", "fc2")
     assert maps.noise_counts.sum() == 2000 and maps.real_counts.sum() == 1000
@@ -447,7 +447,7 @@ def test_structured_noise_sta_is_computed_on_scores_and_mapped_back():
     y, x = np.mgrid[-1:1:28j, -1:1:28j]
     filter_ = np.exp(-(x**2 + y**2) / 0.3) * np.cos(2.5 * x + 1.0 * y)
     model = LoadedModel("zoo", "unit", LinearUnit(filter_).eval(), MNIST, ("a", "b"))
-    snapshot = run_sta(model, small(layer="unit", samples=20_000, noise=noise, stc=False), device="cpu")
+    snapshot = run_sta(model, small(layer="unit", samples=20_000, noise=noise, stc_samples=0), device="cpu")
     assert snapshot.structured and snapshot.post_description == "sigmoid"
     basis = noise.score_basis((1, 28, 28))
     orthonormal = basis / np.linalg.norm(basis, axis=1, keepdims=True)
@@ -484,7 +484,7 @@ def test_stc_of_a_layer_too_large_is_skipped_with_a_note(bundled):
 def test_wna_run_sta_and_export_write_the_stas_as_arrays(tmp_path, capsys):
     out = tmp_path / "s.h5"
     assert main(["run", "sta", "--model", "default", "--layer", "conv2", "--samples", "3000", "--seed", "4",
-                 "--stc-samples", "1000", "--shuffles", "20", "--map-samples", "1000", "--quiet",
+                 "--stc-samples", "0", "--map-samples", "1000", "--quiet",
                  "--autosave-seconds", "0", "--out", str(out)]) == 0
     assert main(["info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)["experiments"]["sta"]
@@ -497,8 +497,20 @@ def test_wna_run_sta_and_export_write_the_stas_as_arrays(tmp_path, capsys):
         np.testing.assert_array_equal(arrays["units"], np.arange(50))
         assert tuple(arrays["rf_size"]) == (14, 14) and tuple(arrays["rf_offset"]) == (8, 8)
         assert int(arrays["samples"]) == 3000 and str(arrays["layer"]) == "conv2"
-    with np.load(export / "stc.npz") as arrays:
-        assert arrays["eigenvalues"].shape == (50, 196) and arrays["tested"].all()
     names = {p.name for p in export.iterdir()}
-    assert {"sta.png", "sta.pdf", "sta_zmap.png", "stc.png", "activation_maps.png", "layer_distances.csv"} <= names
-    assert "kernels.png" not in names  # conv2 is not a first layer
+    assert {"sta.png", "sta.pdf", "sta_zmap.png", "activation_maps.png", "layer_distances.csv"} <= names
+    assert "kernels.png" not in names and "stc.npz" not in names  # conv2 is not a first layer; STC was off
+
+
+def test_wna_train_tanh_variant_then_its_filters(tmp_path, capsys):
+    """`wna train mnist_cnn_tanh` (tanh after the conv layers) and the STA of the trained model's conv1."""
+    weights = tmp_path / "tanh.pt"
+    assert main(["train", "mnist_cnn_tanh", "--epochs", "1", "--out", str(weights)]) == 0
+    out = tmp_path / "s.h5"
+    assert main(["run", "sta", "--model", "mnist_cnn_tanh", "--weights", str(weights), "--samples", "20000",
+                 "--stc-samples", "0", "--map-samples", "0", "--noise", "gaussian", "--quiet",
+                 "--autosave-seconds", "0", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)["experiments"]["sta"]
+    assert info["nonlinearity"] == "tanh" and info["kernel_cosine_mean"] > 0.95

@@ -41,7 +41,7 @@ def sta_panel(window):
 def test_a_run_streams_live_filters_and_every_view_draws(window, qtbot):
     panel = sta_panel(window)
     panel.forms[KIND].set_values({"samples": 6000, "batch_size": 1000, "stc_samples": 3000, "map_samples": 2000,
-                                  "shuffles": 20, "seed": 3})
+                                  "seed": 3})
     snapshots = []
     window.engine.snapshot.connect(snapshots.append)
     with qtbot.waitSignal(window.engine.run_finished, timeout=RUN_TIMEOUT_MS):
@@ -88,8 +88,7 @@ def test_a_run_streams_live_filters_and_every_view_draws(window, qtbot):
 
 
 def test_a_saved_run_is_shown_again_and_exports(window, qtbot, tmp_path, model):
-    experiment = STAExperiment(model, STAConfig(layer="conv2", samples=2000, stc_samples=1000, shuffles=20,
-                                                map_samples=0), device="cpu")
+    experiment = STAExperiment(model, STAConfig(layer="conv2", samples=2000, stc_samples=0, map_samples=0), device="cpu")
     experiment.run_to_end()
     path = save_session(Session(model, {KIND: experiment.state}), tmp_path / "s.h5")
     panel = sta_panel(window)

@@ -193,7 +193,6 @@ class ReliabilityPlot(pg.PlotWidget):
         column = reliability[:, unit] if 0 <= unit < reliability.shape[1] else np.full(len(samples), np.nan)
         finite = np.isfinite(column)
         self._unit.setData(samples[finite], column[finite])
-        self._unit.opts["name"] = f"unit {unit}"
         right = max(3.0, math.ceil(math.log10(max(int(samples[-1]), 1000)) * 2) / 2)
         x_range = (min(math.log10(max(int(samples[0]), 100)), right - 1), right)
         if x_range != self._x_range:  # axis repaints are costly: only when the range grows

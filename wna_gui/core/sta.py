@@ -77,6 +77,7 @@ RELIABILITY_POINTS_PER_DECADE = 8
 MAX_STC_DIMS = 8  # significant directions sought per unit
 STC_MAX_BYTES = 256 * 2**20  # the Σaxxᵀ accumulator of one layer
 NULL_WORK_FLOPS = 2e10  # about this much null arithmetic per unit of work (pause and progress between)
+NULL_COLUMNS = 256  # and at least this many (unit, shuffle) weight columns per product: a GEMM wide enough to be fast
 MAP_MAX_CLASSES = 100  # activation maps per class for at most this many classes
 MAP_FULL_LIMIT = 2**22  # per-class activation values of one layer kept in full up to this many (else channel means)
 REAL_BATCH = 500
@@ -135,12 +136,11 @@ class STAConfig:
                             "its block size)", low=1, high=1_000_000, step=100, group="Run")
     seed: int = param(0, "Seed", "seed of the counter-based noise: the same seed gives the same STAs",
                       low=0, high=2**31 - 1, group="Run")
-    stc: bool = param(True, "Spike-triggered covariance", "eigen-analyse the covariance of the noise each unit "
-                      "responds to (STC), with a shuffle null", group="Covariance (STC)")
-    stc_samples: int = param(20_000, "STC samples", "the first this many samples also feed the STC",
-                             low=100, high=10_000_000, step=10_000, group="Covariance (STC)")
+    stc_samples: int = param(20_000, "STC samples", "the first this many samples also feed the spike-triggered "
+                             "covariance (its eigen-analysis against a shuffle null); 0: no STC",
+                             low=0, high=10_000_000, step=10_000, group="Covariance (STC)")
     shuffles: int = param(100, "Shuffles", "repeats of the shuffle null (activations permuted across trials); "
-                          "significant: outside the null's extremes", low=20, high=10_000, step=10, role="fit",
+                          "significant: outside the null's extremes", low=100, high=10_000, step=10, role="fit",
                           group="Covariance (STC)")
     map_samples: int = param(10_000, "Map samples", "the first this many samples also give per-class mean "
                              "activation maps of every layer (full forward passes)", low=0, high=10_000_000,
@@ -156,17 +156,21 @@ class STAConfig:
             raise ValueError(f"seed must be non-negative, got {self.seed}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {self.activation!r}; use {' or '.join(ACTIVATIONS)}")
-        if self.stc_samples < 2:
-            raise ValueError(f"STC samples must be at least 2, got {self.stc_samples}")
-        if self.shuffles < 1:
-            raise ValueError(f"shuffles must be positive, got {self.shuffles}")
+        if self.stc_samples < 0 or self.stc_samples == 1:
+            raise ValueError(f"STC samples must be 0 (no STC) or at least 2, got {self.stc_samples}")
+        if self.shuffles < 100:
+            raise ValueError(f"the shuffle null needs at least 100 shuffles, got {self.shuffles}")
         if self.map_samples < 0:
             raise ValueError(f"map samples must not be negative, got {self.map_samples}")
         position = parse_position(self.position)
         object.__setattr__(self, "position", "centre" if position is None else f"{position[0]},{position[1]}")
 
+    @property
+    def stc(self) -> bool:
+        return self.stc_samples > 0
+
     def inactive_params(self) -> tuple[str, ...]:
-        return () if self.stc else ("stc_samples", "shuffles")
+        return () if self.stc else ("shuffles",)
 
     @property
     def position_rc(self) -> tuple[int, int] | None:
@@ -1057,7 +1061,9 @@ class STAExperiment(Experiment):
         if len(x) != state.stc.count:
             raise EngineError("the regenerated STC samples do not match the accumulated ones")
         per_unit = cfg.shuffles * n * p * (p + 1) / 2 * 2
-        group = max(1, min(state.units - first, int(NULL_WORK_FLOPS // max(per_unit, 1))))
+        # At least NULL_COLUMNS (unit, shuffle) columns per product (an efficient width), else ~NULL_WORK_FLOPS.
+        wanted = max(-(-NULL_COLUMNS // cfg.shuffles), int(NULL_WORK_FLOPS // max(per_unit, 1)))
+        group = max(1, min(state.units - first, wanted))
         units = [u for u in range(first, first + group) if not state.stc_tested[u]]
         if state.null_count != state.stc.count or state.null_shuffles != cfg.shuffles:
             state.reset_null()
@@ -1094,7 +1100,7 @@ def gradient_sta(model: LoadedModel, config: STAConfig, samples: int, device: st
     Autograd on the private copy: per block, one backward pass per unit (each sample's activation depends on
     its own image only, so the gradient of the sum over samples holds every sample's gradient).
     """
-    experiment = STAExperiment(model, replace(config, samples=samples, stc=False, map_samples=0), device=device)
+    experiment = STAExperiment(model, replace(config, samples=samples, stc_samples=0, map_samples=0), device=device)
     state, cfg = experiment.state, experiment.config
     top, left, h, w = state.crop
     total = torch.zeros((state.units, state.input_shape[0], h, w), dtype=torch.float64)

@@ -298,19 +298,15 @@ class STAPanel(Panel):
         mean = snapshot.reliability_mean
         unit = self._unit(snapshot)
         self.reliability_plot.show_reliability(snapshot.reliability_samples, snapshot.reliability, mean, unit)
+        # The picked unit in detail: its STA and z-map (and kernel), each tile scaled to its own maximum.
         detail = [snapshot.sta[unit], snapshot.zmap[unit]]
-        detail_titles = [f"unit {unit} STA", f"unit {unit} z-map"]
-        detail_levels = filter_levels(detail[0][None], "sta")
+        titles = [f"unit {unit} STA", f"unit {unit} z-map"]
         if snapshot.kernels is not None:
-            detail.append(snapshot.kernels[unit] / (np.abs(snapshot.kernels[unit]).max() or 1) * detail_levels[1])
-            detail_titles.append(f"kernel · cos {snapshot.kernel_cosines[unit]:.3f}"
-                                 if np.isfinite(snapshot.kernel_cosines[unit]) else "kernel")
-        normalised = [detail[0] / (detail_levels[1] or 1), np.clip(detail[1] / max(3.0, np.nanmax(np.abs(detail[1]))
-                                                                                if np.isfinite(detail[1]).any()
-                                                                                else 3.0), -1, 1)]
-        if snapshot.kernels is not None:
-            normalised.append(detail[2] / (detail_levels[1] or 1))
-        self.unit_grid.show_tiles(normalised, detail_titles, [-1] * len(detail), (-1.0, 1.0), "scaled to ±1")
+            detail.append(snapshot.kernels[unit])
+            cosine = snapshot.kernel_cosines[unit]
+            titles.append(f"kernel · cos {cosine:.3f}" if np.isfinite(cosine) else "kernel")
+        self.unit_grid.show_tiles(list(normalised_tiles(np.stack(detail))), titles, [-1] * len(detail), (-1.0, 1.0),
+                                  "per-tile max |·| = 1")
         note = [f"unit {unit}: mean activation {snapshot.mean_activation[unit]:.4g}"]
         if snapshot.activation == "post":
             note.append(f"active on {snapshot.active_fraction[unit]:.1%} of samples")
