@@ -16,6 +16,7 @@ from wna_gui.core.psychometric import KIND, PsychometricConfig, PsychometricExpe
 from wna_gui.core.psychometric_grid import KIND as GRID_KIND
 from wna_gui.core.psychometric_grid import PsychometricGridConfig, PsychometricGridExperiment
 from wna_gui.core.psychometric_report import PSYCHOMETRIC_COLUMNS, gamma_grid
+from wna_gui.app.panels.psychometric import WARNING_BACKGROUND
 from wna_gui.core.session import Session, save_session
 
 RUN_TIMEOUT_MS = 90_000
@@ -91,7 +92,7 @@ def test_sweep_on_screen_equals_the_engine(window, qtbot):
     np.testing.assert_allclose(panel.snapshot.thresholds, expected.thresholds)
     threshold = table_texts(panel)[0][1]
     assert threshold.startswith(f"{expected.thresholds[0]:.3f} [")
-    assert window.samples_label.text() == "Samples 600 / 600"
+    assert window.samples_label.text().endswith(" 600 / 600")
     assert "complete" in panel.plan_label.text()
     assert window.isWindowModified()
 
@@ -162,7 +163,7 @@ def test_stopped_stimulation_run_continues_to_the_same_result(window, qtbot):
         np.testing.assert_array_equal(panel.plot.points(condition)[1], expected.fraction_correct[condition])
     np.testing.assert_allclose(panel.snapshot.thresholds, expected.thresholds, rtol=1e-6)
     # The table has a row per k, with shifts against k = 0.
-    assert len(table_texts(panel)) == 11 and table_texts(panel)[5][5] != ""
+    assert len(table_texts(panel)) == 11 and table_texts(panel)[5][2] != ""
 
     # Only a fit setting changed: the measured data are refitted, not measured again.
     panel.forms[KIND].set_values({"sigmoid": "gauss"})
@@ -242,7 +243,7 @@ def test_grid_saved_halfway_continues_after_reopening(window, qtbot, tmp_path):
     np.testing.assert_array_equal(grid_fractions(panel), expected)
     samples = sum(snapshot.samples_total for snapshot in panel.grid_snapshot.snapshots)
     assert samples == grid.progress_total
-    assert window.samples_label.text() == f"Samples {samples:,} / {samples:,}"
+    assert window.samples_label.text().endswith(f" {samples:,} / {samples:,}")
 
 
 def test_table_marks_failed_fits_and_out_of_range_thresholds(window):
@@ -258,3 +259,62 @@ def test_table_marks_failed_fits_and_out_of_range_thresholds(window):
     panel.show_snapshot(magnet, KIND)
     assert table_texts(panel)[0][1] == "< 0 (out of range)"
     assert panel.table.columnSpan(0, 1) == 1
+
+
+def test_the_table_shows_the_model_its_tests_and_shared_parameters_once(window):
+    panel = psychometric_panel(window)
+    snapshot = headless(PsychometricConfig(target=3, layer="fc1", k_values=(0, 5, 10), gammas=gamma_grid(11),
+                                           n_boot=50, gof_samples=20, lr_samples=20))
+    panel.show_snapshot(snapshot, KIND)
+    texts = table_texts(panel)
+    headers = [panel.table.horizontalHeaderItem(c) for c in range(len(PSYCHOMETRIC_COLUMNS))]
+    assert "γ at P = 0.50" in headers[3].text() and headers[6].text() == "width (γ)"
+    assert all(header.toolTip() for header in headers)  # every column says what it means
+    # Width, guess and lapse are shared across k: one cell each, spanning the rows.
+    for column in (6, 7, 8):
+        assert panel.table.rowSpan(0, column) == 3 and "shared across k" in panel.table.item(0, column).toolTip()
+    assert texts[0][2] == "reference" and texts[2][2].startswith("−") and texts[2][4].startswith("−")
+    assert texts[2][5] and texts[0][5] == "—"  # the LR test of k = 10 against k = 0
+    model = panel.model_label.text()
+    assert model.startswith("Joint fit: threshold per k; width, guess, lapse shared") and "α equal across k?" in model
+    assert "LR = " in panel.model_label.toolTip() and "Monte Carlo, 20 data sets" in panel.model_label.toolTip()
+    # Both thresholds are marked on the curves: α on each curve, the performance threshold on the level line.
+    (alpha_x, alpha_y), (level_x, level_y) = panel.plot.figure.marks()
+    np.testing.assert_allclose(alpha_x, snapshot.thresholds)
+    np.testing.assert_allclose(level_x, snapshot.performance_thresholds)
+    np.testing.assert_allclose(level_y, 0.5)
+    np.testing.assert_allclose(alpha_y, [f.predict(f.threshold) for f in snapshot.fits])
+
+
+def test_an_estimate_at_a_limit_is_marked_in_the_table_and_the_plot(window):
+    panel = psychometric_panel(window)
+    # The CNN calls most pure noise an 8: a guess per k runs to its limit 0.5.
+    snapshot = headless(PsychometricConfig(target=8, layer="fc1", k_values=(0, 10), gammas=gamma_grid(6), n_boot=0,
+                                           gof_samples=0, lr_samples=0, guess_across_k="per-k"))
+    panel.show_snapshot(snapshot, KIND)
+    texts = table_texts(panel)
+    flagged = [row for row in range(2) if snapshot.warnings(row)]
+    assert flagged
+    for row in flagged:
+        assert texts[row][-1].startswith("⚠ guess=0.5")
+        assert "upper limit 0.5" in panel.table.item(row, len(PSYCHOMETRIC_COLUMNS) - 1).toolTip()
+        assert panel.table.item(row, 7).background().color() == WARNING_BACKGROUND
+        assert panel.plot.figure.is_dashed(row)
+    assert texts[0][3] == "none: floor 0.50 ≥ 0.50"  # no γ where P(target) = 0.5: said in words
+    assert panel.flags_label.isVisibleTo(panel) and "⚠ k = " in panel.flags_label.text()
+
+
+def test_every_fit_choice_says_what_it_means_for_the_reader(window):
+    form = psychometric_panel(window).forms[KIND]
+    tips = {key: form.editor(key).toolTip() for key in ("sigmoid", "guess", "lapse", "width_across_k",
+                                                         "guess_across_k", "lapse_across_k", "performance_level",
+                                                         "n_boot", "gof_samples", "lr_samples")}
+    assert "ln γ" in tips["sigmoid"] and "1/K" in tips["guess"] and "0.06" in tips["lapse"]
+    assert "threshold" in tips["guess_across_k"] and "absorb" in tips["guess_across_k"]
+    assert "performance threshold" in tips["performance_level"]
+    assert all(len(tip) > 40 for tip in tips.values())
+    # Sharing means nothing for a single curve: those editors are off without a stimulated layer.
+    form.set_values({"layer": None})
+    assert not form.editor("guess_across_k").isEnabled() and not form.editor("lr_samples").isEnabled()
+    form.set_values({"layer": "fc1", "guess": "chance"})
+    assert not form.editor("guess_across_k").isEnabled() and form.editor("width_across_k").isEnabled()

@@ -22,9 +22,9 @@ from wna_gui.core.session import Session, load_session, save_session
 
 # Two curves of 6 γ points and few resamples: seconds, but every part of the pipeline runs.
 RUN = ["run", "psychometric", "--target", "3", "--layer", "fc1", "--k", "0,10", "--gammas", "6", "--boot", "20",
-       "--gof-samples", "10", "--seed", "4", "--autosave-seconds", "0"]
+       "--gof-samples", "10", "--lr-samples", "20", "--seed", "4", "--autosave-seconds", "0"]
 CONFIG = PsychometricConfig(target=3, layer="fc1", k_values=(0, 10), gammas=(0, 0.2, 0.4, 0.6, 0.8, 1), seed=4,
-                            n_boot=20, gof_samples=10)
+                            n_boot=20, gof_samples=10, lr_samples=20)
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +36,14 @@ def test_run_writes_the_session_and_prints_the_summary(tmp_path, capsys, expecte
     out = tmp_path / "p.h5"
     assert main([*RUN, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "target 3 · fc1 excited, λ = 0.01" in printed and "threshold [95% CI]" in printed
+    assert "target 3 · fc1 excited, λ = 0.01" in printed and "threshold α [95% CI]" in printed
+    assert "Joint fit: threshold per k; width, guess, lapse shared" in printed
+    assert "γ at P = 0.50 [95% CI]" in printed and "width (γ) [95% CI]" in printed
 
     state = load_session(out).runs[KIND]
     # The run records the λ it used (fc1's default) in its config.
     assert state.config == replace(CONFIG, lambda_=0.01) and state.lambda_ == 0.01
-    assert state.correct.shape == (2, 100, 6) and state.done.all()
+    assert state.correct.shape == (2, 1, 100, 6) and state.done.all()
     np.testing.assert_array_equal(state.fraction_correct(), expected.fraction_correct)
     assert [fit.threshold for fit in state.fits] == pytest.approx(list(expected.thresholds))
 
@@ -51,9 +53,19 @@ def test_run_writes_the_session_and_prints_the_summary(tmp_path, capsys, expecte
     assert entry["thresholds"] == pytest.approx(list(expected.thresholds))
     assert entry["threshold_shifts"][1] == pytest.approx(expected.threshold_shifts[1])
     assert entry["finished"] and entry["samples_done"] == 1200
+    # Added with issue 9: performance thresholds, bound flags, the model and its tests.
+    assert entry["performance_level"] == 0.5 and entry["performance_status"] == ["reached", "reached"]
+    assert entry["performance_thresholds"] == pytest.approx(list(expected.performance_thresholds))
+    assert entry["performance_shifts"][1] == pytest.approx(expected.performance_shifts[1])
+    assert entry["fit_model"]["shared"] == ["width", "guess", "lapse"] and entry["fit_model"]["n_params"] == 5
+    assert [test["name"] for test in entry["lr_tests"]] == ["equal", "pair", "sharing"]
+    assert entry["lr_tests"][1]["conditions"] == [0.0, 10.0] and 0 < entry["lr_tests"][1]["p_value"] <= 1
+    assert len(entry["flags"]) == 2 and entry["width_unit"] == "γ" and entry["trials_per_point"] == 100
+    assert entry["noise_index"] == "value" and entry["noise_samples_per_image"] == 1
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
     assert "psychometric: target 3, fc1 excited" in text and "k =   10: threshold" in text
+    assert "γ at P = 0.50:" in text
 
 
 def test_resume_continues_a_stopped_run_and_keeps_other_experiments(tmp_path, expected):
@@ -102,6 +114,13 @@ def test_export_writes_tables_arrays_and_plots(tmp_path, expected):
     assert len((export / "psychometric_data.csv").read_text().splitlines()) == 1 + 12
     assert (export / "psychometric_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"<svg" in (export / "psychometric_curves.svg").read_bytes()[:2000]
+    # The performance threshold, its shift and the flags beside the midpoint's; the tests in a table of their own.
+    assert [float(r["performance_threshold"]) for r in rows] == pytest.approx(list(expected.performance_thresholds))
+    assert rows[1]["performance_shift_ci_low"] and rows[0]["model"] == "joint" and rows[0]["shared"] == "width guess lapse"
+    assert rows[0]["width_unit"] == "γ" and rows[0]["noise_samples"] == "1" and "flags" in rows[0]
+    tests = list(csv.DictReader((export / "psychometric_tests.csv").read_text().splitlines()))
+    assert [t["test"] for t in tests] == ["equal", "pair", "sharing"]
+    assert tests[1]["null_hypothesis"] == "α(k = 10) = α(k = 0)" and tests[1]["samples"] == "20"
 
 
 def test_info_and_export_of_a_small_multiples_grid(tmp_path, capsys):
@@ -195,10 +214,47 @@ def test_resume_with_fit_flags_refits_without_measuring_again(tmp_path, capsys, 
     np.testing.assert_array_equal(state.correct, measured.correct)
     np.testing.assert_array_equal(state.responses, measured.responses)
     assert state.config == replace(measured.config, sigmoid="weibull", n_boot=0)
-    assert all(fit.sigmoid == "weibull" for fit in state.fits) and state.boot_thresholds.shape == (2, 0)
+    assert all(fit.sigmoid == "weibull" for fit in state.fits) and state.boot_params.shape == (2, 0, 4)
     assert [fit.sigmoid for fit in load_session(out).runs[KIND].fits] == ["logistic", "logistic"]
     # A measure flag is refused in one line, naming it.
     capsys.readouterr()
     assert main(["run", "psychometric", "--resume", str(out), "--target", "4", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("wna: error: --target differs") and len(err.splitlines()) == 1
+
+
+def test_new_flags_give_samples_per_image_a_fit_per_k_a_level_and_tests(tmp_path, capsys):
+    out = tmp_path / "p.h5"
+    assert main([*RUN, "--repeats", "2", "--width-across-k", "per-k", "--guess-across-k", "per-k",
+                 "--lapse-across-k", "per-k", "--performance-level", "0.6", "--lr-samples", "0", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Curves fitted separately: threshold, width, guess, lapse per k · 8 parameters" in printed
+    assert "γ at P = 0.60 [95% CI]" in printed and "(χ²)" in printed
+    state = load_session(out).runs[KIND]
+    config = state.config
+    assert (config.repeats, config.shared, config.performance_level, config.lr_samples) == (2, (), 0.6, 0)
+    assert state.correct.shape == (2, 2, 100, 6) and state.trials()[0, 0] == 200
+    assert all(test.p_value is None for test in state.snapshot().lr_tests)
+
+    # Only fit flags given with --resume: the measured data are fitted again, jointly this time.
+    capsys.readouterr()
+    assert main(["run", "psychometric", "--resume", str(out), "--guess-across-k", "shared", "--width-across-k",
+                 "shared", "--quiet"]) == 0
+    refitted = load_session(out).runs[KIND]
+    np.testing.assert_array_equal(refitted.correct, state.correct)
+    assert refitted.config.shared == ("width", "guess") and refitted.model["shared"] == ["width", "guess"]
+    # A measure flag is refused, named.
+    assert main(["run", "psychometric", "--resume", str(out), "--repeats", "3", "--quiet"]) == 2
+    assert "--repeats differs" in capsys.readouterr().err
+
+
+def test_flagged_estimates_are_listed_with_their_reason(tmp_path, capsys):
+    # The CNN calls most pure noise an 8: a guess per k runs to its limit 0.5, and the output says so.
+    assert main([*RUN, "--target", "8", "--guess-across-k", "per-k", "--boot", "0", "--gof-samples", "0",
+                 "--lr-samples", "0", "--out", str(tmp_path / "p.h5")]) == 0
+    printed = capsys.readouterr().out
+    assert "⚠ guess=0.5" in printed
+    assert "⚠ k = 0: the guess rate stopped at its upper limit 0.5" in printed
+    assert "none: floor 0.50 ≥ 0.50" in printed
+    assert main(["info", str(tmp_path / "p.h5")]) == 0
+    assert "⚠ guess=0.5" in capsys.readouterr().out

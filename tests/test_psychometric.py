@@ -10,7 +10,17 @@ from torch import nn
 from wna_gui.core.control import Cancelled, EngineError, RunControl
 from wna_gui.core.data import bundled_mnist
 from wna_gui.core.models import MNIST_CLASSES, InputSpec, LoadedModel, load_default
-from wna_gui.core.psychometric import PsychometricConfig, PsychometricExperiment, PsychometricState, default_lambda
+from scipy.stats import spearmanr
+
+from wna_gui.core.psychometric import (
+    PsychometricConfig,
+    PsychometricExperiment,
+    PsychometricState,
+    condition_key,
+    default_lambda,
+    noise_block,
+)
+from wna_gui.core.psyfit import FLOOR_ABOVE, NOTE
 from wna_gui.core.psychometric_grid import KIND as GRID_KIND
 from wna_gui.core.psychometric_grid import (
     PsychometricGridConfig,
@@ -281,3 +291,107 @@ def test_a_stopped_grid_continues_where_it_stopped_and_equals_one_run(model, hel
         np.testing.assert_array_equal(a.threshold_shifts, b.threshold_shifts)
     # Each plot stimulates its layer at the layer's paper λ, and the grid's plots carry no bootstrap.
     assert all(run.lambda_ == 0.01 and run.config.n_boot == 0 for run in state.runs)
+
+
+# --- issue 9: conditions by value, noise samples per image, the joint fit on the bundled CNN ---
+
+def sweep(model, heldout, **fields):
+    fields = {"gammas": COARSE_GAMMAS, "n_boot": 0, "gof_samples": 0, "lr_samples": 0, **fields}
+    experiment = PsychometricExperiment(model, PsychometricConfig(**fields), images=heldout, device="cpu")
+    return experiment, experiment.run_to_end()
+
+
+def test_a_condition_gets_its_noise_by_value_whatever_the_k_list(model, heldout):
+    """The same seed, target, layer, λ and k = 5 give the same data in any k list, order or batch size."""
+    runs = {ks: sweep(model, heldout, target=3, layer="fc1", k_values=ks, batch_size=batch)[0].state
+            for ks, batch in (((0.0, 5.0), 2100), ((5.0,), 300), ((10.0, 5.0, 0.0), 700))}
+    five = [state.correct[state.config.conditions.index(5.0)] for state in runs.values()]
+    for other in five[1:]:
+        np.testing.assert_array_equal(other, five[0])
+    zero = [state.correct[state.config.conditions.index(0.0)] for state in runs.values() if 0.0 in state.config.conditions]
+    np.testing.assert_array_equal(zero[0], zero[1])
+    # k = 0 is the unstimulated network: the same noise (and data) as a run without a layer, and as either sign.
+    unstimulated = sweep(model, heldout, target=3)[0].state
+    inhibited = sweep(model, heldout, target=3, layer="fc1", k_values=(0.0, 5.0), sign=-1)[0].state
+    np.testing.assert_array_equal(unstimulated.correct[0], zero[0])
+    np.testing.assert_array_equal(inhibited.correct[0], zero[0])
+    assert not np.array_equal(inhibited.correct[1], five[0])  # k = 5 inhibited is another condition
+    # The rule, and what distinguishes conditions.
+    config = runs[(0.0, 5.0)].config
+    assert noise_block(config, 1, 2) == noise_block(replace(config, k_values=(5.0, 2.0)), 0, 2)
+    assert noise_block(config, 1, 2) != noise_block(config, 1, 2, repeat=1) != noise_block(replace(config, seed=1), 1, 2)
+    assert noise_block(config, 0, 2) == noise_block(replace(config, layer=None), 0, 2)
+    assert noise_block(config, 1, 2) != noise_block(replace(config, target=4), 1, 2)
+    assert condition_key(3, "fc1", 1, 5.0, 0.5, 0) == "psychometric|target=3|layer=fc1|sign=+|k=5|gamma=0.5|repeat=0"
+
+
+def test_the_grid_and_a_single_run_give_identical_data_for_the_same_condition(model, heldout):
+    config = PsychometricGridConfig(targets=(3,), layers=("fc1", "conv2"), signs=(1, -1), k_values=(0.0, 5.0, 10.0),
+                                    gammas=COARSE_GAMMAS)
+    grid = PsychometricGridExperiment(model, config, images=heldout, device="cpu")
+    grid.run_to_end()
+    for plot, state in zip(grid.state.configs, grid.state.runs):
+        single = sweep(model, heldout, target=plot.target, layer=plot.layer, sign=plot.sign,
+                       k_values=(10.0, 5.0))[0].state  # another list, another order
+        np.testing.assert_array_equal(single.correct[0], state.correct[2])
+        np.testing.assert_array_equal(single.correct[1], state.correct[1])
+        np.testing.assert_array_equal(single.responses[1], state.responses[1])
+
+
+def test_noise_samples_per_image_multiply_the_trials_and_keep_the_first_sample(model, heldout, tmp_path):
+    one, _ = sweep(model, heldout, target=2, layer="fc1", k_values=(0.0, 10.0))
+    config = dict(target=2, layer="fc1", k_values=(0.0, 10.0), repeats=3, n_boot=50, batch_size=250,
+                  snapshot_seconds=0)
+    whole, snapshot = sweep(model, heldout, **config)
+    n_images = snapshot.n_images
+    assert whole.state.correct.shape == (2, 3, n_images, len(COARSE_GAMMAS))
+    np.testing.assert_array_equal(snapshot.trials, 3 * n_images)
+    assert snapshot.samples_total == 2 * 3 * len(COARSE_GAMMAS) * n_images == snapshot.samples_done
+    np.testing.assert_array_equal(whole.state.correct[:, 0], one.state.correct[:, 0])  # sample 0: the one-sample run
+    assert not np.array_equal(whole.state.correct[:, 1], whole.state.correct[:, 0])  # fresh noise each sample
+    np.testing.assert_array_equal(snapshot.responses.sum(axis=2), 3 * n_images)
+    np.testing.assert_array_equal(whole.state.item_counts().sum(axis=0), snapshot.n_correct)
+    # Stopped between samples and resumed from a session: the same data and fits.
+    control = RunControl()
+    stopped = PsychometricExperiment(model, PsychometricConfig(gammas=COARSE_GAMMAS, gof_samples=0, lr_samples=0,
+                                                               **config), images=heldout, control=control)
+    with pytest.raises(Cancelled):
+        for partial in stopped.run():
+            if partial.cells_done > len(COARSE_GAMMAS) + 3:
+                control.cancel()
+    path = save_session(Session(model, {"psychometric": stopped.state}), tmp_path / "repeats.h5")
+    resumed = PsychometricExperiment(model, state=load_session(path).runs["psychometric"], images=heldout).run_to_end()
+    np.testing.assert_array_equal(resumed.fraction_correct, snapshot.fraction_correct)
+    assert [f.to_dict() for f in resumed.fits] == [f.to_dict() for f in snapshot.fits]
+
+
+def test_digit_3_fc1_excited_performance_threshold_falls_with_k(model, heldout):
+    """The issue's case: digit 3, fc1 excited, k = 0…10, seed 0, the default fit (one width, guess and lapse
+    for every k): the performance threshold falls with k, and its shift at k = 10 excludes 0."""
+    experiment = PsychometricExperiment(model, PsychometricConfig(target=3, layer="fc1", gof_samples=0,
+                                                                  lr_samples=100), images=heldout, device="cpu")
+    snapshot = experiment.run_to_end()
+    performance = snapshot.performance_thresholds
+    assert snapshot.fit_model["shared"] == ["width", "guess", "lapse"] and not snapshot.preliminary
+    assert np.all(snapshot.performance_status == 0) and np.all(np.isfinite(performance))
+    assert spearmanr(snapshot.k_values, performance).statistic < -0.9
+    assert performance[-1] < performance[0] - 0.08
+    low, high = snapshot.performance_shift_intervals[-1]
+    assert low < high < 0
+    assert snapshot.test_named("equal").p_value < 0.05
+    assert snapshot.test_against_reference(10).p_value < 0.05
+    # No estimate of the shared model is held by an artificial limit.
+    assert not any(snapshot.warnings(c) for c in range(11))
+
+
+def test_estimates_at_a_limit_are_flagged_on_the_cnn(model, heldout):
+    # The CNN calls most pure noise an 8: a free guess runs to its limit 0.5 at every k.
+    _, eight = sweep(model, heldout, target=8, layer="fc1", k_values=(0.0, 5.0, 10.0), guess_across_k="per-k",
+                     width_across_k="per-k", lapse_across_k="per-k")
+    assert all("guess=0.5" in [flag.label for flag in eight.warnings(c)] for c in range(3))
+    assert list(eight.performance_status) == [FLOOR_ABOVE] * 3  # above 0.5 everywhere: no performance threshold
+    # conv2 excitation makes the 1's curve sag: a lapse per k runs to 0.06 while the curve moves right.
+    _, one = sweep(model, heldout, target=1, layer="conv2", k_values=(0.0, 5.0, 10.0), guess_across_k="per-k",
+                   width_across_k="per-k", lapse_across_k="per-k")
+    assert "lapse=0.06" in [flag.label for flag in one.warnings(2)]
+    assert all(flag.severity == NOTE for flag in one.flags[0])

@@ -5,9 +5,28 @@ a γ grid; the fraction classified as the target traces an S-shaped curve.
 Microstimulation (Eq. 6) raises (or lowers) each map's bias of one layer in
 proportion to how active that map is for the target class,
 b_m ← b_m ± λ·k·ā_m, and the curve shifts. One *condition* is one k; one
-*cell* is one (condition, γ) pair, measured on every image once, with its own
-noise block (``block = condition index · n_γ + γ index``), so results do not
-depend on the batch size or on where a run was paused and resumed.
+*cell* is one (condition, γ, repeat): every image once, with fresh noise. A
+point of a curve is a (condition, γ) pair: ``repeats`` cells, images × repeats
+trials.
+
+Noise is drawn *by value* (``noise_index = "value"``): a cell's noise block is a
+hash of the target, the stimulation actually applied (layer, sign and k; the
+same "unstimulated" for every k = 0 and for runs without a layer), γ and the
+repeat, under the run's seed (:func:`noise_block`). The same condition gets
+the same noise whatever the k list, the batch size, the order of measurement,
+pauses and resumes, or whether a single run or the small-multiples grid
+measures it. wna-gui 0.1 indexed blocks by list position (``block = condition
+index · n_γ + γ index``); its sessions record ``noise_index = "position"`` and
+keep that rule, so they continue exactly.
+
+Fits: each curve is fitted alone as soon as it is complete (a preview shown
+while the others are measured). When every curve is measured, all are fitted
+together under the chosen model (threshold per k; width, guess and lapse each
+shared across k or per k) with a bootstrap over images (all their trials at
+every k and γ together, so shifts are paired), a Monte-Carlo goodness of fit
+and likelihood-ratio tests (core.psyfit.analyse_conditions). Besides the
+midpoint threshold α (F = ½) every curve has a performance threshold: the γ at
+which P(target) reaches ``performance_level``.
 
 ā_m is the mean over the target's clean images of ReLU(layer output) (spatial
 mean over the whole conv map, before pooling). For the MNIST CNN this is the
@@ -47,10 +66,25 @@ from .psychometric_report import (
     psychometric_data_records,
     psychometric_fit_records,
     psychometric_table,
+    psychometric_test_records,
+    psychometric_text_tables,
+    model_lines,
     stimulation_text,
     write_records,
 )
-from .psyfit import SIGMOIDS, PsychometricFit, bootstrap_fit, threshold_shift
+from .psyfit import (
+    NOTE,
+    SHAREABLE,
+    SIGMOIDS,
+    BoundFlag,
+    LRTest,
+    PsychometricFit,
+    analyse_conditions,
+    bound_flags,
+    fit_psychometric,
+    performance_threshold,
+    shift_interval,
+)
 
 KIND = "psychometric"
 # chance: fixed at 1/K (0.5 for a binary model); free: fitted in [0, 0.5]. A network does not
@@ -59,6 +93,8 @@ KIND = "psychometric"
 # deviance 112 vs 17 over 21 levels) while moving thresholds by only ~0.01. Hence free by default.
 GUESS_MODES = ("chance", "free")
 LAPSE_MODES = ("bounded", "free")  # bounded: [0, 0.06]; free: [0, 0.5]
+SHARING_MODES = ("shared", "per-k")
+NOISE_INDEXING = ("value", "position")
 DEFAULT_GAMMAS = tuple(float(g) for g in np.round(np.linspace(0.0, 1.0, 21), 10))
 DEFAULT_K_VALUES = tuple(float(k) for k in range(11))
 # The paper's λ per layer type (§3.4): sensitivity of the output to a bias differs by layer.
@@ -80,11 +116,31 @@ SIGNS = {1: "excite (raise biases)", -1: "inhibit (lower biases)"}
 SIGN_WORDS = {"excite": 1, "inhibit": -1}
 GUESS_LABELS = {"free": "free (fitted in [0, 0.5])", "chance": "chance (1/K)"}
 LAPSE_LABELS = {"bounded": "bounded [0, 0.06]", "free": "free [0, 0.5]"}
+SHARING_LABELS = {"shared": "shared across k", "per-k": "free per k"}
+NOISE_INDEX_LABELS = {"value": "by condition values", "position": "by list position (wna-gui 0.1)"}
 DATASET_LABELS = {"bundled": "bundled MNIST digits (held out)",
                   **{name: f"{name} test set (data folder)" for name in DATASETS}}
 STIMULATION = "Target and stimulation"
 STIMULUS = "Stimulus"
 FIT = "Fit ψ = guess + (1 − guess − lapse)·F"
+
+# Tooltips of the fit choices: what each means for the reader of the table.
+SIGMOID_HELP = ("the shape F of the curve. Thresholds and shifts barely depend on it; widths do. logistic, gauss, "
+                "gumbel: F of γ, widths in γ. weibull: F of ln γ (psignifit's), widths in ln γ; its floor is at γ = 0")
+GUESS_HELP = ("the curve's floor as γ → 0. free: fitted in [0, 0.5] (a network does not guess at 1/K on noise: the "
+              "bundled CNN calls most of it an 8 or a 3); chance: fixed at 1/K")
+LAPSE_HELP = ("how far the top stays below 1. bounded: fitted in [0, 0.06], the psychophysics convention; free: "
+              "fitted in [0, 0.5], for curves that sag at high γ")
+WIDTH_SHARING_HELP = ("shared: one width for every k (stimulation moves the curve without changing its slope); per "
+                      "k: each curve its own width. The sharing test below the table says whether one width fits")
+GUESS_SHARING_HELP = ("shared: one floor for every k, so a curve whose lower part rises reads as a lower threshold; "
+                      "per k: each curve its own floor, which can absorb a shift (watch for a guess at its limit 0.5, "
+                      "and read the performance threshold)")
+LAPSE_SHARING_HELP = ("shared: one top (1 − lapse) for every k; per k: each curve its own, which can turn a sagging "
+                      "top into a threshold shift (watch for a lapse at its limit)")
+LEVEL_HELP = ("the performance threshold is the γ at which the fitted P(target) reaches this level. Unlike the "
+              "midpoint α (F = ½) it does not depend on how floor, lapse and sigmoid share the curve; curves whose "
+              "floor is above the level, or that never reach it, say so")
 
 
 def _k_values_param(group: str = STIMULATION, default=DEFAULT_K_VALUES):
@@ -101,22 +157,49 @@ def _shared_params() -> dict:
     """Declarations the curves and the small-multiples grid share (fresh fields for each dataclass)."""
     return dict(
         gammas=_gammas_param(),
+        repeats=param(1, "Noise samples per image", "fresh noise samples of every image at each (k, γ): a point "
+                      "has images × this many trials; the bootstrap resamples images with all their trials",
+                      low=1, high=1000, group=STIMULUS),
         seed=param(0, "Seed", "seed of the counter-based noise", low=0, high=2**31 - 1, group=STIMULUS),
         noise=param(kind="noise", default_factory=UniformNoise, label="Noise", cli="--noise", group=STIMULUS,
                     help="noise source mixed with the images: uniform (the paper's) or gaussian"),
+        noise_index=param("value", "Noise blocks", "how a cell finds its noise: by its values (target, stimulation, "
+                          "k, γ, sample: a condition gets the same noise in any run, grid or k list) or by its "
+                          "list positions (how wna-gui 0.1 drew it; its sessions keep that)",
+                          choices=NOISE_INDEX_LABELS, group=STIMULUS),
         dataset=param("bundled", "Images", "where the target's images come from", choices=DATASET_LABELS,
                       group=STIMULUS),
         data_dir=param("", "Data folder", "folder of a torchvision dataset (not needed for bundled)",
                        kind="text", role="runtime", group=STIMULUS),
-        sigmoid=param("logistic", "Sigmoid F", "the psychometric function's shape",
-                      choices={name: name for name in SIGMOIDS}, role="fit", group=FIT),
-        guess=param("free", "Guess rate", "free (default: the network does not guess at 1/K on noise) or "
-                    "chance (1/K)", choices=GUESS_LABELS, role="fit", group=FIT),
-        lapse=param("bounded", "Lapse rate", "bounded [0, 0.06] or free [0, 0.5]", choices=LAPSE_LABELS,
-                    role="fit", group=FIT),
+        sigmoid=param("logistic", "Sigmoid F", SIGMOID_HELP, choices={name: name for name in SIGMOIDS}, role="fit",
+                      group=FIT),
+        guess=param("free", "Guess rate", GUESS_HELP, choices=GUESS_LABELS, role="fit", group=FIT),
+        lapse=param("bounded", "Lapse rate", LAPSE_HELP, choices=LAPSE_LABELS, role="fit", group=FIT),
+        width_across_k=param("shared", "Width across k", WIDTH_SHARING_HELP, choices=SHARING_LABELS, role="fit",
+                             group=FIT),
+        guess_across_k=param("shared", "Guess across k", GUESS_SHARING_HELP, choices=SHARING_LABELS, role="fit",
+                             group=FIT),
+        lapse_across_k=param("shared", "Lapse across k", LAPSE_SHARING_HELP, choices=SHARING_LABELS, role="fit",
+                             group=FIT),
+        performance_level=param(0.5, "Performance level", LEVEL_HELP, kind="float", low=0.01, high=0.99, step=0.05,
+                                decimals=3, role="fit", group=FIT),
         batch_size=param(2100, "Batch size", "stimuli per forward pass; whole γ points are grouped up to it",
                          low=1, high=1_000_000, step=100, role="runtime", group=STIMULUS),
     )
+
+
+def _check_shared_settings(config) -> None:
+    """Checks of the settings the curves and the grid share."""
+    if config.repeats < 1:
+        raise ValueError(f"noise samples per image must be at least 1, got {config.repeats}")
+    if config.noise_index not in NOISE_INDEXING:
+        raise ValueError(f"noise blocks must be {' or '.join(NOISE_INDEXING)}, got {config.noise_index!r}")
+    for name in ("width_across_k", "guess_across_k", "lapse_across_k"):
+        if getattr(config, name) not in SHARING_MODES:
+            raise ValueError(f"{name.replace('_', ' ')} must be {' or '.join(SHARING_MODES)}, "
+                             f"got {getattr(config, name)!r}")
+    if not 0 < config.performance_level < 1:
+        raise ValueError(f"the performance level must lie strictly between 0 and 1, got {config.performance_level}")
 
 
 @dataclass(frozen=True)
@@ -132,17 +215,28 @@ class PsychometricConfig:
     sign: int = param(1, "Sign", "excite (raise biases) or inhibit (lower them)", choices=SIGNS, tokens=SIGN_WORDS,
                       group=STIMULATION)
     gammas: tuple[float, ...] = _shared_params()["gammas"]
+    repeats: int = _shared_params()["repeats"]
     seed: int = _shared_params()["seed"]
     noise: NoiseSource = _shared_params()["noise"]
+    noise_index: str = _shared_params()["noise_index"]
     dataset: str = _shared_params()["dataset"]
     data_dir: str = _shared_params()["data_dir"]
     sigmoid: str = _shared_params()["sigmoid"]
     guess: str = _shared_params()["guess"]
     lapse: str = _shared_params()["lapse"]
-    n_boot: int = param(200, "Bootstrap", "bootstrap resamples of the images for 95% intervals (0: none)",
+    width_across_k: str = _shared_params()["width_across_k"]
+    guess_across_k: str = _shared_params()["guess_across_k"]
+    lapse_across_k: str = _shared_params()["lapse_across_k"]
+    performance_level: float = _shared_params()["performance_level"]
+    n_boot: int = param(200, "Bootstrap", "bootstrap resamples of the images (each with all its trials, at every k "
+                        "and γ) for 95% intervals and paired shifts (0: none)",
                         cli="--boot", low=0, high=100_000, step=50, role="fit", group=FIT)
-    gof_samples: int = param(200, "GoF samples", "Monte-Carlo samples for the deviance p-value (0: none)",
+    gof_samples: int = param(200, "GoF samples", "data sets simulated from the fit for the deviance's Monte-Carlo "
+                             "p-value (0: none); a small p says the model misses the curves' shape",
                              low=0, high=100_000, step=50, role="fit", group=FIT)
+    lr_samples: int = param(200, "LR-test samples", "data sets simulated under each null hypothesis for the "
+                            "likelihood-ratio tests' Monte-Carlo p-values (0: χ² p-values only)",
+                            low=0, high=100_000, step=50, role="fit", group=FIT)
     batch_size: int = _shared_params()["batch_size"]
     snapshot_seconds: float = 0.2  # how often a run shows progress; not a result setting
 
@@ -152,6 +246,7 @@ class PsychometricConfig:
         # Normalised here so configs compare equal however they were written.
         object.__setattr__(self, "k_values", k_values)
         object.__setattr__(self, "gammas", gammas)
+        object.__setattr__(self, "performance_level", float(self.performance_level))
         if self.target < 0:
             raise ValueError(f"target class must be non-negative, got {self.target}")
         if self.lambda_ is not None and not self.lambda_ > 0:
@@ -172,23 +267,36 @@ class PsychometricConfig:
             raise ValueError(f"guess must be {' or '.join(GUESS_MODES)}, got {self.guess!r}")
         if self.lapse not in LAPSE_MODES:
             raise ValueError(f"lapse must be {' or '.join(LAPSE_MODES)}, got {self.lapse!r}")
-        if self.n_boot < 0 or self.gof_samples < 0:
-            raise ValueError("n_boot and gof_samples must be non-negative")
+        if self.n_boot < 0 or self.gof_samples < 0 or self.lr_samples < 0:
+            raise ValueError("n_boot, gof_samples and lr_samples must be non-negative")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be positive, got {self.batch_size}")
+        _check_shared_settings(self)
 
     @property
     def conditions(self) -> tuple[float, ...]:
         """The k values measured: ``k_values``, or only k = 0 when no layer is stimulated."""
         return self.k_values if self.layer is not None else (0.0,)
 
+    @property
+    def shared(self) -> tuple[str, ...]:
+        """The parameters the fit shares across k (those fitted: a guess fixed at chance is common anyway)."""
+        return tuple(name for name in SHAREABLE if getattr(self, f"{name}_across_k") == "shared")
+
     def inactive_params(self) -> tuple[str, ...]:
-        """Settings that mean nothing with the others as they are: k, sign and λ without a stimulated layer."""
-        return ("lambda_", "k_values", "sign") if self.layer is None else ()
+        """Settings that mean nothing with the others as they are: k, sign and λ without a stimulated layer;
+        sharing and the tests with a single curve; the guess's sharing with the guess fixed at chance."""
+        inactive = ["lambda_", "k_values", "sign"] if self.layer is None else []
+        if len(self.conditions) == 1:
+            inactive += ["width_across_k", "guess_across_k", "lapse_across_k", "lr_samples"]
+        elif self.guess == "chance":
+            inactive.append("guess_across_k")
+        return tuple(inactive)
 
     @property
     def n_cells(self) -> int:
-        return len(self.conditions) * len(self.gammas)
+        """Cells to measure: (k, γ, noise sample) triples, each every image once."""
+        return len(self.conditions) * len(self.gammas) * self.repeats
 
     def to_dict(self) -> dict:
         return config_to_dict(self)
@@ -196,6 +304,26 @@ class PsychometricConfig:
     @classmethod
     def from_dict(cls, data: dict, arrays: dict | None = None) -> "PsychometricConfig":
         return config_from_dict(cls, data, arrays)
+
+
+def condition_key(target: int, layer: str | None, sign: int, k: float, gamma: float, repeat: int) -> str:
+    """The values that choose a cell's noise (see the module doc): stimulation only where it is applied."""
+    stimulation = ("unstimulated" if layer is None or k == 0
+                   else f"layer={layer}|sign={'+' if sign > 0 else '-'}|k={k:.10g}")
+    return f"psychometric|target={int(target)}|{stimulation}|gamma={gamma:.10g}|repeat={int(repeat)}"
+
+
+def noise_block(config: PsychometricConfig, condition: int, gamma_index: int, repeat: int = 0) -> int:
+    """The noise block of cell (condition index, γ index, repeat) of a run with ``config``.
+
+    By value: the first 62 bits of SHA-256 of :func:`condition_key`. By position
+    (wna-gui 0.1): ``(repeat · n_k + condition) · n_γ + γ index``.
+    """
+    if config.noise_index == "position":
+        return (repeat * len(config.conditions) + condition) * len(config.gammas) + gamma_index
+    key = condition_key(config.target, config.layer, config.sign, config.conditions[condition],
+                        config.gammas[gamma_index], repeat)
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") >> 2
 
 
 def stimulable_layers(model: LoadedModel) -> dict[str, nn.Module]:
@@ -239,34 +367,38 @@ def _fingerprint(images: torch.Tensor) -> str:
 
 @dataclass
 class PsychometricState:
-    """Everything needed to continue a run exactly: per cell, what the model answered."""
+    """Everything needed to continue a run exactly: per cell, what the model answered; then the fits."""
 
     config: PsychometricConfig
     class_names: tuple[str, ...]
     n_images: int
     images_sha256: str  # of the target's images: a resumed run must see the same ones
     mean_activation: np.ndarray | None = None  # ā_m per map (conv: normalised to max 1)
-    correct: np.ndarray | None = None  # (n_k, n_images, n_γ) bool: image i classified as the target
-    responses: np.ndarray | None = None  # (n_k, n_γ, K) counts per predicted class
-    done: np.ndarray | None = None  # (n_k, n_γ) bool
-    fits: list[PsychometricFit | None] = field(default_factory=list)
+    correct: np.ndarray | None = None  # (n_k, repeats, n_images, n_γ) bool: image i classified as the target
+    responses: np.ndarray | None = None  # (n_k, n_γ, K) counts per predicted class, over the repeats
+    done: np.ndarray | None = None  # (n_k, repeats, n_γ) bool
+    curve_fits: list[PsychometricFit | None] = field(default_factory=list)  # each curve alone, once complete
     fit_errors: list[str | None] = field(default_factory=list)  # why a complete curve has no fit
-    boot_thresholds: np.ndarray | None = None  # (n_k, n_boot); NaN rows until fitted
+    fits: list[PsychometricFit | None] = field(default_factory=list)  # under the model, once all are measured
+    boot_params: np.ndarray | None = None  # (n_k, n_boot, 4) threshold, width, guess, lapse; NaN until fitted
+    model: dict | None = None  # the model fitted to all curves, its fit and tests (None until then)
     noise_device: str = ""  # device type whose generator drew the noise ("cpu" / "cuda")
     seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        n_k, n_gamma = len(self.config.conditions), len(self.config.gammas)
+        cfg = self.config
+        n_k, n_gamma = len(cfg.conditions), len(cfg.gammas)
         if self.correct is None:
-            self.correct = np.zeros((n_k, self.n_images, n_gamma), dtype=bool)
+            self.correct = np.zeros((n_k, cfg.repeats, self.n_images, n_gamma), dtype=bool)
         if self.responses is None:
             self.responses = np.zeros((n_k, n_gamma, self.n_classes), dtype=np.int64)
         if self.done is None:
-            self.done = np.zeros((n_k, n_gamma), dtype=bool)
-        if self.boot_thresholds is None:
-            self.boot_thresholds = np.full((n_k, self.config.n_boot), np.nan)
-        self.fits = self.fits or [None] * n_k
+            self.done = np.zeros((n_k, cfg.repeats, n_gamma), dtype=bool)
+        if self.boot_params is None:
+            self.boot_params = np.full((n_k, cfg.n_boot, 4), np.nan)
+        self.curve_fits = self.curve_fits or [None] * n_k
         self.fit_errors = self.fit_errors or [None] * n_k
+        self.fits = self.fits or [None] * n_k
 
     @property
     def n_classes(self) -> int:
@@ -278,10 +410,20 @@ class PsychometricState:
         return self.config.lambda_
 
     @property
+    def guess_value(self) -> float | None:
+        """The guess rate as the fitter takes it: None (fitted) or 1/K."""
+        return 1.0 / self.n_classes if self.config.guess == "chance" else None
+
+    @property
+    def boot_thresholds(self) -> np.ndarray:
+        """(n_k, n_boot) bootstrap thresholds (NaN where not fitted)."""
+        return self.boot_params[..., 0]
+
+    @property
     def cells_done(self) -> int:
         return int(self.done.sum())
 
-    # Progress is counted in stimuli: one image in one (k, γ) cell.
+    # Progress is counted in stimuli: one image in one (k, γ, repeat) cell.
     @property
     def progress_done(self) -> int:
         return self.cells_done * self.n_images
@@ -293,8 +435,10 @@ class PsychometricState:
     @staticmethod
     def new_run_text(config: PsychometricConfig) -> str:
         curves = len(config.conditions)
-        return (f"Start measures {curves} curve{'s' if curves > 1 else ''} × {len(config.gammas)} γ points, "
-                "then fits each curve.")
+        samples = f" × {config.repeats} noise samples" if config.repeats > 1 else ""
+        together = " each, then fits them together" if curves > 1 else ", then fits it"
+        return (f"Start measures {curves} curve{'s' if curves > 1 else ''} × {len(config.gammas)} γ points"
+                f"{samples}{together}.")
 
     def refitted(self, config: PsychometricConfig) -> "PsychometricState":
         """The measurements of this run under ``config``'s fit settings, to be fitted anew."""
@@ -304,16 +448,73 @@ class PsychometricState:
 
     @property
     def finished(self) -> bool:
-        return bool(self.done.all()) and all(f is not None or e is not None
-                                             for f, e in zip(self.fits, self.fit_errors))
+        return bool(self.done.all()) and self.model is not None
 
     def n_correct(self) -> np.ndarray:
-        """(n_k, n_γ) images classified as the target (0 where not measured)."""
-        return self.correct.sum(axis=1)
+        """(n_k, n_γ) trials classified as the target (0 where not measured)."""
+        return self.correct.sum(axis=(1, 2))
+
+    def trials(self) -> np.ndarray:
+        """(n_k, n_γ) trials measured: images × noise samples done."""
+        return self.done.sum(axis=1) * self.n_images
 
     def fraction_correct(self) -> np.ndarray:
         """(n_k, n_γ), NaN where not yet measured."""
-        return np.where(self.done, self.n_correct() / max(self.n_images, 1), np.nan)
+        trials = self.trials()
+        return np.where(trials > 0, self.n_correct() / np.maximum(trials, 1), np.nan)
+
+    def item_counts(self) -> np.ndarray:
+        """(n_images, n_k, n_γ): per image, how often it was classified as the target over its noise samples."""
+        return np.moveaxis(self.correct.sum(axis=1), 1, 0)
+
+    # --- fitting ---
+
+    def fit_complete_curves(self) -> None:
+        """Fit each complete curve alone (once), then, when every curve is measured, all under the model."""
+        cfg = self.config
+        for condition in range(len(cfg.conditions)):
+            if (not self.done[condition].all() or self.curve_fits[condition] is not None
+                    or self.fit_errors[condition] is not None):
+                continue
+            try:
+                self.curve_fits[condition] = fit_psychometric(
+                    np.asarray(cfg.gammas), self.n_correct()[condition], self.trials()[condition],
+                    sigmoid=cfg.sigmoid, guess=self.guess_value, lapse=cfg.lapse)
+            except ValueError as exc:  # e.g. no image ever classified as the target
+                self.fit_errors[condition] = str(exc)
+        if self.done.all() and self.model is None:
+            self.analyse()
+
+    def analyse(self) -> None:
+        """Fit every fittable curve together under the config's model, with bootstrap, GoF and tests."""
+        cfg = self.config
+        fitted = [c for c, fit in enumerate(self.curve_fits) if fit is not None]
+        if not fitted:
+            self.model = {"conditions": [], "error": "no curve could be fitted"}
+            return
+        reference = cfg.conditions.index(0.0) if 0.0 in cfg.conditions else None
+        try:
+            analysis = analyse_conditions(
+                np.asarray(cfg.gammas), self.item_counts()[:, fitted], cfg.repeats, sigmoid=cfg.sigmoid,
+                guess=self.guess_value, lapse=cfg.lapse, shared=cfg.shared, n_boot=cfg.n_boot,
+                gof_samples=cfg.gof_samples, lr_samples=cfg.lr_samples, seed=cfg.seed,
+                reference=fitted.index(reference) if reference in fitted else None,
+                curve_fits=[self.curve_fits[c] for c in fitted])
+        except ValueError as exc:
+            self.model = {"conditions": fitted, "error": str(exc)}
+            return
+        for index, condition in enumerate(fitted):
+            self.fits[condition] = analysis.fits[index]
+            self.boot_params[condition] = analysis.boot[index]
+        self.model = {
+            "conditions": fitted, "shared": list(analysis.shared), "n_params": analysis.n_params,
+            "n_points": analysis.n_points, "deviance": analysis.deviance, "p_value": analysis.p_value,
+            "gof_samples": cfg.gof_samples, "guess_fixed": self.guess_value,
+            "lr_tests": [{**test.to_dict(), "conditions": [fitted[c] for c in test.conditions]}
+                         for test in analysis.lr_tests],
+        }
+
+    # --- what is shown ---
 
     def snapshot(self, samples_per_second: float = 0.0) -> PsychometricSnapshot:
         """An immutable view for plots and progress bars; ``samples_per_second``: of the run measuring it, if any.
@@ -322,35 +523,74 @@ class PsychometricState:
         """
         cfg = self.config
         n_k = len(cfg.conditions)
-        shifts, intervals = np.full(n_k, np.nan), np.full((n_k, 2), np.nan)
+        model = self.model if self.model is not None and "error" not in self.model else None
+        fits = tuple(self.fits) if model is not None else tuple(self.curve_fits)
+        boot = self.boot_params if model is not None else np.full((n_k, 0, 4), np.nan)
+        shared = tuple(model.get("shared", ())) if model is not None else ()
+        gammas = np.asarray(cfg.gammas)
         reference = cfg.conditions.index(0.0) if 0.0 in cfg.conditions else None
-        if reference is not None and self.fits[reference] is not None:
-            for condition, fit in enumerate(self.fits):
-                if fit is None:
-                    continue
-                boot = (self.boot_thresholds[condition], self.boot_thresholds[reference]) if cfg.n_boot else ()
-                shift, interval = threshold_shift(fit, self.fits[reference], *boot)
-                shifts[condition] = shift
-                if interval is not None:
-                    intervals[condition] = interval
+
+        thresholds = np.array([np.nan if fit is None else fit.threshold for fit in fits])
+        performance, status = performance_threshold(
+            cfg.sigmoid, cfg.performance_level, thresholds,
+            *(np.array([np.nan if fit is None else getattr(fit, name) for fit in fits])
+              for name in ("width", "guess", "lapse")))
+        boot_performance = performance_threshold(cfg.sigmoid, cfg.performance_level, *np.moveaxis(boot, -1, 0))[0]
+        performance_intervals = np.full((n_k, 2), np.nan)
+        shifts, intervals = np.full(n_k, np.nan), np.full((n_k, 2), np.nan)
+        performance_shifts, performance_shift_intervals = np.full(n_k, np.nan), np.full((n_k, 2), np.nan)
+        has_boot = boot.shape[1] > 0
+        for condition, fit in enumerate(fits):
+            if fit is None:
+                continue
+            if has_boot and not np.isnan(boot_performance[condition]).any():
+                performance_intervals[condition] = _percentile_interval(boot_performance[condition])
+            if reference is None or fits[reference] is None:
+                continue
+            shifts[condition] = fit.threshold - fits[reference].threshold
+            with np.errstate(invalid="ignore"):
+                performance_shifts[condition] = performance[condition] - performance[reference]
+            if not has_boot:
+                continue
+            interval = shift_interval(boot[condition, :, 0], boot[reference, :, 0])
+            if interval is not None:
+                intervals[condition] = interval
+            interval = shift_interval(boot_performance[condition], boot_performance[reference])
+            if interval is not None:
+                performance_shift_intervals[condition] = interval
+        lapse_mode = cfg.lapse
+        flags = tuple(() if fit is None else bound_flags(fit, gammas, self.guess_value, lapse_mode, shared)
+                      for fit in fits)
         return PsychometricSnapshot(
             target=cfg.target,
             class_names=tuple(self.class_names),
             layer=cfg.layer,
             lambda_=self.lambda_,
             sign=cfg.sign,
-            gammas=np.asarray(cfg.gammas),
+            gammas=gammas,
             k_values=np.asarray(cfg.conditions),
             n_images=self.n_images,
+            repeats=cfg.repeats,
             fraction_correct=self.fraction_correct(),
             n_correct=self.n_correct(),
-            trials=np.where(self.done, self.n_images, 0),
+            trials=self.trials(),
             responses=self.responses.copy(),
-            fits=tuple(self.fits),
+            fits=fits,
             fit_errors=tuple(self.fit_errors),
             threshold_shifts=shifts,
             shift_intervals=intervals,
-            conditions_done=sum(f is not None or e is not None for f, e in zip(self.fits, self.fit_errors)),
+            sigmoid=cfg.sigmoid,
+            performance_level=cfg.performance_level,
+            performance_thresholds=performance,
+            performance_status=status,
+            performance_intervals=performance_intervals,
+            performance_shifts=performance_shifts,
+            performance_shift_intervals=performance_shift_intervals,
+            flags=flags,
+            preliminary=self.model is None and any(fit is not None for fit in fits),
+            fit_model=_model_summary(self, model),
+            lr_tests=tuple(LRTest.from_dict(test) for test in (model or {}).get("lr_tests", ())),
+            conditions_done=sum(f is not None or e is not None for f, e in zip(self.curve_fits, self.fit_errors)),
             cells_done=self.cells_done,
             cells_total=cfg.n_cells,
             samples_per_second=samples_per_second,
@@ -366,8 +606,10 @@ class PsychometricState:
             "class_names": list(self.class_names),
             "n_images": self.n_images,
             "images_sha256": self.images_sha256,
-            "fits": [None if fit is None else fit.to_dict() for fit in self.fits],
+            "curve_fits": [None if fit is None else fit.to_dict() for fit in self.curve_fits],
             "fit_errors": list(self.fit_errors),
+            "fits": [None if fit is None else fit.to_dict() for fit in self.fits],
+            "model": self.model,
             "noise_device": self.noise_device,
             "seconds": self.seconds,
         }
@@ -376,7 +618,7 @@ class PsychometricState:
             "correct": self.correct.astype(np.uint8),
             "responses": self.responses,
             "done": self.done.astype(np.uint8),
-            "boot_thresholds": self.boot_thresholds,
+            "boot_params": self.boot_params,
             "results/fraction_correct": self.fraction_correct(),
         }
         if self.mean_activation is not None:
@@ -385,6 +627,9 @@ class PsychometricState:
 
     @classmethod
     def from_record(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "PsychometricState":
+        def fits(key):
+            return [None if fit is None else PsychometricFit.from_dict(fit) for fit in meta[key]]
+
         return cls(
             config=PsychometricConfig.from_dict(meta["config"], arrays),
             class_names=tuple(meta["class_names"]),
@@ -394,12 +639,30 @@ class PsychometricState:
             correct=arrays["correct"].astype(bool),
             responses=arrays["responses"].astype(np.int64),
             done=arrays["done"].astype(bool),
-            fits=[None if fit is None else PsychometricFit.from_dict(fit) for fit in meta["fits"]],
+            curve_fits=fits("curve_fits"),
             fit_errors=list(meta["fit_errors"]),
-            boot_thresholds=arrays["boot_thresholds"].astype(float),
+            fits=fits("fits"),
+            boot_params=arrays["boot_params"].astype(float),
+            model=meta.get("model"),
             noise_device=meta.get("noise_device", ""),
             seconds=float(meta.get("seconds", 0.0)),
         )
+
+
+def _percentile_interval(samples) -> tuple[float, float]:
+    from .psyfit import _interval
+
+    return _interval(samples)
+
+
+def _model_summary(state: PsychometricState, model: dict | None) -> dict | None:
+    """What the table's model line says: the model, its size and goodness of fit (None before it is fitted)."""
+    if state.model is not None and "error" in state.model:
+        return {"error": state.model["error"]}
+    if model is None:
+        return None
+    return {key: model.get(key) for key in ("shared", "n_params", "n_points", "deviance", "p_value", "gof_samples",
+                                            "guess_fixed", "legacy")} | {"conditions": len(model.get("conditions", ()))}
 
 
 @dataclass(frozen=True)
@@ -418,7 +681,7 @@ class PsychometricSnapshot(ProgressView):
     n_correct: np.ndarray  # (n_k, n_γ)
     trials: np.ndarray  # (n_k, n_γ), 0 where not yet measured
     responses: np.ndarray  # (n_k, n_γ, K) counts per predicted class
-    fits: tuple[PsychometricFit | None, ...]  # per k, once its curve is complete and fitted
+    fits: tuple[PsychometricFit | None, ...]  # per k: under the model, or each curve alone while preliminary
     fit_errors: tuple[str | None, ...]
     threshold_shifts: np.ndarray  # (n_k,) threshold(k) − threshold(k = 0), NaN where unknown
     shift_intervals: np.ndarray  # (n_k, 2) paired-bootstrap 95% interval, NaN where unknown
@@ -428,12 +691,24 @@ class PsychometricSnapshot(ProgressView):
     samples_per_second: float  # stimuli per second over the active run (pauses excluded); 0 when not running
     seconds: float
     finished: bool
+    repeats: int = 1  # noise samples per image at each point
+    sigmoid: str = "logistic"
+    performance_level: float = 0.5
+    performance_thresholds: np.ndarray | None = None  # (n_k,) γ where ψ = level; −inf / +inf: see the status
+    performance_status: np.ndarray | None = None  # (n_k,) psyfit REACHED, FLOOR_ABOVE, CEILING_BELOW
+    performance_intervals: np.ndarray | None = None  # (n_k, 2)
+    performance_shifts: np.ndarray | None = None  # (n_k,) vs k = 0
+    performance_shift_intervals: np.ndarray | None = None  # (n_k, 2)
+    flags: tuple[tuple[BoundFlag, ...], ...] = ()  # per k: estimates at a bound of the search
+    preliminary: bool = False  # the fits are each curve's alone; the model's fit comes when all are measured
+    fit_model: dict | None = None  # shared, n_params, n_points, deviance, p_value; {"error": …} when it failed
+    lr_tests: tuple[LRTest, ...] = ()
 
     @property
     def target_name(self) -> str:
         return self.class_names[self.target]
 
-    # A sample is one stimulus: one image in one (k, γ) cell.
+    # A sample is one stimulus: one image in one (k, γ, repeat) cell.
     @property
     def samples_done(self) -> int:
         return self.cells_done * self.n_images
@@ -454,8 +729,35 @@ class PsychometricSnapshot(ProgressView):
         (e.g. the bundled CNN calls most pure noise an 8, so the 8's curve is
         above 50% already at γ = 0).
         """
-        thresholds = self.thresholds
-        return np.isfinite(thresholds) & (thresholds >= self.gammas[0]) & (thresholds <= self.gammas[-1])
+        return self._in_range(self.thresholds)
+
+    @property
+    def performance_in_range(self) -> np.ndarray:
+        """Per k, whether the performance threshold lies within the measured γ range."""
+        return self._in_range(self.performance_thresholds)
+
+    def _in_range(self, values) -> np.ndarray:
+        values = np.asarray(values, dtype=float)
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(values) & (values >= self.gammas[0]) & (values <= self.gammas[-1])
+
+    @property
+    def reference(self) -> int | None:
+        """Index of k = 0, the reference of shifts and tests."""
+        zero = np.flatnonzero(self.k_values == 0)
+        return int(zero[0]) if zero.size else None
+
+    def warnings(self, condition: int) -> tuple[BoundFlag, ...]:
+        """The condition's flags that constrain its fit (not the notes of a rate at its natural 0)."""
+        return tuple(flag for flag in (self.flags[condition] if self.flags else ()) if flag.severity != NOTE)
+
+    def test_against_reference(self, condition: int) -> LRTest | None:
+        """The likelihood-ratio test of this k's threshold against k = 0's, if made."""
+        return next((test for test in self.lr_tests if test.name == "pair" and test.conditions[-1] == condition),
+                    None)
+
+    def test_named(self, name: str) -> LRTest | None:
+        return next((test for test in self.lr_tests if test.name == name), None)
 
 
 def _migrate_v1(meta: dict, arrays: dict) -> tuple[dict, dict]:
@@ -468,6 +770,39 @@ def _migrate_v1(meta: dict, arrays: dict) -> tuple[dict, dict]:
         config["lambda"] = meta["lambda"]
     config["noise"] = noise_from_dict(config.get("noise", {})).to_dict()
     return {**{k: v for k, v in meta.items() if k != "lambda"}, "config": config}, arrays
+
+
+def _migrate_v2(meta: dict, arrays: dict) -> tuple[dict, dict]:
+    """Version 2 had one noise sample per image, noise blocks by list position, per-curve fits only (with
+    per-curve bootstrap thresholds) and no tests. Version 3 adds the noise samples axis, records the noise
+    rule and the fit model in the config, keeps each curve's own fit beside the model's, and stores every
+    bootstrap parameter. A finished version-2 run keeps its fits as a per-k model fitted by wna-gui 0.1."""
+    config = {**meta["config"], "repeats": 1, "noise_index": "position", "width_across_k": "per-k",
+              "guess_across_k": "per-k", "lapse_across_k": "per-k", "performance_level": 0.5, "lr_samples": 0}
+    arrays = dict(arrays)
+    arrays["correct"] = np.asarray(arrays["correct"])[:, None]
+    arrays["done"] = np.asarray(arrays["done"])[:, None]
+    thresholds = np.asarray(arrays.pop("boot_thresholds"), dtype=float)
+    boot = np.full((*thresholds.shape, 4), np.nan)
+    boot[..., 0] = thresholds
+    arrays["boot_params"] = boot
+    fits, errors = meta["fits"], meta["fit_errors"]
+    curve_fits = [None if fit is None else {**fit, "threshold_ci": None, "width_ci": None, "p_value": None}
+                  for fit in fits]
+    finished = bool(np.all(arrays["done"])) and all(f is not None or e is not None for f, e in zip(fits, errors))
+    model = None
+    if finished:
+        fitted = [c for c, fit in enumerate(fits) if fit is not None]
+        per_curve = 3 + (config.get("guess") == "free")  # threshold, width, lapse (always fitted), guess if free
+        model = {"conditions": fitted, "shared": [], "n_params": per_curve * len(fitted),
+                 "n_points": sum(fits[c]["n_levels"] for c in fitted),
+                 "deviance": float(sum(fits[c]["deviance"] for c in fitted)), "p_value": None,
+                 "gof_samples": config.get("gof_samples", 0), "lr_tests": [],
+                 "guess_fixed": 1.0 / len(meta["class_names"]) if config.get("guess") == "chance" else None,
+                 "legacy": "fitted curve by curve by wna-gui 0.1, without tests"}
+    migrated = {**{k: v for k, v in meta.items() if k not in ("fits",)}, "config": config, "curve_fits": curve_fits,
+                "fits": fits if finished else [None] * len(fits), "model": model}
+    return migrated, arrays
 
 
 def target_images(model: LoadedModel, config: PsychometricConfig, images: ImageSet | None = None) -> torch.Tensor:
@@ -574,63 +909,45 @@ class PsychometricExperiment(Experiment):
         with torch.no_grad():
             self._stimulated.bias.copy_(self._original_bias + offset)
 
-    def stimuli(self, gamma_index: int, condition: int = 0) -> torch.Tensor:
+    def stimuli(self, gamma_index: int, condition: int = 0, repeat: int = 0) -> torch.Tensor:
         """The exact stimuli of one cell, γ·s + (1 − γ)·n for every target image, in [0, 1] pixels."""
         cfg = self.config
-        block = condition * len(cfg.gammas) + gamma_index
         gamma = cfg.gammas[gamma_index]
-        noise = cfg.noise.block(cfg.seed, block, len(self._images), tuple(self.model.input_spec.shape), self.device)
+        noise = cfg.noise.block(cfg.seed, noise_block(cfg, condition, gamma_index, repeat), len(self._images),
+                                tuple(self.model.input_spec.shape), self.device)
         return noise.mul_(1.0 - gamma).add_(self._images, alpha=gamma)
 
     def prepare(self) -> None:
         super().prepare()
-        self._fit_complete_curves()
+        self.state.fit_complete_curves()
 
-    def pending(self) -> Iterator[tuple[int, list[int]]]:
-        """Pending cells grouped by condition, whole cells per unit, conditions in order."""
+    def pending(self) -> Iterator[tuple[int, list[int], int]]:
+        """Pending cells as (condition, γ indices, noise sample): whole cells per unit, conditions in order."""
         per_batch = max(1, self.config.batch_size // len(self._images))
         for condition in range(len(self.config.conditions)):
-            pending = np.flatnonzero(~self.state.done[condition]).tolist()
-            for start in range(0, len(pending), per_batch):
-                yield condition, pending[start:start + per_batch]
+            for repeat in range(self.config.repeats):
+                pending = np.flatnonzero(~self.state.done[condition, repeat]).tolist()
+                for start in range(0, len(pending), per_batch):
+                    yield condition, pending[start:start + per_batch], repeat
 
-    def run_unit(self, unit: tuple[int, list[int]]) -> None:
-        """Measure the given γ cells of one condition and record them."""
-        condition, gamma_indices = unit
+    def run_unit(self, unit: tuple) -> None:
+        """Measure the given γ cells of one condition and noise sample (0 when the unit names none)."""
+        condition, gamma_indices, *rest = unit
+        repeat = rest[0] if rest else 0
         state, cfg = self.state, self.config
         self._stimulate(condition)
-        x = torch.cat([self.stimuli(j, condition) for j in gamma_indices])
+        x = torch.cat([self.stimuli(j, condition, repeat) for j in gamma_indices])
         with torch.inference_mode():
             predicted = self._forward(x).argmax(1)
         predicted = predicted.reshape(len(gamma_indices), state.n_images)
         offsets = torch.arange(len(gamma_indices), device=predicted.device)[:, None] * state.n_classes
         counts = torch.bincount((predicted + offsets).flatten(), minlength=len(gamma_indices) * state.n_classes)
-        state.responses[condition, gamma_indices] = counts.reshape(len(gamma_indices), -1).cpu().numpy()
-        state.correct[condition][:, gamma_indices] = (predicted == cfg.target).T.cpu().numpy()
-        state.done[condition, gamma_indices] = True
+        state.responses[condition, gamma_indices] += counts.reshape(len(gamma_indices), -1).cpu().numpy()
+        state.correct[condition, repeat][:, gamma_indices] = (predicted == cfg.target).T.cpu().numpy()
+        state.done[condition, repeat, gamma_indices] = True
 
     def after_unit(self) -> None:
-        self._fit_complete_curves()
-
-    def _fit_complete_curves(self) -> None:
-        """Fit every condition whose curve is complete and not yet fitted."""
-        state, cfg = self.state, self.config
-        guess = 1.0 / state.n_classes if cfg.guess == "chance" else None
-        for condition in range(len(cfg.conditions)):
-            if (not state.done[condition].all() or state.fits[condition] is not None
-                    or state.fit_errors[condition] is not None):
-                continue
-            try:
-                # One bootstrap seed for all conditions: the same image resamples, so shifts are paired.
-                fit, samples = bootstrap_fit(
-                    np.asarray(cfg.gammas), state.correct[condition], sigmoid=cfg.sigmoid, guess=guess,
-                    lapse=cfg.lapse, n_boot=cfg.n_boot, seed=cfg.seed, gof_samples=cfg.gof_samples,
-                    return_samples=True)
-            except ValueError as exc:  # e.g. no image ever classified as the target
-                state.fit_errors[condition] = str(exc)
-                continue
-            state.fits[condition] = fit
-            state.boot_thresholds[condition] = samples.threshold
+        self.state.fit_complete_curves()
 
     def snapshot(self) -> PsychometricSnapshot:
         return self.state.snapshot(self.rate)
@@ -661,13 +978,23 @@ ARTEFACTS = (
              lambda snapshot, path: write_records(psychometric_data_records(snapshot), path), available=_measured),
     Artefact("psychometric_curves", "Psychometric curves plot", (".png", ".svg"), _write_curves_plot,
              available=_measured),
+    Artefact("psychometric_tests", "Likelihood-ratio tests of the thresholds", (".csv",),
+             lambda snapshot, path: write_records(psychometric_test_records(snapshot), path),
+             available=lambda snapshot: bool(snapshot.lr_tests)),
 )
 
 
 # --- `wna info` and `wna run` text ---
 
-def _numbers(values) -> list:  # JSON has no NaN
+def _numbers(values) -> list:  # JSON has no NaN or infinity
     return [None if not np.isfinite(v) else float(v) for v in values]
+
+
+def _intervals(values) -> list:
+    return [None if np.isnan(pair).any() else _numbers(pair) for pair in np.asarray(values, dtype=float)]
+
+
+PERFORMANCE_STATUS_WORDS = {0: "reached", -1: "floor above level", 1: "never reaches level"}
 
 
 def summary(state: PsychometricState) -> dict:
@@ -684,31 +1011,57 @@ def summary(state: PsychometricState) -> dict:
         "fit_errors": list(snapshot.fit_errors),
         "compute_seconds": round(snapshot.seconds, 3),
         "table": psychometric_table(snapshot),
+        # Added in record version 3.
+        "noise_samples_per_image": snapshot.repeats,
+        "trials_per_point": snapshot.n_images * snapshot.repeats,
+        "noise_index": state.config.noise_index,
+        "threshold_intervals": _intervals([fit.threshold_ci if fit and fit.threshold_ci else (np.nan, np.nan)
+                                           for fit in snapshot.fits]),
+        "threshold_shift_intervals": _intervals(snapshot.shift_intervals),
+        "performance_level": snapshot.performance_level,
+        "performance_thresholds": _numbers(snapshot.performance_thresholds),
+        "performance_status": [PERFORMANCE_STATUS_WORDS[int(s)] for s in snapshot.performance_status],
+        "performance_in_range": [bool(v) for v in snapshot.performance_in_range],
+        "performance_intervals": _intervals(snapshot.performance_intervals),
+        "performance_shifts": _numbers(snapshot.performance_shifts),
+        "performance_shift_intervals": _intervals(snapshot.performance_shift_intervals),
+        "width_unit": "ln γ" if snapshot.sigmoid == "weibull" else "γ",
+        "flags": [[flag.to_dict() for flag in flags] for flags in snapshot.flags],
+        "fit_model": snapshot.fit_model, "fits_preliminary": snapshot.preliminary,
+        "lr_tests": [{**test.to_dict(), "conditions": [float(snapshot.k_values[c]) for c in test.conditions],
+                      "condition_indices": list(test.conditions)} for test in snapshot.lr_tests],
     }
 
 
 def describe(entry: dict) -> list[str]:
     stimulation = stimulation_text(entry["layer"], entry["sign"], entry["lambda"])
     progress = "" if entry["finished"] else f" (unfinished: {entry['cells_done']} of {entry['cells_total']} cells)"
+    samples = entry.get("noise_samples_per_image", 1)
     lines = [f"target {entry['target_name']}, {stimulation}, {len(entry['k_values'])} k × "
-             f"{len(entry['gammas'])} γ × {entry['images_per_gamma']} images{progress}"]
-    for row in entry["table"]:
-        shift = f", shift {row[5]}" if row[5] else ""
-        lines.append(f"  k = {row[0]:>4}: threshold {row[1]}{shift}")
+             f"{len(entry['gammas'])} γ × {entry['images_per_gamma']} images"
+             f"{f' × {samples} noise samples' if samples > 1 else ''}{progress}"]
+    level = entry.get("performance_level", 0.5)
+    for index, row in enumerate(entry["table"]):
+        if not any(row[2:]):
+            lines.append(f"  k = {row[0]:>4}: {row[1]}")
+            continue
+        shift = f", shift {row[2]}" if row[2] and row[2] != "reference" else ""
+        performance = f"; γ at P = {level:.2f}: {row[3]}" + (f", shift {row[4]}" if row[4] and row[4] != "reference"
+                                                           else "")
+        flags = entry["flags"][index] if entry.get("flags") else []
+        warned = [flag["label"] for flag in flags if flag["severity"] != NOTE]
+        lines.append(f"  k = {row[0]:>4}: threshold {row[1]}{shift}{performance}"
+                     + (f"  ⚠ {', '.join(warned)}" if warned else ""))
     return lines
 
 
 def report(snapshot: PsychometricSnapshot) -> list[str]:
     stimulation = stimulation_text(snapshot.layer, snapshot.sign, snapshot.lambda_)
-    lines = [f"{snapshot.cells_done} (k, γ) cells × {snapshot.n_images} images in {snapshot.seconds:.1f} s",
-             f"target {snapshot.target_name} · {stimulation} · {snapshot.n_images} images per γ"]
-    rows = [list(PSYCHOMETRIC_COLUMNS), *psychometric_table(snapshot)]
-    # A curve without a fit has one note instead of numbers; it must not widen the threshold column.
-    fitted = [row for row in rows if any(row[2:])]
-    widths = [max(len(row[c]) for row in fitted) for c in range(len(PSYCHOMETRIC_COLUMNS))]
-    for row in rows:
-        cells = zip(row, widths) if any(row[2:]) else [(row[0], widths[0]), (row[1], 0)]
-        lines.append("  " + "  ".join(text.ljust(width) for text, width in cells).rstrip())
+    samples = f" × {snapshot.repeats} noise samples" if snapshot.repeats > 1 else ""
+    lines = [f"{snapshot.cells_done} cells × {snapshot.n_images} images in {snapshot.seconds:.1f} s",
+             f"target {snapshot.target_name} · {stimulation} · {snapshot.n_images} images{samples} per γ"]
+    lines += model_lines(snapshot)
+    lines += psychometric_text_tables(snapshot)
     return lines
 
 
@@ -724,8 +1077,8 @@ EXPERIMENT = ExperimentSpec(
     panel="psychometric",
     artefacts=ARTEFACTS,
     can_refit=True,
-    record_version=2,
-    migrations={1: _migrate_v1},
+    record_version=3,
+    migrations={1: _migrate_v1, 2: _migrate_v2},
     summary=summary,
     describe=describe,
     report=report,
@@ -733,7 +1086,7 @@ EXPERIMENT = ExperimentSpec(
 PsychometricExperiment.spec = EXPERIMENT
 
 __all__ = [
-    "EXPERIMENT", "GUESS_MODES", "KIND", "LAPSE_MODES", "PsychometricConfig", "PsychometricExperiment",
-    "PsychometricFit", "PsychometricSnapshot", "PsychometricState", "default_lambda", "run_psychometric",
-    "stimulable_layers",
+    "EXPERIMENT", "GUESS_MODES", "KIND", "LAPSE_MODES", "NOISE_INDEXING", "SHARING_MODES", "PsychometricConfig",
+    "PsychometricExperiment", "PsychometricFit", "PsychometricSnapshot", "PsychometricState", "condition_key",
+    "default_lambda", "noise_block", "run_psychometric", "stimulable_layers",
 ]

@@ -34,8 +34,14 @@ from .psychometric import (
     _shared_params,
     stimulable_layers,
 )
-from .psychometric_report import format_k_values, grid_records, psychometric_data_records, psychometric_fit_records
-from .psychometric_report import write_records
+from .psychometric_report import (
+    format_k_values,
+    grid_records,
+    psychometric_data_records,
+    psychometric_fit_records,
+    psychometric_test_records,
+    write_records,
+)
 
 KIND = "psychometric_grid"
 DEFAULT_LAYERS = ("conv1", "conv2", "fc1")  # the MNIST CNN's, as in Fig. 23
@@ -55,13 +61,19 @@ class PsychometricGridConfig:
                                    choices={1: "excite", -1: "inhibit"}, tokens=SIGN_WORDS, group=STIMULATION)
     k_values: tuple[float, ...] = _k_values_param(default=(0.0, 5.0, 10.0))
     gammas: tuple[float, ...] = _shared_params()["gammas"]
+    repeats: int = _shared_params()["repeats"]
     seed: int = _shared_params()["seed"]
     noise: NoiseSource = _shared_params()["noise"]
+    noise_index: str = _shared_params()["noise_index"]
     dataset: str = _shared_params()["dataset"]
     data_dir: str = _shared_params()["data_dir"]
     sigmoid: str = _shared_params()["sigmoid"]
     guess: str = _shared_params()["guess"]
     lapse: str = _shared_params()["lapse"]
+    width_across_k: str = _shared_params()["width_across_k"]
+    guess_across_k: str = _shared_params()["guess_across_k"]
+    lapse_across_k: str = _shared_params()["lapse_across_k"]
+    performance_level: float = _shared_params()["performance_level"]
     batch_size: int = _shared_params()["batch_size"]
     snapshot_seconds: float = 0.2
 
@@ -76,13 +88,23 @@ class PsychometricGridConfig:
             raise ValueError("a grid needs excite, inhibit or both")
         self.base  # validates the shared settings
 
+    def inactive_params(self) -> tuple[str, ...]:
+        """Sharing means nothing with one k; the guess's sharing nothing with the guess fixed at chance."""
+        if len(self.k_values) == 1:
+            return ("width_across_k", "guess_across_k", "lapse_across_k")
+        return ("guess_across_k",) if self.guess == "chance" else ()
+
     @property
     def base(self) -> PsychometricConfig:
-        """What every plot shares; no bootstrap: the grid shows curves and shifts."""
-        return PsychometricConfig(k_values=self.k_values, gammas=self.gammas, seed=self.seed, noise=self.noise,
-                                  dataset=self.dataset, data_dir=self.data_dir, sigmoid=self.sigmoid,
-                                  guess=self.guess, lapse=self.lapse, n_boot=0, gof_samples=0,
-                                  batch_size=self.batch_size, snapshot_seconds=self.snapshot_seconds)
+        """What every plot shares; no bootstrap and no simulated tests: the grid shows curves and shifts
+        (its tests give χ² p-values)."""
+        return PsychometricConfig(k_values=self.k_values, gammas=self.gammas, repeats=self.repeats, seed=self.seed,
+                                  noise=self.noise, noise_index=self.noise_index, dataset=self.dataset,
+                                  data_dir=self.data_dir, sigmoid=self.sigmoid, guess=self.guess, lapse=self.lapse,
+                                  width_across_k=self.width_across_k, guess_across_k=self.guess_across_k,
+                                  lapse_across_k=self.lapse_across_k, performance_level=self.performance_level,
+                                  n_boot=0, gof_samples=0, lr_samples=0, batch_size=self.batch_size,
+                                  snapshot_seconds=self.snapshot_seconds)
 
     def plot_configs(self, n_classes: int) -> tuple[PsychometricConfig, ...]:
         """Sign-major, then class, then layer: rows are classes, columns layer × sign, as in Fig. 23."""
@@ -207,6 +229,24 @@ def _migrate_v1(meta: dict, arrays: dict) -> tuple[dict, dict]:
             "noise_device": noise_device, "runs": runs}, moved
 
 
+def _migrate_v2(meta: dict, arrays: dict) -> tuple[dict, dict]:
+    """Version 2's plots had one noise sample per image, noise blocks by list position and per-curve fits:
+    the grid's config records that (as each plot's run does, see psychometric._migrate_v2)."""
+    from .psychometric import _migrate_v2 as plot_migration
+
+    config = {**meta["config"], "repeats": 1, "noise_index": "position", "width_across_k": "per-k",
+              "guess_across_k": "per-k", "lapse_across_k": "per-k", "performance_level": 0.5}
+    runs, moved = [], {path: a for path, a in arrays.items() if not path.startswith("runs/")}
+    for index, run in enumerate(meta["runs"]):
+        prefix = f"runs/{index}/"
+        own = {path[len(prefix):]: a for path, a in arrays.items() if path.startswith(prefix)}
+        if run is not None:
+            run, own = plot_migration(run, own)
+        runs.append(run)
+        moved.update({f"{prefix}{path}": a for path, a in own.items()})
+    return {**meta, "config": config, "runs": runs}, moved
+
+
 @dataclass(frozen=True)
 class GridSnapshot(ProgressView):
     """The grid's runs for drawing, with the progress the status bar reads (samples = stimuli)."""
@@ -320,7 +360,14 @@ ARTEFACTS = (
     Artefact("psychometric_grid_data", "Small multiples data", (".csv", ".npy"), _records(psychometric_data_records),
              available=_measured),
     Artefact("psychometric_grid", "Small multiples plot", (".png", ".svg"), _write_plot, available=_measured),
+    Artefact("psychometric_grid_tests", "Small multiples likelihood-ratio tests (χ²)", (".csv",),
+             _records(psychometric_test_records),
+             available=lambda snapshot: any(s is not None and s.lr_tests for s in snapshot.snapshots)),
 )
+
+
+def _numbers(values) -> list:  # JSON has no NaN or infinity
+    return [None if not np.isfinite(v) else float(v) for v in values]
 
 
 def summary(state: PsychometricGridState) -> dict:
@@ -333,9 +380,12 @@ def summary(state: PsychometricGridState) -> dict:
         "finished": state.finished,
         "plots": [{"target": config.target, "layer": config.layer, "sign": config.sign,
                    "finished": plot is not None and plot.finished,
-                   "threshold_shifts": None if plot is None else
-                   [None if not np.isfinite(v) else float(v) for v in plot.threshold_shifts]}
+                   "threshold_shifts": None if plot is None else _numbers(plot.threshold_shifts),
+                   "performance_shifts": None if plot is None else _numbers(plot.performance_shifts),
+                   "flags": None if plot is None else [[flag.to_dict() for flag in flags] for flags in plot.flags]}
                   for config, plot in zip(snapshot.configs, snapshot.snapshots)],
+        "performance_level": state.config.performance_level, "noise_samples_per_image": state.config.repeats,
+        "noise_index": state.config.noise_index,
     }
 
 
@@ -361,8 +411,8 @@ EXPERIMENT = ExperimentSpec(
     unit="stimuli",
     panel="psychometric",
     artefacts=ARTEFACTS,
-    record_version=2,
-    migrations={1: _migrate_v1},
+    record_version=3,
+    migrations={1: _migrate_v1, 2: _migrate_v2},
     summary=summary,
     describe=describe,
     report=report,

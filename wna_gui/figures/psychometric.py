@@ -6,6 +6,11 @@ paint them headless to .png or .svg for `wna export` (a scene of their own,
 painted with QPainter; no window is shown or grabbed). One drawing code path for
 both. They only draw the snapshots they are given. One colour per k on a ramp
 from slate blue (k = 0) to red (largest k), as in the paper.
+
+The curves plot marks both thresholds of each curve: an open triangle at the
+midpoint α (F = ½, on the curve) and a diamond where the curve crosses the
+performance level (dotted line). A curve whose fit has an estimate stuck at a
+limit of the search is drawn dashed and its legend entry carries ⚠.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ if TYPE_CHECKING:  # only names: importing the engine would load it for every fi
 K_RAMP = pg.ColorMap([0.0, 0.5, 1.0], [(70, 105, 160), (150, 75, 140), (210, 30, 30)])
 FIT_SAMPLES = 200  # points along each fitted curve
 CHANCE_PEN = pg.mkPen((120, 120, 120), width=1, style=Qt.PenStyle.DashLine)
+LEVEL_PEN = pg.mkPen((90, 90, 90), width=1, style=Qt.PenStyle.DotLine)
+MARK_GREY = (110, 110, 110)
+ALPHA_SYMBOL, LEVEL_SYMBOL = "t1", "d"  # triangle up: midpoint α; diamond: γ at the performance level
 GAMMA_LABEL = "stimulus strength γ (signal fraction)"
 RESPONSE_LABEL = "P(target)"
 CURVES_TITLE = "Psychometric curves"
@@ -61,6 +69,24 @@ def _fit_curve(snapshot: PsychometricSnapshot, condition: int) -> tuple[np.ndarr
     return x, fit.predict(x)
 
 
+def _warned(snapshot: PsychometricSnapshot, condition: int) -> bool:
+    """Whether the condition's fit has an estimate held by a limit of the search (drawn dashed)."""
+    return bool(snapshot.flags) and bool(snapshot.warnings(condition))
+
+
+def threshold_marks(snapshot: PsychometricSnapshot) -> tuple[list, list]:
+    """Per fitted k in the γ range: (condition, α, ψ(α)) and (condition, γ at the level, level)."""
+    alpha, level = [], []
+    for condition, fit in enumerate(snapshot.fits):
+        if fit is None:
+            continue
+        if snapshot.thresholds_in_range[condition]:
+            alpha.append((condition, fit.threshold, float(fit.predict(fit.threshold))))
+        if snapshot.performance_thresholds is not None and snapshot.performance_in_range[condition]:
+            level.append((condition, float(snapshot.performance_thresholds[condition]), snapshot.performance_level))
+    return alpha, level
+
+
 def _measured(snapshot: PsychometricSnapshot, condition: int) -> tuple[np.ndarray, np.ndarray]:
     y = snapshot.fraction_correct[condition]
     finite = np.isfinite(y)
@@ -73,7 +99,8 @@ def _data(item: pg.PlotDataItem) -> tuple[np.ndarray, np.ndarray]:
 
 
 class CurvesFigure(pg.PlotItem):
-    """Fraction classified as the target against γ: points per k as they come in, fitted ψ over them."""
+    """Fraction classified as the target against γ: points per k as they come in, fitted ψ over them,
+    each curve's midpoint α (triangle) and performance threshold (diamond on the level line)."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent, enableMenu=False)
@@ -87,45 +114,85 @@ class CurvesFigure(pg.PlotItem):
         self._chance = pg.InfiniteLine(angle=0, pen=CHANCE_PEN, movable=False, label="chance 1/K",
                                        labelOpts={"position": 0.04, "color": (90, 90, 90), "anchors": [(0, 1), (0, 1)]})
         self.addItem(self._chance)
+        self._level = pg.InfiniteLine(angle=0, pen=LEVEL_PEN, movable=False, label="",
+                                      labelOpts={"position": 0.97, "color": (70, 70, 70), "anchors": [(1, 1), (1, 1)]})
+        self.addItem(self._level)
         self._points: list[pg.PlotDataItem] = []
         self._fits: list[pg.PlotDataItem] = []
+        self._alpha_marks = pg.ScatterPlotItem(symbol=ALPHA_SYMBOL, size=11, pxMode=True)
+        self._level_marks = pg.ScatterPlotItem(symbol=LEVEL_SYMBOL, size=10, pxMode=True)
+        for marks in (self._alpha_marks, self._level_marks):
+            marks.setZValue(5)
+            self.addItem(marks)
         self._key: tuple = ()
+        self._colors: list = []
         self._chance.hide()
+        self._level.hide()
 
     def clear_curves(self) -> None:
         for item in (*self._points, *self._fits):
             self.removeItem(item)
-        self._points, self._fits, self._key = [], [], ()
+        self._points, self._fits, self._key, self._colors = [], [], (), []
         self._legend.clear()
+        self._alpha_marks.clear()
+        self._level_marks.clear()
         self._chance.hide()
+        self._level.hide()
         self.setTitle(CURVES_TITLE, color=TEXT_COLOR, size=TITLE_SIZE)
 
     def show_snapshot(self, snapshot: PsychometricSnapshot) -> None:
         from ..core.psychometric_report import stimulation_text  # here: importing the figures must not load the engine
 
-        key = (tuple(snapshot.k_values), snapshot.layer, len(snapshot.class_names))
+        key = (tuple(snapshot.k_values), snapshot.layer, len(snapshot.class_names), snapshot.performance_level,
+               tuple(_warned(snapshot, c) for c in range(len(snapshot.k_values))))
         if key != self._key:
             self._rebuild(snapshot)
             self._key = key
         for condition in range(len(snapshot.k_values)):
             self._points[condition].setData(*_measured(snapshot, condition))
             self._fits[condition].setData(*_fit_curve(snapshot, condition))
+        self._draw_marks(snapshot)
         stimulation = stimulation_text(snapshot.layer, snapshot.sign, snapshot.lambda_)
-        progress = "" if snapshot.finished else f" · {snapshot.cells_done}/{snapshot.cells_total} (k, γ) points"
-        self.setTitle(f"Class {snapshot.target_name} · {stimulation} · {snapshot.n_images} images "
-                      f"per point{progress}", color=TEXT_COLOR, size=TITLE_SIZE)
+        trials = (f"{snapshot.n_images} images × {snapshot.repeats} noise samples" if snapshot.repeats > 1
+                  else f"{snapshot.n_images} images")
+        progress = "" if snapshot.finished else f" · {snapshot.cells_done}/{snapshot.cells_total} cells"
+        self.setTitle(f"Class {snapshot.target_name} · {stimulation} · {trials} per point{progress}",
+                      color=TEXT_COLOR, size=TITLE_SIZE)
+
+    def _draw_marks(self, snapshot: PsychometricSnapshot) -> None:
+        alpha, level = threshold_marks(snapshot)
+        for marks, points, filled in ((self._alpha_marks, alpha, False), (self._level_marks, level, True)):
+            marks.setData(
+                x=[x for _, x, _ in points], y=[y for _, _, y in points],
+                brush=[pg.mkBrush(self._colors[c]) if filled else pg.mkBrush(255, 255, 255, 230) for c, _, _ in points],
+                pen=[pg.mkPen(self._colors[c], width=1.6) if not filled else pg.mkPen("w", width=0.8)
+                     for c, _, _ in points])
 
     def _rebuild(self, snapshot: PsychometricSnapshot) -> None:
         self.clear_curves()
         colors = k_colors(snapshot.k_values)
-        for k, color in zip(snapshot.k_values, colors):
+        self._colors = colors
+        for condition, (k, color) in enumerate(zip(snapshot.k_values, colors)):
+            warned = _warned(snapshot, condition)
             name = "unstimulated" if snapshot.layer is None else f"k = {k:g}"
-            self._fits.append(self.plot([], [], pen=pg.mkPen(color, width=2)))
+            style = Qt.PenStyle.DashLine if warned else Qt.PenStyle.SolidLine
+            self._fits.append(self.plot([], [], pen=pg.mkPen(color, width=2, style=style)))
             self._points.append(self.plot([], [], pen=None, symbol="o", symbolSize=7, symbolBrush=color,
-                                          symbolPen=pg.mkPen("w", width=0.8), name=name))
-        self._legend.setColumnCount(2 if len(colors) > 6 else 1)
+                                          symbolPen=pg.mkPen("w", width=0.8), name=name + (" ⚠" if warned else "")))
+        # Legend entries for the two threshold marks (items never drawn in the plot).
+        level = snapshot.performance_level
+        for symbol, label, brush in ((ALPHA_SYMBOL, "α: midpoint, F = ½", (255, 255, 255)),
+                                     (LEVEL_SYMBOL, f"γ at P = {level:.2f}", MARK_GREY)):
+            sample = pg.PlotDataItem([], [], pen=None, symbol=symbol, symbolSize=10, symbolBrush=brush,
+                                     symbolPen=pg.mkPen(MARK_GREY, width=1.4))
+            self._legend.addItem(sample, label)
+        entries = len(colors) + 2
+        self._legend.setColumnCount(3 if entries > 10 else 2 if entries > 6 else 1)
         self._chance.setValue(1.0 / len(snapshot.class_names))
         self._chance.show()
+        self._level.setValue(level)
+        self._level.label.setFormat(f"P = {level:.2f}")
+        self._level.show()
 
     def points(self, condition: int) -> tuple[np.ndarray, np.ndarray]:
         """The measured points drawn for the condition-th k."""
@@ -134,6 +201,14 @@ class CurvesFigure(pg.PlotItem):
     def fitted(self, condition: int) -> tuple[np.ndarray, np.ndarray]:
         """The fitted curve drawn for the condition-th k (empty without a fit)."""
         return _data(self._fits[condition])
+
+    def marks(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """The drawn α marks and performance-threshold marks, as (x, y) each."""
+        return tuple((np.asarray(m.data["x"]), np.asarray(m.data["y"]))
+                     for m in (self._alpha_marks, self._level_marks))
+
+    def is_dashed(self, condition: int) -> bool:
+        return self._fits[condition].opts["pen"].style() == Qt.PenStyle.DashLine
 
 
 class GridFigure(pg.GraphicsLayout):
@@ -172,6 +247,11 @@ class GridFigure(pg.GraphicsLayout):
                 curve = _fit_curve(snapshot, condition) if snapshot is not None else ([], [])
                 points[condition].setData(*measured)
                 fits[condition].setData(*curve)
+                warned = snapshot is not None and _warned(snapshot, condition)
+                pen = fits[condition].opts["pen"]
+                if (pen.style() == Qt.PenStyle.DashLine) != warned:
+                    fits[condition].setPen(pg.mkPen(pen.color(), width=1.5,
+                                                    style=Qt.PenStyle.DashLine if warned else Qt.PenStyle.SolidLine))
             shift_label.setText(shift_text(snapshot))
 
     def clear_grid(self) -> None:
@@ -181,8 +261,9 @@ class GridFigure(pg.GraphicsLayout):
     def _rebuild(self, rows: list[str], columns: list[str], k_values) -> None:
         self.clear_grid()
         colors = k_colors(k_values)
-        self.addLabel(k_legend_html(k_values) + "&nbsp;&nbsp;·&nbsp;&nbsp;Δ: threshold shift of the largest k",
-                      row=0, col=1, colspan=len(columns), color=TEXT_COLOR, size="9pt")
+        self.addLabel(k_legend_html(k_values) + "&nbsp;&nbsp;·&nbsp;&nbsp;largest k vs k = 0: Δα midpoint shift, "
+                      f"ΔP shift of γ at the performance level&nbsp;&nbsp;·&nbsp;&nbsp;{WARNING_MARK} dashed: an "
+                      "estimate at a limit", row=0, col=1, colspan=len(columns), color=TEXT_COLOR, size="9pt")
         for col, name in enumerate(columns):
             self.addLabel(f"<b>{name}</b>", row=1, col=col + 1, color=TEXT_COLOR, size="10pt")
         for row, name in enumerate(rows):
@@ -229,21 +310,37 @@ def grid_axes(configs) -> tuple[list[int], list[tuple[str | None, int]]]:
     return rows, columns
 
 
+WARNING_MARK = "⚠"
+
+
+def _shift_words(snapshot: PsychometricSnapshot, shifts, in_range, top: int, reference: int, name: str) -> str:
+    shift = shifts[top]
+    if not np.isfinite(shift):
+        return f"{name} n/a"
+    if not (in_range[top] and in_range[reference]):
+        return f"{name} out of range"
+    return f"{name} {shift:+.2f}".replace("-", "−")
+
+
 def shift_text(snapshot: PsychometricSnapshot | None) -> str:
-    """Threshold shift of the largest k against k = 0, when both thresholds were measured in range."""
+    """Shifts of the largest k against k = 0: the midpoint α's and the performance threshold's (when both
+    are measured in range), and ⚠ when an estimate of either curve sits at a limit."""
     if snapshot is None or not snapshot.finished:
         return ""
     top = int(np.argmax(snapshot.k_values))
     reference = np.flatnonzero(np.asarray(snapshot.k_values) == 0)
-    shift = snapshot.threshold_shifts[top]
     if reference.size == 0:
         return "no k = 0 to compare"
-    if not np.isfinite(shift):
-        unfitted = top if snapshot.fit_errors[top] else reference[0]
+    reference = int(reference[0])
+    if snapshot.fits[top] is None or snapshot.fits[reference] is None:
+        unfitted = top if snapshot.fits[top] is None else reference
         return f"no fit at k = {snapshot.k_values[unfitted]:g}"
-    if not (snapshot.thresholds_in_range[top] and snapshot.thresholds_in_range[reference[0]]):
-        return "Δ out of range"
-    return f"Δ {shift:+.2f}"
+    lines = [_shift_words(snapshot, snapshot.threshold_shifts, snapshot.thresholds_in_range, top, reference, "Δα")]
+    if snapshot.performance_shifts is not None:
+        lines.append(_shift_words(snapshot, snapshot.performance_shifts, snapshot.performance_in_range, top,
+                                  reference, "ΔP"))
+    warned = snapshot.flags and (snapshot.warnings(top) or snapshot.warnings(reference))
+    return "\n".join(lines) + (f" {WARNING_MARK}" if warned else "")
 
 
 def grid_export_size(configs) -> tuple[int, int]:

@@ -9,9 +9,11 @@ the view on top; settings forms come from the two declarations.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QBrush, QFont
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
     QHeaderView,
     QLabel,
     QSplitter,
@@ -25,48 +27,88 @@ from PySide6.QtWidgets import (
 from ...core.psychometric import KIND, PsychometricSnapshot, default_lambda
 from ...core.psychometric_grid import KIND as GRID_KIND
 from ...core.psychometric_grid import GridSnapshot
-from ...core.psychometric_report import PSYCHOMETRIC_COLUMNS, psychometric_table
+from ...core.psychometric_report import (
+    COLUMN_NOTES,
+    PSYCHOMETRIC_COLUMNS,
+    column_headers,
+    flag_notes,
+    model_lines,
+    psychometric_table,
+)
 from ..plots import export_view
 from ..psychometric_plots import PsychometricPlot, SmallMultiplesPlot, k_colors
 from .base import ExportTarget, Panel
 
-TABLE_NOTE = ("Threshold: γ where the sigmoid is halfway; width: γ span from 5% to 95% of it; 95% intervals "
-              "bootstrap the images. A threshold outside the γ range is an extrapolation and is not given as a "
-              "number; neither are shifts that involve one.")
+TABLE_NOTE = ("α: where the sigmoid F is halfway (psignifit's threshold) · γ at P: where P(target) itself reaches "
+              "the performance level · 95% intervals: bootstrap over images, shifts paired · ⚠: an estimate held by "
+              "a search limit · hover a header or a cell for more")
+COMBO_CHARACTERS = 16  # combo boxes of the settings show this much of their choice (the list shows it all)
+WARNING_BACKGROUND = QColor(255, 226, 190)
+WARNING_TEXT = QColor(170, 80, 0)
+SHARED_COLUMNS = {"width": 6, "guess": 7, "lapse": 8}
+FLAGGED_COLUMNS = {"threshold": 1, "width": 6, "guess": 7, "lapse": 8}
 VIEWS = (KIND, GRID_KIND)  # tab order
 
 
 class PsychometricPanel(Panel):
     title = "Psychometric curves"
 
+    def __init__(self, specs, parent: QWidget | None = None) -> None:
+        super().__init__(specs, parent)
+        # Long choice labels (noise generator, noise blocks, images) would widen the settings column and
+        # squeeze the table: the closed combo shows the start of its choice, the open list all of it.
+        for form in self.forms.values():
+            for combo in form.findChildren(QComboBox):
+                combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+                combo.setMinimumContentsLength(COMBO_CHARACTERS)
+                # Qt keeps the minimum size hint it computed from the longest choice until a style change.
+                QApplication.sendEvent(combo, QEvent(QEvent.Type.StyleChange))
+            for box in form.groups:  # their size hints were cached with the combos' old ones
+                box.layout().invalidate()
+                box.updateGeometry()
+            form.layout().invalidate()
+        self.settings_area.setFixedWidth(max(f.sizeHint().width() for f in self.forms.values()) + 40)
+
     def build_views(self) -> QWidget:
         self._layer = None  # the layer λ was last set for
         self.plot = PsychometricPlot()
         self.table = QTableWidget(0, len(PSYCHOMETRIC_COLUMNS))
         self.table.setObjectName("fit_table")
-        self.table.setHorizontalHeaderLabels(list(PSYCHOMETRIC_COLUMNS))
+        self._set_headers(list(PSYCHOMETRIC_COLUMNS))
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 8)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setWordWrap(False)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        # Spare width goes to the shift column, the widest text, not to the narrow p-value.
-        header.setSectionResizeMode(PSYCHOMETRIC_COLUMNS.index("Δthreshold vs k=0 [95% CI]"),
-                                    QHeaderView.ResizeMode.Stretch)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        # Spare width goes to the flags, the last column, not to the narrow p-values.
+        header.setStretchLastSection(True)
+        self.model_label = QLabel()
+        self.model_label.setObjectName("fit_model")
+        self.model_label.setWordWrap(True)
+        self.model_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.flags_label = QLabel()
+        self.flags_label.setObjectName("fit_flags")
+        self.flags_label.setWordWrap(True)
+        self.flags_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         table_note = QLabel(TABLE_NOTE)
         table_note.setWordWrap(True)
         table_note.setStyleSheet("color: palette(placeholder-text)")
         table_box = QWidget()
         table_layout = QVBoxLayout(table_box)
         table_layout.setContentsMargins(0, 0, 0, 0)
+        table_layout.addWidget(self.model_label)
         table_layout.addWidget(self.table, 1)
+        table_layout.addWidget(self.flags_label)
         table_layout.addWidget(table_note)
         curves = QSplitter(Qt.Orientation.Vertical)
         curves.setObjectName("curves_splitter")
         curves.addWidget(self.plot)
         curves.addWidget(table_box)
-        curves.setStretchFactor(0, 3)
-        curves.setStretchFactor(1, 2)
+        curves.setStretchFactor(0, 1)
+        curves.setStretchFactor(1, 1)
+        curves.setSizes([450, 420])  # in proportion: the table shows a sweep of 11 k without scrolling
 
         self.grid_plot = SmallMultiplesPlot()
         self.grid_note = QLabel()
@@ -131,7 +173,11 @@ class PsychometricPanel(Panel):
 
     def clear_views(self) -> None:
         self.plot.clear_curves()
+        self.table.clearSpans()
         self.table.setRowCount(0)
+        self._set_headers(list(PSYCHOMETRIC_COLUMNS))
+        self.model_label.clear()
+        self.flags_label.clear()
         self.grid_plot.clear_grid()
         self.grid_note.clear()
 
@@ -144,22 +190,80 @@ class PsychometricPanel(Panel):
         self.plot.show_snapshot(snapshot)
         self._fill_table(snapshot)
 
+    def _set_headers(self, headers: list[str]) -> None:
+        for column, (text, note) in enumerate(zip(headers, COLUMN_NOTES)):
+            item = self.table.horizontalHeaderItem(column)
+            if item is None or item.text() != text:
+                item = QTableWidgetItem(text)
+                item.setToolTip(note)
+                self.table.setHorizontalHeaderItem(column, item)
+
     def _fill_table(self, snapshot: PsychometricSnapshot) -> None:
         rows = psychometric_table(snapshot)
+        self._set_headers(column_headers(snapshot))
         self.table.clearSpans()
         self.table.setRowCount(len(rows))
         bold = QFont(self.table.font())
         bold.setBold(True)
         for row, (texts, color) in enumerate(zip(rows, k_colors(snapshot.k_values))):
+            fit = snapshot.fits[row]
             for col, text in enumerate(texts):
                 item = QTableWidgetItem(text)
                 if col == 0:
                     item.setForeground(QBrush(color))
                     item.setFont(bold)
                 self.table.setItem(row, col, item)
-            if snapshot.fits[row] is None:  # its note (no fit: why, or progress) spans the numbers
+            if fit is None:  # its note (no fit: why, or progress) spans the numbers
                 self.table.setSpan(row, 1, 1, len(PSYCHOMETRIC_COLUMNS) - 1)
                 self.table.item(row, 1).setToolTip(texts[1])
+                continue
+            self._annotate_row(snapshot, row, fit)
+        self._span_shared(snapshot)
+        lines = model_lines(snapshot, detail=False)
+        self.model_label.setText("\n".join(lines))
+        self.model_label.setToolTip("\n".join(model_lines(snapshot)))
+        self.model_label.setVisible(bool(lines))
+        notes = flag_notes(snapshot)
+        self.flags_label.setText("\n".join(notes))
+        self.flags_label.setVisible(bool(notes))
+        warned = any(snapshot.warnings(c) for c in range(len(rows))) if snapshot.flags else False
+        self.flags_label.setStyleSheet(f"color: {WARNING_TEXT.name()}" if warned else "")
+
+    def _annotate_row(self, snapshot: PsychometricSnapshot, row: int, fit) -> None:
+        """Tooltips with the intervals a cell leaves out, and flagged estimates marked."""
+        tips = {6: fit.width_ci and f"width {fit.width:.3f}, 95% CI [{fit.width_ci[0]:.3f}, {fit.width_ci[1]:.3f}]",
+                7: fit.guess_ci and f"guess {fit.guess:.3f}, 95% CI [{fit.guess_ci[0]:.3f}, {fit.guess_ci[1]:.3f}]",
+                8: fit.lapse_ci and f"lapse {fit.lapse:.3f}, 95% CI [{fit.lapse_ci[0]:.3f}, {fit.lapse_ci[1]:.3f}]"}
+        for col, tip in tips.items():
+            if tip:
+                self.table.item(row, col).setToolTip(tip)
+        flags = snapshot.flags[row] if snapshot.flags else ()
+        reasons = []
+        for flag in flags:
+            reasons.append(("⚠ " if flag.severity == "warning" else "") + flag.reason)
+            if flag.severity == "warning":
+                cell = self.table.item(row, FLAGGED_COLUMNS[flag.parameter])
+                cell.setBackground(QBrush(WARNING_BACKGROUND))
+                cell.setToolTip(flag.reason)
+        flag_cell = self.table.item(row, len(PSYCHOMETRIC_COLUMNS) - 1)
+        if reasons:
+            flag_cell.setToolTip("\n".join(reasons))
+        if any(flag.severity == "warning" for flag in flags):
+            flag_cell.setForeground(QBrush(WARNING_TEXT))
+
+    def _span_shared(self, snapshot: PsychometricSnapshot) -> None:
+        """A parameter the model shares across k is one cell spanning the rows, so the table shows it once."""
+        model = snapshot.fit_model or {}
+        shared = model.get("shared") or () if "error" not in model else ()
+        if snapshot.preliminary or len(snapshot.fits) < 2 or any(fit is None for fit in snapshot.fits):
+            return
+        for name in shared:
+            col = SHARED_COLUMNS[name]
+            self.table.setSpan(0, col, len(snapshot.fits), 1)
+            item = self.table.item(0, col)
+            item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+            tip = item.toolTip()
+            item.setToolTip(f"shared across k{': ' + tip if tip else ''}")
 
     # --- export ---
 
