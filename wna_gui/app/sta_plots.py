@@ -44,7 +44,9 @@ class _Tile:
         self.key = -1
 
     def show(self, image: np.ndarray | None, title: str, levels, lut) -> None:
-        self.label.setText(title)
+        if title != self.label.text:
+            self.label.setText(title)
+            self.label.setMinimumWidth(0)  # a long title may overhang; it must not widen the grid past the view
         self.values = image
         if image is None or not np.isfinite(image).any():
             self.values = None

@@ -59,8 +59,11 @@ def filter_levels(images: np.ndarray, view: str) -> tuple[float, float]:
 
 def unit_title(snapshot: STASnapshot, unit: int) -> str:
     """"unit 3 · r=0.98", or why its STA is empty."""
-    if snapshot.activation == "post" and snapshot.samples_done and snapshot.active_fraction[unit] == 0:
+    active = int(round(snapshot.active_fraction[unit] * snapshot.samples_done))
+    if snapshot.activation == "post" and snapshot.samples_done and active == 0:
         return f"unit {unit} · silent"
+    if snapshot.activation == "post" and active < 1000:
+        return f"unit {unit} · n={active:,}"
     parts = [f"unit {unit}"]
     if snapshot.reliability.size and np.isfinite(snapshot.reliability[-1, unit]):
         parts.append(f"r={snapshot.reliability[-1, unit]:.2f}")

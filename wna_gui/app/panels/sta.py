@@ -42,6 +42,7 @@ VIEW_TITLES = {"filters": "Filters", "kernels": "Kernels", "stc": "Covariance (S
 SCALES = {"unit": "each unit its own", "shared": "shared by all units"}
 FILTER_HELP = ("STA: the noise weighted by each unit's activation, Σa(x − x̄)/Σa, over the unit's receptive field; "
                "unnormalised: Σa(x − x̄)/N; z-map: the pixel's correlation with the activation in standard errors. "
+               "Tile titles: unit · split-half r, or n = samples a rarely active unit responded to. "
                "Click a tile to pick its unit.")
 HOVER_HINT = "Hover over a filter to read its pixels; click it to pick the unit."
 MAP_HELP = ("Each class's mean activation minus the mean over classes: conv layers averaged over channels, vectors "
@@ -318,8 +319,11 @@ class STAPanel(Panel):
 
     @staticmethod
     def _tile_title(snapshot: STASnapshot, unit: int) -> str:
-        if snapshot.activation == "post" and snapshot.samples_done and snapshot.active_fraction[unit] == 0:
+        active = int(round(snapshot.active_fraction[unit] * snapshot.samples_done))
+        if snapshot.activation == "post" and snapshot.samples_done and active == 0:
             return f"{unit} · silent"
+        if snapshot.activation == "post" and active < 1000:  # a unit that rarely responds: its STA is mostly noise
+            return f"{unit} · n={active:,}"
         if snapshot.reliability.size and np.isfinite(snapshot.reliability[-1, unit]):
             return f"{unit} · r {snapshot.reliability[-1, unit]:.2f}"
         return str(unit)
