@@ -116,6 +116,17 @@ def test_restricted_null_extremes_equal_direct_eigenvalues():
                                atol=1e-5 * scale)
 
 
+def test_null_unit_z_maps_are_calibrated():
+    """Activations independent of the noise: z ≈ N(0, 1), about 5% of pixels beyond ±1.96."""
+    x = UniformNoise().block(seed=8, block=0, block_size=20_000, shape=(400,)).double() - 0.5
+    a = torch.poisson(torch.full((20_000, 3), 1.5, dtype=torch.float64), generator=torch.Generator().manual_seed(2))
+    accumulator = STAAccumulator(3, 400)
+    accumulator.update(a, x)
+    z = accumulator.zmap()
+    assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05
+    assert 0.04 < np.mean(np.abs(z) > 1.96) < 0.06
+
+
 # --- exact streaming ---
 
 def test_streaming_accumulators_equal_numpy_on_the_whole():
@@ -235,14 +246,15 @@ def test_first_layer_stas_match_the_learned_kernels(bundled):
 
 
 def test_steins_lemma_unnormalised_sta_equals_sigma_squared_mean_gradient(bundled):
-    """Gaussian noise: Σa(x − x̄)/N = σ²·E[∇a] (conv1 every unit; conv2 every unit active on ≥ 2% of samples)."""
-    for layer, samples, gradient_samples in (("conv1", 50_000, 2000), ("conv2", 150_000, 8000)):
+    """Gaussian noise: Σa(x − x̄)/N = σ²·E[∇a] (conv1 every unit; conv2 every unit active on ≥ 5% of samples:
+    a rarely active unit's STA needs many more samples)."""
+    for layer, samples, gradient_samples in (("conv1", 50_000, 2000), ("conv2", 100_000, 4000)):
         config = small(layer=layer, samples=samples, noise=GaussianNoise(mean=0.5, std=0.25), stc_samples=0, seed=1)
         snapshot = run_sta(bundled, config, device="cpu")
         expected = gradient_sta(bundled, config, gradient_samples)
         cosines = cosine_rows(snapshot.unnormalised.reshape(snapshot.units, -1), expected.reshape(snapshot.units, -1))
-        driven = snapshot.active_fraction >= 0.02
-        assert driven.sum() >= (20 if layer == "conv1" else 40)
+        driven = snapshot.active_fraction >= 0.05
+        assert driven.sum() >= (20 if layer == "conv1" else 35)
         assert cosines[driven].min() > 0.99, (layer, np.sort(cosines[driven])[:3])
 
 
@@ -344,6 +356,26 @@ def test_resume_after_cancel_and_extension_equal_one_run(bundled, tmp_path):
     resumed = STAExperiment(bundled, state=state, device="cpu")
     resumed.run_to_end()
     records_equal(resumed.state, single.state)
+
+
+def test_a_run_stopped_during_the_shuffle_test_resumes_to_the_same_result(bundled, monkeypatch, tmp_path):
+    import wna_gui.core.sta as sta_module
+
+    monkeypatch.setattr(sta_module, "NULL_COLUMNS", 1)  # one unit per unit of work: the test can stop between units
+    monkeypatch.setattr(sta_module, "NULL_WORK_FLOPS", 1)
+    config = resumable_config(samples=2000, stc_samples=2000, map_samples=0)
+    single = STAExperiment(bundled, config, device="cpu")
+    single.run_to_end()
+    control = RunControl()
+    first = STAExperiment(bundled, dataclasses.replace(config, snapshot_seconds=0.0), device="cpu", control=control)
+    with pytest.raises(Cancelled):
+        for _ in first.run():
+            if 0 < first.state.stc_tested.sum() < 20 and first.state.stc_tested.sum() >= 5:
+                control.cancel()
+    state = load_session(save_session(Session(bundled, {"sta": first.state}), tmp_path / "s.h5")).runs["sta"]
+    assert 5 <= state.stc_tested.sum() < 20
+    STAExperiment(bundled, state=state, device="cpu").run_to_end()
+    records_equal(state, single.state)
 
 
 def test_same_seed_same_stas_other_seed_other_stas(bundled):

@@ -276,13 +276,11 @@ def _node_geometry(node, shape, traced: Trace, modules: dict) -> Geometry:
         dilation = _pair(_arg(node, 4, "dilation", 1)) if _POOL_FUNCTIONS[node.target] == "max" else (1, 1)
         return source.through(kernel, stride, padding, dilation)
     if node.op == "call_function" and node.target in _CONV_FUNCTIONS:
-        weight_shape = traced.shapes.get(node.args[1]) if len(node.args) > 1 else None
         weight = node.args[1] if len(node.args) > 1 else None
         meta = weight.meta.get("tensor_meta") if weight is not None and hasattr(weight, "meta") else None
         if meta is None:
             return Geometry(whole=True, exact=False)
         kernel = tuple(int(s) for s in meta.shape[-2:])
-        del weight_shape
         dilation = _pair(_arg(node, 5, "dilation", 1))
         return source.through(kernel, _pair(_arg(node, 3, "stride", 1)),
                               _conv_padding(_arg(node, 4, "padding", 0), kernel, dilation), dilation)

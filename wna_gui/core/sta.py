@@ -45,8 +45,6 @@ from .models import MNIST_CLASSES, LoadedModel
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, config_from_dict, config_to_dict, param
 from .receptive_field import (
-    LayerGeometry,
-    PostActivation,
     ReceptiveFieldError,
     capture,
     capture_all,
@@ -65,7 +63,6 @@ from .spike_triggered import (
     pearson_rows,
     permutations,
     shuffle_null,
-    unpack_symmetric,
 )
 
 KIND = "sta"
@@ -1097,21 +1094,30 @@ def run_sta(model: LoadedModel, config: STAConfig, device: str | None = None) ->
 def gradient_sta(model: LoadedModel, config: STAConfig, samples: int, device: str | None = None) -> np.ndarray:
     """σ²·E[∇ₓa] over the crop, (U, C, h, w): what the unnormalised STA equals for Gaussian noise (Stein's lemma).
 
-    Autograd on the private copy: per block, one backward pass per unit (each sample's activation depends on
-    its own image only, so the gradient of the sum over samples holds every sample's gradient).
+    Autograd on the private copy: each sample's activation depends on its own image only, so the gradient of
+    the activations summed over the block holds every sample's gradient; all units at once by a batched backward
+    pass (one per unit where the model's operations do not batch).
     """
     experiment = STAExperiment(model, replace(config, samples=samples, stc_samples=0, map_samples=0), device=device)
     state, cfg = experiment.state, experiment.config
     top, left, h, w = state.crop
     total = torch.zeros((state.units, state.input_shape[0], h, w), dtype=torch.float64)
+    eye = torch.eye(state.units, device=experiment.device)
     for block in range(cfg.n_blocks):
-        x, _, _ = experiment._draw(block)
+        cropped = experiment._crop_only(block)
+        x = experiment._draw_crop(block) if cropped else experiment._draw(block)[0]
         x = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
-            a = experiment.activations(x)
-            for unit in range(state.units):
-                (gradient,) = torch.autograd.grad(a[:, unit].sum(), x, retain_graph=unit < state.units - 1)
-                total[unit] += gradient[:, :, top:top + h, left:left + w].sum(0).double().cpu()
+            a = experiment.activations(x, cropped=cropped)
+            try:
+                (gradients,) = torch.autograd.grad(a, x, grad_outputs=eye[:, None, :].expand(-1, len(a), -1),
+                                                   is_grads_batched=True)
+            except RuntimeError:  # an operation without a batching rule: one backward pass per unit
+                gradients = torch.stack([torch.autograd.grad(a[:, u].sum(), x, retain_graph=True)[0]
+                                         for u in range(state.units)])
+        if not cropped:
+            gradients = gradients[:, :, :, top:top + h, left:left + w]
+        total += gradients.sum(1).double().cpu()
     return (total / samples * cfg.noise.expected_variance).numpy()
 
 
