@@ -279,7 +279,7 @@ def test_the_table_shows_the_model_its_tests_and_shared_parameters_once(window):
     assert model.startswith("Joint fit: threshold per k; width, guess, lapse shared") and "α equal across k?" in model
     assert "LR = " in panel.model_label.toolTip() and "Monte Carlo, 20 data sets" in panel.model_label.toolTip()
     # Both thresholds are marked on the curves: α on each curve, the performance threshold on the level line.
-    (alpha_x, alpha_y), (level_x, level_y) = panel.plot.figure.marks()
+    (alpha_x, alpha_y), (level_x, level_y) = panel.plot.marks()
     np.testing.assert_allclose(alpha_x, snapshot.thresholds)
     np.testing.assert_allclose(level_x, snapshot.performance_thresholds)
     np.testing.assert_allclose(level_y, 0.5)
@@ -299,7 +299,7 @@ def test_an_estimate_at_a_limit_is_marked_in_the_table_and_the_plot(window):
         assert texts[row][-1].startswith("⚠ guess=0.5")
         assert "upper limit 0.5" in panel.table.item(row, len(PSYCHOMETRIC_COLUMNS) - 1).toolTip()
         assert panel.table.item(row, 7).background().color() == WARNING_BACKGROUND
-        assert panel.plot.figure.is_dashed(row)
+        assert panel.plot.is_dashed(row)
     assert texts[0][3] == "none: floor 0.50 ≥ 0.50"  # no γ where P(target) = 0.5: said in words
     assert panel.flags_label.isVisibleTo(panel) and "⚠ k = " in panel.flags_label.text()
 

@@ -22,7 +22,8 @@ __all__ = ["PsychometricPlot", "SmallMultiplesPlot", "k_colors", "k_legend_html"
 
 
 class PsychometricPlot(pg.PlotWidget):
-    """Fraction classified as the target against γ: points per k as they come in, fitted ψ over them."""
+    """Fraction classified as the target against γ: points per k as they come in, fitted ψ over them, and each
+    curve's two thresholds marked (midpoint α; γ at the performance level)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         self.figure = CurvesFigure()
@@ -40,6 +41,14 @@ class PsychometricPlot(pg.PlotWidget):
 
     def fitted(self, condition: int) -> tuple[np.ndarray, np.ndarray]:
         return self.figure.fitted(condition)
+
+    def marks(self):
+        """The drawn threshold marks: ((α x, y), (performance threshold x, y))."""
+        return self.figure.marks()
+
+    def is_dashed(self, condition: int) -> bool:
+        """Whether the condition-th curve is drawn dashed (an estimate of its fit at a limit)."""
+        return self.figure.is_dashed(condition)
 
 
 class SmallMultiplesPlot(pg.GraphicsLayoutWidget):

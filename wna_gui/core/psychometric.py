@@ -132,7 +132,7 @@ GUESS_HELP = ("the curve's floor as γ → 0. free: fitted in [0, 0.5] (a networ
 LAPSE_HELP = ("how far the top stays below 1. bounded: fitted in [0, 0.06], the psychophysics convention; free: "
               "fitted in [0, 0.5], for curves that sag at high γ")
 WIDTH_SHARING_HELP = ("shared: one width for every k (stimulation moves the curve without changing its slope); per "
-                      "k: each curve its own width. The sharing test below the table says whether one width fits")
+                      "k: each curve its own width. The sharing test, shown with the fit table, says whether one width fits")
 GUESS_SHARING_HELP = ("shared: one floor for every k, so a curve whose lower part rises reads as a lower threshold; "
                       "per k: each curve its own floor, which can absorb a shift (watch for a guess at its limit 0.5, "
                       "and read the performance threshold)")
@@ -458,10 +458,11 @@ class PsychometricState:
         """(n_k, n_γ) trials measured: images × noise samples done."""
         return self.done.sum(axis=1) * self.n_images
 
-    def fraction_correct(self) -> np.ndarray:
-        """(n_k, n_γ), NaN where not yet measured."""
-        trials = self.trials()
-        return np.where(trials > 0, self.n_correct() / np.maximum(trials, 1), np.nan)
+    def fraction_correct(self, n_correct: np.ndarray | None = None, trials: np.ndarray | None = None) -> np.ndarray:
+        """(n_k, n_γ), NaN where not yet measured (``n_correct``/``trials``: the counts, if already made)."""
+        n_correct = self.n_correct() if n_correct is None else n_correct
+        trials = self.trials() if trials is None else trials
+        return np.where(trials > 0, n_correct / np.maximum(trials, 1), np.nan)
 
     def item_counts(self) -> np.ndarray:
         """(n_images, n_k, n_γ): per image, how often it was classified as the target over its noise samples."""
@@ -558,9 +559,9 @@ class PsychometricState:
             interval = shift_interval(boot_performance[condition], boot_performance[reference])
             if interval is not None:
                 performance_shift_intervals[condition] = interval
-        lapse_mode = cfg.lapse
-        flags = tuple(() if fit is None else bound_flags(fit, gammas, self.guess_value, lapse_mode, shared)
+        flags = tuple(() if fit is None else bound_flags(fit, gammas, self.guess_value, cfg.lapse, shared)
                       for fit in fits)
+        n_correct, trials = self.n_correct(), self.trials()
         return PsychometricSnapshot(
             target=cfg.target,
             class_names=tuple(self.class_names),
@@ -571,9 +572,9 @@ class PsychometricState:
             k_values=np.asarray(cfg.conditions),
             n_images=self.n_images,
             repeats=cfg.repeats,
-            fraction_correct=self.fraction_correct(),
-            n_correct=self.n_correct(),
-            trials=self.trials(),
+            fraction_correct=self.fraction_correct(n_correct, trials),
+            n_correct=n_correct,
+            trials=trials,
             responses=self.responses.copy(),
             fits=fits,
             fit_errors=tuple(self.fit_errors),

@@ -255,7 +255,7 @@ def model_lines(snapshot: PsychometricSnapshot, detail: bool = True) -> list[str
     if equal is not None:
         tests.append(f"α equal across k? {_test_words(equal, detail)}")
     if sharing is not None:
-        verdict = (": no, the curves differ beyond α (γ at P does not assume they don't)"
+        verdict = (": no, the curves differ in more than their position (compare a fit with them per k)"
                    if _p_of(sharing) < 0.05 else ": consistent")
         tests.append(f"One {', '.join(model['shared'])} for every k? {_test_words(sharing, detail)}{verdict}")
     if detail:

@@ -122,8 +122,7 @@ class CurvesFigure(pg.PlotItem):
         self._alpha_marks = pg.ScatterPlotItem(symbol=ALPHA_SYMBOL, size=11, pxMode=True)
         self._level_marks = pg.ScatterPlotItem(symbol=LEVEL_SYMBOL, size=10, pxMode=True)
         for marks in (self._alpha_marks, self._level_marks):
-            marks.setZValue(5)
-            self.addItem(marks)
+            marks.setZValue(5)  # added with the curves (_rebuild), removed with them (clear_curves)
         self._key: tuple = ()
         self._colors: list = []
         self._chance.hide()
@@ -134,8 +133,10 @@ class CurvesFigure(pg.PlotItem):
             self.removeItem(item)
         self._points, self._fits, self._key, self._colors = [], [], (), []
         self._legend.clear()
-        self._alpha_marks.clear()
-        self._level_marks.clear()
+        for marks in (self._alpha_marks, self._level_marks):
+            marks.clear()
+            if marks in self.items:
+                self.removeItem(marks)
         self._chance.hide()
         self._level.hide()
         self.setTitle(CURVES_TITLE, color=TEXT_COLOR, size=TITLE_SIZE)
@@ -179,6 +180,8 @@ class CurvesFigure(pg.PlotItem):
             self._fits.append(self.plot([], [], pen=pg.mkPen(color, width=2, style=style)))
             self._points.append(self.plot([], [], pen=None, symbol="o", symbolSize=7, symbolBrush=color,
                                           symbolPen=pg.mkPen("w", width=0.8), name=name + (" ⚠" if warned else "")))
+        for marks in (self._alpha_marks, self._level_marks):
+            self.addItem(marks)
         # Legend entries for the two threshold marks (items never drawn in the plot).
         level = snapshot.performance_level
         for symbol, label, brush in ((ALPHA_SYMBOL, "α: midpoint, F = ½", (255, 255, 255)),
@@ -335,10 +338,13 @@ def shift_text(snapshot: PsychometricSnapshot | None) -> str:
     if snapshot.fits[top] is None or snapshot.fits[reference] is None:
         unfitted = top if snapshot.fits[top] is None else reference
         return f"no fit at k = {snapshot.k_values[unfitted]:g}"
-    lines = [_shift_words(snapshot, snapshot.threshold_shifts, snapshot.thresholds_in_range, top, reference, "Δα")]
+    alpha = _shift_words(snapshot, snapshot.threshold_shifts, snapshot.thresholds_in_range, top, reference, "Δα")
+    lines = [alpha]
     if snapshot.performance_shifts is not None:
-        lines.append(_shift_words(snapshot, snapshot.performance_shifts, snapshot.performance_in_range, top,
-                                  reference, "ΔP"))
+        performance = _shift_words(snapshot, snapshot.performance_shifts, snapshot.performance_in_range, top,
+                                   reference, "ΔP")
+        # With one width, guess and lapse for every k the two shifts are one number: say it once.
+        lines = [alpha.replace("Δα", "Δα = ΔP")] if performance[2:] == alpha[2:] else [alpha, performance]
     warned = snapshot.flags and (snapshot.warnings(top) or snapshot.warnings(reference))
     return "\n".join(lines) + (f" {WARNING_MARK}" if warned else "")
 

@@ -63,11 +63,18 @@ class PsychometricPanel(Panel):
                 combo.setMinimumContentsLength(COMBO_CHARACTERS)
                 # Qt keeps the minimum size hint it computed from the longest choice until a style change.
                 QApplication.sendEvent(combo, QEvent(QEvent.Type.StyleChange))
-            for box in form.groups:  # their size hints were cached with the combos' old ones
+        self._fit_settings_width()
+
+    def _fit_settings_width(self, *_) -> None:
+        """The settings column as wide as the shown form needs (the class check boxes arrive with a model): the
+        grid's row of class check boxes would otherwise take the curves table's width."""
+        for form in self.forms.values():
+            for widget in form.findChildren(QWidget):  # layouts cache their items' size hints until told
+                widget.updateGeometry()
+            for box in form.groups:
                 box.layout().invalidate()
-                box.updateGeometry()
             form.layout().invalidate()
-        self.settings_area.setFixedWidth(max(f.sizeHint().width() for f in self.forms.values()) + 40)
+        self.settings_area.setFixedWidth(self.forms[self.active_kind()].sizeHint().width() + 40)
 
     def build_views(self) -> QWidget:
         self._layer = None  # the layer λ was last set for
@@ -124,6 +131,7 @@ class PsychometricPanel(Panel):
         self.views.addTab(curves, "Curves")
         self.views.addTab(grid_box, "Small multiples")
         self.views.currentChanged.connect(self._show_active_form)
+        self.views.currentChanged.connect(self._fit_settings_width)
         return self.views
 
     def active_kind(self) -> str:
@@ -155,6 +163,7 @@ class PsychometricPanel(Panel):
 
     def restored(self) -> None:
         """The curves show when the session has curves, else the grid when it has one."""
+        self._fit_settings_width()
         self._layer = self.forms[KIND].editor("layer").currentData()
         if KIND in self.states:
             self.show_view(KIND)
