@@ -139,7 +139,9 @@ COLUMN_NOTES = (
     "performance threshold: the γ where the fitted P(target) itself reaches the level; "
     "none when the curve's floor is above it or its top below it",
     "performance threshold(k) − performance threshold(k = 0), with a paired bootstrap interval",
-    "likelihood-ratio test of α(k) = α(k = 0) within the fitted model (Monte-Carlo p; (χ²) when not simulated)",
+    "likelihood-ratio test of α(k) = α(k = 0) within the fitted model: Monte-Carlo p from data simulated under "
+    "that null as independent binomial trials (Palamedes' approach; it ignores that the same images appear at every "
+    "k and γ, which the paired bootstrap intervals respect); (χ²) when not simulated",
     "distance from F = 0.05 to F = 0.95, in the sigmoid's unit: γ, or ln γ for the Weibull (its 95% interval: "
     "hover, or the CSV)",
     "the curve's floor as γ → 0 (fixed at 1/K when chance)",

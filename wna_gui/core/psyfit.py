@@ -19,6 +19,27 @@ Every sigmoid is a standard CDF G evaluated at z = a (u - t) / width + b, with
 u = x (u = log x, t = log threshold for the Weibull) and the constants a, b
 set so that G(b) = 0.5 and z(F=0.95) - z(F=0.05) = a.
 
+What it offers:
+
+- ``fit_psychometric``: one curve, the scalar fitter (multi-start bounded
+  quasi-Newton; agrees with psignifit 4's maximum-likelihood estimates).
+- ``bootstrap_fit``: one curve with item-bootstrap intervals and a Monte-Carlo
+  goodness of fit; the resamples are refitted all at once by the vectorised
+  fitter (``engine="batch"``) or one by one (``"scalar"``, the reference).
+- ``fit_batch``: the vectorised fitter itself, many data sets of several
+  conditions at once, with ``shared`` parameters (one width, guess or lapse
+  for every condition; thresholds per condition), as Palamedes' multiple-
+  condition fits do.
+- ``analyse_conditions``: several conditions measured on the same items,
+  fitted together under a model, with a paired item bootstrap, a Monte-Carlo
+  goodness of fit and likelihood-ratio tests (``LRTest``) of equal thresholds,
+  of each condition against a reference, and of the sharing itself.
+- ``lr_test_batch``: the test of equal thresholds on many data sets (simulations).
+- ``performance_threshold``: the x where psi itself reaches a level, with
+  whether psi reaches it at all (its floor may be above, its top below).
+- ``bound_flags``: the estimates stuck at a limit of the search, with why it
+  matters (``BoundFlag``).
+
 Numpy and scipy only: no Qt, no torch.
 """
 
@@ -1005,7 +1026,10 @@ class LRTest:
 
     ``statistic`` = 2 (NLL_null − NLL_model); ``p_chi2`` its asymptotic χ²(df) p-value;
     ``p_value`` its Monte-Carlo p-value, (1 + #{simulated ≥ observed}) / (1 + samples), from
-    data sets simulated under the fitted null model (None without samples).
+    data sets simulated under the fitted null model as independent binomial trials, each refitted
+    under both models (Palamedes' PAL_PFLR_ModelComparison does the same; None without samples).
+    The χ² approximation can be poor when an estimate sits at a bound of the search; the Monte-Carlo
+    p does not rely on it.
     """
 
     name: str  # "equal": thresholds equal across conditions; "pair": two conditions' thresholds equal;
