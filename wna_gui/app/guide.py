@@ -46,6 +46,14 @@ fits the points poorly.</li>
 <li><b>Small multiples</b> runs every class × layer (× sign) with each layer's paper λ, as the paper's Fig. 23.</li>
 </ul>
 
+<h3>Receptive fields</h3>
+<p>Spike-triggered analysis of single units: for every unit of a layer, the noise in its receptive field
+(derived from the layers' kernels, strides, padding and pooling) is averaged, weighted by the unit's activation
+(<b>STA</b>). For the first conv layer the STA is compared with the learned kernel (cosine). <b>STC</b> finds
+further directions the unit is sensitive to: eigenvalues of the spike-triggered covariance outside the band of a
+shuffle null are significant. Activation maps show each layer's mean response per class, for noise and for real
+digits.</p>
+
 <h3>Glossary</h3>
 <dl>
 <dt>sample / stimulus</dt><dd>one noise image (classification images) / one image-plus-noise trial
