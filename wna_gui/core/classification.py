@@ -70,7 +70,7 @@ SIGNAL_STREAM = 0x5167
 GRADIENT_TILE_BYTES = 64 * 2**20
 # A new run refuses accumulators larger than this share of the machine's memory.
 MEMORY_SHARE = 0.75
-ESTIMATORS_GROUP = "Estimators"
+ESTIMATORS_GROUP = "Maps for every class"
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class ClassificationImageConfig:
     weighting: str = param("none", "Weighting", "hard label: weight each sample by the softmax maximum (paper "
                            "footnote 5)", choices=WEIGHTINGS, group="Run")
     estimators: tuple[str, ...] = param(
-        DEFAULT_ESTIMATORS, "Compute", "maps accumulated in the same pass: hard label (the paper's), logit kernel, "
+        DEFAULT_ESTIMATORS, "Estimators", "maps accumulated in the same pass: hard label (the paper's), logit kernel, "
         "probability-weighted, gradient (white-box, slow) and signal + noise; none checked means all",
         kind="multi", choices=ESTIMATOR_CHOICES, cli="--estimators", group=ESTIMATORS_GROUP,
         cli_help="maps to accumulate, comma-separated: hard (the paper's hard-label classification image), "
