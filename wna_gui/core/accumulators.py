@@ -284,3 +284,14 @@ def spearman_brown(r):
     r = np.asarray(r, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(r > -1, 2 * r / (1 + r), np.nan)
+
+
+# Split-half reliability is recorded at these many log-spaced points per decade of samples.
+RELIABILITY_POINTS_PER_DECADE = 8
+
+
+def reliability_grid(up_to: int) -> np.ndarray:
+    """Log-spaced sample counts from 1e2 at which split-half reliability is recorded."""
+    decades = max(np.log10(max(up_to, 100)) - 2, 0)
+    points = np.logspace(2, 2 + decades, int(np.ceil(decades * RELIABILITY_POINTS_PER_DECADE)) + 1)
+    return np.unique(np.round(points).astype(np.int64))

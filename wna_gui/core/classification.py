@@ -27,6 +27,7 @@ from .accumulators import (
     class_maps,
     spearman_brown,
     split_half_reliability,
+    reliability_grid,
 )
 from .control import EngineError
 from .data import DATASETS, ImageSet, load_dataset
@@ -57,8 +58,6 @@ KIND = "classification_images"
 WEIGHTINGS = {"none": "none", "confidence": "softmax confidence"}
 MAP_VIEWS = VIEWS
 MAP_VIEW_TITLES = {"zmap": "z-map", "mean": "mean", "centered": "mean − grand mean"}
-# Reliability is recorded at these many log-spaced points per decade of samples.
-RELIABILITY_POINTS_PER_DECADE = 8
 # 3: several estimators (config.estimators, estimators/<name>/…); 2: the hard label only.
 RECORD_VERSION = 3
 ESTIMATOR_CHOICES = {name: info.short for name, info in ESTIMATORS.items()}
@@ -145,13 +144,6 @@ class ClassificationImageConfig:
     @classmethod
     def from_dict(cls, data: dict, arrays: dict | None = None) -> "ClassificationImageConfig":
         return config_from_dict(cls, data, arrays)
-
-
-def reliability_grid(up_to: int) -> np.ndarray:
-    """Log-spaced sample counts from 1e2 at which split-half reliability is recorded."""
-    decades = max(np.log10(max(up_to, 100)) - 2, 0)
-    points = np.logspace(2, 2 + decades, int(np.ceil(decades * RELIABILITY_POINTS_PER_DECADE)) + 1)
-    return np.unique(np.round(points).astype(np.int64))
 
 
 @dataclass(frozen=True)

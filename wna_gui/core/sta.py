@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .accumulators import reliability_grid
 from .control import EngineError
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec
@@ -70,7 +71,6 @@ RECORD_VERSION = 1
 ACTIVATIONS = {"post": "after the nonlinearity", "pre": "before the nonlinearity"}
 STA_VIEWS = ("sta", "unnormalised", "zmap")
 STA_VIEW_TITLES = {"sta": "STA  Σa(x − x̄)/Σa", "unnormalised": "unnormalised  Σa(x − x̄)/N", "zmap": "z-map"}
-RELIABILITY_POINTS_PER_DECADE = 8
 MAX_STC_DIMS = 8  # significant directions sought per unit
 STC_MAX_BYTES = 256 * 2**20  # the Σaxxᵀ accumulator of one layer
 NULL_WORK_FLOPS = 2e10  # about this much null arithmetic per unit of work (pause and progress between)
@@ -192,13 +192,6 @@ class STAConfig:
     @classmethod
     def from_dict(cls, data: dict, arrays: dict | None = None) -> "STAConfig":
         return config_from_dict(cls, data, arrays)
-
-
-def reliability_grid(up_to: int) -> np.ndarray:
-    """Log-spaced sample counts from 1e2 at which split-half reliability is recorded."""
-    decades = max(np.log10(max(up_to, 100)) - 2, 0)
-    points = np.logspace(2, 2 + decades, int(np.ceil(decades * RELIABILITY_POINTS_PER_DECADE)) + 1)
-    return np.unique(np.round(points).astype(np.int64))
 
 
 # --- per-class mean activations of every layer (Fig. 20) ---
