@@ -19,7 +19,8 @@ from PySide6.QtWidgets import QMessageBox
 
 from wna_gui.app.main_window import MainWindow
 from wna_gui.app.panels import build_panels
-from wna_gui.core.experiment import export_run
+from wna_gui.core.experiment import export_run, resolve_inputs
+from wna_gui.core.session import Session
 from wna_gui.core.classification import ClassificationImageConfig
 from wna_gui.core.models import load_default
 from wna_gui.core.noise import NOISE_SOURCES, noise_source
@@ -174,7 +175,8 @@ def small_runs(model):
     runs = {}
     for kind in KINDS:
         spec = spec_of(kind)
-        experiment = spec.experiment(model, SMALL_CONFIGS[kind], device="cpu")
+        inputs = resolve_inputs(spec, Session(model, dict(runs)))[1]  # SMALL_CONFIGS lists inputs first
+        experiment = spec.experiment(model, SMALL_CONFIGS[kind], device="cpu", **inputs)
         experiment.run_to_end()
         runs[kind] = experiment.state
     return runs

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from wna_gui.cli import build_parser, config_from_args, main
-from wna_gui.core.experiment import plan_run
+from wna_gui.core.experiment import plan_run, resolve_inputs
 from wna_gui.core.models import load_default
 from wna_gui.core.noise import NOISE_SOURCES
 from wna_gui.core.params import ROLES, flatten_noise_params
@@ -41,11 +41,25 @@ def small_config(spec):
     return dataclasses.replace(spec.config(), **SMALL[spec.kind])
 
 
+def input_session(kind: str) -> Session:
+    """A session holding tiny runs of every kind ``kind`` reads (recursively), each named after its kind."""
+    session = Session(model())
+    for need in BY_KIND[kind].requires:
+        if need.kind != "model":
+            session.runs.update(input_session(need.kind).runs)
+            session.runs[need.kind] = tiny_run(need.kind)[0]
+    return session
+
+
+def tiny_inputs(kind: str) -> dict:
+    return resolve_inputs(BY_KIND[kind], input_session(kind))[1]
+
+
 @cache
 def tiny_run(kind: str):
-    """(state, snapshots) of a small run of ``kind`` to the end, run once per test session."""
+    """(state, snapshots) of a small run of ``kind`` to the end (its inputs given), run once per test session."""
     spec = BY_KIND[kind]
-    experiment = spec.experiment(model(), small_config(spec), device="cpu")
+    experiment = spec.experiment(model(), small_config(spec), device="cpu", **tiny_inputs(kind))
     snapshots = [experiment.snapshot(), *experiment.run()]
     return experiment.state, snapshots
 
@@ -107,7 +121,7 @@ def test_the_declaration_is_complete(spec):
 @each_spec
 def test_a_new_run_is_planned_as_new(spec):
     assert plan_run(spec, None, spec.config()).action == "new"
-    state = spec.new_state(model(), small_config(spec))
+    state = spec.new_state(model(), small_config(spec), **tiny_inputs(spec.kind))
     assert state.progress_done == 0 and not state.finished and state.progress_total > 0
     assert plan_run(spec, state, small_config(spec)).action == "new"
 
@@ -136,7 +150,9 @@ def test_a_tiny_run_reaches_its_total_and_finishes(spec):
 @each_spec
 def test_a_run_round_trips_through_a_session(spec, tmp_path):
     state, _ = tiny_run(spec.kind)
-    path = save_session(Session(model(), {spec.kind: state}), tmp_path / "run.wna.h5")
+    session = input_session(spec.kind)
+    session.runs[spec.kind] = state
+    path = save_session(session, tmp_path / "run.wna.h5")
     loaded = load_session(path).runs[spec.kind]
     assert type(loaded) is type(state) and loaded.config == state.config
     assert loaded.finished and loaded.progress_done == state.progress_done
@@ -173,8 +189,12 @@ def test_every_param_has_a_flag_in_the_help(spec, capsys):
 @each_spec
 def test_run_info_and_export_through_the_cli(spec, tmp_path, capsys):
     out = tmp_path / "s.h5"
+    where = ["--out", str(out)]
+    if spec.requires:  # the runs it reads are in the session it writes into
+        save_session(input_session(spec.kind), out)
+        where = ["--session", str(out)]
     assert main(["run", spec.command, *cli_flags(spec), "--device", "cpu", "--quiet", "--autosave-seconds", "0",
-                 "--out", str(out)]) == 0
+                 *where]) == 0
     state, _ = tiny_run(spec.kind)
     session = load_session(out)
     saved = session.runs[spec.kind]

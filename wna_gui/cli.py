@@ -19,7 +19,7 @@ from pathlib import Path
 from . import __version__
 from .core.control import USER_ERRORS, Cancelled, RunControl, format_duration, pick_device
 from .core.data import DATASETS
-from .core.experiment import ExperimentSpec, export_runs, plan_run, prepare_state
+from .core.experiment import ExperimentSpec, export_runs, plan_run, prepare_state, resolve_inputs
 from .core.models import ZOO, load_model
 from .core.noise import NOISE_KINDS, NOISE_SOURCES, noise_source
 from .core.params import Param, changed_params, changed_roles, flatten_noise_params, params
@@ -217,35 +217,72 @@ def _resumed(spec: ExperimentSpec, args):
                          "keeps what it measures (start a new run with --out)")
     plan = plan_run(spec, state, config)
     if plan.action == "complete":
-        return session, name, None, Path(args.out or args.resume)
-    state = prepare_state(spec, state, config, session.model)
+        return session, name, None, Path(args.out or args.resume), {}
+    _, inputs = resolve_inputs(spec, session, session.inputs.get(name, {}))
+    state = prepare_state(spec, state, config, session.model, **inputs)
     out = Path(args.out or args.resume)
     if out != Path(args.resume):
-        target = _session_for_out(out, session.model)
-        target.runs[name] = state
-        session = target
-    return session, name, state, out
+        session = _carried_to(out, session, name, state)
+    return session, name, state, out, inputs
+
+
+def _carried_to(out: Path, source: Session, name: str, state) -> Session:
+    """The session at ``out`` holding run ``name`` and the runs and models it reads from ``source``."""
+    target = _session_for_out(out, source.model)
+    roles = source.inputs.get(name, {})
+    for used in roles.values():
+        for part in used.split(","):
+            if part in source.runs:
+                target.runs.setdefault(part, source.runs[part])
+            elif part in source.models:
+                target.models.setdefault(part, source.models[part])
+    if roles:
+        target.inputs[name] = roles
+    target.runs[name] = state
+    return target
+
+
+def _fresh(spec: ExperimentSpec, args):
+    """(session to write, run name, new state, output path, inputs) for a new run."""
+    if args.session:
+        source = load_session(args.session)
+        out = Path(args.out or args.session)
+        model = source.model
+    else:
+        if any(not need.optional for need in spec.requires):
+            kinds = " and ".join(need.kind for need in spec.requires if not need.optional)
+            raise ValueError(f"--session FILE is required: {spec.command} reads a {kinds} from a session")
+        if not args.out:
+            raise ValueError("--out FILE is required (where the session is written)")
+        out = Path(args.out)
+        source = _session_for_out(out, _load_model_from_args(args))
+        model = source.model
+    config = config_from_args(spec, args, spec.config(), model)
+    name = args.name or spec.kind
+    chosen = {need.role: getattr(args, _input_dest(need.role), None) for need in spec.requires}
+    names, inputs = resolve_inputs(spec, source, chosen)
+    source.inputs[name] = names
+    state = spec.new_state(model, config, **inputs)
+    session = source if out == Path(args.session or out) else _carried_to(out, source, name, state)
+    return session, name, state, out, inputs
+
+
+def _input_dest(role: str) -> str:
+    return "input_" + role
 
 
 def cmd_run(args) -> int:
     spec: ExperimentSpec = args.spec
     if args.resume:
-        session, name, state, out = _resumed(spec, args)
+        session, name, state, out, inputs = _resumed(spec, args)
         if state is None:
             print(f"{args.resume}: the {spec.command} run is complete; nothing to do", file=sys.stderr)
             return 0
     else:
-        if not args.out:
-            raise ValueError("--out FILE is required (where the session is written)")
-        out = Path(args.out)
-        model = _load_model_from_args(args)
-        session = _session_for_out(out, model)
-        config = config_from_args(spec, args, spec.config(), session.model)
-        name = args.name or spec.kind
-        state = spec.new_state(session.model, config)
+        session, name, state, out, inputs = _fresh(spec, args)
     session.runs[name] = state
     pick_device(args.device)  # a bad --device fails before anything is written
-    experiment = spec.experiment(session.model, state=state, device=args.device, control=RunControl())
+    experiment = spec.experiment(session.model, state=state, device=args.device, control=RunControl(), **inputs)
     snapshot = drive_run(experiment, spec, session, out, args)
     if snapshot is None:
         return 130
@@ -409,6 +446,17 @@ def build_parser() -> argparse.ArgumentParser:
         _add_model_arguments(sub)
         add_config_arguments(sub, spec.config)
         session = sub.add_argument_group("session")
+        if spec.requires:
+            session.add_argument("--session", metavar="FILE",
+                                 help="session holding the runs and models this experiment reads (its model is "
+                                      "used); the results are written into it unless --out names another file")
+            for need in spec.requires:
+                default = "every extra model" if need.many else "none" if need.kind == "model" else \
+                    f"the session's {need.kind} run"
+                session.add_argument(need.cli, dest=_input_dest(need.role), metavar="NAME",
+                                     help=f"{need.help or need.role} (default: {default})")
+        else:
+            sub.set_defaults(session=None)
         session.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1...")
         session.add_argument("--out", help="session file to write (.h5); an existing session of the same model "
                                            "keeps its other runs")

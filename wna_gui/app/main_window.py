@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 from .. import __version__
 from ..core.control import format_duration, pick_device
 from ..core.models import LoadedModel, load_default, load_model
-from ..core.session import Session, autosave_path, load_session, save_session
+from ..core.session import Session, autosave_path, load_session, made_models, save_session
 from ..cli import command_for
 from ..core.experiment import export_runs
 from .actions import ActionRegistry, ShortcutsDialog
@@ -333,7 +333,7 @@ class MainWindow(QMainWindow):
                 "saved."):
             return
         try:
-            factory = panel.experiment_factory(self.model, self.device())
+            factory = panel.experiment_factory(self.model, self.device(), self.current_session())
         except ValueError as exc:
             self.show_error("Cannot start", str(exc))
             return
@@ -495,7 +495,7 @@ class MainWindow(QMainWindow):
         self._show_model()
         shown = set()
         for panel in self.panels:
-            panel.restore(session.runs, self.model)
+            panel.restore(session.runs, self.model, session.inputs)
             shown |= {id(state) for state in panel.session_states().values()}
         self._other_runs = {name: state for name, state in session.runs.items() if id(state) not in shown}
         self._other_models, self._other_inputs = session.models, session.inputs
@@ -518,14 +518,21 @@ class MainWindow(QMainWindow):
         if panel is self.current_panel():
             self._show_progress(snapshots[-1][1])
 
-    def _session_writer(self, path: Path) -> Callable[[], Path]:
-        """A callable that writes the session; run it where no run is between batches (engine thread)."""
+    def current_session(self) -> Session:
+        """The window's runs (every panel's and those no panel shows), models and inputs, as a Session."""
         runs = {**self._other_runs,
                 **{name: state for panel in self.panels for name, state in panel.session_states().items()}}
-        session = Session(self.model, runs, models=dict(self._other_models),
-                          inputs={name: roles for name, roles in self._other_inputs.items() if name in runs})
+        inputs = {**self._other_inputs,
+                  **{name: roles for panel in self.panels for name, roles in panel.session_inputs().items()}}
+        session = Session(self.model, runs, models={**self._other_models, **made_models(runs)},
+                          inputs={name: roles for name, roles in inputs.items() if name in runs})
         if self._created:
             session.created = self._created
+        return session
+
+    def _session_writer(self, path: Path) -> Callable[[], Path]:
+        """A callable that writes the session; run it where no run is between batches (engine thread)."""
+        session = self.current_session()
         return lambda: save_session(session, path)
 
     @Slot()

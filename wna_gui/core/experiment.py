@@ -41,11 +41,77 @@ class Artefact:
 
 @dataclass(frozen=True)
 class Requirement:
-    """An input a run reads: a run of another kind in the same session, or an extra named model."""
+    """An input a run reads: a run of another kind in the same session, or extra named models.
 
-    role: str  # the name the run records it under
-    kind: str  # an experiment kind, or "model" for an extra model
+    The experiment receives it as the keyword ``role``: the other run's state,
+    a LoadedModel, or (``many``) a dict name → LoadedModel of every extra model
+    chosen. The CLI flag is ``--<role>`` (a run or model name; comma-separated
+    names for ``many``); without it the default is the run named after the
+    kind, else the kind's last run; for ``many``, every extra model.
+    """
+
+    role: str  # the keyword the experiment takes and the name the run records the input under
+    kind: str  # an experiment kind, or "model" for an extra named model
     help: str = ""
+    optional: bool = False  # the run can do without it
+    many: bool = False  # models only: any number of them
+
+    @property
+    def cli(self) -> str:
+        return "--" + self.role.replace("_", "-")
+
+
+class InputError(ValueError):
+    """A required input is missing from the session; one line naming it and how to make it."""
+
+
+def resolve_inputs(spec: "ExperimentSpec", session, chosen: dict[str, str | None] | None = None
+                   ) -> tuple[dict[str, str], dict[str, Any]]:
+    """(role → recorded name, role → object) of ``spec``'s inputs in ``session``.
+
+    ``chosen`` names a run or model per role (None: the default); a missing
+    input that is not optional raises InputError.
+    """
+    from .registry import spec_of
+
+    names: dict[str, str] = {}
+    objects: dict[str, Any] = {}
+    for need in spec.requires:
+        wanted = (chosen or {}).get(need.role)
+        if need.kind == "model":
+            available = session.models
+            picked = [w.strip() for w in wanted.split(",") if w.strip()] if wanted else \
+                (list(available) if need.many else [])
+            for name in picked:
+                if name not in available:
+                    raise InputError(f"the session holds no model named {name!r} "
+                                     f"(it has: {', '.join(available) or 'none'})")
+            if not picked and not need.optional:
+                raise InputError(f"{spec.command} needs a model for {need.role}: name one with {need.cli} "
+                                 f"(the session has: {', '.join(available) or 'none'})")
+            if need.many:
+                objects[need.role] = {name: available[name] for name in picked}
+            elif picked:
+                objects[need.role] = available[picked[0]]
+            if picked:
+                names[need.role] = ",".join(picked)
+            continue
+        runs = session.runs_of(need.kind)
+        if wanted:
+            if wanted not in runs:
+                raise InputError(f"the session holds no {need.kind} run named {wanted!r} "
+                                 f"(it has: {', '.join(runs) or 'none'})")
+            name = wanted
+        else:
+            name = need.kind if need.kind in runs else next(reversed(runs), None)
+        if name is None:
+            if need.optional:
+                continue
+            raise InputError(f"{spec.command} reads a {need.kind} run and the session has none: run "
+                             f"`wna run {spec_of(need.kind).command}` into it first")
+        names[need.role] = name
+        objects[need.role] = runs[name]
+    return names, objects
 
 
 @dataclass(frozen=True)
@@ -187,6 +253,7 @@ class Experiment:
     def __init__(self, model: LoadedModel, config=None, state=None, device: str | None = None,
                  control: RunControl | None = None, **inputs) -> None:
         self.model = model
+        self.inputs = inputs  # other runs and models this run reads (spec.requires)
         if state is None:
             state = self.new_state(model, config if config is not None else self.spec.config(), **inputs)
         self.state = state

@@ -100,6 +100,14 @@ def save_session(session: Session, path: str | Path) -> Path:
     return path
 
 
+def made_models(runs: dict[str, Any]) -> dict[str, LoadedModel]:
+    """Models the runs trained (a poisoned copy, a distilled student…): a state's ``made_models()``."""
+    made: dict[str, LoadedModel] = {}
+    for state in runs.values():
+        made.update(getattr(state, "made_models", dict)())
+    return made
+
+
 def _write_model(group: h5py.Group, model: LoadedModel) -> None:
     description, blob = model_record(model)
     group.attrs["description"] = json.dumps(description)
@@ -119,7 +127,7 @@ def _write(f: h5py.File, session: Session) -> None:
     f.attrs["notes"] = session.notes
     _write_model(f.create_group("model"), session.model)
     models = f.create_group("models")
-    for name, model in session.models.items():
+    for name, model in {**session.models, **made_models(session.runs)}.items():
         _write_model(models.create_group(name), model)
     runs = f.create_group("runs")
     for name, state in session.runs.items():
@@ -264,6 +272,11 @@ def load_session(path: str | Path) -> Session:
                                f"({exc.__class__.__name__}: {exc})") from None
         if run_inputs:
             inputs[name] = run_inputs
+    for state in runs.values():
+        # A run that trained models gets them back from /models (where save_session put them).
+        attach = getattr(state, "attach_models", None)
+        if attach is not None:
+            attach(models)
     return Session(model=model, runs=runs, models=models, inputs=inputs, created=attrs.get("created", ""),
                    modified=attrs.get("modified", ""), app_version=attrs.get("app_version", ""),
                    path=path, notes=attrs.get("notes", ""))

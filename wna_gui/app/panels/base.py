@@ -21,8 +21,9 @@ from typing import Any, Callable
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from ...core.control import RunControl
-from ...core.experiment import ExperimentSpec, RunPlan, plan_run, prepare_state
+from ...core.experiment import ExperimentSpec, RunPlan, plan_run, prepare_state, resolve_inputs
 from ...core.models import LoadedModel
+from ...core.session import Session
 from ..forms import SettingsForm
 from ..plots import export_view
 
@@ -47,6 +48,7 @@ class Panel(QWidget):
         self.model: LoadedModel | None = None
         self.states: dict[str, Any] = {}  # kind → the state Start continues (or None)
         self.snapshots: dict[str, Any] = {}  # kind → latest snapshot drawn
+        self.input_names: dict[str, dict[str, str]] = {}  # kind → {role: run or model name} it read
         self.running_kind: str | None = None
         self.paused = False
         self.forms = {kind: SettingsForm(spec.config) for kind, spec in self.specs.items()}
@@ -168,9 +170,12 @@ class Panel(QWidget):
 
     # --- running (called in the GUI thread) ---
 
-    def experiment_factory(self, model: LoadedModel, device: str) -> ExperimentFactory:
+    def experiment_factory(self, model: LoadedModel, device: str, session: Session | None = None
+                           ) -> ExperimentFactory:
         """A factory the engine thread calls to build the experiment; ValueError (one line) when nothing can run.
 
+        ``session`` (the window's runs and models) supplies the inputs the
+        experiment requires: those the run recorded, else the defaults.
         The state is prepared in the engine thread (a new one may load images).
         """
         kind = self.active_kind()
@@ -179,10 +184,15 @@ class Panel(QWidget):
         plan = plan_run(spec, state, config)
         if not plan.runnable:
             raise ValueError(plan.message.rstrip("."))
+        inputs = {}
+        if spec.requires:
+            session = session or Session(model)
+            recorded = session.inputs.get(kind, {}) if plan.action != "new" else {}
+            self.input_names[kind], inputs = resolve_inputs(spec, session, recorded)
 
         def build(control: RunControl):
-            prepared = prepare_state(spec, state, config, model)
-            experiment = spec.experiment(model, state=prepared, device=device, control=control)
+            prepared = prepare_state(spec, state, config, model, **inputs)
+            experiment = spec.experiment(model, state=prepared, device=device, control=control, **inputs)
             self.states[kind] = experiment.state
             return experiment
 
@@ -211,7 +221,11 @@ class Panel(QWidget):
         """Run name → state to save (a panel keeps one run per kind, named after the kind)."""
         return {kind: state for kind, state in self.states.items() if state is not None}
 
-    def restore(self, runs: dict[str, Any], model: LoadedModel) -> None:
+    def session_inputs(self) -> dict[str, dict[str, str]]:
+        """Run name → the inputs it read {role: run or model name}, for the runs this panel saves."""
+        return {kind: names for kind, names in self.input_names.items() if self.states.get(kind) is not None}
+
+    def restore(self, runs: dict[str, Any], model: LoadedModel, inputs: dict | None = None) -> None:
         """Adopt a session's runs of this panel's kinds (settings included); an empty dict resets the panel."""
         from ...core.registry import spec_for_state
 
@@ -219,6 +233,7 @@ class Panel(QWidget):
         for form in self.forms.values():
             form.set_model(model)
         self.states, self.snapshots = {}, {}
+        self.input_names = {kind: names for kind, names in (inputs or {}).items() if kind in self.specs}
         for name, state in runs.items():
             kind = spec_for_state(state).kind
             if kind in self.specs and (name == kind or kind not in self.states):
