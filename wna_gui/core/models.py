@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .noisy_resnet import ZOO_VARIANTS as NOISY_VARIANTS
+from .noisy_resnet import build_variant as build_noisy_variant
 from .resources import resource_path
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
@@ -179,6 +182,13 @@ ZOO: dict[str, Architecture] = {
         Architecture("logreg", LogisticRegression, _MNIST_SPEC, MNIST_CLASSES, "Logistic regression"),
         Architecture("rnn", RowRNN, _MNIST_SPEC, MNIST_CLASSES, "2-layer tanh RNN over rows"),
         Architecture("cifar_cnn", CifarCNN, InputSpec((3, 32, 32)), CIFAR10_CLASSES, "CIFAR-10 CNN (paper Fig. 11)"),
+        # Robustness lab (core/noisy_resnet.py): noise after each residual addition, on at test time.
+        *(Architecture(name, partial(build_noisy_variant, name),
+                       InputSpec((channels, 32, 32)) if channels == 3 else _MNIST_SPEC,
+                       CIFAR10_CLASSES if channels == 3 else MNIST_CLASSES,
+                       f"Noisy pre-activation ResNet{6 * blocks + 2}" + (f", ensemble of {members}" if members else "")
+                       + (" (CIFAR-10)" if channels == 3 else ""))
+          for name, (channels, members, blocks, _) in NOISY_VARIANTS.items()),
     )
 }
 
