@@ -316,6 +316,13 @@ NOISE_SOURCES: dict[str, type[NoiseSource]] = {source.kind: source for source in
 NOISE_KINDS = tuple(NOISE_SOURCES)
 
 
+def register_noise_source(source: type[NoiseSource]) -> None:
+    """Offer ``source`` wherever noise is chosen (modules that build on this one register theirs)."""
+    global NOISE_KINDS
+    NOISE_SOURCES[source.kind] = source
+    NOISE_KINDS = tuple(NOISE_SOURCES)
+
+
 def noise_source(kind: str = "uniform", **values) -> NoiseSource:
     """The source ``kind`` with the given parameters (others at their defaults)."""
     if kind not in NOISE_SOURCES:
@@ -336,3 +343,7 @@ def log_spaced_checkpoints(first: int = 1000, up_to: int = 10**9) -> list[int]:
     if first <= 0:
         raise ValueError("first checkpoint must be positive")
     return [first * 10**i for i in range(int(math.log10(up_to / first)) + 1)]
+
+
+# Structured sources (Gabor-PCA, autoencoder / VAE samples) build on this module and register themselves.
+from . import structured_noise  # noqa: E402,F401
