@@ -34,13 +34,34 @@ def test_titles_follow_fig_2a():
     assert figures.map_titles(("a",), np.array([5]))[0] == "a · n=5"
 
 
-def test_levels_are_symmetric_and_z_spans_at_least_three():
+def test_levels_are_symmetric_robust_and_z_spans_at_least_three():
     maps = _maps()
     low, high = figures.map_levels(maps, "centered")
-    assert low == -high and high == pytest.approx(np.nanmax(np.abs(maps)))
+    assert low == -high and high == pytest.approx(np.nanpercentile(np.abs(maps), figures.maps.ROBUST_PERCENTILE))
     assert figures.map_levels(maps, "zmap") == (-3.0, 3.0)
     low, high = figures.map_levels(maps + 0.5, "mean", center=0.5)
     assert (low + high) / 2 == pytest.approx(0.5)
+
+
+def test_shared_colour_limits_ignore_classes_below_the_count_threshold():
+    maps = _maps(empty=())
+    counts = np.full(10, 100_000)
+    counts[3] = 2  # a class seen twice: its map is nearly raw noise, far larger than the others
+    maps[3] *= 50
+    shared = figures.map_levels(maps, "centered", counts=counts)
+    without = figures.map_levels(np.delete(maps, 3, 0), "centered")
+    assert shared == pytest.approx(without)
+    assert figures.map_levels(maps, "centered")[1] > 5 * shared[1]  # what it was: the rare class set the scale
+    assert not figures.informative_classes(counts)[3] and figures.informative_classes(counts).sum() == 9
+    assert figures.map_levels(maps, "centered", counts=counts, limit=0.01) == (-0.01, 0.01)
+
+
+def _pixel_box(figure, tile: int, row: int, col: int, dpi: int) -> tuple[range, range]:
+    """Device pixels well inside native pixel (row, col) of a tile, in a PNG written at ``dpi``."""
+    rect, scale = figure.tile_rect(tile), dpi / 96
+    step_x, step_y = rect.width() / 28 * scale, rect.height() / 28 * scale
+    x0, y0 = rect.x() * scale + col * step_x, rect.y() * scale + row * step_y
+    return range(int(x0) + 2, int(x0 + step_x) - 1), range(int(y0) + 2, int(y0 + step_y) - 1)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -49,16 +70,35 @@ def test_png_keeps_native_pixels_and_marks_empty_tiles(tmp_path, channels):
     titles = figures.map_titles([str(k) for k in range(10)], np.where(np.isnan(maps[:, 0, 0, 0]), 0, 50))
     path = figures.save_map_grid(maps, titles, tmp_path / "grid.png", view="centered", title="Test grid")
     image = QImage(str(path))
-    scale = figures.TARGET_TILE_PIXELS // 28
-    assert image.width() >= 5 * 28 * scale and image.height() >= 2 * 28 * scale
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-    # Each native pixel is a block of identical colours (nearest-neighbour, no smoothing).
     figure = figures._GridFigure(maps, titles, "centered", "Test grid", figures.map_levels(maps, "centered"), None)
-    x0, y0 = figure.margin + figure.tile_w + figure.gap, figure.margin + figure.header_h + figure.caption_h
-    block = {image.pixel(x0 + dx, y0 + dy) for dx in range(scale) for dy in range(scale)}
-    assert len(block) == 1
+    # Each native pixel is a block of identical colours (nearest-neighbour, no smoothing).
+    xs, ys = _pixel_box(figure, 1, 5, 7, 300)
+    assert len(xs) >= 5 and len({image.pixel(x, y) for x in xs for y in ys}) == 1
     # Empty classes are plain grey, not a flat colour-mapped map.
-    assert QImage.pixel(image, figure.margin + 2, y0 + 2) & 0xFFFFFF == 0xC8C8C8
+    xs, ys = _pixel_box(figure, 0, 3, 3, 300)
+    assert image.pixel(xs[0], ys[0]) & 0xFFFFFF == 0xC8C8C8
+
+
+def test_a_single_column_figure_at_300_dpi_is_print_ready(tmp_path):
+    """85 mm at 300 dpi: ≥ 1000 px wide, text ≥ 7 pt at that size, maps embedded losslessly in the PDF,
+    the SVG of the same physical size."""
+    maps = _maps()
+    titles = [f"class {k}" for k in range(10)]
+    with figures.sized(figures.FigureSize(85, 300)):
+        png = figures.save_map_grid(maps, titles, tmp_path / "grid.png", title="Classification images")
+        pdf = figures.save_map_grid(maps, titles, tmp_path / "grid.pdf", title="Classification images")
+        svg = figures.save_map_grid(maps, titles, tmp_path / "grid.svg")
+        figure = figures._GridFigure(maps, titles, "centered", "x", (-1, 1), None)
+    assert QImage(str(png)).width() >= 1000
+    assert figure.font.pixelSize() * 72 / 96 >= 7
+    data = pdf.read_bytes()
+    assert b"/DCTDecode" not in data, "maps must not be JPEG-compressed"
+    assert data.count(b"/Subtype /Image") >= 8 and b"/Width 28" in data, "maps embedded at their native pixels"
+    media_box = [float(v) for v in data.split(b"/MediaBox [")[1].split(b"]")[0].split()]
+    assert media_box[2] * 25.4 / 72 == pytest.approx(85, abs=0.5)
+    root = ET.parse(svg).getroot()
+    assert float(root.get("width").removesuffix("mm")) == pytest.approx(85, abs=0.5)
 
 
 def test_pdf_and_svg_are_valid(tmp_path):
@@ -127,7 +167,10 @@ def test_curves_plot_writes_png_and_svg(tmp_path, snapshot):
     png = psychometric.save_curves_plot(snapshot, tmp_path / "curves.png")
     assert png == tmp_path / "curves.png" and png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     rgb = _pixels(png)
-    assert rgb.shape[1::-1] == psychometric.EXPORT_SIZE
+    size = figures.figure_size()  # the default: double column at 300 dpi, in the plot's aspect
+    width = round(size.width_mm / 25.4 * size.dpi)
+    assert abs(rgb.shape[1] - width) <= 1
+    assert abs(rgb.shape[0] - width * psychometric.EXPORT_SIZE[1] / psychometric.EXPORT_SIZE[0]) <= 1
     assert tuple(rgb[2, 2]) == (255, 255, 255)  # white background
     assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 20  # text, axes, grid, curves: not blank
     dark = (rgb.max(-1) < 100).mean()
@@ -147,9 +190,9 @@ def test_grid_plot_writes_png_and_svg(tmp_path, snapshot):
     class_names = tuple(str(k) for k in range(10))
     png = psychometric.save_grid_plot(configs, snapshots, class_names, tmp_path / "grid.png")
     rgb = _pixels(png)
-    width = max(psychometric.EXPORT_SIZE[0], 2 * psychometric.GRID_EXPORT_CELL[0] + 80)
-    assert rgb.shape[1::-1] == (width, 2 * psychometric.GRID_EXPORT_CELL[1] + 100)
-    assert rgb.shape[1::-1] == psychometric.grid_export_size(configs)
+    width, height = psychometric.grid_export_size(configs)  # the aspect; the width is the figure's
+    assert height == 2 * psychometric.GRID_EXPORT_CELL[1] + 100
+    assert rgb.shape[0] / rgb.shape[1] == pytest.approx(height / width, rel=0.01)
     assert tuple(rgb[2, 2]) == (255, 255, 255)
     assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 20
     for colour in psychometric.k_colors(snapshot.k_values):
@@ -160,10 +203,15 @@ def test_grid_plot_writes_png_and_svg(tmp_path, snapshot):
     assert "fc1 · inhibit" in svg.read_text()
 
 
-def test_plots_refuse_other_formats(tmp_path, snapshot):
-    with pytest.raises(ValueError, match=r"\.png or \.svg"):
-        psychometric.save_curves_plot(snapshot, tmp_path / "curves.pdf")
-    assert not (tmp_path / "curves.pdf").exists()
+def test_plots_refuse_other_formats_and_write_pdf(tmp_path, snapshot):
+    with pytest.raises(ValueError, match=r"use \.png, \.pdf or \.svg"):
+        psychometric.save_curves_plot(snapshot, tmp_path / "curves.jpg")
+    assert not (tmp_path / "curves.jpg").exists()
+    with figures.sized(figures.FigureSize(85, 300)):
+        pdf = psychometric.save_curves_plot(snapshot, tmp_path / "curves.pdf")
+    data = pdf.read_bytes()
+    media_box = [float(v) for v in data.split(b"/MediaBox [")[1].split(b"]")[0].split()]
+    assert data.startswith(b"%PDF") and media_box[2] * 25.4 / 72 == pytest.approx(85, abs=0.5)
 
 
 def test_curves_item_draws_what_it_is_given(qapp, snapshot):

@@ -91,13 +91,20 @@ class MapGrid(pg.GraphicsLayoutWidget):
         self._tiles: list[_TileView] = []
         self._key: tuple = ()
         self._shape: tuple[int, ...] = (1, 1, 1)  # kept while every tile is empty
+        self.levels: tuple[float, float] = (-1.0, 1.0)  # the colour limits on screen
+        self._colormap = figures.COLORMAP_NAME
         self._colorbar = pg.ColorBarItem(values=(-1, 1), colorMap=pg.colormap.get(figures.COLORMAP_NAME),
                                          interactive=False, width=14, colorMapMenu=False)
         self._colorbar.axis.setTextPen(TEXT_COLOR)
         self._colorbar.axis.setPen(TEXT_COLOR)
         self.scene().sigMouseMoved.connect(self._mouse_moved)
 
-    def show_maps(self, tiles: list[MapTile], levels: tuple[float, float], view: str, label: str | None = None) -> None:
+    def show_maps(self, tiles: list[MapTile], levels: tuple[float, float], view: str, label: str | None = None,
+                  colormap: str = figures.COLORMAP_NAME) -> None:
+        if colormap != self._colormap:
+            self._colormap, self._lut = colormap, figures.colormap_table(colormap)
+            self._colorbar.setColorMap(pg.colormap.get(colormap))
+        self.levels = (float(levels[0]), float(levels[1]))
         shape = next((t.image.shape for t in tiles if t.image is not None), self._shape)
         key = (tuple(t.class_index for t in tiles), shape)
         if key != self._key:

@@ -159,16 +159,19 @@ class Convergence:
         return spearman_brown(self.per_class) if corrected else self.per_class
 
     def mean(self, corrected: bool = True) -> np.ndarray:
-        """(T,) mean over all K classes, a class without a map in both halves counting as 0; NaN where no
-        class has one yet (a half still empty).
+        """(T,) the convergence summary: mean over all K classes of max(r, 0), a class without a map in both
+        halves counting as 0; NaN where no class has one yet (a half still empty).
 
         Averaging over every class (not only those with a map) is what makes estimators comparable: the
-        hard label's classes that noise never reaches are counted as unreliable, as they are.
+        hard label's classes that noise never reaches are counted as unreliable, as they are. Flooring at 0
+        (a negative r means no reliable map) makes the summary never fall because a class appeared: its term
+        goes from 0 to something ≥ 0.
         """
         if self.per_class.size == 0:
             return np.zeros(0)
         values = self.values(corrected)
-        return np.where(np.isfinite(values).any(1), np.nan_to_num(values, nan=0.0).mean(1), np.nan)
+        floored = np.clip(np.nan_to_num(values, nan=0.0), 0.0, None)
+        return np.where(np.isfinite(values).any(1), floored.mean(1), np.nan)
 
 
 @dataclass
@@ -512,6 +515,7 @@ class ClassificationSnapshot(ProgressView):
     gradient_every: int = 1
     signal_gamma: float = 0.0
     annotated: bool = False  # a model has classified the maps
+    model_name: str = ""  # the model's display name, once a model has looked (figure titles)
 
     @property
     def counts(self) -> np.ndarray:
@@ -520,15 +524,6 @@ class ClassificationSnapshot(ProgressView):
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
-
-    @property
-    def reliability_mean(self) -> np.ndarray:
-        """The hard label's mean split-half r over classes with data, per recorded point."""
-        if self.reliability_per_class.size == 0:
-            return np.zeros(0)
-        r = self.reliability_per_class
-        valid = np.isfinite(r)
-        return np.where(valid.any(1), np.nansum(r, 1) / np.maximum(valid.sum(1), 1), np.nan)
 
     def image(self, view: str, k: int) -> np.ndarray:
         """One class's hard-label map as (C, H, W); view is mean, centered or zmap."""
@@ -570,7 +565,8 @@ def with_predictions(snapshot: ClassificationSnapshot, runtime: Runtime) -> Clas
     """
     predictions = {name: classify_maps(runtime, estimated, snapshot.image_shape, snapshot.n_classes)
                    for name, estimated in snapshot.estimator_maps.items() if name == "hard"}
-    return replace(snapshot, predictions=predictions, map_predictions=predictions.get("hard"), annotated=True)
+    return replace(snapshot, predictions=predictions, map_predictions=predictions.get("hard"), annotated=True,
+                   model_name=runtime.model.display_name)
 
 
 def annotate(snapshot: ClassificationSnapshot, model: LoadedModel) -> ClassificationSnapshot:
@@ -794,14 +790,23 @@ def write_maps(snapshot: ClassificationSnapshot, path, view: str) -> Path:
                             classes=snapshot.maps.classes, counts=snapshot.counts,
                             class_names=np.asarray(snapshot.class_names), samples=snapshot.samples_done)
         return path
-    from ..figures import map_levels, map_titles, save_map_grid, shown_classes  # Qt painting, only when asked
+    from ..figures import levels_caption, map_levels, map_titles, save_map_grid, shown_classes  # Qt, when asked
 
     shown = shown_classes(snapshot.counts)
     titles = map_titles(snapshot.class_names, snapshot.counts, snapshot.map_predictions)
     maps = snapshot.maps.of(view, shown).reshape(len(shown), *snapshot.image_shape)
-    levels = map_levels(maps, view, snapshot.noise_mean if view == "mean" else None)
+    counts = snapshot.counts[shown]
+    levels = map_levels(maps, view, snapshot.noise_mean if view == "mean" else None, counts)
     return save_map_grid(maps, [titles[k] for k in shown], path, view=view, levels=levels,
-                         title=f"Classification images ({view}), N = {snapshot.samples_done:,}")
+                         title=figure_title(snapshot, f"Classification images ({view})"),
+                         caption=levels_caption(counts))
+
+
+def figure_title(snapshot: ClassificationSnapshot, what: str, samples: int | None = None) -> str:
+    """"what · model · noise · N = …": a figure that leaves the app says what it shows."""
+    parts = [what, snapshot.model_name, f"{snapshot.noise_kind} noise",
+             f"N = {snapshot.samples_done if samples is None else samples:,}"]
+    return " · ".join(part for part in parts if part)
 
 
 ROW_VIEW_TITLES = {"mean": "raw maps", "centered": "class-specific (centred) maps", "zmap": "z-maps"}
@@ -833,9 +838,10 @@ def write_estimators(snapshot: ClassificationSnapshot, path, view: str) -> Path:
         reliability = f" · r̄ {reliability[-1]:.2f}" if reliability.size and np.isfinite(reliability[-1]) else ""
         rows.append(MapRow(f"{info.label}\n{estimated.samples:,} samples{reliability}",
                            estimated.of(view, shown).reshape(len(shown), *snapshot.image_shape),
-                           snapshot.noise_mean if view == "mean" and info.image_like else 0.0, view))
+                           snapshot.noise_mean if view == "mean" and info.image_like else 0.0, view,
+                           estimated.support[shown] if estimated.support.shape == snapshot.counts.shape else None))
     return save_map_rows(rows, [snapshot.class_names[k] for k in shown], path,
-                         title=f"Every estimator's {ROW_VIEW_TITLES[view]}, N = {snapshot.samples_done:,}",
+                         title=figure_title(snapshot, f"Every estimator's {ROW_VIEW_TITLES[view]}"),
                          caption="each row on its own colour scale (the estimators' units differ): its centre ± "
                                  "the value at its right; r̄: split-half reliability (Spearman–Brown)")
 
@@ -862,7 +868,7 @@ def write_progression(snapshot: ClassificationSnapshot, path, view: str = "cente
             rows.append(MapRow(f"{ESTIMATORS[estimator].label}\n{samples:,} samples{used}",
                                estimated.of(view, shown).reshape(len(shown), *snapshot.image_shape), 0.0, view))
     return save_map_rows(rows, [snapshot.class_names[k] for k in shown], path,
-                         title=f"How the maps built up: {ROW_VIEW_TITLES[view]}")
+                         title=figure_title(snapshot, f"How the maps built up: {ROW_VIEW_TITLES[view]}"))
 
 
 def write_class_table(snapshot: ClassificationSnapshot, path) -> Path:
@@ -1003,7 +1009,7 @@ def report(snapshot: ClassificationSnapshot) -> list[str]:
         has_map = int(np.isfinite(estimated.of("mean")).all(1).sum())
         reliability = f"{mean:.2f}" if np.isfinite(mean) else "not yet measured"
         lines.append(f"{ESTIMATORS[estimator].label}: maps of {has_map} of {snapshot.n_classes} classes from "
-                     f"{estimated.samples:,} samples; reliability (Spearman–Brown, mean over classes) "
+                     f"{estimated.samples:,} samples; reliability (Spearman–Brown; mean over all classes, absent or r < 0 counting as 0) "
                      f"{reliability}")
     if snapshot.stein_cosine is not None and np.isfinite(snapshot.stein_cosine).any():
         exact = "exact for Gaussian noise" if snapshot.noise_kind == "gaussian" else "approximate for this noise"

@@ -977,7 +977,7 @@ ARTEFACTS = (
              lambda snapshot, path: write_records(psychometric_fit_records(snapshot), path), available=_measured),
     Artefact("psychometric_data", "Curve data: targets / trials per k and γ", (".csv", ".npy"),
              lambda snapshot, path: write_records(psychometric_data_records(snapshot), path), available=_measured),
-    Artefact("psychometric_curves", "Psychometric curves plot", (".png", ".svg"), _write_curves_plot,
+    Artefact("psychometric_curves", "Psychometric curves plot", (".png", ".pdf", ".svg"), _write_curves_plot,
              available=_measured),
     Artefact("psychometric_tests", "Likelihood-ratio tests of the thresholds", (".csv",),
              lambda snapshot, path: write_records(psychometric_test_records(snapshot), path),

@@ -359,7 +359,7 @@ ARTEFACTS = (
              available=_measured),
     Artefact("psychometric_grid_data", "Small multiples data", (".csv", ".npy"), _records(psychometric_data_records),
              available=_measured),
-    Artefact("psychometric_grid", "Small multiples plot", (".png", ".svg"), _write_plot, available=_measured),
+    Artefact("psychometric_grid", "Small multiples plot", (".png", ".pdf", ".svg"), _write_plot, available=_measured),
     Artefact("psychometric_grid_tests", "Small multiples likelihood-ratio tests (χ²)", (".csv",),
              _records(psychometric_test_records),
              available=lambda snapshot: any(s is not None and s.lr_tests for s in snapshot.snapshots)),

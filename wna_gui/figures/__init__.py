@@ -1,5 +1,7 @@
 """Figures shared by the desktop app and the `wna` command, all renderable headless (no window).
 
+- page: the physical size figures are written at (FigureSize, ``sized``; PNG at a DPI,
+  PDF and SVG at the width in mm) and the one writer every figure goes through.
 - maps: publication figures of classification-image grids and of their progression over
   samples, painted with QPainter (re-exported here: ``figures.save_map_grid``,
   ``figures.save_map_rows``, ``figures.MAX_TILES``, ...).
@@ -12,6 +14,7 @@ Nothing here imports wna_gui.app.
 """
 
 from ._qt import ensure_gui_application
+from .page import DPI_CHOICES, WIDTH_PRESETS_MM, FigureSize, figure_size, sized
 from .maps import (
     COLORMAP_NAME,
     EMPTY_NOTES,
@@ -19,7 +22,9 @@ from .maps import (
     FIGURE_FORMATS,
     MAP_VIEW_LABELS,
     MAX_TILES,
-    TARGET_TILE_PIXELS,
+    COLORMAPS,
+    informative_classes,
+    levels_caption,
     MapRow,
     _caption_lines,
     _GridFigure,
@@ -36,6 +41,11 @@ from .maps import (
 )
 
 __all__ = [
+    "DPI_CHOICES",
+    "WIDTH_PRESETS_MM",
+    "FigureSize",
+    "figure_size",
+    "sized",
     "COLORMAP_NAME",
     "EMPTY_NOTES",
     "EMPTY_TILE_GREY",
@@ -43,7 +53,9 @@ __all__ = [
     "MAP_VIEW_LABELS",
     "MAX_TILES",
     "MapRow",
-    "TARGET_TILE_PIXELS",
+    "COLORMAPS",
+    "informative_classes",
+    "levels_caption",
     "colormap_table",
     "ensure_gui_application",
     "estimator_titles",

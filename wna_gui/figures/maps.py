@@ -1,9 +1,10 @@
 """Publication figures of classification-image grids, painted with Qt (no matplotlib).
 
 Shared by the desktop app and the `wna export` command, and usable headless: a
-QApplication on the offscreen platform is created when none exists (_qt.py). Tiles
-keep their native pixels (nearest-neighbour upscaling, never smoothing), 1-channel
-maps share one diverging colour scale with symmetric limits so tiles are
+QApplication on the offscreen platform is created when none exists (_qt.py). Figures
+are laid out across a physical width (figures.page: journal columns, fonts ≥ 7 pt);
+tiles keep their native pixels (embedded losslessly, never smoothed), 1-channel
+maps share one diverging colour scale with symmetric, robust limits so tiles are
 comparable, and empty classes are drawn as empty rather than as flat maps.
 """
 
@@ -16,12 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from ._qt import ensure_gui_application
+from .page import FIGURE_FORMATS, TEXT_PT, TITLE_PT, check_suffix, figure_size, points, write_painted
 
 MAP_VIEW_LABELS = {"mean": "mean noise n̄ₖ", "centered": "n̄ₖ − n̄ (grand mean)", "zmap": "z-score"}
 COLORMAP_NAME = "CET-D1"
-FIGURE_FORMATS = (".png", ".pdf", ".svg")
-# Native map pixels are upscaled so tiles come out about this many pixels wide.
-TARGET_TILE_PIXELS = 224
+# Diverging maps (perceptually uniform, colour-blind safe first) and one grey ramp for printing.
+COLORMAPS = {"CET-D1": "blue–white–red", "CET-D3": "green–white–red", "CET-D6": "blue–grey–yellow (colour-blind)",
+             "CET-D8": "blue–grey–red", "CET-L1": "greys (linear)"}
 EMPTY_TILE_GREY = (200, 200, 200)
 # A grid of more maps than this is unreadable: 1000-class models show their most frequent classes.
 MAX_TILES = 20
@@ -97,31 +99,66 @@ def estimator_titles(estimator: str, class_names, support, predictions=None, rel
     return titles
 
 
-def map_levels(maps: np.ndarray, view: str, center: float | None = None) -> tuple[float, float]:
+# A class sets the shared colour limits only with at least this share of the largest class's samples (and 2):
+# a class seen once or twice is almost pure noise and would otherwise wash out every other map.
+MIN_CLASS_SHARE = 0.01
+ROBUST_PERCENTILE = 99.5  # limits from this percentile of |map − centre|: a few extreme pixels saturate
+
+
+def informative_classes(counts) -> np.ndarray:
+    """(K,) bool: the classes whose maps set the shared colour limits (see MIN_CLASS_SHARE)."""
+    counts = np.nan_to_num(np.asarray(counts, dtype=np.float64), nan=0.0)
+    if counts.size == 0 or counts.max() <= 0:
+        return np.zeros(counts.shape, dtype=bool)
+    return counts >= max(2.0, MIN_CLASS_SHARE * counts.max())
+
+
+def levels_caption(counts=None, limit: float | None = None) -> str:
+    """How the colour limits were chosen, for a figure's caption or the panel."""
+    if limit is not None:
+        return f"colour limits set by hand: centre ± {limit:.3g}"
+    rule = f"{ROBUST_PERCENTILE:g}th percentile of |map − centre|"
+    if counts is None:
+        return f"one colour scale for all maps: {rule}"
+    return (f"one colour scale: {rule} over classes with ≥ {MIN_CLASS_SHARE:.0%} of the largest class's "
+            "samples")
+
+
+def map_levels(maps: np.ndarray, view: str, center: float | None = None, counts=None,
+               limit: float | None = None) -> tuple[float, float]:
     """Display limits symmetric about ``center``, one pair for all tiles so they are comparable.
 
     ``center`` is the noise mean for the mean view (default: the median of the maps,
-    which sits at the noise mean) and 0 for the centred and z views. z-maps span at
-    least ±3 so pure noise does not look like signal.
+    which sits at the noise mean) and 0 for the centred and z views. The half-range is
+    ``limit`` when given (the user's), else a robust percentile of |map − centre| over the
+    maps of the classes with enough samples (``counts``: see :func:`informative_classes`).
+    z-maps span at least ±3 so pure noise does not look like signal.
     """
-    finite = np.asarray(maps, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
+    maps = np.asarray(maps, dtype=np.float64)
+    if counts is not None:
+        use = informative_classes(counts)
+        if use.shape == maps.shape[:1] and use.any():
+            maps = maps[use]
+    finite = maps[np.isfinite(maps)]
     if center is None:
         center = float(np.median(finite)) if view == "mean" and finite.size else 0.0
+    if limit is not None and limit > 0:
+        return center - float(limit), center + float(limit)
     deviation = np.abs(finite - center)
+    half = float(np.percentile(deviation, ROBUST_PERCENTILE)) if deviation.size else 0.0
     if view == "zmap":
-        half = max(3.0, float(np.percentile(deviation, 99.5))) if deviation.size else 3.0
-    else:
-        half = float(deviation.max()) if deviation.size else 0.0
-        half = half if half > 0 else 1e-6
+        half = max(3.0, half)
+    half = half if half > 0 else 1e-6
     return center - half, center + half
 
 
-def colormap_table() -> np.ndarray:
-    """The diverging colour map as a (256, 3) uint8 lookup table (256 entries: pyqtgraph's fast path)."""
+def colormap_table(name: str = COLORMAP_NAME) -> np.ndarray:
+    """A colour map as a (256, 3) uint8 lookup table (256 entries: pyqtgraph's fast path)."""
     import pyqtgraph as pg
 
-    return np.ascontiguousarray(pg.colormap.get(COLORMAP_NAME).getLookupTable(nPts=256, alpha=False), dtype=np.uint8)
+    if name not in COLORMAPS:
+        raise ValueError(f"unknown colour map {name!r}; choose one of {', '.join(COLORMAPS)}")
+    return np.ascontiguousarray(pg.colormap.get(name).getLookupTable(nPts=256, alpha=False), dtype=np.uint8)
 
 
 def rgb_display(image: np.ndarray, levels: tuple[float, float]) -> np.ndarray:
@@ -141,33 +178,38 @@ def tile_rgb(image: np.ndarray, levels: tuple[float, float], lut: np.ndarray) ->
 
 def save_map_grid(maps: np.ndarray, titles: list[str], path, *, view: str = "centered", title: str | None = None,
                   levels: tuple | None = None, columns: int | None = None, label: str | None = None,
-                  note: str = "no samples") -> Path:
+                  note: str = "no samples", colormap: str = COLORMAP_NAME, caption: str | None = None) -> Path:
     """Write a grid of per-class maps (K, C, H, W) as .png, .pdf or .svg (chosen by the suffix).
 
-    NaN maps (classes without samples) are drawn as grey tiles marked ``note``. ``label`` captions the
-    colour bar (default: the view's hard-label caption). Returns the path written.
+    The figure is as wide as :func:`figures.page.figure_size` says (fonts ≥ 7 pt at that size, maps
+    embedded at their native pixels). NaN maps (classes without samples) are drawn as grey tiles marked
+    ``note``. ``label`` captions the colour bar (default: the view's hard-label caption); ``caption`` is a
+    line under the grid (how the colour limits were chosen, say). Returns the path written.
     """
     path = Path(path)
-    _check_suffix(path)
+    check_suffix(path, "a map grid")
     maps = np.asarray(maps, dtype=np.float64)
     if maps.ndim != 4:
         raise ValueError(f"maps must be (classes, channels, height, width), got shape {maps.shape}")
     if len(titles) != maps.shape[0]:
         raise ValueError(f"{len(titles)} titles for {maps.shape[0]} maps")
     ensure_gui_application()
-    figure = _GridFigure(maps, titles, view, title, levels or map_levels(maps, view), columns, label, note)
+    figure = _GridFigure(maps, titles, view, title, levels or map_levels(maps, view), columns, label, note,
+                         colormap, caption)
     return figure.write(path)
 
 
 @dataclass(frozen=True)
 class MapRow:
     """One row of a map-rows figure: its label (lines split at "\n"), maps (K, C, H, W) and the centre of its
-    symmetric colour scale (the noise mean for mean noise images, else 0)."""
+    symmetric colour scale (the noise mean for mean noise images, else 0); ``support`` (K,) the samples or
+    weight behind each map, so classes with too few do not set the row's scale."""
 
     label: str
     maps: np.ndarray
     center: float = 0.0
     view: str = "centered"
+    support: np.ndarray | None = None
 
 
 def save_map_rows(rows: list[MapRow], column_titles: list[str], path, *, title: str | None = None,
@@ -179,179 +221,156 @@ def save_map_rows(rows: list[MapRow], column_titles: list[str], path, *, title: 
     centre and written at its right; NaN maps are grey tiles.
     """
     path = Path(path)
-    _check_suffix(path)
+    check_suffix(path, "a map figure")
     if not rows:
         raise ValueError("a map-rows figure needs at least one row")
     shape = np.asarray(rows[0].maps).shape
-    if any(np.asarray(row.maps).ndim != 4 or np.asarray(row.maps).shape != shape for row in rows):
-        raise ValueError("every row must hold maps of one shape (classes, channels, height, width)")
+    if any(np.asarray(row.maps).ndim != 4 or np.asarray(row.maps).shape[:2] != shape[:2] for row in rows):
+        raise ValueError("every row must hold maps (classes, channels, height, width) of as many classes and "
+                         "channels")
     if len(column_titles) != shape[0]:
         raise ValueError(f"{len(column_titles)} column titles for {shape[0]} maps per row")
     ensure_gui_application()
     return _RowsFigure(rows, list(column_titles), title, caption).write(path)
 
 
-def _check_suffix(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix not in FIGURE_FORMATS:
-        raise ValueError(f"cannot write a map grid as {suffix or 'a file without suffix'}; use .png, .pdf or .svg")
-    return suffix
-
-
 class _Canvas:
-    """A figure laid out in pixels (``width`` × ``height``) and drawn by ``paint(painter)``: written as PNG at
-    those pixels, or as PDF and SVG using them as the coordinate system."""
+    """A figure laid out in logical units (1/96 inch) across the current figure width and drawn by
+    ``paint(painter)``; written at its physical size by figures.page.write_painted."""
 
-    PDF_DPI = 300
-    width: int
-    height: int
+    width: float
+    height: float
     title: str | None
 
     def paint(self, painter) -> None:
         raise NotImplementedError
 
     def write(self, path: Path) -> Path:
-        path = Path(path)
-        suffix = _check_suffix(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        {".png": self.write_png, ".pdf": self.write_pdf, ".svg": self.write_svg}[suffix](path)
-        return path
-
-    def write_png(self, path: Path) -> None:
-        from PySide6.QtGui import QImage, QPainter
-
-        image = QImage(self.width, self.height, QImage.Format.Format_RGB32)
-        painter = QPainter(image)
-        try:
-            self.paint(painter)
-        finally:
-            painter.end()
-        if not image.save(str(path), "PNG"):
-            raise OSError(f"could not write {path}")
-
-    def write_pdf(self, path: Path) -> None:
-        from PySide6.QtCore import QMarginsF, QSizeF
-        from PySide6.QtGui import QPageLayout, QPageSize, QPainter, QPdfWriter
-
-        writer = QPdfWriter(str(path))
-        writer.setResolution(self.PDF_DPI)
-        points = QSizeF(self.width * 72 / self.PDF_DPI, self.height * 72 / self.PDF_DPI)
-        writer.setPageLayout(QPageLayout(QPageSize(points, QPageSize.Unit.Point, "map grid"),
-                                         QPageLayout.Orientation.Portrait, QMarginsF(0, 0, 0, 0)))
-        writer.setTitle(self.title or "Classification images")
-        writer.setCreator("wna-gui")
-        painter = QPainter()
-        if not painter.begin(writer):
-            raise OSError(f"could not write {path}")
-        try:  # the page is exactly the PNG's size at PDF_DPI, so the layout's pixels are device pixels
-            self.paint(painter)
-        finally:
-            painter.end()
-
-    def write_svg(self, path: Path) -> None:
-        from PySide6.QtCore import QRect, QSize
-        from PySide6.QtGui import QPainter
-        from PySide6.QtSvg import QSvgGenerator
-
-        generator = QSvgGenerator()
-        generator.setFileName(str(path))
-        generator.setSize(QSize(self.width, self.height))
-        generator.setViewBox(QRect(0, 0, self.width, self.height))
-        generator.setTitle(self.title or "Classification images")
-        painter = QPainter()
-        if not painter.begin(generator):
-            raise OSError(f"could not write {path}")
-        try:
-            self.paint(painter)
-        finally:
-            painter.end()
+        return write_painted(path, (self.width, self.height), self.paint, self.title or "Classification images")
 
 
-def _tile_image(image: np.ndarray, levels, lut: np.ndarray, scale: int):
-    """One map upscaled by whole pixels (nearest neighbour) as a QImage, or None for a map with NaN."""
+def _fonts():
+    """(text font, bold title font, line height) at the figure's point sizes."""
+    from PySide6.QtGui import QFont, QFontMetricsF
+
+    font = QFont("DejaVu Sans")
+    font.setPixelSize(round(points(TEXT_PT)))
+    title_font = QFont(font)
+    title_font.setPixelSize(round(points(TITLE_PT)))
+    title_font.setBold(True)
+    return font, title_font, math.ceil(QFontMetricsF(font).height() * 1.15)
+
+
+def _native_image(image: np.ndarray, levels, lut: np.ndarray):
+    """One map at its native pixels as a QImage (the painter scales it without smoothing), or None for a map
+    with NaN."""
     from PySide6.QtGui import QImage
 
     if not np.isfinite(image).all():
         return None
-    rgb = tile_rgb(image, levels, lut)
-    rgb = np.ascontiguousarray(np.repeat(np.repeat(rgb, scale, 0), scale, 1))
+    rgb = np.ascontiguousarray(tile_rgb(image, levels, lut))
     height, width, _ = rgb.shape
     return QImage(rgb.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
 
 
-class _GridFigure(_Canvas):
-    """Layout in pixels of the PNG; the PDF and SVG reuse it as their coordinate system."""
+def _wrapped_title(painter, font, title: str, left: float, top: float, width: float, height: float) -> None:
+    from PySide6.QtCore import QRectF, Qt
 
-    def __init__(self, maps, titles, view, title, levels, columns, label=None, note="no samples") -> None:
-        from PySide6.QtGui import QFont
+    painter.setFont(font)
+    painter.drawText(QRectF(left, top, width, height),
+                     Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter | Qt.TextFlag.TextWordWrap, title)
+
+
+def _title_height(font, title: str | None, width: float) -> float:
+    """Height of a title wrapped to ``width`` (0 without one)."""
+    if not title:
+        return 0.0
+    from PySide6.QtCore import QRectF, Qt
+    from PySide6.QtGui import QFontMetricsF
+
+    metrics = QFontMetricsF(font)
+    box = metrics.boundingRect(QRectF(0, 0, width, 10_000), int(Qt.TextFlag.TextWordWrap), title)
+    return math.ceil(box.height() + metrics.height() * 0.5)
+
+
+# Narrower tiles than this (logical units, ~15 mm) wrap the grid onto more rows.
+MIN_TILE_WIDTH = 56.0
+
+
+class _GridFigure(_Canvas):
+    """A grid of maps with two-line captions and one colour bar, laid out across the figure width."""
+
+    def __init__(self, maps, titles, view, title, levels, columns, label=None, note="no samples",
+                 colormap: str = COLORMAP_NAME, caption: str | None = None) -> None:
+        from PySide6.QtGui import QFontMetricsF
 
         self.maps, self.titles, self.view, self.title = maps, titles, view, title
         self.label = label or MAP_VIEW_LABELS.get(view, view)
-        self.note = note
+        self.note, self.caption = note, caption
         self.levels = (float(levels[0]), float(levels[1]))
         count, channels, height, width = maps.shape
-        self.columns = columns or grid_columns(count)
-        self.rows = math.ceil(count / self.columns)
-        self.scale = max(1, TARGET_TILE_PIXELS // max(height, width))
-        self.tile_w, self.tile_h = width * self.scale, height * self.scale
-        unit = max(self.tile_w, self.tile_h)
-        self.font = QFont("DejaVu Sans")
-        self.font.setPixelSize(max(11, round(unit * 0.07)))
-        self.title_font = QFont(self.font)
-        self.title_font.setPixelSize(round(self.font.pixelSize() * 1.3))
-        self.title_font.setBold(True)
-        line = round(self.font.pixelSize() * 1.35)
-        self.caption_h = 2 * line
-        self.gap = max(8, round(unit * 0.06))
-        self.margin = 2 * self.gap
-        self.header_h = round(self.title_font.pixelSize() * 2.0) if title else 0
+        self.font, self.title_font, self.line = _fonts()
+        metrics = QFontMetricsF(self.font)
+        self.width = figure_size().logical_width
+        self.gap = 6.0
+        self.margin = 8.0
         self.with_colorbar = channels == 1
-        self.bar_w = max(12, round(unit * 0.08)) if self.with_colorbar else 0
-        self.bar_text_w = round(self.font.pixelSize() * 5) if self.with_colorbar else 0
-        grid_w = self.columns * self.tile_w + (self.columns - 1) * self.gap
+        self.bar_w = 8.0 if self.with_colorbar else 0.0
+        self.bar_text_w = (metrics.horizontalAdvance("−0.000e−00") + self.line + self.gap) \
+            if self.with_colorbar else 0.0
+        side = (2 * self.gap + self.bar_w + self.bar_text_w) if self.with_colorbar else 0.0
+        room = self.width - 2 * self.margin - side
+        self.columns = columns or grid_columns(count)
+        while columns is None and self.columns > 1 and \
+                (room - (self.columns - 1) * self.gap) / self.columns < MIN_TILE_WIDTH:
+            self.columns -= 1
+        self.rows = math.ceil(count / self.columns)
+        self.tile_w = (room - (self.columns - 1) * self.gap) / self.columns
+        self.tile_h = self.tile_w * height / width
+        self.caption_h = 2 * self.line
+        self.header_h = _title_height(self.title_font, title, self.width - 2 * self.margin)
         self.grid_h = self.rows * (self.caption_h + self.tile_h) + (self.rows - 1) * self.gap
-        self.width = self.margin * 2 + grid_w + (self.gap * 2 + self.bar_w + self.bar_text_w if self.with_colorbar else 0)
-        self.height = self.margin * 2 + self.header_h + self.grid_h
-        self.grid_right = self.margin + grid_w
-        self.lut = colormap_table()
+        self.footer_h = _title_height(self.font, caption, self.width - 2 * self.margin) if caption else 0.0
+        self.height = self.margin * 2 + self.header_h + self.grid_h + self.footer_h
+        self.grid_right = self.margin + self.columns * self.tile_w + (self.columns - 1) * self.gap
+        self.lut = colormap_table(colormap)
 
-    def tile_image(self, k: int):
-        """Tile k upscaled by whole pixels (nearest neighbour), or None for an empty class."""
-        return _tile_image(self.maps[k], self.levels, self.lut, self.scale)
+    def tile_rect(self, k: int):
+        """Where tile k's map is drawn (logical units)."""
+        from PySide6.QtCore import QRectF
+
+        row, col = divmod(k, self.columns)
+        x = self.margin + col * (self.tile_w + self.gap)
+        y = self.margin + self.header_h + row * (self.caption_h + self.tile_h + self.gap) + self.caption_h
+        return QRectF(x, y, self.tile_w, self.tile_h)
 
     def paint(self, painter) -> None:
         from PySide6.QtCore import QRectF, Qt
-        from PySide6.QtGui import QColor, QFontMetrics
+        from PySide6.QtGui import QColor, QFontMetricsF
 
-        painter.setRenderHint(painter.RenderHint.SmoothPixmapTransform, False)
-        painter.setRenderHint(painter.RenderHint.TextAntialiasing, True)
-        painter.fillRect(QRectF(0, 0, self.width, self.height), QColor("white"))
         painter.setPen(QColor("black"))
         if self.title:
-            painter.setFont(self.title_font)
-            painter.drawText(QRectF(self.margin, self.margin, self.width - 2 * self.margin, self.header_h),
-                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, self.title)
+            _wrapped_title(painter, self.title_font, self.title, self.margin, self.margin,
+                           self.width - 2 * self.margin, self.header_h)
         painter.setFont(self.font)
-        metrics = QFontMetrics(self.font)
-        top = self.margin + self.header_h
+        metrics = QFontMetricsF(self.font)
         for k, caption in enumerate(self.titles):
-            row, col = divmod(k, self.columns)
-            x = self.margin + col * (self.tile_w + self.gap)
-            y = top + row * (self.caption_h + self.tile_h + self.gap)
+            tile = self.tile_rect(k)
             lines = _caption_lines(caption, metrics, self.tile_w)
-            line_h = self.caption_h / 2
             for i, text in enumerate(lines):
-                baseline_box = QRectF(x, y + (2 - len(lines) + i) * line_h, self.tile_w, line_h)
-                painter.drawText(baseline_box, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, text)
-            tile = QRectF(x, y + self.caption_h, self.tile_w, self.tile_h)
-            image = self.tile_image(k)
+                box = QRectF(tile.x(), tile.y() - (len(lines) - i) * self.line, self.tile_w, self.line)
+                painter.drawText(box, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, text)
+            image = _native_image(self.maps[k], self.levels, self.lut)
             if image is None:
                 painter.fillRect(tile, QColor(*EMPTY_TILE_GREY))
                 painter.drawText(tile, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.note)
             else:
                 painter.drawImage(tile, image)
         if self.with_colorbar:
-            self.paint_colorbar(painter, top)
+            self.paint_colorbar(painter, self.margin + self.header_h)
+        if self.caption:
+            _wrapped_title(painter, self.font, self.caption, self.margin, self.height - self.margin - self.footer_h,
+                           self.width - 2 * self.margin, self.footer_h)
 
     def paint_colorbar(self, painter, top: float) -> None:
         from PySide6.QtCore import QPointF, QRectF, Qt
@@ -370,94 +389,91 @@ class _GridFigure(_Canvas):
         for value, fraction in ((high, 0.0), ((low + high) / 2, 0.5), (low, 1.0)):
             y = bar_top + fraction * bar_h
             painter.drawLine(QPointF(x + self.bar_w, y), QPointF(x + self.bar_w + self.gap / 3, y))
-            box = QRectF(text_x, y - self.font.pixelSize(), self.bar_text_w, 2 * self.font.pixelSize())
+            box = QRectF(text_x, y - self.line / 2, self.bar_text_w - self.line, self.line)
             painter.drawText(box, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{value:.3g}")
         painter.save()
-        painter.translate(text_x + self.bar_text_w - self.font.pixelSize() * 0.2, bar_top + bar_h / 2)
+        painter.translate(x + self.bar_w + self.bar_text_w, bar_top + bar_h / 2)
         painter.rotate(-90)
-        painter.drawText(QRectF(-bar_h / 2, -self.font.pixelSize() * 1.4, bar_h, self.font.pixelSize() * 1.4),
-                         Qt.AlignmentFlag.AlignCenter, self.label)
+        painter.drawText(QRectF(-bar_h / 2, -self.line, bar_h, self.line), Qt.AlignmentFlag.AlignCenter, self.label)
         painter.restore()
 
 
 class _RowsFigure(_Canvas):
     """Rows of per-class maps, each row on its own colour scale (see save_map_rows)."""
 
-    TILE_PIXELS = 112
-
     def __init__(self, rows: list[MapRow], column_titles, title, caption) -> None:
-        from PySide6.QtGui import QFont, QFontMetrics
+        from PySide6.QtGui import QFontMetricsF
 
         self.rows, self.column_titles, self.title = rows, column_titles, title
         self.maps = [np.asarray(row.maps, dtype=np.float64) for row in rows]
-        self.levels = [map_levels(maps, row.view, row.center) for maps, row in zip(self.maps, rows)]
+        self.levels = [map_levels(maps, row.view, row.center, row.support) for maps, row in zip(self.maps, rows)]
         self.caption = caption or "each row on its own colour scale: its centre ± the value at its right"
         count, channels, height, width = self.maps[0].shape
-        self.scale = max(1, self.TILE_PIXELS // max(height, width))
-        self.tile_w, self.tile_h = width * self.scale, height * self.scale
-        unit = max(self.tile_w, self.tile_h)
-        self.font = QFont("DejaVu Sans")
-        self.font.setPixelSize(max(11, round(unit * 0.11)))
-        self.title_font = QFont(self.font)
-        self.title_font.setPixelSize(round(self.font.pixelSize() * 1.3))
-        self.title_font.setBold(True)
-        metrics = QFontMetrics(self.font)
-        self.line_h = round(self.font.pixelSize() * 1.35)
-        self.gap = max(6, round(unit * 0.06))
-        self.margin = 2 * self.gap
-        self.header_h = round(self.title_font.pixelSize() * 2.0) if title else 0
+        self.font, self.title_font, self.line_h = _fonts()
+        metrics = QFontMetricsF(self.font)
+        self.width = figure_size().logical_width
+        self.gap = 4.0
+        self.margin = 8.0
+        self.header_h = _title_height(self.title_font, title, self.width - 2 * self.margin)
         self.label_w = max(metrics.horizontalAdvance(line) for row in rows for line in row.label.split("\n")) \
             + self.gap
-        self.scale_w = metrics.horizontalAdvance("±0.000e-00") + self.gap
+        self.label_w = min(self.label_w, 0.3 * self.width)  # long labels are elided
+        self.scale_w = metrics.horizontalAdvance("±0.00e−00") + self.gap
         self.columns = count
+        self.tile_w = (self.width - 2 * self.margin - self.label_w - self.gap - self.scale_w
+                       - (count - 1) * self.gap) / count
+        # Rows may differ in map shape (layers of a network): each map fits a tile_w × tile_h box.
+        self.tile_h = self.tile_w * min(1.5, max(m.shape[2] / m.shape[3] for m in self.maps))
         self.grid_w = count * self.tile_w + (count - 1) * self.gap
-        self.grid_h = len(rows) * self.tile_h + (len(rows) - 1) * self.gap
+        # A row is as tall as its tiles or its label, whichever is taller (labels never overlap).
+        self.row_h = max(self.tile_h, max(len(row.label.split("\n")) for row in rows) * self.line_h)
+        self.grid_h = len(rows) * self.row_h + (len(rows) - 1) * self.gap
         self.channels = channels
-        self.legend_h = (3 if channels == 1 else 1) * self.line_h
-        self.width = 2 * self.margin + self.label_w + max(self.grid_w + self.gap + self.scale_w,
-                                                         metrics.horizontalAdvance(self.caption))
+        self.caption_h = _title_height(self.font, self.caption, self.width - 2 * self.margin - self.label_w)
+        self.legend_h = (2 * self.line_h if channels == 1 else 0.0) + self.caption_h
         self.height = 2 * self.margin + self.header_h + self.line_h + self.grid_h + self.gap + self.legend_h
         self.lut = colormap_table()
 
     def paint(self, painter) -> None:
         from PySide6.QtCore import QRectF, Qt
-        from PySide6.QtGui import QColor, QFontMetrics, QImage
+        from PySide6.QtGui import QColor, QFontMetricsF, QImage
 
-        painter.setRenderHint(painter.RenderHint.SmoothPixmapTransform, False)
-        painter.setRenderHint(painter.RenderHint.TextAntialiasing, True)
-        painter.fillRect(QRectF(0, 0, self.width, self.height), QColor("white"))
         painter.setPen(QColor("black"))
         if self.title:
-            painter.setFont(self.title_font)
-            painter.drawText(QRectF(self.margin, self.margin, self.width - 2 * self.margin, self.header_h),
-                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, self.title)
+            _wrapped_title(painter, self.title_font, self.title, self.margin, self.margin,
+                           self.width - 2 * self.margin, self.header_h)
         painter.setFont(self.font)
-        metrics = QFontMetrics(self.font)
+        metrics = QFontMetricsF(self.font)
         left = self.margin + self.label_w
         top = self.margin + self.header_h
         for col, text in enumerate(self.column_titles):
             x = left + col * (self.tile_w + self.gap)
-            elided = metrics.elidedText(str(text), Qt.TextElideMode.ElideRight, int(self.tile_w))
+            elided = metrics.elidedText(str(text), Qt.TextElideMode.ElideRight, self.tile_w)
             painter.drawText(QRectF(x, top, self.tile_w, self.line_h),
                              Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, elided)
         top += self.line_h
         for r, (row, maps, levels) in enumerate(zip(self.rows, self.maps, self.levels)):
-            y = top + r * (self.tile_h + self.gap)
+            y = top + r * (self.row_h + self.gap)
             lines = row.label.split("\n")
-            block_top = y + (self.tile_h - len(lines) * self.line_h) / 2
+            block_top = y + (self.row_h - len(lines) * self.line_h) / 2
             for i, text in enumerate(lines):
+                elided = metrics.elidedText(text, Qt.TextElideMode.ElideRight, self.label_w - self.gap)
                 painter.drawText(QRectF(self.margin, block_top + i * self.line_h, self.label_w - self.gap,
                                         self.line_h), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                                 text)
+                                 elided)
+            height, width = maps.shape[2:]
+            scale = min(self.tile_w / width, self.tile_h / height)
             for col in range(self.columns):
-                tile = QRectF(left + col * (self.tile_w + self.gap), y, self.tile_w, self.tile_h)
-                image = _tile_image(maps[col], levels, self.lut, self.scale)
+                x = left + col * (self.tile_w + self.gap)
+                tile = QRectF(x + (self.tile_w - width * scale) / 2, y + (self.row_h - height * scale) / 2,
+                              width * scale, height * scale)
+                image = _native_image(maps[col], levels, self.lut)
                 if image is None:
                     painter.fillRect(tile, QColor(*EMPTY_TILE_GREY))
                 else:
                     painter.drawImage(tile, image)
             half = (levels[1] - levels[0]) / 2
-            painter.drawText(QRectF(left + self.grid_w + self.gap, y, self.scale_w, self.tile_h),
+            painter.drawText(QRectF(left + self.grid_w + self.gap, y, self.scale_w, self.row_h),
                              Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"±{half:.3g}")
         legend_top = top + self.grid_h + self.gap
         if self.channels == 1:
@@ -476,8 +492,8 @@ class _RowsFigure(_Canvas):
             caption_top = legend_top + 2 * self.line_h
         else:
             caption_top = legend_top
-        painter.drawText(QRectF(left, caption_top, self.width - left - self.margin, self.line_h),
-                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, self.caption)
+        _wrapped_title(painter, self.font, self.caption, left, caption_top, self.width - left - self.margin,
+                       self.caption_h)
 
 
 def _caption_lines(caption: str, metrics, width: float) -> list[str]:

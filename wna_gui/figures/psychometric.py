@@ -20,13 +20,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-import shiboken6
-from PySide6.QtCore import QRect, QRectF, QSize, Qt
-from PySide6.QtGui import QImage, QPainter
-from PySide6.QtSvg import QSvgGenerator
-from PySide6.QtWidgets import QApplication, QGraphicsWidget
+from PySide6.QtCore import Qt
 
 from ._qt import ensure_gui_application
+from .page import write_scene
 from .style import TEXT_COLOR, TITLE_SIZE, style_plot
 
 if TYPE_CHECKING:  # only names: importing the engine would load it for every figure
@@ -43,7 +40,7 @@ RESPONSE_LABEL = "P(target)"
 CURVES_TITLE = "Psychometric curves"
 EXPORT_SIZE = (960, 640)  # pixels of the headless curves plot
 GRID_EXPORT_CELL = (260, 150)  # pixels per small plot of the headless grid
-PLOT_FORMATS = (".png", ".svg")
+PLOT_FORMATS = (".png", ".pdf", ".svg")
 BACKGROUND = "w"
 
 
@@ -359,78 +356,17 @@ def grid_export_size(configs) -> tuple[int, int]:
 
 def save_curves_plot(snapshot: PsychometricSnapshot, path: str | Path) -> Path:
     """The curves plot of ``snapshot``, as the app draws it, written headless as .png or .svg (EXPORT_SIZE)."""
-    path = _checked_path(path)
+    path = Path(path)
     ensure_gui_application()
-    return _render(CurvesFigure(), EXPORT_SIZE, path, lambda figure: figure.show_snapshot(snapshot))
+    return write_scene(CurvesFigure(), EXPORT_SIZE, path, lambda figure: figure.show_snapshot(snapshot))
 
 
 def save_grid_plot(configs: tuple[PsychometricConfig, ...], snapshots: tuple[PsychometricSnapshot | None, ...],
                    class_names: tuple[str, ...], path: str | Path) -> Path:
     """The small-multiples plot of a grid's runs, as the app draws it, written headless as .png or .svg."""
-    path = _checked_path(path)
+    path = Path(path)
     ensure_gui_application()
-    return _render(GridFigure(), grid_export_size(configs), path,
+    return write_scene(GridFigure(), grid_export_size(configs), path,
                    lambda figure: figure.show_runs(configs, snapshots, class_names))
 
 
-def _checked_path(path: str | Path) -> Path:
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in PLOT_FORMATS:
-        raise ValueError(f"a plot exports as .png or .svg, not {suffix or 'a file without suffix'}")
-    return path
-
-
-def _render(figure: QGraphicsWidget, size: tuple[int, int], path: Path, draw) -> Path:
-    """Lay ``figure`` out at ``size`` pixels in a scene of its own, let ``draw`` fill it, paint it to ``path``.
-
-    The scene is painted straight onto a QImage (PNG) or a QSvgGenerator (SVG:
-    curves and text as vectors). pyqtgraph items size ticks, symbols and labels
-    in device pixels through their scene's view (without one, axes draw
-    nothing), so the scene gets one that is never shown: no window, no grab, its
-    scene coordinates are the output's pixels. The view, and with it the scene and
-    the figure, is deleted before returning, so nothing is left for the
-    interpreter's exit.
-    """
-    width, height = size
-    rect = QRectF(0, 0, width, height)
-    view = pg.GraphicsView(background=BACKGROUND)  # never shown: only its pixel mapping is used
-    scene = view.scene()
-    try:
-        view.resize(width, height)
-        view.setCentralItem(figure)
-        # What showing the view would do: central item at rect, scene coordinates = pixels.
-        pg.GraphicsView.setRange(view, rect, padding=0, disableAutoPixel=False)
-        draw(figure)
-        QApplication.sendPostedEvents()  # pending layout requests: every item at its final geometry
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix.lower() == ".png":
-            image = QImage(width, height, QImage.Format.Format_ARGB32)
-            image.fill(pg.mkColor(BACKGROUND))
-            _paint(scene, image, rect)
-            if not image.save(str(path), "PNG"):
-                raise OSError(f"could not write {path}")
-        else:
-            generator = QSvgGenerator()
-            generator.setFileName(str(path))
-            generator.setSize(QSize(width, height))
-            generator.setViewBox(QRect(0, 0, width, height))
-            generator.setTitle(path.stem)
-            _paint(scene, generator, rect, fill=True)
-    finally:
-        shiboken6.delete(view)  # and with it its scene, the figure and its items: now, not at exit
-    return path
-
-
-def _paint(scene: pg.GraphicsScene, device, rect: QRectF, fill: bool = False) -> None:
-    painter = QPainter()
-    if not painter.begin(device):
-        raise OSError("could not start painting the figure")
-    try:
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
-        if fill:
-            painter.fillRect(rect, pg.mkColor(BACKGROUND))
-        scene.render(painter, rect, rect)
-    finally:
-        painter.end()

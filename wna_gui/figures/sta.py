@@ -19,14 +19,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-import shiboken6
-from PySide6.QtCore import QRect, QRectF, QSize, Qt
-from PySide6.QtGui import QImage, QPainter
-from PySide6.QtSvg import QSvgGenerator
-from PySide6.QtWidgets import QApplication, QGraphicsWidget
+from PySide6.QtCore import Qt
 
 from ._qt import ensure_gui_application
-from .maps import colormap_table, save_map_grid, tile_rgb
+from .maps import MapRow, save_map_grid, save_map_rows
+from .page import write_scene
 from .style import TEXT_COLOR, TITLE_SIZE, style_plot
 
 if TYPE_CHECKING:
@@ -251,7 +248,7 @@ class SpectraGrid(pg.GraphicsLayout):
 
 def save_stc_figure(snapshot: STASnapshot, path) -> Path:
     """Spectra of up to 20 units (those with significant directions first) with their null bands (.png, .svg)."""
-    path = _checked_path(path)
+    path = Path(path)
     stc = snapshot.stc
     order = sorted(range(snapshot.units), key=lambda u: (-int(stc.count[u]), u))
     units = [u for u in order if stc.tested[u]][:MAX_SPECTRA]
@@ -259,13 +256,13 @@ def save_stc_figure(snapshot: STASnapshot, path) -> Path:
     rows = max(1, math.ceil(len(units) / columns))
     size = (SPECTRUM_EXPORT_CELL[0] * columns + 40, SPECTRUM_EXPORT_CELL[1] * rows + 40)
     ensure_gui_application()
-    return _render(SpectraGrid(), size, path, lambda figure: figure.show_units(snapshot, units))
+    return write_scene(SpectraGrid(), size, path, lambda figure: figure.show_units(snapshot, units))
 
 
 def save_distance_plot(snapshot: STASnapshot, path) -> Path:
-    path = _checked_path(path)
+    path = Path(path)
     ensure_gui_application()
-    return _render(DistanceFigure(), (720, 480), path, lambda figure: figure.show_maps(snapshot))
+    return write_scene(DistanceFigure(), (720, 480), path, lambda figure: figure.show_maps(snapshot))
 
 
 # --- activation maps (Fig. 20, top): layers × (noise, real) rows, classes as columns ---
@@ -276,22 +273,20 @@ def save_activation_figure(snapshot: STASnapshot, path) -> Path:
     Each row has its own symmetric colour scale about the mean over classes (shown: class mean minus that
     average), so what differs between classes stands out; empty classes are grey.
     """
-    path = Path(path)
-    if path.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise ValueError(f"activation maps export as .png, .pdf or .svg, not {path.suffix or 'no suffix'}")
-    ensure_gui_application()
     maps = snapshot.maps
     rows = []
     for i, layer in enumerate(maps.layers):
-        rows.append((f"{layer} · noise", maps.noise[i], maps.noise_counts))
-        if maps.real is not None:
-            rows.append((f"{layer} · real", maps.real[i], maps.real_counts))
-    figure = _ActivationPainter(rows, snapshot.class_names,
-                                f"Mean activation per class minus the mean over classes ({snapshot.activation}), "
-                                f"noise N = {maps.noise_samples:,}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.write(path)
-    return path
+        for source, images, counts in (("noise", maps.noise[i], maps.noise_counts),
+                                       ("real", maps.real[i] if maps.real is not None else None, maps.real_counts)):
+            if images is None:
+                continue
+            shown = centred_rows(images)
+            shown = np.where(np.asarray(counts)[:, None, None] > 0, shown, np.nan)[:, None]
+            rows.append(MapRow(f"{layer}\n{source}", shown, 0.0, "centered", np.asarray(counts)))
+    return save_map_rows(rows, list(snapshot.class_names), path,
+                         title=f"Mean activation per class minus the mean over classes ({snapshot.activation}), "
+                               f"noise N = {maps.noise_samples:,}",
+                         caption="each row on its own colour scale: 0 ± the value at its right; grey: no samples")
 
 
 def centred_rows(images: np.ndarray) -> np.ndarray:
@@ -304,136 +299,6 @@ def centred_rows(images: np.ndarray) -> np.ndarray:
     counts = np.isfinite(rows).sum(0)
     mean = np.where(counts > 0, np.nansum(rows, 0) / np.maximum(counts, 1), np.nan)
     return images - mean[None]
-
-
-class _ActivationPainter:
-    TILE = 72
-    LABEL_W = 130
-    GAP = 6
-
-    def __init__(self, rows, class_names, title) -> None:
-        self.rows, self.class_names, self.title = rows, class_names, title
-        self.columns = len(class_names)
-        self.width = self.LABEL_W + self.columns * (self.TILE + self.GAP) + 2 * self.GAP
-        self.height = 60 + len(rows) * (self.TILE + self.GAP) + 2 * self.GAP
-        self.lut = colormap_table()
-
-    def paint(self, painter: QPainter) -> None:
-        from PySide6.QtGui import QColor, QFont
-
-        painter.fillRect(QRectF(0, 0, self.width, self.height), QColor("white"))
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
-        font = QFont("DejaVu Sans")
-        font.setPixelSize(12)
-        painter.setFont(font)
-        painter.setPen(QColor("black"))
-        painter.drawText(QRectF(self.GAP, 4, self.width, 22), Qt.AlignmentFlag.AlignLeft, self.title)
-        for k, name in enumerate(self.class_names):
-            x = self.LABEL_W + k * (self.TILE + self.GAP)
-            painter.drawText(QRectF(x, 30, self.TILE, 22), Qt.AlignmentFlag.AlignCenter, str(name))
-        for r, (label, images, counts) in enumerate(self.rows):
-            y = 56 + r * (self.TILE + self.GAP)
-            painter.drawText(QRectF(self.GAP, y, self.LABEL_W - self.GAP, self.TILE),
-                             Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, label)
-            shown = centred_rows(images)
-            levels = filter_levels(shown, "activation")
-            for k in range(self.columns):
-                tile = QRectF(self.LABEL_W + k * (self.TILE + self.GAP), y, self.TILE, self.TILE)
-                image = shown[k]
-                if counts[k] == 0 or not np.isfinite(image).any():
-                    painter.fillRect(tile, QColor(205, 205, 205))
-                    continue
-                rgb = tile_rgb(np.nan_to_num(image)[None], levels, self.lut)
-                h, w, _ = rgb.shape
-                rgb = np.ascontiguousarray(rgb)
-                qimage = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-                scale = min(self.TILE / w, self.TILE / h)
-                painter.drawImage(QRectF(tile.x() + (self.TILE - w * scale) / 2, tile.y() + (self.TILE - h * scale) / 2,
-                                         w * scale, h * scale), qimage)
-
-    def write(self, path: Path) -> None:
-        from PySide6.QtCore import QMarginsF, QSizeF
-        from PySide6.QtGui import QPageLayout, QPageSize, QPdfWriter
-
-        suffix = path.suffix.lower()
-        painter = QPainter()
-        if suffix == ".png":
-            image = QImage(self.width, self.height, QImage.Format.Format_RGB32)
-            painter.begin(image)
-            try:
-                self.paint(painter)
-            finally:
-                painter.end()
-            if not image.save(str(path), "PNG"):
-                raise OSError(f"could not write {path}")
-            return
-        if suffix == ".pdf":
-            device = QPdfWriter(str(path))
-            device.setResolution(150)
-            points = QSizeF(self.width * 72 / 150, self.height * 72 / 150)
-            device.setPageLayout(QPageLayout(QPageSize(points, QPageSize.Unit.Point, "maps"),
-                                             QPageLayout.Orientation.Portrait, QMarginsF(0, 0, 0, 0)))
-        else:
-            device = QSvgGenerator()
-            device.setFileName(str(path))
-            device.setSize(QSize(self.width, self.height))
-            device.setViewBox(QRect(0, 0, self.width, self.height))
-        if not painter.begin(device):
-            raise OSError(f"could not write {path}")
-        try:
-            self.paint(painter)
-        finally:
-            painter.end()
-
-
-# --- headless painting of plot items ---
-
-def _checked_path(path) -> Path:
-    path = Path(path)
-    if path.suffix.lower() not in (".png", ".svg"):
-        raise ValueError(f"a plot exports as .png or .svg, not {path.suffix or 'a file without suffix'}")
-    return path
-
-
-def _render(figure: QGraphicsWidget, size: tuple[int, int], path: Path, draw) -> Path:
-    """Lay ``figure`` out at ``size`` pixels in a scene of its own (with a view never shown, so items size in
-    pixels), let ``draw`` fill it and paint it to .png or .svg; everything is deleted before returning."""
-    width, height = size
-    rect = QRectF(0, 0, width, height)
-    view = pg.GraphicsView(background=BACKGROUND)
-    scene = view.scene()
-    try:
-        view.resize(width, height)
-        view.setCentralItem(figure)
-        pg.GraphicsView.setRange(view, rect, padding=0, disableAutoPixel=False)
-        draw(figure)
-        QApplication.sendPostedEvents()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        painter = QPainter()
-        if path.suffix.lower() == ".png":
-            device = QImage(width, height, QImage.Format.Format_ARGB32)
-            device.fill(pg.mkColor(BACKGROUND))
-        else:
-            device = QSvgGenerator()
-            device.setFileName(str(path))
-            device.setSize(QSize(width, height))
-            device.setViewBox(QRect(0, 0, width, height))
-            device.setTitle(path.stem)
-        if not painter.begin(device):
-            raise OSError(f"could not write {path}")
-        try:
-            painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-            painter.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
-            if path.suffix.lower() == ".svg":
-                painter.fillRect(rect, pg.mkColor(BACKGROUND))
-            scene.render(painter, rect, rect)
-        finally:
-            painter.end()
-        if path.suffix.lower() == ".png" and not device.save(str(path), "PNG"):
-            raise OSError(f"could not write {path}")
-    finally:
-        shiboken6.delete(view)
-    return path
 
 
 __all__ = ["DistanceFigure", "MAX_FILTER_TILES", "SpectrumFigure", "filter_levels", "normalised_tiles",

@@ -184,6 +184,9 @@ class Panel(QWidget):
         plan = plan_run(spec, state, config)
         if not plan.runnable:
             raise ValueError(plan.message.rstrip("."))
+        if plan.action == "new":  # nothing of the replaced run stays on screen (curves, legends)
+            self.snapshots.pop(kind, None)
+            self.clear_views()
         inputs = {}
         if spec.requires:
             session = session or Session(model)

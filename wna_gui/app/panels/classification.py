@@ -11,7 +11,9 @@ import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -24,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from ... import figures
-from ...core.classification import KIND, ClassificationSnapshot
+from ...core.classification import KIND, ClassificationSnapshot, figure_title
 from ...core.estimators import ESTIMATOR_NAMES, ESTIMATORS, memory_text
 from ...core.experiment import plan_run
 from ..plots import ClassFrequencyPlot, ConvergencePlot, MapGrid, MapTile, RaceCurve, export_view
@@ -51,9 +53,35 @@ class ClassificationPanel(Panel):
         self.reliability_mode.setObjectName("reliability_mode")
         for mode, label in RELIABILITY_MODES.items():
             self.reliability_mode.addItem(label, mode)
+        self.limit_mode = QComboBox()
+        self.limit_mode.setObjectName("limit_mode")
+        self.limit_mode.addItem("robust, shared", "robust")
+        self.limit_mode.addItem("set by hand", "manual")
+        self.limit_mode.setToolTip(figures.levels_caption(counts=()) + ". A class with under "
+                                   f"{figures.maps.MIN_CLASS_SHARE:.0%} of the largest class's samples does not "
+                                   "set the scale (its map is mostly noise).")
+        self.limit_value = QDoubleSpinBox()
+        self.limit_value.setObjectName("limit_value")
+        self.limit_value.setDecimals(4)
+        self.limit_value.setRange(1e-4, 1e3)
+        self.limit_value.setValue(0.05)
+        self.limit_value.setPrefix("± ")
+        self.limit_value.setToolTip("Half-range of the colour scale about its centre (the view's units)")
+        self.colormap = QComboBox()
+        self.colormap.setObjectName("colormap")
+        for name, label in figures.COLORMAPS.items():
+            self.colormap.addItem(label, name)
+        self.colormap.setToolTip("Colour map of 1-channel maps (diverging: centre white or grey)")
+        self.hide_empty = QCheckBox("Hide classes without a map")
+        self.hide_empty.setObjectName("hide_empty")
+        self.hide_empty.setToolTip("Leave out the grey tiles of classes the estimator has no map of yet")
         display = QGroupBox("Display")
         display_form = QFormLayout(display)
         display_form.addRow("Maps", self.view)
+        display_form.addRow("Colour limits", self.limit_mode)
+        display_form.addRow("", self.limit_value)
+        display_form.addRow("Colour map", self.colormap)
+        display_form.addRow(self.hide_empty)
         display_form.addRow("Reliability", self.reliability_mode)
         self.legend = QLabel()
         self.legend.setObjectName("estimator_legend")
@@ -62,6 +90,11 @@ class ClassificationPanel(Panel):
         display_form.addRow(self.legend)
         self.view.currentIndexChanged.connect(self._redraw)
         self.reliability_mode.currentIndexChanged.connect(self._redraw)
+        self.limit_mode.currentIndexChanged.connect(self._limits_chosen)
+        self.limit_value.valueChanged.connect(self._redraw)
+        self.colormap.currentIndexChanged.connect(self._redraw)
+        self.hide_empty.toggled.connect(self._redraw)
+        self.limit_value.setEnabled(False)
         self.extra_settings.addWidget(display)
 
         # --- the estimator selector and the checkpoint slider, over the grid ---
@@ -142,7 +175,9 @@ class ClassificationPanel(Panel):
 
     def view_settings(self) -> dict:
         return {"map_view": self.view.currentData(), "estimator": self.estimator,
-                "reliability": self.reliability_mode.currentData()}
+                "reliability": self.reliability_mode.currentData(), "limits": self.limit_mode.currentData(),
+                "limit": self.limit_value.value(), "colormap": self.colormap.currentData(),
+                "hide_empty": self.hide_empty.isChecked()}
 
     def apply_view_settings(self, values: dict) -> None:
         index = self.view.findData(values.get("map_view"))
@@ -150,10 +185,24 @@ class ClassificationPanel(Panel):
             self.view.setCurrentIndex(index)
         if values.get("estimator") in ESTIMATOR_NAMES:
             self.set_estimator(values["estimator"])
-        index = self.reliability_mode.findData(values.get("reliability"))
-        if index >= 0:
-            self.reliability_mode.setCurrentIndex(index)
+        for combo, key in ((self.reliability_mode, "reliability"), (self.limit_mode, "limits"),
+                           (self.colormap, "colormap")):
+            index = combo.findData(values.get(key))
+            if index >= 0:
+                combo.setCurrentIndex(index)
+        if isinstance(values.get("limit"), (int, float)):
+            self.limit_value.setValue(float(values["limit"]))
+        self.hide_empty.setChecked(bool(values.get("hide_empty", False)))
         self._update_selector()
+
+    def _limits_chosen(self) -> None:
+        manual = self.limit_mode.currentData() == "manual"
+        if manual and self.snapshot is not None:  # start from what is on screen
+            self.limit_value.blockSignals(True)
+            self.limit_value.setValue(max(1e-4, (self.map_grid.levels[1] - self.map_grid.levels[0]) / 2))
+            self.limit_value.blockSignals(False)
+        self.limit_value.setEnabled(manual)
+        self._redraw()
 
     def form_changed(self, kind: str) -> None:
         if self.snapshot is None:
@@ -244,18 +293,29 @@ class ClassificationPanel(Panel):
         self._update_selector()
         self._redraw()
 
+    def _shown(self, snapshot: ClassificationSnapshot):
+        """What the grid shows with the display options: (estimator, view, checkpoint, estimated maps,
+        classes, their maps (R, F), levels); classes without a map left out when so chosen."""
+        estimator = self.estimator if self.estimator in snapshot.estimators else snapshot.estimators[0]
+        info, view, checkpoint = ESTIMATORS[estimator], self.view.currentData(), self.selected_checkpoint()
+        estimated = snapshot.maps_of(estimator, checkpoint)
+        classes = figures.shown_classes(snapshot.counts)
+        maps = estimated.of(view, classes) if estimated is not None else np.full((len(classes), 1), np.nan)
+        if self.hide_empty.isChecked() and estimated is not None:
+            keep = np.isfinite(maps).all(1)
+            classes, maps = classes[keep], maps[keep]
+        support = estimated.support[classes] if estimated is not None and estimated.support.size else None
+        manual = self.limit_value.value() if self.limit_mode.currentData() == "manual" else None
+        levels = figures.map_levels(maps, view, snapshot.noise_mean if view == "mean" and info.image_like else 0.0,
+                                    support, manual)
+        return estimator, view, checkpoint, estimated, classes, maps, levels
+
     def _redraw(self) -> None:
         snapshot = self.snapshot
         if snapshot is None:
             return
-        estimator = self.estimator if self.estimator in snapshot.estimators else snapshot.estimators[0]
+        estimator, view, checkpoint, estimated, classes, maps, levels = self._shown(snapshot)
         info = ESTIMATORS[estimator]
-        view = self.view.currentData()
-        checkpoint = self.selected_checkpoint()
-        estimated = snapshot.maps_of(estimator, checkpoint)
-        classes = figures.shown_classes(snapshot.counts)
-        maps = estimated.of(view, classes) if estimated is not None else np.full((len(classes), 1), np.nan)
-        levels = figures.map_levels(maps, view, snapshot.noise_mean if view == "mean" and info.image_like else 0.0)
         titles = self._titles(snapshot, estimator, checkpoint)
         tiles = []
         for row, k in enumerate(classes):
@@ -263,7 +323,7 @@ class ClassificationPanel(Panel):
             image = maps[row].reshape(snapshot.image_shape) if finite else None
             tiles.append(MapTile(int(k), snapshot.class_names[k], titles[k], image,
                                  self._empty_note(snapshot, estimator, estimated, int(k), view)))
-        self.map_grid.show_maps(tiles, levels, view, info.view_labels[view])
+        self.map_grid.show_maps(tiles, levels, view, info.view_labels[view], self.colormap.currentData())
         self.frequency_plot.show_counts(snapshot.counts, snapshot.class_names)
         self._draw_race(snapshot, estimator)
         self.checkpoint_label.setText(self._checkpoint_text(snapshot, estimated, checkpoint))
@@ -324,7 +384,8 @@ class ClassificationPanel(Panel):
                  f"{estimated.samples:,} samples"]
         convergence = snapshot.convergence.get(estimator)
         if convergence is not None and convergence.per_class.shape[0] and np.isfinite(convergence.mean()[-1]):
-            parts.append(f"reliability {convergence.mean()[-1]:.2f} (Spearman–Brown, mean over classes)")
+            parts.append(f"reliability {convergence.mean()[-1]:.2f} (Spearman–Brown; mean over all classes, "
+                         "an absent class or r < 0 counting as 0)")
         if estimator == "gradient":
             parts.append(f"every {snapshot.gradient_every} block{'s' if snapshot.gradient_every > 1 else ''}")
             if snapshot.stein_cosine is not None and np.isfinite(snapshot.stein_cosine).any():
@@ -350,21 +411,24 @@ class ClassificationPanel(Panel):
         snapshot = self.snapshot
         if snapshot is None:
             raise ValueError("nothing to export yet: run the classification images or open a session")
-        estimator = self.estimator if self.estimator in snapshot.estimators else snapshot.estimators[0]
-        info, view, checkpoint = ESTIMATORS[estimator], self.view.currentData(), self.selected_checkpoint()
-        estimated = snapshot.maps_of(estimator, checkpoint)
-        if estimated is None:
-            raise ValueError(f"the {info.label} maps were not recorded at {checkpoint:,} samples")
+        checkpoint = self.selected_checkpoint()
+        if checkpoint is not None and snapshot.maps_of(self.estimator, checkpoint) is None:
+            raise ValueError(f"the {ESTIMATORS[self.estimator].label} maps were not recorded at "
+                             f"{checkpoint:,} samples")
         if checkpoint is None and not snapshot.annotated and self.model is not None:
             snapshot = self.exported_snapshot(KIND)
-        shown = figures.shown_classes(snapshot.counts)
-        maps = estimated.of(view, shown).reshape(len(shown), *snapshot.image_shape)
+        estimator, view, checkpoint, estimated, classes, maps, levels = self._shown(snapshot)
+        info = ESTIMATORS[estimator]
         titles = self._titles(snapshot, estimator, checkpoint)
-        levels = figures.map_levels(maps, view, snapshot.noise_mean if view == "mean" and info.image_like else 0.0)
-        return figures.save_map_grid(maps, [titles[k] for k in shown], path, view=view, levels=levels,
-                                     label=info.view_labels[view], note=figures.EMPTY_NOTES[estimator],
-                                     title=f"{info.title} ({info.view_titles[view]}), "
-                                           f"N = {estimated.samples:,}")
+        manual = self.limit_mode.currentData() == "manual"
+        support = None if manual or estimated is None else estimated.support[classes]
+        return figures.save_map_grid(maps.reshape(len(classes), *snapshot.image_shape), [titles[k] for k in classes],
+                                     path, view=view, levels=levels, label=info.view_labels[view],
+                                     note=figures.EMPTY_NOTES[estimator], colormap=self.colormap.currentData(),
+                                     title=figure_title(snapshot, f"{info.title} ({info.view_titles[view]})",
+                                                        estimated.samples),
+                                     caption=figures.levels_caption(support, self.limit_value.value()
+                                                                    if manual else None))
 
     def view_exports(self) -> list[ExportTarget]:
         return [

@@ -1,0 +1,178 @@
+"""Figures at a physical size: journal column widths, a chosen DPI, fonts that stay readable.
+
+Every figure is laid out in *logical* units of 1/96 inch (Qt's screen unit, so
+pyqtgraph items and their fonts come out at their point sizes) across the
+chosen width, then written:
+
+- PNG: rendered at the chosen DPI (width_mm / 25.4 × dpi pixels);
+- PDF: a page of exactly the chosen size; images embedded losslessly at their
+  native resolution (QPainter.LosslessImageRendering: no JPEG);
+- SVG: width and height declared in millimetres, the same physical size.
+
+The size comes from :func:`figure_size`, set for a block of exports by
+``with sized(FigureSize(85, 300)):`` (the app's export dialog and `wna export
+--width-mm/--dpi`), so the renderers and the artefacts' writers keep their
+signatures.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+LOGICAL_DPI = 96.0
+MIN_FONT_PT = 7.0
+TEXT_PT = 8.0  # captions, ticks, colour-bar numbers
+TITLE_PT = 9.0
+# Column widths of the common journals (Nature, Cell, Elsevier, IEEE all within a few mm).
+WIDTH_PRESETS_MM = {"single column": 85.0, "1.5 columns": 114.0, "double column": 174.0}
+DPI_CHOICES = (150, 300, 600)
+FIGURE_FORMATS = (".png", ".pdf", ".svg")
+
+
+@dataclass(frozen=True)
+class FigureSize:
+    width_mm: float = WIDTH_PRESETS_MM["double column"]
+    dpi: int = 300
+
+    def __post_init__(self) -> None:
+        if not 20.0 <= self.width_mm <= 600.0:
+            raise ValueError(f"figure width must be between 20 and 600 mm, got {self.width_mm:g}")
+        if not 50 <= self.dpi <= 2400:
+            raise ValueError(f"figure resolution must be between 50 and 2400 dpi, got {self.dpi}")
+
+    @property
+    def logical_width(self) -> float:
+        return self.width_mm / 25.4 * LOGICAL_DPI
+
+    def describe(self) -> str:
+        return f"{self.width_mm:g} mm wide, PNG at {self.dpi} dpi"
+
+
+_SIZE: ContextVar[FigureSize] = ContextVar("figure_size", default=FigureSize())
+
+
+def figure_size() -> FigureSize:
+    """The size figures are written at now (default: double column, 300 dpi)."""
+    return _SIZE.get()
+
+
+@contextmanager
+def sized(size: FigureSize) -> Iterator[FigureSize]:
+    """Write the figures of this block at ``size``."""
+    token = _SIZE.set(size)
+    try:
+        yield size
+    finally:
+        _SIZE.reset(token)
+
+
+def points(pt: float) -> float:
+    """A font size in points as logical units (pixel size of a QFont in the layout)."""
+    return pt * LOGICAL_DPI / 72.0
+
+
+def check_suffix(path: Path, what: str = "a figure") -> str:
+    suffix = path.suffix.lower()
+    if suffix not in FIGURE_FORMATS:
+        raise ValueError(f"cannot write {what} as {suffix or 'a file without suffix'}; use .png, .pdf or .svg")
+    return suffix
+
+
+def write_painted(path: str | Path, logical_size: tuple[float, float], paint: Callable, title: str = "",
+                  background: str = "white") -> Path:
+    """Write a figure laid out in logical units as PNG, PDF or SVG at :func:`figure_size`'s physical size.
+
+    ``paint(painter)`` draws in logical coordinates (0..width, 0..height); the
+    painter is scaled to each device, so text, lines and images keep their
+    physical size everywhere.
+    """
+    from PySide6.QtCore import QMarginsF, QRect, QRectF, QSize, QSizeF
+    from PySide6.QtGui import QColor, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter
+    from PySide6.QtSvg import QSvgGenerator
+
+    path = Path(path)
+    suffix = check_suffix(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    width, height = logical_size
+    size = figure_size()
+    scale = size.dpi / LOGICAL_DPI
+
+    def run(device, device_scale: float) -> None:
+        painter = QPainter()
+        if not painter.begin(device):
+            raise OSError(f"could not write {path}")
+        try:
+            for hint in (QPainter.RenderHint.Antialiasing, QPainter.RenderHint.TextAntialiasing,
+                         QPainter.RenderHint.LosslessImageRendering):
+                painter.setRenderHint(hint, True)
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)  # map pixels stay square
+            painter.scale(device_scale, device_scale)
+            painter.fillRect(QRectF(0, 0, width, height), QColor(background))
+            paint(painter)
+        finally:
+            painter.end()
+
+    if suffix == ".png":
+        image = QImage(max(1, round(width * scale)), max(1, round(height * scale)), QImage.Format.Format_RGB32)
+        image.setDotsPerMeterX(round(size.dpi / 0.0254))
+        image.setDotsPerMeterY(round(size.dpi / 0.0254))
+        run(image, scale)
+        if not image.save(str(path), "PNG"):
+            raise OSError(f"could not write {path}")
+    elif suffix == ".pdf":
+        writer = QPdfWriter(str(path))
+        writer.setResolution(size.dpi)
+        page = QSizeF(width * 72.0 / LOGICAL_DPI, height * 72.0 / LOGICAL_DPI)
+        writer.setPageLayout(QPageLayout(QPageSize(page, QPageSize.Unit.Point, "figure"),
+                                         QPageLayout.Orientation.Portrait, QMarginsF(0, 0, 0, 0)))
+        writer.setTitle(title or path.stem)
+        writer.setCreator("wna-gui")
+        run(writer, scale)
+    else:
+        generator = QSvgGenerator()
+        generator.setFileName(str(path))
+        generator.setResolution(round(LOGICAL_DPI))  # logical units are 1/96 inch: the SVG declares mm
+        generator.setSize(QSize(round(width), round(height)))
+        generator.setViewBox(QRect(0, 0, round(width), round(height)))
+        generator.setTitle(title or path.stem)
+        run(generator, 1.0)
+    return path
+
+
+def write_scene(figure, aspect: tuple[float, float], path: str | Path, draw: Callable) -> Path:
+    """Lay a pyqtgraph ``figure`` (a QGraphicsWidget) out across the figure width at ``aspect`` (width,
+    height), let ``draw(figure)`` fill it, and write it as PNG, PDF or SVG.
+
+    pyqtgraph items size ticks, symbols and labels in device pixels through their
+    scene's view (without one, axes draw nothing), so the scene gets a view that
+    is never shown, whose pixels are the layout's logical units: fonts keep their
+    point sizes at any physical size. The view, and with it the scene and the
+    figure, is deleted before returning, so nothing is left for the interpreter's
+    exit.
+    """
+    import pyqtgraph as pg
+    import shiboken6
+    from PySide6.QtCore import QRectF
+    from PySide6.QtWidgets import QApplication
+
+    path = Path(path)
+    check_suffix(path, "a plot")
+    width = figure_size().logical_width
+    height = width * aspect[1] / aspect[0]
+    rect = QRectF(0, 0, width, height)
+    view = pg.GraphicsView(background="w")  # never shown: only its pixel mapping is used
+    try:
+        view.resize(round(width), round(height))
+        view.setCentralItem(figure)
+        # What showing the view would do: central item at rect, scene coordinates = logical units.
+        pg.GraphicsView.setRange(view, rect, padding=0, disableAutoPixel=False)
+        draw(figure)
+        QApplication.sendPostedEvents()  # pending layout requests: every item at its final geometry
+        scene = view.scene()
+        return write_painted(path, (width, height), lambda painter: scene.render(painter, rect, rect), path.stem)
+    finally:
+        shiboken6.delete(view)  # and with it its scene, the figure and its items: now, not at exit
