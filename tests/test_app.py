@@ -216,7 +216,8 @@ def test_map_view_and_estimator_choices_redraw_the_maps(window, qtbot):
         assert panel.estimator == estimator
         for view in ("mean", "centered", "zmap"):
             panel.view.setCurrentIndex(panel.view.findData(view))
-            assert panel.settings()["view"] == {"map_view": view, "estimator": estimator, "reliability": "corrected"}
+            shown = {key: panel.settings()["view"][key] for key in ("map_view", "estimator", "reliability")}
+            assert shown == {"map_view": view, "estimator": estimator, "reliability": "corrected"}
             assert panel.view.currentText() == ESTIMATORS[estimator].view_titles[view]
             np.testing.assert_allclose(tiles(panel)[dominant].values.reshape(-1),
                                        panel.snapshot.maps_of(estimator).of(view, [dominant])[0])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
@@ -262,3 +263,86 @@ def test_desktop_entry_installs_for_the_user(tmp_path):
     exec_line = next(line for line in text.splitlines() if line.startswith("Exec="))
     assert exec_line.endswith(" %f") and Path(shlex.split(exec_line[5:])[0]).name.startswith(("wna-gui", "python"))
     assert icon.read_text().lstrip().startswith("<svg")
+
+
+def test_export_suggests_a_name_from_session_and_target_and_writes_at_the_chosen_size(window, tmp_path, answers):
+    from PySide6.QtGui import QImage
+
+    from wna_gui import figures
+
+    seen = []
+
+    def write(path):
+        seen.append(figures.figure_size())
+        return figures.save_map_grid(np.zeros((2, 1, 28, 28)), ["a", "b"], path)
+
+    dialog = ExportDialog([ExportTarget("Maps of the estimator shown: publication figure", (".png", ".pdf"), write)],
+                          str(tmp_path), window, stem="digits")
+    assert Path(dialog.path.path()).name == "digits_maps-of-the-estimator-shown.png"
+    dialog.width_preset.setCurrentIndex(dialog.width_preset.findData(85.0))
+    dialog.dpi.setCurrentIndex(dialog.dpi.findData(300))
+    assert dialog.width_mm.value() == 85
+    dialog.accept()
+    written = tmp_path / "digits_maps-of-the-estimator-shown.png"
+    assert seen == [figures.FigureSize(85, 300)] and QImage(str(written)).width() >= 1000
+    assert figures.figure_size() == figures.FigureSize()  # the size applied to that export only
+
+
+def test_reliability_summary_never_falls_when_a_class_first_appears():
+    from wna_gui.core.classification import Convergence
+
+    rng = np.random.default_rng(1)
+    per_class = np.full((40, 10), np.nan)
+    for t in range(40):
+        seen = 3 + t // 5  # another class appears every 5 records, its first r near 0 or below
+        per_class[t, :seen] = np.clip(0.2 + 0.02 * t + rng.normal(0, 0.01, seen), -1, 1)
+        per_class[t, seen - 1] = rng.uniform(-0.6, 0.05)  # the newest class: a handful of samples
+    convergence = Convergence(np.arange(1, 41) * 1000, np.arange(1, 41) * 1000, per_class)
+    for t in range(1, 40):
+        appeared = np.isfinite(per_class[t]) & ~np.isfinite(per_class[t - 1])
+        if appeared.any():
+            before = per_class[t - 1].copy()
+            now_same = per_class[t].copy()
+            now_same[~appeared] = before[~appeared]  # the others unchanged: only the appearance counts
+            step = Convergence(convergence.run_samples[t - 1:t + 1], convergence.samples[t - 1:t + 1],
+                               np.stack([before, now_same]))
+            assert step.mean()[1] >= step.mean()[0] - 1e-12
+    assert np.all(np.isfinite(convergence.mean()))
+
+
+def test_a_new_run_removes_the_previous_runs_curves(window, qtbot):
+    panel = classification(window)
+    panel.forms[KIND].set_values({**SMALL_RUN, "estimators": ("hard", "logit")})
+    run(qtbot, window)
+    assert set(panel.convergence_plot.curve_data()) == {"hard", "logit"}
+    panel.forms[KIND].set_values({**SMALL_RUN, "estimators": ("prob",), "seed": 8})
+    window.start_run()
+    assert panel.convergence_plot.curve_data() == {}  # nothing of the replaced run stays on screen
+    with qtbot.waitSignal(window.engine.run_finished, timeout=RUN_TIMEOUT_MS):
+        pass
+    assert set(panel.convergence_plot.curve_data()) == {"prob"}
+
+
+def test_colour_limits_come_from_classes_with_enough_samples_and_can_be_set(window, qtbot):
+    panel = classification(window)
+    panel.forms[KIND].set_values({**SMALL_RUN, "samples": 5000, "estimators": ("hard",)})
+    run(qtbot, window)
+    panel.set_estimator("hard")
+    panel.view.setCurrentIndex(panel.view.findData("centered"))
+    snapshot = panel.snapshot
+    counts = snapshot.counts
+    maps = snapshot.maps_of("hard").of("centered", np.arange(counts.size))
+    expected = figures_levels(maps, counts)
+    assert panel.map_grid.levels == pytest.approx(expected)
+    panel.limit_mode.setCurrentIndex(panel.limit_mode.findData("manual"))
+    panel.limit_value.setValue(0.02)
+    assert panel.map_grid.levels == pytest.approx((-0.02, 0.02))
+    shown_before = len(panel.map_grid._tiles)
+    panel.hide_empty.setChecked(True)
+    assert len(panel.map_grid._tiles) == int((counts > 0).sum()) <= shown_before
+
+
+def figures_levels(maps, counts):
+    from wna_gui import figures
+
+    return figures.map_levels(maps, "centered", 0.0, counts)

@@ -91,6 +91,19 @@ def test_named_runs_live_side_by_side_and_resume_by_name(tmp_path, capsys):
     assert "no classification-images run named 'nope'" in capsys.readouterr().err
 
 
+def test_export_at_a_journal_column_width(tmp_path):
+    from PySide6.QtGui import QImage
+
+    out = tmp_path / "s.h5"
+    assert main(["run", "classification-images", "--samples", "1000", "--quiet", "--out", str(out)]) == 0
+    assert main(["export", str(out), "--out", str(tmp_path / "fig"), "--width-mm", "85", "--dpi", "300"]) == 0
+    png = QImage(str(tmp_path / "fig" / "maps_centered.png"))
+    assert 1000 <= png.width() <= 1010  # 85 mm at 300 dpi
+    pdf = (tmp_path / "fig" / "maps_centered.pdf").read_bytes()
+    width_pt = float(pdf.split(b"/MediaBox [")[1].split(b"]")[0].split()[2])
+    assert width_pt * 25.4 / 72 == pytest.approx(85, abs=0.5)
+
+
 def test_export_writes_figures_arrays_and_tables(tmp_path):
     session = tmp_path / "s.h5"
     assert main([*RUN, "--samples", "2000", "--out", str(session)]) == 0

@@ -384,7 +384,10 @@ def cmd_info(args) -> int:
 def cmd_export(args) -> int:
     session = load_session(args.session)
     out_dir = Path(args.out)
-    written = export_runs(session.runs, session.model, out_dir, args.view)
+    from .figures.page import FigureSize, sized  # Qt painting: only when exporting
+
+    with sized(FigureSize(args.width_mm, args.dpi)):
+        written = export_runs(session.runs, session.model, out_dir, args.view)
     if not written:
         raise SessionError(f"{args.session} holds nothing to export yet")
     print(f"wrote {len(written)} files to {out_dir}")
@@ -480,6 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="output folder")
     export.add_argument("--view", choices=(*_variants(), "all"), default="all",
                         help="only this view of results that come in several (map views)")
+    export.add_argument("--width-mm", type=float, default=174.0,
+                        help="figure width on paper: 85 (single column), 114 (1.5 columns), 174 (double column, "
+                             "the default); text is 8 pt at that width")
+    export.add_argument("--dpi", type=int, default=300, help="resolution of PNG figures (default: 300)")
     export.set_defaults(func=cmd_export)
 
     train = commands.add_parser("train", help="train a zoo architecture and save its state_dict")

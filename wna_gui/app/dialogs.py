@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.models import ZOO
+from ..figures.page import DPI_CHOICES, WIDTH_PRESETS_MM, FigureSize, figure_size, sized
 from .panels.base import ExportTarget
 from .worker import describe_error
 
@@ -195,22 +197,51 @@ class ExportDialog(QDialog):
 
     exported = Signal(Path)
 
-    def __init__(self, targets: list[ExportTarget], directory: str, parent: QWidget | None = None) -> None:
+    def __init__(self, targets: list[ExportTarget], directory: str, parent: QWidget | None = None,
+                 stem: str = "", size: FigureSize | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export")
         self._targets = targets
+        self._stem = stem or "wna"
         self.target = QComboBox()
         for target in targets:
             self.target.addItem(target.label)
         self.format = QComboBox()
         self.path = _FileField("Export to", "All files (*)")
-        self.path.edit.setText(str(Path(directory) / "export"))
+        self.path.edit.setText(str(Path(directory) / self._suggested_name(0)))
+        size = size or figure_size()
+        self.width_preset = QComboBox()
+        self.width_preset.setObjectName("width_preset")
+        for name, mm in WIDTH_PRESETS_MM.items():
+            self.width_preset.addItem(f"{name} ({mm:g} mm)", mm)
+        self.width_preset.addItem("other width", None)
+        self.width_mm = QDoubleSpinBox()
+        self.width_mm.setObjectName("width_mm")
+        self.width_mm.setRange(20.0, 600.0)
+        self.width_mm.setDecimals(0)
+        self.width_mm.setSuffix(" mm")
+        self.width_mm.setValue(size.width_mm)
+        self.width_mm.setToolTip("Width of the figure on paper; text is set at 8 pt for this width")
+        self.dpi = QComboBox()
+        self.dpi.setObjectName("dpi")
+        for dpi in DPI_CHOICES:
+            self.dpi.addItem(f"{dpi} dpi", dpi)
+        self.dpi.setCurrentIndex(max(0, self.dpi.findData(size.dpi)))
+        self.dpi.setToolTip("Resolution of PNG files (PDF and SVG are vector graphics at the chosen width)")
+        self._show_preset(size.width_mm)
+        self.width_preset.currentIndexChanged.connect(self._preset_chosen)
+        self.width_mm.valueChanged.connect(self._show_preset)
+        width_row = QHBoxLayout()
+        width_row.addWidget(self.width_preset, 1)
+        width_row.addWidget(self.width_mm)
         self.error = QLabel()
         self.error.setStyleSheet("color: #b00020")
         self.error.setWordWrap(True)
         form = QFormLayout()
         form.addRow("Export", self.target)
         form.addRow("Format", self.format)
+        form.addRow("Figure width", width_row)
+        form.addRow("PNG resolution", self.dpi)
         form.addRow("File", self.path)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Save).setText("Export")
@@ -225,9 +256,30 @@ class ExportDialog(QDialog):
         self._target_changed(0)
         self.resize(560, 0)
 
+    def _suggested_name(self, index: int) -> str:
+        """session_target, e.g. "digits_psychometric-curves-plot" (the suffix follows the format)."""
+        label = self._targets[index].label.split(":")[0].split("(")[0] if self._targets else "export"
+        slug = "-".join("".join(c if c.isalnum() else " " for c in label.lower()).split())[:40]
+        return f"{self._stem}_{slug}"
+
+    def figure_size(self) -> FigureSize:
+        return FigureSize(self.width_mm.value(), int(self.dpi.currentData()))
+
+    def _preset_chosen(self) -> None:
+        if self.width_preset.currentData() is not None:
+            self.width_mm.setValue(self.width_preset.currentData())
+
+    def _show_preset(self, mm: float) -> None:
+        index = self.width_preset.findData(float(mm))
+        self.width_preset.blockSignals(True)
+        self.width_preset.setCurrentIndex(index if index >= 0 else self.width_preset.count() - 1)
+        self.width_preset.blockSignals(False)
+
     def _target_changed(self, index: int) -> None:
         self.format.clear()
         self.format.addItems(list(self._targets[index].suffixes))
+        folder = Path(self.path.path()).parent if self.path.path() else Path.home()
+        self.path.edit.setText(str(folder / (self._suggested_name(index) + self.format.currentText())))
 
     def _format_changed(self) -> None:
         if self.format.currentText() and self.path.path():
@@ -245,7 +297,8 @@ class ExportDialog(QDialog):
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._targets[self.target.currentIndex()].write(path)
+            with sized(self.figure_size()):
+                self._targets[self.target.currentIndex()].write(path)
         except Exception as exc:
             self.error.setText(describe_error(exc)[0])
             return

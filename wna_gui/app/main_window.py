@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 from .. import __version__
 from ..core.control import format_duration, pick_device
 from ..core.models import LoadedModel, load_default, load_model
+from ..figures.page import FigureSize, sized
 from ..core.session import Session, autosave_path, load_session, made_models, save_session
 from ..cli import command_for
 from ..core.experiment import export_runs
@@ -618,13 +619,26 @@ class MainWindow(QMainWindow):
     @Slot()
     def open_export_dialog(self) -> None:
         directory = self.store.value("export_dir", "") or self._session_dir()
-        self.export_dialog = ExportDialog(self.current_panel().export_targets(), directory, self)
+        stem = self.session_path.name.split(".")[0] if self.session_path else "unsaved"
+        self.export_dialog = ExportDialog(self.current_panel().export_targets(), directory, self, stem,
+                                          self.export_size())
         self.export_dialog.exported.connect(self._exported)
         self.export_dialog.open()
 
+    def export_size(self) -> FigureSize:
+        """The figure size last chosen in the export dialog (default: double column, 300 dpi)."""
+        try:
+            return FigureSize(float(self.store.value("export_width_mm", FigureSize().width_mm)),
+                              int(self.store.value("export_dpi", FigureSize().dpi)))
+        except (TypeError, ValueError):
+            return FigureSize()
+
     def _exported(self, path: Path) -> None:
         self.store.setValue("export_dir", str(path.parent))
-        self.statusBar().showMessage(f"Exported {path}", 5000)
+        size = self.export_dialog.figure_size()
+        self.store.setValue("export_width_mm", size.width_mm)
+        self.store.setValue("export_dpi", size.dpi)
+        self.statusBar().showMessage(f"Exported {path} ({size.describe()})", 5000)
 
     @Slot()
     def export_all_dialog(self) -> None:
@@ -647,9 +661,14 @@ class MainWindow(QMainWindow):
                 QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
                 QMessageBox.StandardButton.Cancel) != QMessageBox.StandardButton.Yes:
             return
-        model = self.model
-        self.statusBar().showMessage(f"Exporting to {folder}…")
-        self.engine.submit(lambda: export_runs(runs, model, folder), on_done=lambda written: self._exported_all(
+        model, size = self.model, self.export_size()
+
+        def write() -> list:
+            with sized(size):  # the figure size last chosen in the export dialog
+                return export_runs(runs, model, folder)
+
+        self.statusBar().showMessage(f"Exporting to {folder} ({size.describe()})…")
+        self.engine.submit(write, on_done=lambda written: self._exported_all(
             folder, written), failure_title="Could not export")
 
     def _exported_all(self, folder: Path, written: list) -> None:
