@@ -1,0 +1,277 @@
+"""Figures of the adversarial uses of bias maps (paper §3.2, Figs. 6, 7, 17–21), shared by the app and `wna export`.
+
+- fooling-rate curves against γ with the paper's Table 2 dashed beside them (``FoolingFigure``, a pyqtgraph
+  plot item the panel hosts; ``save_fooling_plot`` paints it off screen);
+- injection curves per layer (``InjectionFigure`` / ``save_injection_plot``);
+- tile figures painted with QPainter: example stimuli in grey (``save_attack_examples``), clean and poisoned
+  models' maps with the patch outlined, confusion matrices (``save_backdoor_maps``, ``save_confusions``).
+
+Nothing here imports wna_gui.app or the engine (core names only for typing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyqtgraph as pg
+
+from ._qt import ensure_gui_application
+from .maps import _Canvas, colormap_table
+from .page import TEXT_PT, figure_size, points, write_scene
+from .style import TEXT_COLOR, style_plot
+
+if TYPE_CHECKING:
+    from ..core.bias_attack import BiasAttackSnapshot
+
+CURVE_COLORS = {"noise_map": (31, 119, 180), "signal_map": (214, 39, 40), "noise_mean": (44, 160, 44),
+                "signal_mean": (148, 103, 189)}
+EXAMPLE_GAMMAS = (0.5, 0.8)  # the γ of Fig. 17 and of the paper's text (§3.2)
+OUTLINE = (255, 200, 0)
+PLOT_ASPECT = (3.0, 2.0)
+
+
+# --- curves ---
+
+class FoolingFigure(pg.PlotItem):
+    """Fooling rate against γ: four curves (mean over targets, Wilson 95% bars) and the paper's, dashed."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent, enableMenu=False)
+        style_plot(self, "Fooling rate (fraction classified as the target)", "fooling rate", "γ (weight of the "
+                   "map or mean image)")
+        self.setMouseEnabled(x=False, y=False)
+        self.showGrid(x=True, y=True, alpha=0.15)
+        self.setXRange(-0.02, 1.02, padding=0)
+        self.setYRange(-0.02, 1.02, padding=0)
+        self._legend = self.addLegend(offset=(10, 10), labelTextColor=TEXT_COLOR, brush=(255, 255, 255, 220))
+        self.shown: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def clear_curves(self) -> None:
+        for item in list(self.listDataItems()) + [i for i in self.items if isinstance(i, pg.ErrorBarItem)]:
+            self.removeItem(item)
+        self._legend.clear()
+        self.shown = {}
+
+    def show_snapshot(self, snapshot: "BiasAttackSnapshot", target: int | None = None) -> None:
+        """The average over targets (``target`` None) or one target's curves (its index in snapshot.targets)."""
+        from ..core.bias_attack import CURVE_LABELS, CURVES, wilson_interval
+
+        self.clear_curves()
+        gammas = snapshot.gammas
+        if target is None:
+            rates, low, high = snapshot.average()
+            which = f"mean over {snapshot.targets_done} targets"
+        else:
+            rates = snapshot.rates()[:, target]
+            low, high = wilson_interval(snapshot.fooled[:, target], snapshot.trials[:, None])
+            which = f"target {snapshot.class_names[snapshot.targets[target]]}"
+        self.setTitle(f"Fooling rate, {which} ({snapshot.estimator} maps)", color=TEXT_COLOR)
+        for c, curve in enumerate(CURVES):
+            color = CURVE_COLORS[curve]
+            if np.isfinite(rates[c]).any():
+                bars = pg.ErrorBarItem(x=gammas, y=np.nan_to_num(rates[c]), top=np.nan_to_num(high[c] - rates[c]),
+                                       bottom=np.nan_to_num(rates[c] - low[c]), beam=0.012, pen=pg.mkPen(color))
+                self.addItem(bars)
+                self.plot(gammas, rates[c], pen=pg.mkPen(color, width=2), symbol="o", symbolSize=6,
+                          symbolBrush=color, symbolPen=None, name=CURVE_LABELS[curve])
+                self.shown[curve] = (gammas, rates[c])
+            paper = snapshot.paper_values(curve)
+            if target is None and np.isfinite(paper).any():
+                keep = np.isfinite(paper)
+                self.plot(gammas[keep], paper[keep], pen=pg.mkPen(color, width=1.5, style=pg.QtCore.Qt.PenStyle.DashLine),
+                          name="paper (Table 2)" if c == 0 else None)
+
+
+def save_fooling_plot(snapshot: "BiasAttackSnapshot", path, target: int | None = None) -> Path:
+    """Fig. 6C: the four curves, averaged (or one target's), with the paper's dashed (.png, .pdf, .svg)."""
+    ensure_gui_application()
+    return write_scene(FoolingFigure(), PLOT_ASPECT, path, lambda figure: figure.show_snapshot(snapshot, target))
+
+
+class LineFigure(pg.PlotItem):
+    """Named curves with optional interval bars (injection curves per layer, training loss)."""
+
+    def __init__(self, title: str, left: str, bottom: str, parent=None) -> None:
+        super().__init__(parent, enableMenu=False)
+        style_plot(self, title, left, bottom)
+        self.setMouseEnabled(x=False, y=False)
+        self.showGrid(x=True, y=True, alpha=0.15)
+        self._legend = self.addLegend(offset=(10, 10), labelTextColor=TEXT_COLOR, brush=(255, 255, 255, 220))
+        self.shown: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def show_lines(self, x: np.ndarray, lines: dict[str, np.ndarray], low: dict | None = None,
+                   high: dict | None = None, y_range=(-0.02, 1.02)) -> None:
+        for item in list(self.listDataItems()) + [i for i in self.items if isinstance(i, pg.ErrorBarItem)]:
+            self.removeItem(item)
+        self._legend.clear()
+        self.shown = {}
+        palette = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (140, 86, 75)]
+        for i, (name, y) in enumerate(lines.items()):
+            color = palette[i % len(palette)]
+            y = np.asarray(y, dtype=float)
+            if low is not None and name in low:
+                self.addItem(pg.ErrorBarItem(x=x, y=np.nan_to_num(y), top=np.nan_to_num(high[name] - y),
+                                             bottom=np.nan_to_num(y - low[name]), beam=0.012, pen=pg.mkPen(color)))
+            self.plot(x, y, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=6, symbolBrush=color,
+                      symbolPen=None, name=name)
+            self.shown[name] = (np.asarray(x), y)
+        if y_range is not None:
+            self.setYRange(*y_range, padding=0)
+
+
+def save_line_plot(path, title: str, left: str, bottom: str, x, lines, low=None, high=None,
+                   y_range=(-0.02, 1.02)) -> Path:
+    ensure_gui_application()
+    return write_scene(LineFigure(title, left, bottom), PLOT_ASPECT, path,
+                   lambda figure: figure.show_lines(np.asarray(x, dtype=float), lines, low, high, y_range))
+
+
+# --- tiles ---
+
+@dataclass
+class Tile:
+    image: np.ndarray | None  # (C, H, W); None: an empty grey tile
+    title: str = ""
+    outline: tuple[int, int, int, int] | None = None  # (row, col, height, width) in image pixels
+
+
+@dataclass
+class TileRow:
+    label: str
+    tiles: list[Tile]
+    mode: str = "grey"  # grey: pixels in [0, 1]; diverging: symmetric about 0 (the row's own scale)
+
+
+class TileFigure(_Canvas):
+    """Rows of labelled tiles (stimuli in grey, maps on a diverging scale), an optional outline per tile."""
+
+    MAX_TILE = 112.0  # logical units (1/96 inch): ~30 mm
+    GAP = 4.0
+
+    def __init__(self, rows: list[TileRow], title: str, caption: str = "") -> None:
+        from PySide6.QtGui import QFont, QFontMetricsF
+
+        self.rows, self.title, self.caption = rows, title, caption
+        self.font = QFont("DejaVu Sans")
+        self.font.setPixelSize(round(points(TEXT_PT)))
+        metrics = QFontMetricsF(self.font)
+        self.LINE = float(np.ceil(metrics.height() * 1.15))
+        self.width = float(figure_size().logical_width)
+        self.columns = max([len(row.tiles) for row in rows] + [1])
+        label = max([metrics.horizontalAdvance(line) for row in rows for line in row.label.split("\n")] + [30.0])
+        self.label_w = min(0.3 * self.width, label + 2 * self.GAP)
+        self.TILE = min(self.MAX_TILE, (self.width - self.label_w - (self.columns + 1) * self.GAP) / self.columns)
+        self.row_h = self.TILE + self.LINE + self.GAP
+        self.height = float(3 * self.LINE + 2 * self.GAP + len(rows) * self.row_h + (3 * self.LINE if caption else 0))
+        self.lut = colormap_table()
+
+    def to_qimage(self, scale: float = 1.5):
+        """The figure as a QImage (what the panel shows), ``scale`` device pixels per logical unit."""
+        from PySide6.QtGui import QImage, QPainter
+
+        ensure_gui_application()
+        image = QImage(round(self.width * scale), round(self.height * scale), QImage.Format.Format_RGB32)
+        painter = QPainter(image)
+        try:
+            painter.scale(scale, scale)
+            self.paint(painter)
+        finally:
+            painter.end()
+        return image
+
+    def paint(self, painter) -> None:
+        from PySide6.QtCore import QRectF, Qt
+        from PySide6.QtGui import QColor, QFontMetricsF, QImage, QPen
+
+        painter.fillRect(QRectF(0, 0, self.width, self.height), QColor("white"))
+        painter.setFont(self.font)
+        painter.setPen(QColor("black"))
+        metrics = QFontMetricsF(self.font)
+        painter.drawText(QRectF(self.GAP, self.GAP, self.width - 2 * self.GAP, 3 * self.LINE),
+                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter | Qt.TextFlag.TextWordWrap,
+                         self.title)
+        top = 3 * self.LINE + 2 * self.GAP
+        for r, row in enumerate(self.rows):
+            y = top + r * self.row_h
+            painter.setPen(QColor("black"))
+            painter.drawText(QRectF(self.GAP, y + self.LINE, self.label_w - 2 * self.GAP, self.TILE),
+                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, row.label)
+            images = [t.image for t in row.tiles if t.image is not None]
+            half = max([float(np.nanmax(np.abs(i))) for i in images if np.isfinite(i).any()] + [1e-9])
+            for c, tile in enumerate(row.tiles):
+                x = self.label_w + c * (self.TILE + self.GAP)
+                painter.setPen(QColor("black"))
+                painter.drawText(QRectF(x, y, self.TILE, self.LINE), Qt.AlignmentFlag.AlignCenter,
+                                 metrics.elidedText(tile.title, Qt.TextElideMode.ElideRight, self.TILE))
+                box = QRectF(x, y + self.LINE, self.TILE, self.TILE)
+                if tile.image is None or not np.isfinite(tile.image).all():
+                    painter.fillRect(box, QColor(205, 205, 205))
+                    continue
+                image = np.asarray(tile.image, dtype=np.float64)
+                if row.mode == "grey":
+                    grey = (np.clip(image.mean(0) if image.shape[0] != 3 else image.mean(0), 0, 1) * 255 + 0.5)
+                    rgb = np.repeat(grey.astype(np.uint8)[..., None], 3, 2) if image.shape[0] != 3 else \
+                        (np.clip(np.moveaxis(image, 0, -1), 0, 1) * 255 + 0.5).astype(np.uint8)
+                else:
+                    index = np.clip((image.mean(0) + half) / (2 * half) * 255, 0, 255).astype(np.uint8)
+                    rgb = self.lut[index]
+                rgb = np.ascontiguousarray(rgb)
+                h, w, _ = rgb.shape
+                qimage = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+                painter.drawImage(box, qimage)
+                if tile.outline is not None:
+                    r0, c0, hh, ww = tile.outline
+                    painter.setPen(QPen(QColor(*OUTLINE), 2))
+                    painter.drawRect(QRectF(x + c0 * self.TILE / w, y + self.LINE + r0 * self.TILE / h,
+                                            ww * self.TILE / w, hh * self.TILE / h))
+            if row.mode == "diverging":
+                painter.setPen(QColor("black"))
+                painter.drawText(QRectF(self.GAP, y + self.LINE + self.TILE - self.LINE, self.label_w - 2 * self.GAP,
+                                        self.LINE), Qt.AlignmentFlag.AlignRight, f"±{half:.3g}")
+        if self.caption:
+            painter.drawText(QRectF(self.GAP, self.height - 3 * self.LINE - self.GAP, self.width - 2 * self.GAP,
+                                    3 * self.LINE), Qt.AlignmentFlag.AlignLeft | Qt.TextFlag.TextWordWrap,
+                             self.caption)
+
+
+def save_tiles(rows: list[TileRow], title: str, path, caption: str = "") -> Path:
+    ensure_gui_application()
+    return TileFigure(rows, title, caption).write(Path(path))
+
+
+def example_rows(snapshot: "BiasAttackSnapshot", gammas=EXAMPLE_GAMMAS) -> list[TileRow]:
+    """Per curve and γ (those of ``gammas`` on the run's grid), the example stimulus of every target attacked."""
+    from ..core.bias_attack import CURVE_LABELS, CURVES
+
+    rows = []
+    shape = snapshot.image_shape
+    chosen = [int(np.argmin(np.abs(snapshot.gammas - g))) for g in gammas]
+    chosen = sorted(set(i for i, g in zip(chosen, gammas) if abs(snapshot.gammas[i] - g) < 0.051))
+    for c, curve in enumerate(CURVES):
+        for g in chosen:
+            tiles = []
+            for t in range(len(snapshot.targets)):
+                given = int(snapshot.example_classes[t, c, g])
+                if t >= snapshot.targets_done or given < 0:
+                    tiles.append(Tile(None, snapshot.class_names[snapshot.targets[t]]))
+                    continue
+                mark = "✓" if given == snapshot.targets[t] else ""
+                tiles.append(Tile(snapshot.examples[t, c, g].reshape(shape),
+                                  f"→{snapshot.class_names[given]} {mark}".strip()))
+            rows.append(TileRow(f"{CURVE_LABELS[curve]}\nγ = {snapshot.gammas[g]:g}", tiles))
+    return rows
+
+
+def save_attack_examples(snapshot: "BiasAttackSnapshot", path) -> Path:
+    """Example stimuli (rows: curve × γ; columns: targets), each titled with the class the model gave it."""
+    names = ", ".join(snapshot.target_names())
+    return save_tiles(example_rows(snapshot), f"Bias-map attack: example stimuli per target ({names}); "
+                      "tile title: the class the model gives it (✓: the target)", path,
+                      caption="noise: the run's first noise image; signal: one held-out image of another class")
+
+
+__all__ = ["FoolingFigure", "LineFigure", "Tile", "TileFigure", "TileRow", "example_rows", "save_attack_examples",
+           "save_fooling_plot", "save_line_plot", "save_tiles"]
