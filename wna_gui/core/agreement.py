@@ -12,9 +12,9 @@ of trials by chance alone. With c_obs the fraction on which they do agree,
 
 is 0 for independent observers whatever their accuracies, 1 when they are
 right and wrong on exactly the same trials, and negative when one tends to
-be right where the other is wrong. κ is undefined (NaN) when c_exp = 1: an
-observer always right (or always wrong) leaves nothing to be consistent
-about. Numpy only.
+be right where the other is wrong. κ is undefined (NaN) when c_exp = 1: two
+observers that are both always right (or both always wrong) leave nothing to
+be consistent about. Numpy only.
 """
 
 from __future__ import annotations

@@ -1,0 +1,293 @@
+"""Robustness lab: accuracy of several models under noise, blur and gradient attacks, as psychometric curves.
+
+Settings (built from the declaration) on the left. On the right, on top: one
+accuracy plot per distortion, a colour per model, measured points with 95%
+bars, the fitted curve and the threshold (the level at half-way accuracy
+between clean and chance). Below, three tabs: the threshold table with
+intervals and paired differences against the control, the error-consistency
+matrix (Cohen's κ) at a chosen level, and example distorted images at that
+level with each model's answers. A distortion picker and a level slider
+choose what the lower tabs show.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QBrush
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QSlider,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...core.robustness import DISTORTIONS, KIND, STATUS_WORDS, RobustnessSnapshot
+from ...figures.robustness import (
+    BACKGROUND,
+    CurvesFigure,
+    KappaMatrixFigure,
+    example_montage,
+    model_color,
+)
+from ..plots import export_view
+from .base import ExportTarget, Panel
+
+TABS = ("thresholds", "kappa", "examples")
+TAB_TITLES = {"thresholds": "Thresholds", "kappa": "Error consistency (κ)", "examples": "Example images"}
+COLUMNS = ("Distortion", "Model", "Loss", "Clean acc.", "Threshold", "95% CI", "Δ vs {ref}", "95% CI of Δ",
+           "Floor acc.", "Note")
+TABLE_NOTE = ("Threshold: the level at which the fitted accuracy falls halfway from the clean accuracy to chance "
+              "(1/K). Intervals: bootstrap over test images; the same resamples for every model, so Δ is paired. "
+              "Floor: the fitted accuracy at strong distortion. ⚠: an estimate held by a limit of the search.")
+KAPPA_NOTE = ("Cohen's κ on which trials each model gets right, beyond the agreement their accuracies predict "
+              "(Geirhos et al. 2020): 0 = independent errors, 1 = the same errors. Noise images are the same for "
+              "every model; an attack is made against each model's own gradient.")
+
+
+def _number(value: float, digits: int = 3) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
+
+
+def _interval(interval) -> str:
+    if interval is None or not np.all(np.isfinite(np.asarray(interval, dtype=float))):
+        return "–"
+    return f"[{interval[0]:.3g}, {interval[1]:.3g}]"
+
+
+class RobustnessPanel(Panel):
+    title = "Robustness"
+
+    def build_views(self) -> QWidget:
+        self._level = 0
+        self.curves = pg.GraphicsLayoutWidget()
+        self.curves.setBackground(BACKGROUND)
+        self.figure = CurvesFigure()
+        self.curves.setCentralItem(self.figure)
+
+        self.distortion = QComboBox()
+        self.distortion.setObjectName("robustness_distortion")
+        for key, label in DISTORTIONS.items():
+            self.distortion.addItem(label, key)
+        self.distortion.currentIndexChanged.connect(self._redraw_level)
+        self.level = QSlider(Qt.Orientation.Horizontal)
+        self.level.setObjectName("robustness_level")
+        self.level.setRange(0, 0)
+        self.level.valueChanged.connect(self._level_moved)
+        self.level_label = QLabel()
+        picker = QHBoxLayout()
+        picker.addWidget(QLabel("Distortion"))
+        picker.addWidget(self.distortion)
+        picker.addWidget(QLabel("Level"))
+        picker.addWidget(self.level, 1)
+        picker.addWidget(self.level_label)
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setObjectName("threshold_table")
+        self.table.setHorizontalHeaderLabels([c.format(ref="control") for c in COLUMNS])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        table_note = QLabel(TABLE_NOTE)
+        table_note.setWordWrap(True)
+        table_note.setStyleSheet("color: palette(placeholder-text)")
+        thresholds = QWidget()
+        thresholds_layout = QVBoxLayout(thresholds)
+        thresholds_layout.setContentsMargins(0, 0, 0, 0)
+        thresholds_layout.addWidget(self.table, 1)
+        thresholds_layout.addWidget(table_note)
+
+        self.kappa_view = pg.GraphicsLayoutWidget()
+        self.kappa_view.setBackground(BACKGROUND)
+        self.kappa_figure = KappaMatrixFigure()
+        self.kappa_view.addItem(self.kappa_figure)
+        self.kappa_bar = pg.ColorBarItem(values=(-1, 1), colorMap=pg.colormap.get("CET-D1"), interactive=False,
+                                         width=12)
+        self.kappa_bar.setImageItem(self.kappa_figure.image)
+        self.kappa_view.addItem(self.kappa_bar)
+        kappa_note = QLabel(KAPPA_NOTE)
+        kappa_note.setWordWrap(True)
+        kappa_note.setStyleSheet("color: palette(placeholder-text)")
+        kappa = QWidget()
+        kappa_layout = QVBoxLayout(kappa)
+        kappa_layout.setContentsMargins(0, 0, 0, 0)
+        kappa_layout.addWidget(self.kappa_view, 1)
+        kappa_layout.addWidget(kappa_note)
+
+        self.examples_view = pg.GraphicsLayoutWidget()
+        self.examples_view.setBackground(BACKGROUND)
+        self.examples_box = self.examples_view.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
+        self.examples_image = pg.ImageItem(axisOrder="row-major")
+        self.examples_box.addItem(self.examples_image)
+        self.answers = QLabel()
+        self.answers.setObjectName("example_answers")
+        self.answers.setTextFormat(Qt.TextFormat.RichText)
+        self.answers.setWordWrap(True)
+        examples = QWidget()
+        examples_layout = QVBoxLayout(examples)
+        examples_layout.setContentsMargins(0, 0, 0, 0)
+        examples_layout.addWidget(self.examples_view, 1)
+        examples_layout.addWidget(self.answers)
+
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("robustness_tabs")
+        for key, widget in zip(TABS, (thresholds, kappa, examples)):
+            self.tabs.addTab(widget, TAB_TITLES[key])
+        lower = QWidget()
+        lower_layout = QVBoxLayout(lower)
+        lower_layout.setContentsMargins(0, 0, 0, 0)
+        lower_layout.addLayout(picker)
+        lower_layout.addWidget(self.tabs, 1)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.curves)
+        splitter.addWidget(lower)
+        splitter.setSizes([520, 380])
+        return splitter
+
+    # --- view settings ---
+
+    def view_settings(self) -> dict:
+        return {"tab": TABS[self.tabs.currentIndex()], "distortion": self.distortion.currentData(),
+                "level": int(self._level)}
+
+    def apply_view_settings(self, values: dict) -> None:
+        if values.get("tab") in TABS:
+            self.tabs.setCurrentIndex(TABS.index(values["tab"]))
+        if values.get("distortion") in DISTORTIONS:
+            self.distortion.setCurrentIndex(list(DISTORTIONS).index(values["distortion"]))
+        if isinstance(values.get("level"), int) and values["level"] >= 0:
+            self._level = values["level"]
+            self._redraw_level()
+
+    # --- drawing ---
+
+    @property
+    def snapshot(self) -> RobustnessSnapshot | None:
+        return self.snapshots.get(KIND)
+
+    def clear_views(self) -> None:
+        self.figure.clear_plots()
+        self.table.setRowCount(0)
+        self.kappa_figure.clear_matrix()
+        self.examples_image.clear()
+        self.answers.clear()
+        self.level_label.clear()
+
+    def draw(self, kind: str, snapshot: RobustnessSnapshot) -> None:
+        self.figure.show_snapshot(snapshot)
+        self._fill_table(snapshot)
+        self._redraw_level()
+
+    def _result(self):
+        snapshot = self.snapshot
+        if snapshot is None:
+            return None, None
+        name = self.distortion.currentData()
+        names = [result.name for result in snapshot.distortions]
+        if name not in names:  # a distortion this run did not measure: show its first
+            name = names[0]
+        return snapshot, snapshot.distortion(name)
+
+    def _level_moved(self, value: int) -> None:
+        if self.snapshot is not None:
+            self._level = int(value)
+        self._redraw_level()
+
+    def _redraw_level(self, *_) -> None:
+        snapshot, result = self._result()
+        if result is None:
+            return
+        last = len(result.levels) - 1
+        level = min(self._level, last)
+        self.level.blockSignals(True)
+        self.level.setRange(0, last)
+        self.level.setValue(level)
+        self.level.blockSignals(False)
+        self.level_label.setText(f"{result.level_name} = {result.levels[level]:g}")
+        names = snapshot.model_names
+        title = f"{result.label}, {result.level_name} = {result.levels[level]:g}"
+        if len(names) > 1:
+            self.kappa_figure.show_matrix(result.kappa[level], names, title)
+        else:
+            self.kappa_figure.clear_matrix()
+            self.kappa_figure.setTitle("κ needs at least two models: add models to the session")
+        self.examples_image.setImage(example_montage(result, level), autoLevels=False, levels=(0.0, 1.0))
+        self.answers.setText(self._answers_html(snapshot, result, level))
+
+    def _answers_html(self, snapshot: RobustnessSnapshot, result, level: int) -> str:
+        labels = snapshot.example_labels
+        classes = snapshot.class_names
+        rows = ["true: " + " ".join(html.escape(classes[int(c)]) for c in labels)]
+        for m, name in enumerate(snapshot.model_names):
+            answers = []
+            for predicted, truth in zip(result.example_predictions[m, level], labels):
+                if predicted < 0:
+                    answers.append("·")
+                elif predicted == truth:
+                    answers.append(html.escape(classes[int(predicted)]))
+                else:
+                    answers.append(f"<b style='color:#c03000'>{html.escape(classes[int(predicted)])}</b>")
+            color = model_color(m).name()
+            rows.append(f"<span style='color:{color}'>●</span> {html.escape(name)}: " + " ".join(answers))
+        note = " (images as the session's model saw them; attacks differ per model)" if result.name in (
+            "fgsm", "ifgsm") else ""
+        return "<br>".join(rows) + f"<br><small>wrong answers in red{note}</small>"
+
+    def _fill_table(self, snapshot: RobustnessSnapshot) -> None:
+        reference = snapshot.reference
+        self.table.setHorizontalHeaderLabels([c.format(ref=snapshot.model_names[reference]) for c in COLUMNS])
+        rows = []
+        for result in snapshot.distortions:
+            for m, name in enumerate(snapshot.model_names):
+                curve = result.fits[m]
+                if curve is None:
+                    measured = int(result.complete[m].sum())
+                    rows.append([result.label, name, snapshot.losses[m], _number(result.accuracy[m, 0]),
+                                 f"{measured}/{len(result.levels)} levels", "", "", "", "", ""])
+                    continue
+                if curve.fit is None:
+                    rows.append([result.label, name, snapshot.losses[m], _number(curve.clean), "no fit", "", "", "",
+                                 "", curve.note])
+                    continue
+                status = STATUS_WORDS[curve.status]
+                threshold = _number(curve.threshold) if status == "reached" else status
+                delta, delta_ci = "", ""
+                if m != reference:
+                    delta = _number(result.differences[m, reference])
+                    delta_ci = _interval(result.difference_ci[m, reference])
+                note = ("⚠ " + ", ".join(curve.flags)) if curve.flags else ""
+                if status == "reached" and curve.threshold > result.levels[-1]:
+                    note = (note + " beyond the levels measured").strip()
+                rows.append([result.label, name, snapshot.losses[m], _number(curve.clean), threshold,
+                             _interval(curve.threshold_ci), delta, delta_ci, _number(curve.fit.lapse), note])
+        self.table.setRowCount(len(rows))
+        for r, texts in enumerate(rows):
+            for c, text in enumerate(texts):
+                item = QTableWidgetItem(text)
+                if c == 1:
+                    item.setForeground(QBrush(model_color(snapshot.model_names.index(texts[1]))))
+                self.table.setItem(r, c, item)
+
+    # --- export ---
+
+    def view_exports(self) -> list[ExportTarget]:
+        return [
+            ExportTarget("Accuracy curves (as on screen)", (".png", ".svg"), lambda path: export_view(self.curves, path)),
+            ExportTarget("κ matrix at the chosen level (as on screen)", (".png", ".svg"),
+                         lambda path: export_view(self.kappa_view, path)),
+            *super().view_exports(),
+        ]
+
+
+PANEL = RobustnessPanel

@@ -1,0 +1,872 @@
+"""Robustness lab: accuracy under noise, blur and gradient attacks as psychometric curves, for several models.
+
+Every model (the session's model, plus extra named models: a control, its
+fine-tuned, distilled or slept variants, a noisy ResNet…) classifies the same
+test images under each distortion at each level of its grid
+(core.distortions: Gaussian noise by variance, Gaussian blur by σ, FGSM by η,
+IFGSM by ε; attacks use each model's own loss). From the counts:
+
+- accuracy per level with a 95% Wilson interval (the test images are the
+  trials; repetitions are averaged per image first) and the spread of the
+  repetitions' accuracies;
+- a psychometric fit per model and distortion with the level as stimulus
+  (core.psyfit): the *error* rate ψ(x) = guess + (1 − guess − lapse)·F(x)
+  rises from the clean error (guess) towards 1 − floor accuracy (lapse);
+  the threshold is the level at which the fitted accuracy falls halfway from
+  the clean accuracy (measured at level 0) to chance 1/K, with a 95%
+  bootstrap interval over test images; the same image resamples serve every
+  model, so differences between models' thresholds get paired intervals;
+- error consistency (Cohen's κ beyond chance agreement, Geirhos et al. 2020,
+  core.agreement) between every pair of models at each level: on trials
+  (image, repetition) scored right or wrong by each model, κ = (c_obs −
+  c_exp)/(1 − c_exp) with c_exp = p₁p₂ + (1 − p₁)(1 − p₂). Noise images are
+  identical for every model (one noise stream per repetition); an attack
+  perturbs each image against each model's own gradient, so κ there compares
+  which *images* each model loses to its own attack.
+
+Repetitions: a deterministic model under blur or an attack gives the same
+answer every time, so only its first repetition is measured and it counts
+for all. Gaussian noise is drawn afresh per repetition (the same draw for
+every model and every variance: common random numbers), and a stochastic
+model (noise inside its forward pass) is run afresh per repetition, its
+attack gradients averaged over ``eot_draws`` passes (expectation over
+transformation). Unit of work: one model × distortion × level × repetition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .agreement import kappa_matrix
+from .control import RunControl
+from .data import load_dataset
+from .distortions import gaussian_blur, gaussian_noise, input_gradient, model_loss, pgd
+from .driver import ProgressView
+from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
+from .models import LoadedModel
+from .noise import block_seed
+from .params import config_from_dict, config_to_dict, param
+from .psychometric import DATASET_LABELS, _fingerprint, _images_for_model
+from .psychometric_report import parse_k_values, write_records
+from .psyfit import (
+    CEILING_BELOW,
+    FLOOR_ABOVE,
+    REACHED,
+    SIGMOIDS,
+    PsychometricFit,
+    _interval,
+    bootstrap_fit,
+    bound_flags,
+    performance_threshold,
+    shift_interval,
+)
+from .runtime import Runtime
+
+KIND = "robustness"
+RECORD_VERSION = 1
+PRIMARY = "model"  # the session's own model, always measured first
+DISTORTIONS = {"noise": "Gaussian noise", "blur": "Gaussian blur", "fgsm": "FGSM", "ifgsm": "IFGSM"}
+LEVEL_NAMES = {"noise": "variance", "blur": "σ (pixels)", "fgsm": "η", "ifgsm": "ε"}
+ATTACKS = ("fgsm", "ifgsm")
+EXAMPLES = 8  # example images stored per level (the first test images, distorted for the session's model)
+WILSON_Z = 1.959963984540054
+STATUS_WORDS = {REACHED: "reached", FLOOR_ABOVE: "below at level 0", CEILING_BELOW: "never reached"}
+
+
+# --- level grids ---
+
+def parse_levels(text: str) -> tuple[float, ...]:
+    """Levels from a list ("0, 0.1, 0.3"), inclusive ranges ("0:4:0.5"), or both; non-negative, increasing."""
+    try:
+        values = parse_k_values(str(text))
+    except ValueError:
+        raise ValueError(f"levels must look like 0:4:0.5 or 0, 0.1, 0.3, got {text!r}") from None
+    if any(v < 0 for v in values) or any(np.diff(values) <= 0):
+        raise ValueError(f"levels must be increasing numbers >= 0, got {text!r}")
+    return tuple(float(v) for v in values)
+
+
+def format_levels(values) -> str:
+    """What parse_levels reads back: "start:stop:step" for four or more evenly spaced levels, else a list."""
+    values = tuple(float(v) for v in values)
+    if len(values) >= 4:
+        step = round(values[1] - values[0], 10)
+        text = f"{values[0]:.10g}:{values[-1]:.10g}:{step:.10g}"
+        try:
+            if parse_levels(text) == values:
+                return text
+        except ValueError:
+            pass
+    return ", ".join(f"{v:.10g}" for v in values)
+
+
+def _levels_param(default: str, label: str, help: str):
+    return param(parse_levels(default), label, help, kind="text", encode=format_levels, decode=parse_levels,
+                 group=GRIDS)
+
+
+GRIDS = "Distortions and levels"
+RUN = "Models and images"
+FIT = "Fit: error rate ψ = guess + (1 − guess − lapse)·F(level)"
+
+
+@dataclass(frozen=True)
+class RobustnessConfig:
+    distortions: tuple[str, ...] = param(tuple(DISTORTIONS), "Distortions", "which distortions to measure "
+                                         "(comma-separated: noise, blur, fgsm, ifgsm)", kind="multi",
+                                         choices=DISTORTIONS, group=GRIDS)
+    noise_levels: tuple[float, ...] = _levels_param("0, 0.1, 0.3, 0.5, 0.7, 0.9", "Noise variances",
+                                                    "variances of the Gaussian noise added to the pixels (then "
+                                                    "clipped to [0, 1]); the sleep paper's grid")
+    blur_levels: tuple[float, ...] = _levels_param("0:4:0.5", "Blur σ", "widths σ of the Gaussian blur in pixels "
+                                                   "(kernel 2⌈2σ⌉+1, replicate padding)")
+    fgsm_levels: tuple[float, ...] = _levels_param("0:0.4:0.005", "FGSM η", "step sizes η of x + η·sign(∇ₓ loss), "
+                                                   "pixels in [0, 1]")
+    ifgsm_levels: tuple[float, ...] = _levels_param("0:0.4:0.025", "IFGSM ε", "radii ε of the L∞ ball of the "
+                                                    "iterative attack")
+    ifgsm_steps: int = param(20, "IFGSM steps", "signed-gradient steps of the iterative attack, each projected "
+                             "back into the ε ball", low=1, high=1000, group=GRIDS)
+    ifgsm_step: float = param(0.0, "IFGSM step", "size of each step (0: 2/255, or 2.5·ε/steps where larger, so "
+                              "the steps can reach the ball's edge)", low=0.0, high=1.0, step=0.001, decimals=4,
+                              group=GRIDS)
+    eot_draws: int = param(8, "EOT draws", "forward passes an attack's gradient is averaged over for a "
+                           "stochastic model (expectation over its noise)", low=1, high=1000, group=GRIDS)
+    repetitions: int = param(3, "Repetitions", "fresh noise draws (and fresh passes of a stochastic model) per "
+                             "level; deterministic models under blur or attack are measured once",
+                             low=1, high=100, group=RUN)
+    seed: int = param(0, "Seed", "seed of the counter-based noise and of stochastic models' passes", low=0,
+                      high=2**31 - 1, group=RUN)
+    dataset: str = param("bundled", "Images", "test images: the bundled held-out MNIST digits, or a torchvision "
+                         "test set from the data folder", choices=DATASET_LABELS, group=RUN)
+    data_dir: str = param("", "Data folder", "folder of a torchvision dataset (not needed for bundled)",
+                          kind="text", role="runtime", group=RUN)
+    images: int = param(0, "Test images", "how many of the test images (the first ones; 0: all)", low=0,
+                        high=10_000_000, step=100, group=RUN)
+    sigmoid: str = param("weibull", "Sigmoid F", "shape of the fitted curve; weibull (of the level, F(0) = 0) "
+                         "starts exactly at the clean error", choices={name: name for name in SIGMOIDS},
+                         role="fit", group=FIT)
+    n_boot: int = param(200, "Bootstrap", "resamples of the test images (the same for every model: paired "
+                        "differences) for 95% threshold intervals (0: none)", cli="--boot", low=0, high=100_000,
+                        step=50, role="fit", group=FIT)
+    batch_size: int = param(1000, "Batch size", "images per forward pass", low=1, high=1_000_000, step=100,
+                            role="runtime", group=RUN)
+    snapshot_seconds: float = 0.2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "distortions", tuple(self.distortions))
+        for name in ("noise_levels", "blur_levels", "fgsm_levels", "ifgsm_levels"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+        if not self.distortions:
+            raise ValueError("choose at least one distortion")
+        unknown = [d for d in self.distortions if d not in DISTORTIONS]
+        if unknown:
+            raise ValueError(f"unknown distortion {unknown[0]!r}; use {', '.join(DISTORTIONS)}")
+        for name in self.distortions:
+            levels = self.levels(name)
+            if len(levels) < 2:
+                raise ValueError(f"{DISTORTIONS[name]} needs at least two levels, got {len(levels)}")
+            if any(v < 0 or not math.isfinite(v) for v in levels) or any(np.diff(levels) <= 0):
+                raise ValueError(f"{DISTORTIONS[name]} levels must be increasing numbers >= 0")
+        for name, low in (("ifgsm_steps", 1), ("eot_draws", 1), ("repetitions", 1), ("batch_size", 1),
+                          ("seed", 0), ("images", 0), ("n_boot", 0)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name.replace('_', ' ')} must be at least {low}, got {getattr(self, name)}")
+        if self.ifgsm_step < 0:
+            raise ValueError(f"the IFGSM step must be >= 0 (0: automatic), got {self.ifgsm_step}")
+        if self.sigmoid not in SIGMOIDS:
+            raise ValueError(f"unknown sigmoid {self.sigmoid!r}; choose one of {', '.join(SIGMOIDS)}")
+
+    def levels(self, distortion: str) -> tuple[float, ...]:
+        return getattr(self, f"{distortion}_levels")
+
+    def inactive_params(self) -> tuple[str, ...]:
+        out = [f"{d}_levels" for d in DISTORTIONS if d not in self.distortions]
+        if "ifgsm" not in self.distortions:
+            out += ["ifgsm_steps", "ifgsm_step"]
+        if not any(d in ATTACKS for d in self.distortions):
+            out.append("eot_draws")
+        return tuple(out)
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, arrays: dict | None = None) -> "RobustnessConfig":
+        return config_from_dict(cls, data, arrays)
+
+
+# --- analysis of one model's curve under one distortion ---
+
+@dataclass(frozen=True)
+class CurveFit:
+    """A model's fitted curve under a distortion: the error-rate fit, its threshold and bootstrap samples."""
+
+    fit: PsychometricFit | None  # of the error rate
+    clean: float  # measured accuracy at the lowest level (level 0 in the papers' grids)
+    target: float  # accuracy halfway between clean and chance: the threshold's level
+    threshold: float  # level at which the fitted accuracy reaches target (±inf: never / already below)
+    threshold_ci: tuple[float, float] | None
+    status: int  # psyfit REACHED / FLOOR_ABOVE / CEILING_BELOW
+    flags: tuple[str, ...] = ()  # estimates at a limit of the search (psyfit.bound_flags labels)
+    note: str = ""  # why there is no fit
+    boot: np.ndarray | None = None  # (n_boot,) threshold per image resample (paired across models)
+
+    def accuracy(self, x) -> np.ndarray:
+        """The fitted accuracy 1 − ψ(x)."""
+        return 1.0 - self.fit.predict(x)
+
+    def summary(self) -> dict:
+        """JSON facts for `wna info --json`: threshold (±inf as "inf"/"-inf"), interval, accuracies, status."""
+        return {"threshold": _json_number(self.threshold),
+                "ci": None if self.threshold_ci is None else [_json_number(v) for v in self.threshold_ci],
+                "clean_accuracy": self.clean, "target_accuracy": self.target,
+                "status": STATUS_WORDS[self.status] if self.fit is not None else "no fit", "note": self.note}
+
+    def to_dict(self) -> dict:
+        return {"fit": None if self.fit is None else self.fit.to_dict(), "clean": self.clean, "target": self.target,
+                "threshold": _json_number(self.threshold),
+                "threshold_ci": None if self.threshold_ci is None else [_json_number(v) for v in self.threshold_ci],
+                "status": self.status, "flags": list(self.flags), "note": self.note}
+
+    @classmethod
+    def from_dict(cls, data: dict, boot: np.ndarray | None) -> "CurveFit":
+        ci = data.get("threshold_ci")
+        return cls(None if data["fit"] is None else PsychometricFit.from_dict(data["fit"]), float(data["clean"]),
+                   float(data["target"]), _from_json_number(data["threshold"]),
+                   None if ci is None else (_from_json_number(ci[0]), _from_json_number(ci[1])), int(data["status"]),
+                   tuple(data.get("flags", ())), data.get("note", ""), boot)
+
+
+def _json_number(value: float):
+    value = float(value)
+    if math.isnan(value):
+        return None
+    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+
+
+def _from_json_number(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def fit_curve(levels, wrong: np.ndarray, trials: int, chance: float, sigmoid: str, n_boot: int,
+              seed: int) -> CurveFit:
+    """Fit the error counts ``wrong`` (images, levels), each out of ``trials``, of one model under one distortion.
+
+    The same ``seed`` and number of images give the same image resamples, so
+    the bootstrap thresholds of two models are paired.
+    """
+    x = np.asarray(levels, dtype=float)
+    correct = 1.0 - wrong.sum(axis=0) / (wrong.shape[0] * trials)
+    clean = float(correct[0])
+    target = 0.5 * (clean + chance)
+    if clean <= chance:
+        return CurveFit(None, clean, target, float("nan"), None, REACHED,
+                        note="clean accuracy is at or below chance: no threshold")
+    try:
+        fit, samples = bootstrap_fit(x, wrong, sigmoid=sigmoid, guess=None, lapse="free", n_boot=n_boot,
+                                     seed=seed, gof_samples=0, return_samples=True, trials_per_item=trials)
+    except ValueError as exc:  # never wrong (or never right) at any level: no curve to fit
+        return CurveFit(None, clean, target, float("nan"), None, REACHED, note=str(exc))
+    error_level = 1.0 - target
+    threshold, status = performance_threshold(sigmoid, error_level, fit.threshold, fit.width, fit.guess, fit.lapse)
+    boot, ci = None, None
+    if n_boot:
+        boot, _ = performance_threshold(sigmoid, error_level, samples.threshold, samples.width, samples.guess,
+                                        samples.lapse)
+        boot = np.asarray(boot, dtype=float)
+        ci = _interval(boot) if not np.isnan(boot).any() else None
+    flags = tuple(flag.label for flag in bound_flags(fit, x, None, "free") if flag.severity == "warning")
+    return CurveFit(fit, clean, target, float(threshold), ci, int(status), flags, "", boot)
+
+
+# --- the state ---
+
+@dataclass
+class RobustnessState:
+    """Per model, distortion, level and repetition: which test images it classified correctly; then the fits."""
+
+    config: RobustnessConfig
+    model_names: tuple[str, ...]
+    model_labels: tuple[str, ...]
+    losses: tuple[str, ...]
+    stochastic: tuple[bool, ...]
+    class_names: tuple[str, ...]
+    n_images: int
+    images_sha256: str
+    example_labels: np.ndarray  # (E,)
+    correct: dict[str, np.ndarray] = field(default_factory=dict)  # distortion → (M, L, R, N) uint8
+    done: dict[str, np.ndarray] = field(default_factory=dict)  # distortion → (M, L, R) bool
+    examples: dict[str, np.ndarray] = field(default_factory=dict)  # distortion → (L, E, C, H, W) uint8
+    example_predictions: dict[str, np.ndarray] = field(default_factory=dict)  # distortion → (M, L, E) int16
+    fits: dict[str, list] = field(default_factory=dict)  # distortion → per model CurveFit | None
+    noise_device: str = ""
+    seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        m, r, n = len(self.model_names), self.config.repetitions, self.n_images
+        for d in self.config.distortions:
+            levels = len(self.config.levels(d))
+            self.correct.setdefault(d, np.zeros((m, levels, r, n), dtype=np.uint8))
+            self.done.setdefault(d, np.zeros((m, levels, r), dtype=bool))
+            self.example_predictions.setdefault(d, np.full((m, levels, len(self.example_labels)), -1, np.int16))
+            self.fits.setdefault(d, [None] * m)
+
+    @property
+    def n_models(self) -> int:
+        return len(self.model_names)
+
+    @property
+    def chance(self) -> float:
+        return 1.0 / len(self.class_names)
+
+    def repetitions(self, model: int, distortion: str) -> int:
+        """Repetitions measured: all for noise or a stochastic model, else one (it would answer the same)."""
+        return self.config.repetitions if distortion == "noise" or self.stochastic[model] else 1
+
+    def units(self):
+        """Every (distortion, model, repetition, level index) to measure, in run order."""
+        for d in self.config.distortions:
+            for m in range(self.n_models):
+                for r in range(self.repetitions(m, d)):
+                    for li in range(len(self.config.levels(d))):
+                        yield d, m, r, li
+
+    @property
+    def progress_done(self) -> int:
+        return sum(int(self.done[d][m, :, :self.repetitions(m, d)].sum()) for d in self.config.distortions
+                   for m in range(self.n_models)) * self.n_images
+
+    @property
+    def progress_total(self) -> int:
+        return sum(len(self.config.levels(d)) * self.repetitions(m, d) for d in self.config.distortions
+                   for m in range(self.n_models)) * self.n_images
+
+    @property
+    def finished(self) -> bool:
+        return self.progress_done == self.progress_total
+
+    @staticmethod
+    def new_run_text(config: RobustnessConfig) -> str:
+        grids = ", ".join(f"{DISTORTIONS[d]} × {len(config.levels(d))}" for d in config.distortions)
+        return f"Start measures every model under {grids} levels."
+
+    def curve_complete(self, model: int, distortion: str) -> bool:
+        return bool(self.done[distortion][model, :, :self.repetitions(model, distortion)].all())
+
+    def trials(self, model: int, distortion: str) -> np.ndarray:
+        """(L, R, N) correctness of a model's trials; a model measured once counts its answer for every repetition."""
+        measured = self.repetitions(model, distortion)
+        values = self.correct[distortion][model]
+        return values if measured == values.shape[1] else np.repeat(values[:, :1], values.shape[1], axis=1)
+
+    def refit(self, model: int, distortion: str) -> None:
+        trials = self.trials(model, distortion)  # (L, R, N)
+        wrong = (trials.shape[1] - trials.sum(axis=1, dtype=np.int64)).T  # (N, L) errors out of R
+        self.fits[distortion][model] = fit_curve(self.config.levels(distortion), wrong, trials.shape[1],
+                                                 self.chance, self.config.sigmoid, self.config.n_boot,
+                                                 self.config.seed)
+
+    def refitted(self, config: RobustnessConfig) -> "RobustnessState":
+        self.config = replace(self.config, sigmoid=config.sigmoid, n_boot=config.n_boot)
+        for d in self.config.distortions:
+            for m in range(self.n_models):
+                self.fits[d][m] = None
+                if self.curve_complete(m, d):
+                    self.refit(m, d)
+        return self
+
+    def snapshot(self, samples_per_second: float = 0.0) -> "RobustnessSnapshot":
+        return RobustnessSnapshot(
+            model_names=self.model_names, model_labels=self.model_labels, losses=self.losses,
+            stochastic=self.stochastic, class_names=self.class_names, n_images=self.n_images,
+            repetitions=self.config.repetitions, example_labels=self.example_labels.copy(),
+            distortions=tuple(self._result(d) for d in self.config.distortions),
+            samples_done=self.progress_done, samples_total=self.progress_total,
+            samples_per_second=samples_per_second)
+
+    def _result(self, d: str) -> "DistortionResult":
+        levels = np.asarray(self.config.levels(d), dtype=float)
+        m, n = self.n_models, self.n_images
+        accuracy = np.full((m, len(levels)), np.nan)
+        spread = np.full((m, len(levels)), np.nan)
+        trials_done = np.zeros((m, len(levels)), dtype=bool)
+        for i in range(m):
+            reps = self.repetitions(i, d)
+            done = self.done[d][i, :, :reps]  # (L, reps)
+            values = self.correct[d][i, :, :reps].astype(np.float64).mean(axis=2)  # (L, reps)
+            counted = done.sum(axis=1)
+            have = counted > 0
+            trials_done[i] = done.all(axis=1)
+            accuracy[i, have] = (values * done).sum(axis=1)[have] / counted[have]
+            several = counted > 1
+            if several.any():
+                spread[i, several] = np.array([values[li, done[li]].std(ddof=1) for li in np.flatnonzero(several)])
+        low, high = wilson_interval(accuracy, n)
+        kappa = np.full((len(levels), m, m), np.nan)
+        for li in range(len(levels)):
+            ready = [i for i in range(m) if trials_done[i, li]]
+            if len(ready) >= 2:
+                rows = np.stack([self.trials(i, d)[li].reshape(-1) for i in ready]).astype(bool)
+                k, _, _ = kappa_matrix(rows)
+                kappa[li][np.ix_(ready, ready)] = k
+        fits = tuple(self.fits[d])
+        thresholds = np.array([f.threshold if f is not None else np.nan for f in fits])
+        differences = np.full((m, m), np.nan)
+        difference_ci = np.full((m, m, 2), np.nan)
+        for a in range(m):
+            for b in range(m):
+                fa, fb = fits[a], fits[b]
+                if a == b or fa is None or fb is None or fa.fit is None or fb.fit is None:
+                    continue
+                with np.errstate(invalid="ignore"):
+                    differences[a, b] = fa.threshold - fb.threshold
+                if fa.boot is not None and fb.boot is not None and len(fa.boot) == len(fb.boot):
+                    interval = shift_interval(fa.boot, fb.boot)
+                    if interval is not None:
+                        difference_ci[a, b] = interval
+        examples = self.examples.get(d)
+        return DistortionResult(
+            name=d, label=DISTORTIONS[d], level_name=LEVEL_NAMES[d], levels=levels, accuracy=accuracy,
+            accuracy_low=low, accuracy_high=high, spread=spread, complete=trials_done, fits=fits,
+            thresholds=thresholds, differences=differences, difference_ci=difference_ci, kappa=kappa,
+            examples=None if examples is None else examples.astype(np.float32) / 255.0,
+            example_predictions=self.example_predictions[d].copy())
+
+    # --- session records ---
+
+    def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
+        meta = {"config": self.config.to_dict(), "model_names": list(self.model_names),
+                "model_labels": list(self.model_labels), "losses": list(self.losses),
+                "stochastic": [bool(s) for s in self.stochastic], "class_names": list(self.class_names),
+                "n_images": self.n_images, "images_sha256": self.images_sha256, "noise_device": self.noise_device,
+                "seconds": self.seconds, "samples_done": self.progress_done,
+                "fits": {d: [None if f is None else f.to_dict() for f in fits] for d, fits in self.fits.items()}}
+        arrays = {"example_labels": np.asarray(self.example_labels, dtype=np.int64)}
+        for d in self.config.distortions:
+            arrays[f"{d}/correct"] = self.correct[d]
+            arrays[f"{d}/done"] = self.done[d].astype(np.uint8)
+            arrays[f"{d}/example_predictions"] = self.example_predictions[d]
+            if d in self.examples:
+                arrays[f"{d}/examples"] = self.examples[d]
+            for m, fit in enumerate(self.fits[d]):
+                if fit is not None and fit.boot is not None:
+                    arrays[f"{d}/boot/{m}"] = fit.boot
+        return meta, arrays
+
+    @classmethod
+    def from_record(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "RobustnessState":
+        config = RobustnessConfig.from_dict(meta["config"], arrays)
+        state = cls(config, tuple(meta["model_names"]), tuple(meta["model_labels"]), tuple(meta["losses"]),
+                    tuple(bool(s) for s in meta["stochastic"]), tuple(meta["class_names"]), int(meta["n_images"]),
+                    meta["images_sha256"], np.asarray(arrays["example_labels"], dtype=np.int64),
+                    correct={d: np.array(arrays[f"{d}/correct"], dtype=np.uint8) for d in config.distortions},
+                    done={d: np.asarray(arrays[f"{d}/done"]).astype(bool) for d in config.distortions},
+                    examples={d: np.array(arrays[f"{d}/examples"], dtype=np.uint8) for d in config.distortions
+                              if f"{d}/examples" in arrays},
+                    example_predictions={d: np.array(arrays[f"{d}/example_predictions"], dtype=np.int16)
+                                         for d in config.distortions},
+                    noise_device=meta.get("noise_device", ""), seconds=float(meta.get("seconds", 0.0)))
+        for d, fits in meta.get("fits", {}).items():
+            state.fits[d] = [None if f is None else CurveFit.from_dict(f, np.asarray(arrays[f"{d}/boot/{m}"])
+                                                                       if f"{d}/boot/{m}" in arrays else None)
+                             for m, f in enumerate(fits)]
+        return state
+
+
+def wilson_interval(p, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """95% Wilson score interval of proportions ``p`` observed on ``n`` trials (NaN stays NaN)."""
+    p = np.asarray(p, dtype=float)
+    z2 = WILSON_Z**2
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = WILSON_Z * np.sqrt(np.clip(p * (1 - p), 0, None) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return centre - half, centre + half
+
+
+@dataclass(frozen=True)
+class DistortionResult:
+    """One distortion's results for every model (arrays indexed [model, level] unless said otherwise)."""
+
+    name: str
+    label: str
+    level_name: str
+    levels: np.ndarray
+    accuracy: np.ndarray  # NaN where not measured yet
+    accuracy_low: np.ndarray  # 95% Wilson interval over test images
+    accuracy_high: np.ndarray
+    spread: np.ndarray  # standard deviation of the repetitions' accuracies (NaN with one)
+    complete: np.ndarray  # (M, L) bool: every repetition measured
+    fits: tuple[CurveFit | None, ...]
+    thresholds: np.ndarray  # (M,)
+    differences: np.ndarray  # (M, M): threshold[a] − threshold[b]
+    difference_ci: np.ndarray  # (M, M, 2) paired 95% bootstrap interval
+    kappa: np.ndarray  # (L, M, M) error consistency
+    examples: np.ndarray | None  # (L, E, C, H, W) float in [0, 1], as the session's model saw them
+    example_predictions: np.ndarray  # (M, L, E), -1 where not measured
+
+
+@dataclass(frozen=True)
+class RobustnessSnapshot(ProgressView):
+    model_names: tuple[str, ...]
+    model_labels: tuple[str, ...]
+    losses: tuple[str, ...]
+    stochastic: tuple[bool, ...]
+    class_names: tuple[str, ...]
+    n_images: int
+    repetitions: int
+    example_labels: np.ndarray
+    distortions: tuple[DistortionResult, ...]
+    samples_done: int
+    samples_total: int
+    samples_per_second: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        return self.samples_done >= self.samples_total
+
+    @property
+    def chance(self) -> float:
+        return 1.0 / len(self.class_names)
+
+    def distortion(self, name: str) -> DistortionResult:
+        return next(result for result in self.distortions if result.name == name)
+
+    @property
+    def reference(self) -> int:
+        """The model differences are shown against: one named "control" if there is one, else the session's."""
+        return self.model_names.index("control") if "control" in self.model_names else 0
+
+
+# --- the experiment ---
+
+def _is_stochastic(model: LoadedModel, images: torch.Tensor) -> bool:
+    """Declared (``extra['stochastic']``) or seen: two passes over the same images disagree."""
+    declared = model.extra.get("stochastic")
+    if declared is not None:
+        return bool(declared)
+    network = model.pixel_model
+    with torch.inference_mode():
+        x = images[:16].to(next(iter(network.parameters()), torch.zeros(0)).device)
+        return not torch.equal(network(x), network(x))
+
+
+def _unit_seed(seed: int, *key) -> int:
+    text = "robustness|" + "|".join(str(k) for k in key)
+    return block_seed(seed, int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big"))
+
+
+class RobustnessExperiment(Experiment):
+    """Measures every model under every distortion level; a unit is one model × distortion × level × repetition."""
+
+    def __init__(self, model: LoadedModel, config: RobustnessConfig | None = None,
+                 state: RobustnessState | None = None, device: str | None = None,
+                 control: RunControl | None = None, models: dict[str, LoadedModel] | None = None,
+                 images=None) -> None:
+        config = state.config if state is not None else config or RobustnessConfig()
+        self._images = images if images is not None else _test_images(config, model)
+        super().__init__(model, config, state, device, control, models=models, images=self._images)
+        named = {PRIMARY: model, **(models or {})}
+        missing = [name for name in self.state.model_names if name not in named]
+        if missing:
+            raise ValueError(f"the run measured model {missing[0]!r}, which is not in the session any more")
+        self._models = [named[name] for name in self.state.model_names]
+        self._runtimes: dict[int, Runtime] = {0: self.runtime}
+        self._gradient_key: tuple | None = None
+        self._gradient: torch.Tensor | None = None
+
+    @classmethod
+    def new_state(cls, model: LoadedModel, config: RobustnessConfig, models: dict | None = None,
+                  images=None) -> RobustnessState:
+        images = images if images is not None else _test_images(config, model)
+        names = [PRIMARY, *[name for name in (models or {}) if name != PRIMARY]]
+        every = [model, *[models[name] for name in names[1:]]]
+        for name, other in zip(names, every):
+            if tuple(other.input_spec.shape) != tuple(images.images.shape[1:]):
+                raise ValueError(f"model {name!r} takes inputs of shape {tuple(other.input_spec.shape)} but the "
+                                 f"{images.name} images are {tuple(images.images.shape[1:])}")
+            if other.n_classes != model.n_classes:
+                raise ValueError(f"model {name!r} has {other.n_classes} classes, the session's model "
+                                 f"{model.n_classes}: compare models of one task")
+        labels = tuple(model.display_name if name == PRIMARY else name for name in names)
+        return RobustnessState(
+            config, tuple(names), labels, tuple(model_loss(m) for m in every),
+            tuple(_is_stochastic(m, images.images) for m in every), tuple(model.class_names), len(images),
+            _fingerprint(images.images), images.labels[:EXAMPLES].numpy().astype(np.int64))
+
+    def prepare(self) -> None:
+        if _fingerprint(self._images.images) != self.state.images_sha256:
+            raise ValueError("these test images differ from the ones the run started on (dataset, folder or count)")
+        if not self.state.noise_device:
+            self.state.noise_device = self.device.type  # the noise is counter-based: any device continues it
+
+    def runtime_of(self, m: int) -> Runtime:
+        if m not in self._runtimes:
+            self._runtimes[m] = Runtime(self._models[m], str(self.device))
+        return self._runtimes[m]
+
+    def pending(self):
+        for d, m, r, li in self.state.units():
+            if not self.state.done[d][m, li, r]:
+                yield d, m, r, li
+
+    def run_unit(self, unit) -> None:
+        d, m, r, li = unit
+        level = self.config.levels(d)[li]
+        runtime = self.runtime_of(m)
+        stochastic = self.state.stochastic[m]
+        if stochastic:  # the model's own noise: reproducible per unit on one device
+            torch.manual_seed(_unit_seed(self.config.seed, "model", self.state.model_names[m], d, level, r))
+        images, labels = self._images.images, self._images.labels
+        correct = np.empty(len(labels), dtype=np.uint8)
+        step = self.config.batch_size
+        examples = None
+        for start in range(0, len(labels), step):
+            x = images[start:start + step].to(self.device)
+            y = labels[start:start + step].to(self.device)
+            distorted = self._distort(d, m, r, li, level, x, y, start, runtime, stochastic)
+            with torch.inference_mode():
+                predicted = runtime.logits(distorted, context=f"under {DISTORTIONS[d]} {level:g}").argmax(1)
+            correct[start:start + len(y)] = (predicted == y).cpu().numpy()
+            if start == 0:
+                examples = distorted[:EXAMPLES]
+                self.state.example_predictions[d][m, li, :len(examples)] = predicted[:EXAMPLES].cpu().numpy()
+        self.state.correct[d][m, li, r] = correct
+        if m == 0 and r == 0 and examples is not None:
+            stored = self.state.examples.setdefault(
+                d, np.zeros((len(self.config.levels(d)), *examples.shape), dtype=np.uint8))
+            stored[li] = np.round(examples.detach().cpu().numpy() * 255).astype(np.uint8)
+        self.state.done[d][m, li, r] = True
+
+    def _distort(self, d, m, r, li, level, x, y, start, runtime, stochastic) -> torch.Tensor:
+        draws = self.config.eot_draws if stochastic else 1
+        loss = self.state.losses[m]
+        if d == "noise":  # one stream per repetition, the same for every model and variance
+            return gaussian_noise(x, level, seed=self.config.seed, block=r, start=start)
+        if d == "blur":
+            return gaussian_blur(x, level)
+        if d == "fgsm":
+            if level == 0:
+                return x.clone()
+            # FGSM's direction does not depend on η: one gradient per model, repetition and chunk serves every level.
+            key = (m, r, start)
+            if self._gradient_key != key:
+                if stochastic:
+                    torch.manual_seed(_unit_seed(self.config.seed, "eot", self.state.model_names[m], r, start))
+                self._gradient = input_gradient(runtime, x, y, loss, draws).sign()
+                self._gradient_key = key
+            return (x + level * self._gradient).clamp_(0.0, 1.0)
+        if d == "ifgsm":
+            return pgd(runtime, x, y, level, steps=self.config.ifgsm_steps,
+                       step=self.config.ifgsm_step or None, loss=loss, draws=draws)
+        raise ValueError(f"unknown distortion {d!r}")
+
+    def after_unit(self) -> None:
+        for d in self.config.distortions:
+            for m in range(self.state.n_models):
+                if self.state.fits[d][m] is None and self.state.curve_complete(m, d):
+                    self.state.refit(m, d)
+
+    def snapshot(self) -> RobustnessSnapshot:
+        return self.state.snapshot(self.rate)
+
+
+def _test_images(config: RobustnessConfig, model: LoadedModel):
+    images = _images_for_model(load_dataset(config.dataset, config.data_dir or None), model)
+    if config.images:
+        if config.images > len(images):
+            raise ValueError(f"{images.name} holds {len(images):,} images; asked for {config.images:,}")
+        images = images.subset(slice(0, config.images))
+    return images
+
+
+# --- exports ---
+
+def accuracy_records(snapshot: RobustnessSnapshot) -> list[dict]:
+    records = []
+    for result in snapshot.distortions:
+        for m, name in enumerate(snapshot.model_names):
+            for li, level in enumerate(result.levels):
+                records.append({"distortion": result.name, "model": name, "level": float(level),
+                                "accuracy": float(result.accuracy[m, li]),
+                                "ci_low": float(result.accuracy_low[m, li]),
+                                "ci_high": float(result.accuracy_high[m, li]),
+                                "repetition_sd": float(result.spread[m, li]),
+                                "images": snapshot.n_images, "complete": bool(result.complete[m, li])})
+    return records
+
+
+def threshold_records(snapshot: RobustnessSnapshot) -> list[dict]:
+    records = []
+    for result in snapshot.distortions:
+        for m, name in enumerate(snapshot.model_names):
+            curve = result.fits[m]
+            fit = curve.fit if curve is not None else None
+            ci = curve.threshold_ci if curve is not None and curve.threshold_ci is not None else (np.nan, np.nan)
+            records.append({
+                "distortion": result.name, "model": name, "loss": snapshot.losses[m],
+                "stochastic": bool(snapshot.stochastic[m]),
+                "clean_accuracy": np.nan if curve is None else curve.clean,
+                "target_accuracy": np.nan if curve is None else curve.target,
+                "threshold": np.nan if curve is None else curve.threshold,
+                "threshold_ci_low": float(ci[0]), "threshold_ci_high": float(ci[1]),
+                "status": "" if curve is None else STATUS_WORDS[curve.status] if fit is not None else "no fit",
+                "sigmoid": "" if fit is None else fit.sigmoid, "width": np.nan if fit is None else fit.width,
+                "floor_accuracy": np.nan if fit is None else fit.lapse,
+                "fitted_clean_accuracy": np.nan if fit is None else 1 - fit.guess,
+                "flags": "" if curve is None else " ".join(curve.flags), "note": "" if curve is None else curve.note})
+    return records
+
+
+def difference_records(snapshot: RobustnessSnapshot) -> list[dict]:
+    records = []
+    for result in snapshot.distortions:
+        for a, name_a in enumerate(snapshot.model_names):
+            for b, name_b in enumerate(snapshot.model_names):
+                if a != b:
+                    records.append({"distortion": result.name, "model": name_a, "minus": name_b,
+                                    "difference": float(result.differences[a, b]),
+                                    "ci_low": float(result.difference_ci[a, b, 0]),
+                                    "ci_high": float(result.difference_ci[a, b, 1])})
+    return records
+
+
+def kappa_records(snapshot: RobustnessSnapshot) -> list[dict]:
+    records = []
+    for result in snapshot.distortions:
+        for li, level in enumerate(result.levels):
+            for a, name_a in enumerate(snapshot.model_names):
+                for b in range(a + 1, len(snapshot.model_names)):
+                    records.append({"distortion": result.name, "level": float(level), "model": name_a,
+                                    "other": snapshot.model_names[b], "kappa": float(result.kappa[li, a, b])})
+    return records
+
+
+def _table(records_of):
+    def write(snapshot: RobustnessSnapshot, path) -> Path:
+        records = records_of(snapshot)
+        if not records:
+            raise ValueError("nothing to export yet: run the robustness lab first")
+        return write_records(records, path)
+
+    return write
+
+
+def write_examples(snapshot: RobustnessSnapshot, path) -> Path:
+    path = Path(path)
+    arrays = {"example_labels": snapshot.example_labels}
+    for result in snapshot.distortions:
+        if result.examples is not None:
+            arrays[f"{result.name}_images"] = result.examples
+            arrays[f"{result.name}_levels"] = result.levels
+            arrays[f"{result.name}_predictions"] = result.example_predictions
+    np.savez_compressed(path, model_names=np.array(snapshot.model_names), **arrays)
+    return path
+
+
+def _write_curves(snapshot: RobustnessSnapshot, path) -> Path:
+    from ..figures.robustness import save_curves  # Qt painting, only when asked
+
+    return save_curves(snapshot, path)
+
+
+def _write_kappa(snapshot: RobustnessSnapshot, path) -> Path:
+    from ..figures.robustness import save_kappa_curves
+
+    return save_kappa_curves(snapshot, path)
+
+
+def _measured(snapshot: RobustnessSnapshot) -> bool:
+    return snapshot.samples_done > 0
+
+
+def _fitted(snapshot: RobustnessSnapshot) -> bool:
+    return any(f is not None for result in snapshot.distortions for f in result.fits)
+
+
+def _pairs(snapshot: RobustnessSnapshot) -> bool:
+    return len(snapshot.model_names) > 1 and _measured(snapshot)
+
+
+ARTEFACTS = (
+    Artefact("robustness_curves", "Accuracy curves plot", (".png", ".svg"), _write_curves, available=_measured),
+    Artefact("robustness_accuracy", "Accuracy per level", (".csv", ".npy"), _table(accuracy_records),
+             available=_measured),
+    Artefact("robustness_thresholds", "Thresholds table", (".csv",), _table(threshold_records), available=_fitted),
+    Artefact("robustness_differences", "Threshold differences (paired)", (".csv",), _table(difference_records),
+             available=lambda s: _fitted(s) and len(s.model_names) > 1),
+    Artefact("robustness_kappa", "Error consistency κ", (".csv",), _table(kappa_records), available=_pairs),
+    Artefact("robustness_kappa_plot", "Error consistency plot", (".png", ".svg"), _write_kappa, available=_pairs),
+    Artefact("robustness_examples", "Example distorted images", (".npz",), write_examples, available=_measured),
+)
+
+
+def summary(state: RobustnessState) -> dict:
+    snapshot = state.snapshot()
+    thresholds = {}
+    for result in snapshot.distortions:
+        thresholds[result.name] = {}
+        for m, name in enumerate(snapshot.model_names):
+            curve = result.fits[m]
+            thresholds[result.name][name] = None if curve is None else curve.summary()
+    return {"samples_done": snapshot.samples_done, "samples_total": snapshot.samples_total,
+            "finished": state.finished, "models": list(state.model_names), "losses": list(state.losses),
+            "stochastic": [bool(s) for s in state.stochastic], "images": state.n_images,
+            "distortions": list(state.config.distortions),
+            "levels": {d: list(state.config.levels(d)) for d in state.config.distortions},
+            "thresholds": thresholds}
+
+
+def threshold_text(entry: dict | None) -> str:
+    """"0.31 [0.28, 0.35]", or why there is no threshold, from a summary entry."""
+    if entry is None:
+        return "not fitted yet"
+    if entry["status"] != "reached":
+        return entry["status"]
+    ci = entry["ci"]
+    numbers = ci is not None and all(isinstance(v, float) for v in ci)
+    return f"{entry['threshold']:.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if numbers else "")
+
+
+def describe(entry: dict) -> list[str]:
+    models = entry["models"]
+    lines = [f"{len(models)} model{'s' if len(models) > 1 else ''} ({', '.join(models)}) × "
+             f"{', '.join(entry['distortions'])} on {entry['images']:,} images"]
+    for d, per_model in entry["thresholds"].items():
+        lines.append(f"{DISTORTIONS[d]} threshold ({LEVEL_NAMES[d]} at half-way accuracy): "
+                     + "; ".join(f"{name} {threshold_text(value)}" for name, value in per_model.items()))
+    return lines
+
+
+def report(snapshot: RobustnessSnapshot) -> list[str]:
+    return [f"{result.label} threshold ({result.level_name} at half-way accuracy): "
+            + "; ".join(f"{name} {threshold_text(None if curve is None else curve.summary())}"
+                        for name, curve in zip(snapshot.model_names, result.fits))
+            for result in snapshot.distortions]
+
+
+EXPERIMENT = ExperimentSpec(
+    kind=KIND,
+    command="robustness",
+    title="Robustness",
+    help="accuracy of several models under Gaussian noise, blur, FGSM and IFGSM as psychometric curves, with "
+         "half-way thresholds and error consistency (κ)",
+    config=RobustnessConfig,
+    state=RobustnessState,
+    experiment=RobustnessExperiment,
+    unit="images",
+    panel="robustness",
+    artefacts=ARTEFACTS,
+    can_refit=True,
+    record_version=RECORD_VERSION,
+    requires=(Requirement("models", "model", "extra models to compare with the session's model (default: every "
+                          "extra model of the session)", optional=True, many=True),),
+    summary=summary,
+    describe=describe,
+    report=report,
+)
+RobustnessExperiment.spec = EXPERIMENT
