@@ -19,6 +19,7 @@ import numpy as np
 
 from ._qt import ensure_gui_application
 from .maps import MapRow, _Canvas, save_map_rows
+from .page import MIN_FONT_PT, TEXT_PT, TITLE_PT, figure_size, points
 
 if TYPE_CHECKING:
     from ..core.template_classifier import TemplateSnapshot
@@ -27,15 +28,14 @@ BAR_COLORS = {"estimator": (76, 114, 176), "reference": (221, 132, 82)}
 CHANCE_COLOR = (120, 120, 120)
 PAPER_COLOR = (20, 20, 20)
 NO_MAP_GREY = (215, 215, 215)
-FONT_PX = 12
-MAX_CONFUSION_COLUMNS = 3
+CONFUSION_CELL_MIN = 22.0  # logical units (1/96 in): narrower cells have no room for a count at 7 pt
 
 
-def _font(pixels: int = FONT_PX, bold: bool = False):
+def _font(pt: float = TEXT_PT, bold: bool = False):
     from PySide6.QtGui import QFont
 
     font = QFont("DejaVu Sans")
-    font.setPixelSize(pixels)
+    font.setPixelSize(round(points(pt)))
     font.setBold(bold)
     return font
 
@@ -48,13 +48,16 @@ def _is_reference(source: str) -> bool:
 
 def canvas_image(canvas: _Canvas, scale: float = 1.0):
     """The figure as a QImage at ``scale`` device pixels per layout unit (the app's views)."""
-    from PySide6.QtGui import QImage, QPainter
+    from PySide6.QtGui import QColor, QImage, QPainter
 
     ensure_gui_application()
     image = QImage(max(1, round(canvas.width * scale)), max(1, round(canvas.height * scale)),
                    QImage.Format.Format_RGB32)
+    image.fill(QColor("white"))
     painter = QPainter(image)
     try:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
         painter.scale(scale, scale)
         canvas.paint(painter)
     finally:
@@ -63,156 +66,170 @@ def canvas_image(canvas: _Canvas, scale: float = 1.0):
 
 
 class AccuracyFigure(_Canvas):
-    """Vertical bars, one per source, on a 0–100 % axis."""
-
-    BAR_SLOT = 96
-    PLOT_H = 300
+    """Vertical bars, one per source, on a 0–100 % axis, across the figure width."""
 
     def __init__(self, snapshot: TemplateSnapshot, title: str | None = None) -> None:
+        from PySide6.QtGui import QFontMetricsF
+
         self.snapshot = snapshot
         self.sources = list(snapshot.results)
         self.title = title or (f"Template matching: accuracy on {snapshot.test_images.get('count', 0):,} test "
                                f"images ({snapshot.similarity})")
-        self.left, self.top = 64, 44
-        self.width = self.left + max(1, len(self.sources)) * self.BAR_SLOT + 150
-        self.height = self.top + self.PLOT_H + 70
+        self.line = QFontMetricsF(_font()).height() * 1.15
+        self.width = figure_size().logical_width
+        self.left, self.top = 4.5 * self.line, 2.6 * self.line
+        self.legend_w = QFontMetricsF(_font()).horizontalAdvance("paper (full MNIST)") + 2.6 * self.line
+        self.slot = (self.width - self.left - self.legend_w) / max(1, len(self.sources))
+        self.plot_h = min(0.42 * self.width, 16 * self.line)
+        self.height = self.top + self.plot_h + 3.2 * self.line
 
     def y_of(self, value: float) -> float:
-        return self.top + self.PLOT_H * (1 - value)
+        return self.top + self.plot_h * (1 - value)
 
     def paint(self, painter) -> None:
         from PySide6.QtCore import QPointF, QRectF, Qt
         from PySide6.QtGui import QBrush, QColor, QPen
 
-        snapshot = self.snapshot
-        painter.setRenderHint(painter.RenderHint.Antialiasing, True)
-        painter.fillRect(QRectF(0, 0, self.width, self.height), QColor("white"))
+        snapshot, line = self.snapshot, self.line
+        # Past the edges too: a PNG's last pixel row, rounded up, is never left unpainted.
+        painter.fillRect(QRectF(-1, -1, self.width + 2, self.height + 2), QColor("white"))
         painter.setPen(QColor("black"))
-        painter.setFont(_font(13, bold=True))
-        painter.drawText(QRectF(12, 8, self.width - 24, 26), Qt.AlignmentFlag.AlignLeft, self.title)
+        painter.setFont(_font(TITLE_PT, bold=True))
+        painter.drawText(QRectF(0, 0, self.width, 1.6 * line), Qt.AlignmentFlag.AlignLeft |
+                         Qt.AlignmentFlag.AlignVCenter, self.title)
         painter.setFont(_font())
-        right = self.left + max(1, len(self.sources)) * self.BAR_SLOT
+        right = self.left + max(1, len(self.sources)) * self.slot
         for tick in range(0, 101, 20):
             y = self.y_of(tick / 100)
-            painter.setPen(QPen(QColor(225, 225, 225), 1))
+            painter.setPen(QPen(QColor(225, 225, 225), 0.75))
             painter.drawLine(QPointF(self.left, y), QPointF(right, y))
             painter.setPen(QColor("black"))
-            painter.drawText(QRectF(0, y - 9, self.left - 8, 18), Qt.AlignmentFlag.AlignRight |
+            painter.drawText(QRectF(0, y - line / 2, self.left - line / 3, line), Qt.AlignmentFlag.AlignRight |
                              Qt.AlignmentFlag.AlignVCenter, f"{tick}%")
+        painter.setPen(QPen(QColor("black"), 0.75))
         painter.drawLine(QPointF(self.left, self.top), QPointF(self.left, self.y_of(0)))
         painter.drawLine(QPointF(self.left, self.y_of(0)), QPointF(right, self.y_of(0)))
         for i, source in enumerate(self.sources):
             result = snapshot.results[source]
-            x0 = self.left + i * self.BAR_SLOT + 18
-            bar_w = self.BAR_SLOT - 36
+            bar_w = 0.6 * self.slot
+            x0 = self.left + i * self.slot + 0.2 * self.slot
+            centre = x0 + bar_w / 2
             accuracy = result.accuracy if np.isfinite(result.accuracy) else 0.0
             color = BAR_COLORS["reference" if _is_reference(source) else "estimator"]
             painter.fillRect(QRectF(x0, self.y_of(accuracy), bar_w, self.y_of(0) - self.y_of(accuracy)),
                              QBrush(QColor(*color)))
             low, high = result.interval
-            centre = x0 + bar_w / 2
             if np.isfinite(low):
-                painter.setPen(QPen(QColor("black"), 1.5))
+                painter.setPen(QPen(QColor("black"), 1.0))
                 painter.drawLine(QPointF(centre, self.y_of(low)), QPointF(centre, self.y_of(high)))
                 for end in (low, high):
-                    painter.drawLine(QPointF(centre - 6, self.y_of(end)), QPointF(centre + 6, self.y_of(end)))
-            painter.setPen(QColor("black"))
+                    painter.drawLine(QPointF(centre - bar_w / 8, self.y_of(end)),
+                                     QPointF(centre + bar_w / 8, self.y_of(end)))
             reference = snapshot.paper_reference(source)
-            top_value = max(high if np.isfinite(high) else accuracy, reference[0] if reference else 0.0)
-            label_y = self.y_of(top_value) - 22
-            painter.drawText(QRectF(x0 - 14, label_y, bar_w + 28, 18), Qt.AlignmentFlag.AlignCenter,
-                             f"{result.accuracy:.1%}" if np.isfinite(result.accuracy) else "—")
             if reference is not None:
                 y = self.y_of(reference[0])
-                painter.setPen(QPen(QColor(*PAPER_COLOR), 2.5))
-                painter.drawLine(QPointF(x0 - 4, y), QPointF(x0 + bar_w + 4, y))
+                painter.setPen(QPen(QColor(*PAPER_COLOR), 2.0))
+                painter.drawLine(QPointF(x0 - bar_w / 10, y), QPointF(x0 + bar_w * 1.1, y))
             painter.setPen(QColor("black"))
+            top_value = max(high if np.isfinite(high) else accuracy, reference[0] if reference else 0.0)
+            painter.drawText(QRectF(x0 - bar_w / 2, self.y_of(top_value) - 1.2 * line, 2 * bar_w, line),
+                             Qt.AlignmentFlag.AlignCenter,
+                             f"{result.accuracy:.1%}" if np.isfinite(result.accuracy) else "—")
             missing = int((~result.has_template).sum())
             name = source + (f"\n{missing} no map" if missing else "")
-            painter.drawText(QRectF(x0 - 18, self.y_of(0) + 4, bar_w + 36, 36),
+            painter.drawText(QRectF(x0 - 0.2 * self.slot, self.y_of(0) + line / 4, self.slot, 2.2 * line),
                              Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, name)
         chance = snapshot.chance
         if np.isfinite(chance):
-            painter.setPen(QPen(QColor(*CHANCE_COLOR), 1.5, Qt.PenStyle.DashLine))
+            painter.setPen(QPen(QColor(*CHANCE_COLOR), 1.0, Qt.PenStyle.DashLine))
             painter.drawLine(QPointF(self.left, self.y_of(chance)), QPointF(right, self.y_of(chance)))
-        # Legend, right of the bars.
-        x, y = right + 14, self.top + 4
-        painter.setFont(_font(11))
+        x, y = right + line / 2, self.top
         entries = [("bar", BAR_COLORS["estimator"], "bias maps (noise)"),
                    ("bar", BAR_COLORS["reference"], "trained on images"),
                    ("dash", CHANCE_COLOR, f"chance {chance:.0%}"), ("err", (0, 0, 0), "Wilson 95% CI")]
         if any(snapshot.paper_reference(s) for s in self.sources):
             entries.append(("paper", PAPER_COLOR, "paper (full MNIST)"))
         for kind, color, text in entries:
+            mark = QRectF(x, y + 0.2 * line, 1.2 * line, 0.6 * line)
             if kind == "bar":
-                painter.fillRect(QRectF(x, y + 3, 14, 12), QColor(*color))
+                painter.fillRect(mark, QColor(*color))
             else:
                 style = Qt.PenStyle.DashLine if kind == "dash" else Qt.PenStyle.SolidLine
-                painter.setPen(QPen(QColor(*color), 2.5 if kind == "paper" else 1.5, style))
+                painter.setPen(QPen(QColor(*color), 2.0 if kind == "paper" else 1.0, style))
                 if kind == "err":
-                    painter.drawLine(QPointF(x + 7, y + 2), QPointF(x + 7, y + 16))
+                    painter.drawLine(QPointF(mark.center().x(), y), QPointF(mark.center().x(), y + line))
                 else:
-                    painter.drawLine(QPointF(x, y + 9), QPointF(x + 16, y + 9))
+                    painter.drawLine(QPointF(mark.left(), mark.center().y()), QPointF(mark.right(), mark.center().y()))
             painter.setPen(QColor("black"))
-            painter.drawText(QRectF(x + 22, y, 120, 18), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                             text)
-            y += 22
+            painter.drawText(QRectF(x + 1.6 * line, y, self.legend_w, line),
+                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, text)
+            y += 1.3 * line
 
 
 class ConfusionFigure(_Canvas):
-    """One confusion matrix per source, in a grid; cells shaded by their share of the row, counts written."""
+    """One confusion matrix per source, in a grid across the figure width; cells shaded by their share of the
+    row, counts written where the cells leave room (≥ 7 pt)."""
 
-    def __init__(self, snapshot: TemplateSnapshot, sources: list[str] | None = None, columns: int | None = None
-                 ) -> None:
+    def __init__(self, snapshot: TemplateSnapshot, sources: list[str] | None = None) -> None:
+        from PySide6.QtGui import QFontMetricsF
+
         self.snapshot = snapshot
         self.sources = sources if sources is not None else list(snapshot.results)
         k = snapshot.n_classes
-        self.cell = max(6, min(34, 420 // max(k, 1)))
-        self.with_counts = self.cell >= 22
-        self.label_w = 44 if k <= 30 else 8
+        metrics = QFontMetricsF(_font())
+        self.line = metrics.height() * 1.15
+        self.width = figure_size().logical_width
+        self.label_w = metrics.horizontalAdvance("00000") if k <= 30 else 0.0
+        gap = self.line
+        # As many matrices per row as leave room for counts in the cells (at least one).
+        fits = int((self.width + gap) // (self.label_w + k * CONFUSION_CELL_MIN + gap))
+        self.columns = max(1, min(len(self.sources), fits, 3))
+        self.block_w = (self.width - (self.columns - 1) * gap) / self.columns
+        self.gap = gap
+        self.cell = (self.block_w - self.label_w) / max(k, 1)
+        self.with_counts = self.cell >= CONFUSION_CELL_MIN
         self.matrix = k * self.cell
-        self.block_w = self.label_w + self.matrix + 24
-        self.block_h = 58 + self.matrix + 32
-        self.columns = columns or max(1, min(MAX_CONFUSION_COLUMNS, len(self.sources)))
+        self.block_h = 3 * self.line + self.matrix + 1.6 * self.line
         self.rows = max(1, math.ceil(len(self.sources) / self.columns))
         self.title = "Confusion matrices (row: true class, column: predicted; shade: share of the row)"
-        self.width = 24 + self.columns * self.block_w
-        self.height = 40 + self.rows * self.block_h
+        self.height = 1.8 * self.line + self.rows * self.block_h
 
     def paint(self, painter) -> None:
         from PySide6.QtCore import QRectF, Qt
         from PySide6.QtGui import QColor
 
-        painter.fillRect(QRectF(0, 0, self.width, self.height), QColor("white"))
+        # Past the edges too: a PNG's last pixel row, rounded up, is never left unpainted.
+        painter.fillRect(QRectF(-1, -1, self.width + 2, self.height + 2), QColor("white"))
         painter.setPen(QColor("black"))
-        painter.setFont(_font(13, bold=True))
-        painter.drawText(QRectF(12, 8, self.width - 24, 24), Qt.AlignmentFlag.AlignLeft, self.title)
+        painter.setFont(_font(TITLE_PT, bold=True))
+        painter.drawText(QRectF(0, 0, self.width, 1.6 * self.line), Qt.AlignmentFlag.AlignLeft |
+                         Qt.AlignmentFlag.AlignVCenter, self.title)
         for i, source in enumerate(self.sources):
             row, col = divmod(i, self.columns)
-            self.paint_matrix(painter, source, 12 + col * self.block_w, 40 + row * self.block_h)
+            self.paint_matrix(painter, source, col * (self.block_w + self.gap), 1.8 * self.line + row * self.block_h)
 
     def paint_matrix(self, painter, source: str, x: float, y: float) -> None:
         from PySide6.QtCore import QRectF, Qt
-        from PySide6.QtGui import QColor
+        from PySide6.QtGui import QColor, QPen
 
-        snapshot = self.snapshot
+        snapshot, line = self.snapshot, self.line
         result = snapshot.results[source]
         k, cell = snapshot.n_classes, self.cell
         low, high = result.interval
-        painter.setFont(_font(12, bold=True))
-        painter.drawText(QRectF(x, y, self.block_w - 8, 20), Qt.AlignmentFlag.AlignLeft,
+        painter.setFont(_font(TEXT_PT, bold=True))
+        painter.drawText(QRectF(x, y, self.block_w, line), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                          f"{source}: {result.accuracy:.1%} [{low:.1%}, {high:.1%}]")
-        painter.setFont(_font(10))
-        left, top = x + self.label_w, y + 58
-        painter.drawText(QRectF(left, y + 20, self.matrix, 18), Qt.AlignmentFlag.AlignCenter, "predicted →")
+        painter.setFont(_font(MIN_FONT_PT))
+        left, top = x + self.label_w, y + 3 * line
+        painter.drawText(QRectF(left, y + line, self.matrix, line), Qt.AlignmentFlag.AlignCenter, "predicted →")
         totals = np.maximum(result.confusion.sum(1), 1)
-        for j in range(k):
-            if self.label_w > 10:
-                painter.drawText(QRectF(left + j * cell, top - 18, cell, 18),
-                                 Qt.AlignmentFlag.AlignCenter, str(snapshot.class_names[j])[:4])
-                painter.drawText(QRectF(x, top + j * cell, self.label_w - 4, cell),
-                                 Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                                 str(snapshot.class_names[j])[:5])
+        if self.label_w:
+            for j in range(k):
+                name = str(snapshot.class_names[j])
+                painter.drawText(QRectF(left + j * cell, top - line, cell, line), Qt.AlignmentFlag.AlignCenter,
+                                 name[:4])
+                painter.drawText(QRectF(x, top + j * cell, self.label_w - line / 4, cell),
+                                 Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, name[:5])
         for t in range(k):
             for p in range(k):
                 rect = QRectF(left + p * cell, top + t * cell, cell, cell)
@@ -227,13 +244,13 @@ class ConfusionFigure(_Canvas):
                     painter.setPen(QColor("white") if share > 0.55 else QColor("black"))
                     painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, str(count))
                     painter.setPen(QColor("black"))
-        painter.setPen(QColor(90, 90, 90))
+        painter.setPen(QPen(QColor(90, 90, 90), 0.75))
         painter.drawRect(QRectF(left, top, self.matrix, self.matrix))
         painter.setPen(QColor("black"))
         missing = result.no_map(snapshot.class_names)
-        note = f"true class ↓; grey: no map ({', '.join(missing)})" if missing else "true class ↓"
-        painter.drawText(QRectF(x, top + self.matrix + 4, self.block_w - 8, 20),
-                         Qt.AlignmentFlag.AlignLeft, note)
+        note = f"rows: true class; grey: no map ({', '.join(missing)})" if missing else "rows: true class"
+        painter.drawText(QRectF(x, top + self.matrix + line / 4, self.block_w, line),
+                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, note)
 
 
 def save_accuracy_figure(snapshot: TemplateSnapshot, path) -> Path:

@@ -38,11 +38,18 @@ class FigureView(QScrollArea):
         self.canvas = None
 
     def show_canvas(self, canvas) -> None:
+        """Paint ``canvas`` as wide as the view (never below its own size: the text stays legible)."""
         self.canvas = canvas
         ratio = self.devicePixelRatioF()
-        pixmap = QPixmap.fromImage(canvas_image(canvas, ratio))
+        fit = max(1.0, (self.viewport().width() - 4) / max(canvas.width, 1.0))
+        pixmap = QPixmap.fromImage(canvas_image(canvas, fit * ratio))
         pixmap.setDevicePixelRatio(ratio)
         self.label.setPixmap(pixmap)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self.canvas is not None:
+            self.show_canvas(self.canvas)
 
     def clear_canvas(self, text: str | None = None) -> None:
         self.canvas = None
