@@ -130,11 +130,14 @@ class StimulusResult:
         return dict(ci.progression_rows(self.run, estimator))
 
     def reliability(self, estimator: str) -> tuple[np.ndarray, np.ndarray]:
-        """(samples the estimator had used, mean Spearman–Brown reliability over classes) at each record."""
+        """(samples the estimator had used, mean Spearman–Brown reliability over classes) at each record that has
+        one (none while a half is still empty)."""
         convergence = self.run.convergence.get(estimator)
         if convergence is None or convergence.per_class.shape[0] == 0:
             return np.zeros(0, np.int64), np.zeros(0)
-        return convergence.samples, convergence.mean()
+        values = convergence.mean()
+        measured = np.isfinite(values)
+        return convergence.samples[measured], values[measured]
 
     def samples_to(self, estimator: str, level: float = RELIABILITY_TARGET) -> int | None:
         """The first recorded sample count whose mean reliability reached ``level`` (None: not yet)."""
@@ -356,6 +359,8 @@ ARTEFACTS = (
 def summary(state: SampleComplexityState) -> dict:
     snapshot = state.snapshot()
     return {
+        "samples_done": state.progress_done,
+        "samples_total": state.progress_total,
         "samples_per_stimulus": state.config.samples,
         "finished": state.finished,
         "compute_seconds": round(state.seconds, 3),

@@ -30,6 +30,7 @@ map back (k = B·STA_a).
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -104,8 +105,17 @@ def _training_images(dataset: str, data_dir: str, limit: int, shape: tuple[int, 
     return x.numpy().astype(np.float64)
 
 
-def _shape_key(shape) -> list[int]:
-    return [int(s) for s in shape]
+@contextmanager
+def _one_thread():
+    """Fit on one CPU thread: the same fit whatever the machine's core count (a thread count can change the
+    order of floating-point sums), and no thread contention for the small operations of a decoder's training
+    (on a busy 2-core machine two threads made it 5–10× slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class FittedSource(NoiseSource):
@@ -128,7 +138,8 @@ class FittedSource(NoiseSource):
         """Fit for images of ``shape`` (once; later calls check the shape). Returns self."""
         shape = tuple(int(s) for s in shape)
         if self.fitted is None:
-            arrays = self._fit(shape)
+            with _one_thread():
+                arrays = self._fit(shape)
             arrays["shape"] = np.asarray(shape, dtype=np.int64)
             arrays.update(self._moments(arrays, shape))
             object.__setattr__(self, "fitted", {**arrays, "_key": self._fit_key()})
@@ -265,24 +276,26 @@ class GaborPCANoise(FittedSource):
             raise StructuredNoiseError(f"{k} components need at least {k} training images; the fit data has "
                                        f"{len(images)}")
         # Ridge: W = X Gᵀ (G Gᵀ + αI)⁻¹ = X·Rᵀ with R = (G Gᵀ + αI)⁻¹ G, shared by every image and channel.
-        regression = np.linalg.solve(bank @ bank.T + self.ridge * np.eye(len(bank)), bank)
+        # float64 torch (not numpy): its thread count is set by _one_thread, numpy's BLAS has no such control.
+        g = torch.from_numpy(bank)
+        regression = torch.linalg.solve(g @ g.T + self.ridge * torch.eye(len(bank), dtype=torch.float64), g)
         offsets, bases, explained, ranges, r2 = [], [], [], [], []
         for c in range(channels):
-            x = images[:, c].reshape(len(images), -1)
+            x = torch.from_numpy(np.ascontiguousarray(images[:, c].reshape(len(images), -1)))
             weights = x @ regression.T
-            r2.append(1.0 - ((weights @ bank - x) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+            r2.append(float(1.0 - ((weights @ g - x) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()))
             mean = weights.mean(0)
             centred = weights - mean
             # PCA from the weights' covariance (eigh of a 960×960 matrix: far cheaper than an SVD of N×960).
-            variance, vectors = np.linalg.eigh(centred.T @ centred)
-            variance, vt = np.clip(variance[::-1], 0.0, None), vectors[:, ::-1].T
-            vt = vt * np.where(vt.sum(1, keepdims=True) < 0, -1.0, 1.0)  # a fixed sign per component
-            scores = centred @ vt[:k].T
-            low, high = scores.min(0), scores.max(0)
+            variance, vectors = torch.linalg.eigh(centred.T @ centred)
+            variance, vt = variance.flip(0).clamp_min(0.0).numpy(), vectors.flip(1).T[:k]
+            vt = vt * torch.where(vt.sum(1, keepdim=True) < 0, -1.0, 1.0)  # a fixed sign per component
+            scores = centred @ vt.T
+            low, high = scores.amin(0).numpy(), scores.amax(0).numpy()
             explained.append(variance[:k] / variance.sum())
             # scores a = centre + s·(high − low)/√12, s zero-mean unit-variance ⇒ image = offset + s·basis.
-            pixels = vt[:k] @ bank  # (k, H·W) each component as an image
-            offsets.append((mean @ bank) + (0.5 * (low + high)) @ pixels)
+            pixels = (vt @ g).numpy()  # (k, H·W) each component as an image
+            offsets.append((mean @ g).numpy() + (0.5 * (low + high)) @ pixels)
             bases.append(((high - low) / math.sqrt(12.0))[:, None] * pixels)
             ranges.append(np.stack([low, high]))
         return {"offset": np.asarray(offsets, np.float32), "basis": np.asarray(bases, np.float32),
