@@ -80,8 +80,8 @@ class TemplateClassifierConfig:
                           kind="text", role="runtime", group="Images")
     lr_l2: float = param(1e-3, "LR L2 penalty", "weight decay of the logistic regression (mean loss + λ/2·|W|²)",
                          low=0.0, high=10.0, step=1e-4, decimals=6, group="Logistic regression")
-    lr_steps: int = param(50, "LR L-BFGS steps", "full-batch L-BFGS iterations of the logistic regression (few: early stopping regularises)",
-                          low=1, high=10_000, group="Logistic regression")
+    lr_steps: int = param(50, "LR L-BFGS steps", "full-batch L-BFGS iterations of the logistic regression (few: "
+                          "stopping early regularises)", low=1, high=10_000, group="Logistic regression")
     snapshot_seconds: float = 0.2
 
     def __post_init__(self) -> None:

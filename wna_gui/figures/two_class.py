@@ -3,9 +3,10 @@
 One row per γ: the mean stimulus of each (stimulus → response) cell with its trial count (correct cells
 1→1 and 2→2, incorrect 1→2 and 2→1), the mean stimulus answered 2 minus the mean stimulus answered 1, the
 classification image c = (n̄12 + n̄22) − (n̄11 + n̄21) from the noise alone and its z-map, and the mean noise
-answered 2 minus answered 1 (the paper's Eq. 2 reduction, defined once both answers occur) and its z-map. The cells of a row
-share one colour scale about their median; the difference, c and z each have their own, symmetric about 0
-(z spans at least ±3 so noise does not look like signal). Grey tiles: no trials (c needs all four cells).
+answered 2 minus answered 1 (the paper's Eq. 2 reduction, defined once both answers occur) and its z-map.
+The cells of a row share one colour scale about their median; the differences, c and z each have their own,
+symmetric about 0 (z spans at least ±3 so noise does not look like signal). Grey tiles: no trials (c needs
+all four cells). Laid out across the page width of figures.page (physical size, fonts ≥ 7 pt).
 """
 
 from __future__ import annotations
