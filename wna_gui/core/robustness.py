@@ -411,7 +411,7 @@ class RobustnessState:
         kappa = np.full((len(levels), m, m), np.nan)
         for li in range(len(levels)):
             ready = [i for i in range(m) if trials_done[i, li]]
-            if len(ready) >= 2:
+            if ready:
                 rows = np.stack([self.trials(i, d)[li].reshape(-1) for i in ready]).astype(bool)
                 k, _, _ = kappa_matrix(rows)
                 kappa[li][np.ix_(ready, ready)] = k
@@ -723,26 +723,29 @@ def threshold_records(snapshot: RobustnessSnapshot) -> list[dict]:
 
 
 def difference_records(snapshot: RobustnessSnapshot) -> list[dict]:
+    """Every ordered pair of models (the full matrix, diagonal included): threshold difference and its paired 95%
+    bootstrap interval."""
     records = []
     for result in snapshot.distortions:
         for a, name_a in enumerate(snapshot.model_names):
             for b, name_b in enumerate(snapshot.model_names):
-                if a != b:
-                    records.append({"distortion": result.name, "model": name_a, "minus": name_b,
-                                    "difference": float(result.differences[a, b]),
-                                    "ci_low": float(result.difference_ci[a, b, 0]),
-                                    "ci_high": float(result.difference_ci[a, b, 1])})
+                same = a == b and result.fits[a] is not None and result.fits[a].fit is not None
+                records.append({"distortion": result.name, "model": name_a, "minus": name_b,
+                                "difference": 0.0 if same else float(result.differences[a, b]),
+                                "ci_low": 0.0 if same else float(result.difference_ci[a, b, 0]),
+                                "ci_high": 0.0 if same else float(result.difference_ci[a, b, 1])})
     return records
 
 
 def kappa_records(snapshot: RobustnessSnapshot) -> list[dict]:
+    """κ between every ordered pair of models at every level (the full matrix, as the panel shows it)."""
     records = []
     for result in snapshot.distortions:
         for li, level in enumerate(result.levels):
             for a, name_a in enumerate(snapshot.model_names):
-                for b in range(a + 1, len(snapshot.model_names)):
+                for b, name_b in enumerate(snapshot.model_names):
                     records.append({"distortion": result.name, "level": float(level), "model": name_a,
-                                    "other": snapshot.model_names[b], "kappa": float(result.kappa[li, a, b])})
+                                    "other": name_b, "kappa": float(result.kappa[li, a, b])})
     return records
 
 
@@ -788,19 +791,16 @@ def _fitted(snapshot: RobustnessSnapshot) -> bool:
     return any(f is not None for result in snapshot.distortions for f in result.fits)
 
 
-def _pairs(snapshot: RobustnessSnapshot) -> bool:
-    return len(snapshot.model_names) > 1 and _measured(snapshot)
-
-
 ARTEFACTS = (
     Artefact("robustness_curves", "Accuracy curves plot", (".png", ".svg"), _write_curves, available=_measured),
     Artefact("robustness_accuracy", "Accuracy per level", (".csv", ".npy"), _table(accuracy_records),
              available=_measured),
     Artefact("robustness_thresholds", "Thresholds table", (".csv",), _table(threshold_records), available=_fitted),
     Artefact("robustness_differences", "Threshold differences (paired)", (".csv",), _table(difference_records),
-             available=lambda s: _fitted(s) and len(s.model_names) > 1),
-    Artefact("robustness_kappa", "Error consistency κ", (".csv",), _table(kappa_records), available=_pairs),
-    Artefact("robustness_kappa_plot", "Error consistency plot", (".png", ".svg"), _write_kappa, available=_pairs),
+             available=_fitted),
+    Artefact("robustness_kappa", "Error consistency κ", (".csv",), _table(kappa_records), available=_measured),
+    Artefact("robustness_kappa_plot", "Error consistency plot", (".png", ".svg"), _write_kappa,
+             available=_measured),
     Artefact("robustness_examples", "Example distorted images", (".npz",), write_examples, available=_measured),
 )
 

@@ -198,9 +198,10 @@ class KappaCurvesFigure(_Grid):
                     items.append(plot.plot([], [], pen=pg.mkPen(model_color(a), width=2), symbol="o", symbolSize=5,
                                            symbolBrush=model_color(b), symbolPen=None))
                 self._items[result.name] = items
-            if self._legend is not None and pairs:
-                self._legend.setText(models_legend_html(snapshot.model_names) + "&nbsp;&nbsp;·&nbsp;&nbsp;a pair: "
-                                     "line in the first model's colour, dots in the second's", color=TEXT_COLOR)
+            if self._legend is not None:
+                self._legend.setText(models_legend_html(snapshot.model_names) + "&nbsp;&nbsp;·&nbsp;&nbsp;" + (
+                    "a pair: line in the first model's colour, dots in the second's" if pairs else
+                    "κ needs at least two models"), color=TEXT_COLOR)
         for result in snapshot.distortions:
             for (a, b), item in zip(pairs, self._items[result.name]):
                 y = result.kappa[:, a, b]
