@@ -126,6 +126,34 @@ def test_an_old_record_counts_its_blocks_as_a_prefix_and_splits_like_a_new_one()
     np.testing.assert_allclose(state.total().mean, reference.total().mean, rtol=0, atol=TOL)
 
 
+def test_receptive_field_blocks_merge_into_one_run_and_old_records_count_a_prefix(model, tmp_path):
+    import h5py
+
+    from wna_gui.core.session import Session
+    from wna_gui.core.sta import KIND as STA, STAConfig, STAExperiment
+
+    config = STAConfig(layer="conv2", samples=650, batch_size=100, seed=3, stc_samples=0, map_samples=250)
+    reference = STAExperiment(model, config, device="cpu")
+    reference.run_to_end()
+    experiment = STAExperiment(model, config, device="cpu")
+    for blocks in ([6, 1], [0, 3, 4], [2, 5]):
+        merge_statistics(experiment.state, block_statistics(experiment, blocks))
+    assert experiment.state.blocks_done == 7 and not experiment.state.finished  # the real-digit maps are left
+    experiment.run_to_end()
+    a, b = experiment.state.snapshot(), reference.state.snapshot()
+    for view in ("sta", "unnormalised", "zmap"):
+        np.testing.assert_allclose(getattr(a, view), getattr(b, view), rtol=TOL, atol=TOL, err_msg=view)
+    np.testing.assert_allclose(a.maps.noise[0], b.maps.noise[0], rtol=TOL, atol=TOL)
+    np.testing.assert_array_equal(a.maps.noise_counts, b.maps.noise_counts)
+
+    # A record of version 1 (a count of blocks) opens with blocks 0 … n − 1 done.
+    path = save_session(Session(model, runs={STA: reference.state}), tmp_path / "sta.h5")
+    with h5py.File(path, "r+") as f:
+        del f[f"runs/{STA}/done_blocks"]
+        f[f"runs/{STA}"].attrs["record_version"] = 1
+    assert load_session(path).runs[STA].done == BlockSet.prefix(7)
+
+
 # --- torchrun ---
 
 def wna_under_torchrun(workers: int, *args: str, **popen) -> subprocess.Popen:
