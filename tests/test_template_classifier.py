@@ -13,7 +13,7 @@ from scipy import integrate, stats
 from wna_gui.cli import main
 from wna_gui.core.classification import ClassificationImageConfig, ClassificationImageExperiment
 from wna_gui.core.data import ImageSet, bundled_mnist
-from wna_gui.core.models import load_default
+from wna_gui.core.models import InputSpec, LoadedModel, load_default
 from wna_gui.core.session import Session, load_session, save_session
 from wna_gui.core.template_classifier import (
     SourceResult,
@@ -95,6 +95,33 @@ def test_logistic_regression_weights_beat_class_mean_images_on_the_bundled_digit
         results[name] = wilson_interval(correct, len(labels))
     # Paper, full MNIST: 63.1 % and 83.8 %; here (1,000 held-out digits) ~64 % and ~84 %.
     assert results["lr"][0] > results["mean"][1], results
+
+
+def test_an_rgb_linear_observers_logit_kernels_are_its_templates():
+    """A linear RGB model z = Wx: its logit kernels are W, so classifying images made from W's rows by the
+    kernels reaches the ideal observer's rate; class means of the training images do too."""
+    k, shape, d_prime = 3, (3, 8, 8), 2.0
+    templates, images, labels = synthetic_classes(k, shape, d_prime, n=6000)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(int(np.prod(shape)), k, bias=False))
+    with torch.no_grad():
+        net[1].weight.copy_(torch.as_tensor(templates.reshape(k, -1), dtype=torch.float32))
+    model = LoadedModel("zoo", "linear", net, InputSpec(shape), ("a", "b", "c"))
+    maps = ClassificationImageExperiment(model, ClassificationImageConfig(
+        samples=20_000, batch_size=2000, estimators=("logit",)), device="cpu")
+    maps.run_to_end()
+
+    def image_set(x, y, name):
+        return ImageSet(name, torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y), ("a", "b", "c"))
+
+    _, train_images, train_labels = synthetic_classes(k, shape, d_prime, n=3000, seed=1)
+    snapshot = TemplateClassifierExperiment(
+        model, TemplateClassifierConfig(sources=("logit", "mean-image"), similarity="cosine"), maps=maps.state,
+        device="cpu", test_set=image_set(images, labels, "test"),
+        train_set=image_set(train_images, train_labels, "train")).run_to_end()
+    bayes = bayes_rate(k, d_prime)
+    assert snapshot.templates["logit"].shape == (k, int(np.prod(shape)))
+    for source in ("logit", "mean-image"):
+        assert abs(snapshot.results[source].accuracy - bayes) < 0.03, (source, snapshot.results[source].accuracy)
 
 
 @pytest.fixture(scope="module")

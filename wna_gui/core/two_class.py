@@ -217,7 +217,8 @@ class TwoClassState:
     @staticmethod
     def new_run_text(config: TwoClassConfig) -> str:
         return (f"Start runs {config.samples:,} trials at each of {len(config.gammas)} γ "
-                f"({', '.join(f'{g:g}' for g in config.gammas)}).")
+                f"({', '.join(f'{g:g}' for g in config.gammas)}), after training a binary CNN for "
+                f"{config.first} vs {config.second} unless the model has two classes.")
 
     def with_budget(self, samples: int) -> "TwoClassState":
         if samples < self.samples_done:
