@@ -236,6 +236,11 @@ class KappaMatrixFigure(pg.PlotItem):
         ticks = [(i + 0.5, name) for i, name in enumerate(names)]
         for side in ("left", "bottom"):
             self.getAxis(side).setTicks([ticks])
+            self.getAxis(side).setStyle(hideOverlappingLabels=False)  # names near the ends are kept
+        from PySide6.QtGui import QFontMetrics
+
+        metrics = QFontMetrics(tick_font())
+        self.getAxis("left").setWidth(max((metrics.horizontalAdvance(str(n)) for n in names), default=0) + 16)
         for a in range(count):
             for b in range(count):
                 text = "–" if not np.isfinite(values[a, b]) else f"{values[a, b]:.2f}"
