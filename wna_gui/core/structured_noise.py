@@ -352,6 +352,34 @@ class GaborPCANoise(FittedSource):
         return out
 
 
+def has_scores(noise) -> bool:
+    """Whether ``noise`` is made linearly from white scores (images = offset + scores·B): Gabor-PCA."""
+    return callable(getattr(noise, "block_with_scores", None)) and callable(getattr(noise, "score_basis", None))
+
+
+def score_space_maps(acc, basis: np.ndarray, support_name: str = "hard"):
+    """Hard-label maps averaged in score space and mapped back to pixels, k = B·STA_a (SCIENCE.md).
+
+    ``acc`` is a ClassAccumulator over the scores (K features), ``basis`` B (K, D). The mean view is the
+    class's mean scores through B (the noise pattern about the source's offset), centred: its difference from
+    the grand mean's, and z: the centred map over its standard error under the null, by the delta method from
+    the scores' per-class standard errors (var(k_d) = Σ_j B_jd² se_kj²; the scores are independent).
+    """
+    from .accumulators import class_maps
+    from .estimators import EstimatorMaps
+
+    maps = class_maps(acc)
+    basis = np.asarray(basis, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        se2 = np.where(np.isfinite(maps.zmap) & (maps.zmap != 0), (maps.centered / maps.zmap) ** 2, 0.0)
+        centered = maps.centered @ basis
+        scale = np.sqrt(se2 @ (basis * basis))
+        zmap = np.where(scale > 0, centered / np.where(scale > 0, scale, 1.0), np.nan)
+    zmap[~np.isfinite(centered)] = np.nan
+    return EstimatorMaps(support_name, maps.classes, maps.mean @ basis, centered, zmap,
+                         maps.counts.astype(np.float64), int(maps.counts.sum()))
+
+
 # --- autoencoder and VAE samples (paper Fig. 10, 15) ---
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
