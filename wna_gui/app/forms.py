@@ -15,8 +15,8 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QLineEdit,
     QSpinBox,
     QVBoxLayout,
@@ -28,14 +28,15 @@ from ..core.params import Param, flatten_noise_params, inactive, params
 
 
 class _ChecksWidget(QWidget):
-    """A row of check boxes: a "multi" param (an empty selection of classes means every class)."""
+    """Rows of check boxes: a "multi" param (an empty selection of classes means every class)."""
 
     toggled = Signal()
+    PER_ROW = 3  # more choices wrap onto further rows, so a long list does not widen the settings column
 
     def __init__(self) -> None:
         super().__init__()
         self._boxes: dict = {}
-        self._layout = QHBoxLayout(self)
+        self._layout = QGridLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
 
     def set_choices(self, choices: dict) -> None:
@@ -46,7 +47,7 @@ class _ChecksWidget(QWidget):
         for value, label in choices.items():
             box = QCheckBox(str(label))
             box.toggled.connect(self.toggled)
-            self._layout.addWidget(box)
+            self._layout.addWidget(box, *divmod(len(self._boxes), self.PER_ROW))
             self._boxes[value] = box
         self.set_value(checked)
 
