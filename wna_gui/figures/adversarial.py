@@ -120,6 +120,8 @@ class LineFigure(pg.PlotItem):
             self.shown[name] = (np.asarray(x), y)
         if y_range is not None:
             self.setYRange(*y_range, padding=0)
+        else:
+            self.enableAutoRange()
 
 
 def save_line_plot(path, title: str, left: str, bottom: str, x, lines, low=None, high=None,
@@ -169,7 +171,7 @@ class TileFigure(_Canvas):
         self.lut = colormap_table()
 
     def to_qimage(self, scale: float = 1.5):
-        """The figure as a QImage (what the panel shows), ``scale`` device pixels per logical unit."""
+        """The figure as a QImage (what the panel shows), ``scale`` device pixels per logical unit (any canvas)."""
         from PySide6.QtGui import QImage, QPainter
 
         ensure_gui_application()
@@ -273,5 +275,188 @@ def save_attack_examples(snapshot: "BiasAttackSnapshot", path) -> Path:
                       caption="noise: the run's first noise image; signal: one held-out image of another class")
 
 
-__all__ = ["FoolingFigure", "LineFigure", "Tile", "TileFigure", "TileRow", "example_rows", "save_attack_examples",
+# --- backdoor (Figs. 7A/B/D, 18) ---
+
+def backdoor_rows(snapshot) -> list[TileRow]:
+    """Target-class maps of both models and their difference, the mean loss gradients and the spectral
+    signature's image, each titled with its detection (|z| inside the patch box), the box outlined."""
+    def found(prefix: str) -> list:
+        return [d for d in snapshot.detections if d.method.startswith(prefix)]
+
+    def title(name: str, detection) -> str:
+        return f"{name} |z| {detection.z_inside:.1f}{' ✓' if detection.in_box else ''}"
+
+    maps, gradients, spectral = found("classification image"), found("mean loss gradient"), found("spectral")
+    shape = snapshot.image_shape
+    rows = []
+    if "difference" in snapshot.maps:
+        pair = f"{snapshot.class_names[snapshot.target]} − {snapshot.class_names[snapshot.source]}"
+        rows.append(TileRow(f"classification image\n{pair} ({snapshot.estimator})", [
+            Tile(snapshot.maps["clean"].reshape(shape), title("clean", maps[0]), snapshot.box),
+            Tile(snapshot.maps["poisoned"].reshape(shape), title("poisoned", maps[1]), snapshot.box),
+            Tile(snapshot.maps["difference"].reshape(shape), title("difference", maps[2]), snapshot.box)],
+            "diverging"))
+    if snapshot.finished:
+        rows.append(TileRow("mean loss gradient\n(white-box, Fig. 7D)", [
+            Tile(snapshot.results["gradient_clean"].reshape(shape), title("clean", gradients[0]), snapshot.box),
+            Tile(snapshot.results["gradient_poisoned"].reshape(shape), title("poisoned", gradients[1]), snapshot.box)],
+            "diverging"))
+        rows.append(TileRow("spectral signature\n(training data)", [
+            Tile(snapshot.results["spectral_image"].reshape(shape), title("flagged−rest", spectral[0]),
+                 snapshot.box)], "diverging"))
+    return rows
+
+
+def save_backdoor_maps(snapshot, path) -> Path:
+    return save_tiles(backdoor_rows(snapshot), f"Backdoor {snapshot.attack}: where each method points (patch box "
+                      "outlined; |z|: largest robust z inside the box, ✓: the map's peak is inside it)", path,
+                      caption="each row on its own symmetric colour scale (±value at the left)")
+
+
+class ConfusionFigure(_Canvas):
+    """Confusion matrices (rows: true class, columns: predicted), counts written, shaded by row fraction."""
+
+    CELL = 22.0
+    GAP = 16.0
+
+    def __init__(self, matrices: dict[str, np.ndarray], class_names, title: str) -> None:
+        from PySide6.QtGui import QFont, QFontMetricsF
+
+        self.matrices, self.class_names, self.title = matrices, [str(c) for c in class_names], title
+        self.font = QFont("DejaVu Sans")
+        self.font.setPixelSize(round(points(TEXT_PT)))
+        self.small = QFont(self.font)
+        self.small.setPixelSize(max(6, round(points(TEXT_PT) * 0.75)))
+        self.line = float(np.ceil(QFontMetricsF(self.font).height() * 1.15))
+        k = len(self.class_names)
+        self.columns = 2
+        self.block = self.line + k * self.CELL + 2 * self.line
+        self.width = float(self.GAP + self.columns * (self.line + k * self.CELL + self.GAP))
+        rows = -(-len(matrices) // self.columns)
+        self.height = float(2 * self.line + rows * self.block + self.GAP)
+
+    def to_qimage(self, scale: float = 1.5):
+        return TileFigure.to_qimage(self, scale)
+
+    def paint(self, painter) -> None:
+        from PySide6.QtCore import QRectF, Qt
+        from PySide6.QtGui import QColor
+
+        painter.fillRect(QRectF(0, 0, self.width, self.height), QColor("white"))
+        painter.setFont(self.font)
+        painter.setPen(QColor("black"))
+        painter.drawText(QRectF(self.GAP / 2, 0, self.width, 2 * self.line),
+                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, self.title)
+        k = len(self.class_names)
+        for i, (name, matrix) in enumerate(self.matrices.items()):
+            x0 = self.GAP + (i % self.columns) * (self.line + k * self.CELL + self.GAP) + self.line
+            y0 = 2 * self.line + (i // self.columns) * self.block
+            painter.setFont(self.font)
+            painter.setPen(QColor("black"))
+            painter.drawText(QRectF(x0, y0, k * self.CELL, self.line), Qt.AlignmentFlag.AlignCenter, name)
+            top = y0 + self.line
+            rows = np.maximum(matrix.sum(1, keepdims=True), 1)
+            painter.setFont(self.small)
+            for r in range(k):
+                painter.setPen(QColor("black"))
+                painter.drawText(QRectF(x0 - self.line, top + r * self.CELL, self.line, self.CELL),
+                                 Qt.AlignmentFlag.AlignCenter, self.class_names[r][:3])
+                painter.drawText(QRectF(x0 + r * self.CELL, top + k * self.CELL, self.CELL, self.line),
+                                 Qt.AlignmentFlag.AlignCenter, self.class_names[r][:3])
+                for c in range(k):
+                    share = matrix[r, c] / rows[r, 0]
+                    shade = int(255 - 200 * share)
+                    cell = QRectF(x0 + c * self.CELL, top + r * self.CELL, self.CELL, self.CELL)
+                    painter.fillRect(cell, QColor(shade, shade, 255) if r == c else QColor(255, shade, shade))
+                    painter.setPen(QColor(220, 220, 220))
+                    painter.drawRect(cell)
+                    if matrix[r, c]:
+                        painter.setPen(QColor("black") if share < 0.6 else QColor("white"))
+                        painter.drawText(cell, Qt.AlignmentFlag.AlignCenter, str(int(matrix[r, c])))
+            painter.setFont(self.font)
+
+
+def confusion_titles(snapshot) -> dict[str, np.ndarray]:
+    source = snapshot.class_names[snapshot.source]
+    names = {"clean_clean": "clean model, clean test", "clean_patched": f"clean model, all {source}s patched",
+             "poisoned_clean": "poisoned model, clean test", "poisoned_patched": f"poisoned model, all {source}s patched"}
+    return {names[key]: snapshot.results[f"confusion_{key}"] for key in names}
+
+
+def save_confusions(snapshot, path) -> Path:
+    ensure_gui_application()
+    figure = ConfusionFigure(confusion_titles(snapshot), snapshot.class_names,
+                             f"Confusion matrices (rows: true class, columns: predicted; red: errors), {snapshot.attack}")
+    return figure.write(Path(path))
+
+
+def backdoor_view(snapshot):
+    """What the panel shows: (x, loss curves, low, high, y range, note, figures)."""
+    from ..core.backdoor import report
+
+    lines = {f"{m} copy": np.asarray(v) for m, v in snapshot.losses.items() if v}
+    x = np.arange(1, max([len(v) for v in lines.values()] + [0]) + 1)
+    figures = []
+    rows = backdoor_rows(snapshot)
+    if rows:
+        figures.append(TileFigure(rows, "Where each method points (patch box outlined)"))
+    if snapshot.finished:
+        figures.append(ConfusionFigure(confusion_titles(snapshot), snapshot.class_names, "Confusion matrices"))
+    return x, lines, None, None, None, "<pre>" + "\n".join(report(snapshot)) + "</pre>", figures
+
+
+# --- activation injection (Figs. 7C, 21) ---
+
+def injection_lines(snapshot):
+    rate, low, high = snapshot.ratios()
+    done = snapshot.layers[:snapshot.layers_done]
+    return ({layer: rate[i] for i, layer in enumerate(done)}, {layer: low[i] for i, layer in enumerate(done)},
+            {layer: high[i] for i, layer in enumerate(done)})
+
+
+def save_injection_plot(snapshot, path) -> Path:
+    """Fig. 21: misclassification ratio toward the injected class against γ, one curve per layer (.png, .pdf, .svg)."""
+    lines, low, high = injection_lines(snapshot)
+    classes = ", ".join(snapshot.class_names[c] for c in snapshot.classes)
+    return save_line_plot(path, f"Injected noise activation of class {classes}: misclassification toward it",
+                          "misclassification ratio", "γ (weight of the real activation)", snapshot.gammas, lines,
+                          low, high)
+
+
+def injection_rows(snapshot, gammas=EXAMPLE_GAMMAS) -> list[TileRow]:
+    """Input-layer injection: the first real image mixed with each class's mean noise at the chosen γ."""
+    chosen = sorted({int(np.argmin(np.abs(snapshot.gammas - g))) for g in (0.0, *gammas, 1.0)})
+    rows = []
+    for g in chosen:
+        tiles = []
+        for c in snapshot.classes:
+            given = int(snapshot.example_classes[c, g])
+            image = snapshot.examples[c, g]
+            tiles.append(Tile(image.reshape(snapshot.image_shape) if np.isfinite(image).all() else None,
+                              f"{snapshot.class_names[c]} → {snapshot.class_names[given]}" if given >= 0 else ""))
+        rows.append(TileRow(f"γ = {snapshot.gammas[g]:g}", tiles))
+    return rows
+
+
+def save_injection_examples(snapshot, path) -> Path:
+    return save_tiles(injection_rows(snapshot), "Input injection: (1 − γ)·mean noise of class c + γ·image "
+                      "(tile: injected class → class given)", path)
+
+
+def injection_view(snapshot):
+    from ..core.activation_injection import INPUT, report
+
+    lines, low, high = injection_lines(snapshot)
+    figures = []
+    if INPUT in snapshot.layers[:snapshot.layers_done] and len(snapshot.classes):
+        figures.append(TileFigure(injection_rows(snapshot), "Input injection examples (injected → given)"))
+    return (snapshot.gammas, lines, low, high, (-0.02, 1.02), "<pre>" + "\n".join(report(snapshot)) + "</pre>",
+            figures)
+
+
+PANEL_VIEWS = {"backdoor": backdoor_view, "activation_injection": injection_view}
+
+
+__all__ = ["save_injection_examples", "save_injection_plot", "ConfusionFigure", "FoolingFigure", "PANEL_VIEWS", "backdoor_rows", "save_backdoor_maps",
+           "save_confusions", "LineFigure", "Tile", "TileFigure", "TileRow", "example_rows", "save_attack_examples",
            "save_fooling_plot", "save_line_plot", "save_tiles"]

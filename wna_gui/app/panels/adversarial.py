@@ -10,11 +10,11 @@ one curve per layer. Start runs the view on top.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QPixmap
+from PySide6.QtGui import QPainter, QPixmap
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 import pyqtgraph as pg
 
-from ...figures.adversarial import FoolingFigure, LineFigure, TileFigure, example_rows
+from ...figures.adversarial import PANEL_VIEWS, FoolingFigure, LineFigure, TileFigure, example_rows
 from .base import Panel
 
 VIEW_ORDER = ("bias_attack", "backdoor", "activation_injection")
@@ -136,15 +136,21 @@ class AdversarialPanel(Panel):
         if kind == "bias_attack":
             self._draw_attack(widgets, snapshot)
         else:
-            from importlib import import_module
-
-            module = import_module(self.specs[kind].experiment.__module__)
-            lines = module.panel_view(snapshot)  # (x, curves, low, high, y_range, note, tile rows, title)
-            x, curves, low, high, y_range, note, rows, title = lines
-            widgets["plot"].show_lines(x, curves, low, high, y_range)
+            x, curves, low, high, y_range, note, figures = PANEL_VIEWS[kind](snapshot)
+            widgets["plot"].show_lines(x, curves, low, high, y_range or (None if curves else (-0.02, 1.02)))
             widgets["note"].setText(note)
-            if rows:
-                widgets["tiles"].setPixmap(QPixmap.fromImage(TileFigure(rows, title).to_qimage()))
+            if figures:
+                images = [figure.to_qimage() for figure in figures]
+                width = max(image.width() for image in images)
+                canvas = QPixmap(width, sum(image.height() for image in images))
+                canvas.fill(Qt.GlobalColor.white)
+                painter = QPainter(canvas)
+                top = 0
+                for image in images:
+                    painter.drawImage(0, top, image)
+                    top += image.height()
+                painter.end()
+                widgets["tiles"].setPixmap(canvas)
             else:
                 widgets["tiles"].clear()
 
