@@ -25,8 +25,8 @@ order: the merged run is the single-process run's arithmetic.
 
 A state offers the protocol as ``done`` (a BlockSet), ``blank()``,
 ``statistics()``, ``merge(statistics)`` and ``statistics_bytes()`` (an upper bound); its experiment as
-``run_unit(block)`` for pending blocks and ``after_unit()`` (bookkeeping on the
-merged state).
+``run_unit(block)`` (or ``run_unit(block_unit(block))``) for pending blocks and ``after_unit()`` (bookkeeping
+on the merged state).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .control import Cancelled, EngineError, friendly_errors
+from .driver import drive
 
 # How long a rank waits for the others at a merge before giving up (one slow block on a big model included).
 COLLECTIVE_TIMEOUT = timedelta(minutes=30)
@@ -176,10 +177,16 @@ def block_statistics(experiment, blocks: Iterable[int]) -> dict:
             if int(block) in state.done:
                 raise ValueError(f"block {block} is already done in this run")
             with friendly_errors(getattr(state.config, "batch_size", 0)):
-                experiment.run_unit(int(block))
+                _run_block(experiment, int(block))
     finally:
         experiment.state = state
     return blank.statistics()
+
+
+def _run_block(experiment, block: int) -> None:
+    """Run noise block ``block`` (an experiment with several kinds of unit names a block's by ``block_unit``)."""
+    block_unit = getattr(experiment, "block_unit", None)
+    experiment.run_unit(block_unit(block) if block_unit is not None else block)
 
 
 def merge_statistics(state, statistics: dict) -> None:
@@ -310,7 +317,7 @@ def drive_distributed(work, context: DistributedContext, snapshot_seconds: float
             paused_for += time.perf_counter() - pause_began
             if block is not None and not stopped:
                 with friendly_errors(getattr(master.config, "batch_size", 0)):
-                    work.run_unit(block)
+                    _run_block(work, block)
             now = time.perf_counter()
             show = context.is_main and now - last_shown >= snapshot_seconds
             merge, show, stop = _flags(context, [int(every_round or show or round_ == rounds - 1), int(show),
@@ -342,5 +349,8 @@ def drive_distributed(work, context: DistributedContext, snapshot_seconds: float
             work.state = blank
     finally:
         work.state = master
-    if context.is_main:
+    if context.is_main and not master.finished:
+        # What is left is not blocks (STA's real-digit maps and shuffle test): rank 0 does it, as one process would.
+        yield from drive(work, snapshot_seconds, autosave, autosave_seconds)
+    elif context.is_main:
         yield work.snapshot()
