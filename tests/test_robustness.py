@@ -215,3 +215,26 @@ def test_bad_settings_are_one_line_errors():
         RobustnessConfig(noise_levels=(0.0,))
     with pytest.raises(ValueError, match="unknown distortion"):
         RobustnessConfig(distortions=("fog",))
+
+
+def test_the_panel_shows_curves_thresholds_and_kappa_at_the_chosen_level(qtbot, finished, cnn, mlp, tmp_path):
+    from wna_gui.app.panels import build_panels
+
+    (panel,) = [p for p in build_panels() if p.name == "robustness"]
+    qtbot.addWidget(panel)
+    state = finished[0]
+    panel.restore({"robustness": state}, cnn, {"robustness": {"models": "mlp"}})
+    panel.show_snapshot(state.snapshot(), "robustness")
+    assert panel.table.rowCount() == len(state.config.distortions) * 2
+    assert panel.table.item(0, 4).text() not in ("", "no fit")
+    fgsm = state.snapshot().distortion("fgsm")
+    x, y = panel.figure.curve("fgsm", 0)
+    assert len(x) and np.all(np.diff(y) <= 1e-9)  # the fitted accuracy only falls with η
+    panel.apply_view_settings({"tab": "kappa", "distortion": "fgsm", "level": 3})
+    assert panel.level.value() == 3 and "η = 0.2" in panel.level_label.text()
+    shown = panel.kappa_figure.image.image
+    np.testing.assert_allclose(shown, np.nan_to_num(fgsm.kappa[3]).astype(np.float32))
+    panel.apply_view_settings({"distortion": "blur", "level": 99})  # beyond the grid: its last level
+    assert panel.level.value() == len(state.config.blur_levels) - 1
+    assert "mlp" in panel.answers.text()
+    assert panel.settings()["view"]["distortion"] == "blur"
