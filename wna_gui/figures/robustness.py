@@ -106,8 +106,8 @@ class _Grid(pg.GraphicsLayout):
             plot.showGrid(x=True, y=True, alpha=0.15)
             plot.setXRange(*_level_range(result.levels), padding=0)
             plot.setYRange(*y_range, padding=0)
-            plot.getAxis("left").setTicks([[(v, f"{v:g}") for v in np.arange(-1.0, 1.01, 0.2).round(1)
-                                            if y_range[0] <= v <= y_range[1]]])
+            plot.getAxis("left").setTicks([[(v, f"{v + 0.0:g}") for v in np.arange(-1.0, 1.01, 0.2).round(1)
+                                            if y_range[0] <= v <= y_range[1]]])  # + 0.0: no "-0"
             self.plots[result.name] = plot
         return True
 
@@ -124,7 +124,7 @@ class CurvesFigure(_Grid):
         self._items = {}
 
     def show_snapshot(self, snapshot: RobustnessSnapshot) -> None:
-        if self._ensure(snapshot, ACCURACY_LABEL, (-0.02, 1.02)):
+        if self._ensure(snapshot, ACCURACY_LABEL, (-0.02, 1.05)):
             for result in snapshot.distortions:
                 plot = self.plots[result.name]
                 chance = pg.InfiniteLine(snapshot.chance, angle=0, pen=CHANCE_PEN, movable=False, label="chance",
@@ -137,9 +137,9 @@ class CurvesFigure(_Grid):
                     bars = pg.ErrorBarItem(x=np.zeros(0), y=np.zeros(0), pen=pg.mkPen(color, width=1), beam=0)
                     plot.addItem(bars)
                     fit = plot.plot([], [], pen=pg.mkPen(color, width=2))
-                    points = plot.plot([], [], pen=None, symbol="o", symbolSize=5 if len(result.levels) > 30 else 7,
+                    points = plot.plot([], [], pen=None, symbol="o", symbolSize=6 if len(result.levels) > 30 else 8,
                                        symbolBrush=color, symbolPen=pg.mkPen("w", width=0.6))
-                    mark = pg.ScatterPlotItem(symbol="d", size=12, brush=pg.mkBrush(color),
+                    mark = pg.ScatterPlotItem(symbol="d", size=14, brush=pg.mkBrush(color),
                                               pen=pg.mkPen(TEXT_COLOR, width=1))
                     mark.setZValue(5)
                     plot.addItem(mark)
@@ -188,15 +188,15 @@ class KappaCurvesFigure(_Grid):
 
     def show_snapshot(self, snapshot: RobustnessSnapshot) -> None:
         pairs = [(a, b) for a in range(len(snapshot.model_names)) for b in range(a + 1, len(snapshot.model_names))]
-        if self._ensure(snapshot, KAPPA_LABEL, (-0.3, 1.02)):
+        if self._ensure(snapshot, KAPPA_LABEL, (-0.3, 1.05)):
             for result in snapshot.distortions:
                 plot = self.plots[result.name]
                 plot.addItem(pg.InfiniteLine(0.0, angle=0, pen=CHANCE_PEN, movable=False))
                 items = []
                 for a, b in pairs:
                     # A pair's line in the first model's colour, its symbols in the second's.
-                    items.append(plot.plot([], [], pen=pg.mkPen(model_color(a), width=2), symbol="o", symbolSize=5,
-                                           symbolBrush=model_color(b), symbolPen=None))
+                    items.append(plot.plot([], [], pen=pg.mkPen(model_color(a), width=2), symbol="o", symbolSize=8,
+                                           symbolBrush=model_color(b), symbolPen=pg.mkPen("w", width=0.6)))
                 self._items[result.name] = items
             if self._legend is not None:
                 self._legend.setText(models_legend_html(snapshot.model_names) + "&nbsp;&nbsp;·&nbsp;&nbsp;" + (
