@@ -346,3 +346,30 @@ def figures_levels(maps, counts):
     from wna_gui import figures
 
     return figures.map_levels(maps, "centered", 0.0, counts)
+
+
+def test_at_1024_by_700_every_panel_fits_and_map_tiles_are_equal_and_apart(window, qtbot):
+    window.resize(1024, 700)
+    QApplication.processEvents()
+    assert window.width() == 1024 and window.height() == 700
+    for panel in window.panels:  # no settings column is wider than its scroll area shows
+        column = panel.settings_area.widget()
+        room = panel.settings_area.width() - panel.settings_area.verticalScrollBar().sizeHint().width()
+        assert column.minimumSizeHint().width() <= room + 1, panel.name
+    panel = classification(window)
+    panel.forms[KIND].set_values({**SMALL_RUN, "estimators": ("hard", "logit")})
+    run(qtbot, window)
+    panel.set_estimator("logit")
+    QApplication.processEvents()
+    boxes = [tile.view.sceneBoundingRect() for tile in panel.map_grid._tiles]
+    labels = [tile.label.sceneBoundingRect() for tile in panel.map_grid._tiles]
+    assert len(boxes) == 10
+    sizes = {(round(b.width()), round(b.height())) for b in boxes}
+    assert max(w for w, _ in sizes) - min(w for w, _ in sizes) <= 1, sizes
+    assert max(h for _, h in sizes) - min(h for _, h in sizes) <= 1, sizes
+    assert min(w for w, _ in sizes) >= 40, "tiles large enough to see"
+    shapes = boxes + labels
+    for i, a in enumerate(shapes):
+        for b in shapes[i + 1:]:
+            overlap = a.intersected(b)
+            assert overlap.width() < 1 or overlap.height() < 1, (a, b)

@@ -31,7 +31,9 @@ class _ChecksWidget(QWidget):
     """Rows of check boxes: a "multi" param (an empty selection of classes means every class)."""
 
     toggled = Signal()
-    PER_ROW = 3  # more choices wrap onto further rows, so a long list does not widen the settings column
+    # More choices wrap onto further rows, so a long list does not widen the settings column:
+    # up to this many per row for short labels (fewer for longer labels).
+    PER_ROW = 3
 
     def __init__(self) -> None:
         super().__init__()
@@ -44,10 +46,12 @@ class _ChecksWidget(QWidget):
         for box in self._boxes.values():
             box.deleteLater()
         self._boxes = {}
+        longest = max((len(str(label)) for label in choices.values()), default=0)
+        per_row = self.PER_ROW if longest <= 8 else 2 if longest <= 16 else 1
         for value, label in choices.items():
             box = QCheckBox(str(label))
             box.toggled.connect(self.toggled)
-            self._layout.addWidget(box, *divmod(len(self._boxes), self.PER_ROW))
+            self._layout.addWidget(box, *divmod(len(self._boxes), per_row))
             self._boxes[value] = box
         self.set_value(checked)
 
@@ -59,13 +63,21 @@ class _ChecksWidget(QWidget):
             box.setChecked(value in values)
 
 
+def _combo() -> QComboBox:
+    """A choice box whose long entries elide instead of widening the settings column."""
+    combo = QComboBox()
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(12)
+    return combo
+
+
 def _widget(p: Param):
     """The editor of one param and its change signal."""
     if p.kind == "bool":
         box = QCheckBox()
         return box, box.toggled
     if p.kind in ("choice", "noise"):
-        return QComboBox(), None
+        return _combo(), None
     if p.kind == "multi":
         widget = _ChecksWidget()
         return widget, widget.toggled

@@ -118,9 +118,13 @@ def write_painted(path: str | Path, logical_size: tuple[float, float], paint: Ca
 
     if suffix == ".png":
         image = QImage(max(1, round(width * scale)), max(1, round(height * scale)), QImage.Format.Format_RGB32)
+        # Painted at the logical DPI: pyqtgraph's axes replay QPictures, whose text Qt rescales by the device's
+        # DPI (tick labels came out dpi/96 times too large); the file then declares its real resolution.
+        image.setDotsPerMeterX(round(LOGICAL_DPI / 0.0254))
+        image.setDotsPerMeterY(round(LOGICAL_DPI / 0.0254))
+        run(image, scale)
         image.setDotsPerMeterX(round(size.dpi / 0.0254))
         image.setDotsPerMeterY(round(size.dpi / 0.0254))
-        run(image, scale)
         if not image.save(str(path), "PNG"):
             raise OSError(f"could not write {path}")
     elif suffix == ".pdf":

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from ...core.control import RunControl
@@ -27,6 +28,7 @@ from ...core.session import Session
 from ..forms import SettingsForm
 from ..plots import export_view
 
+SETTINGS_MAX_WIDTH = 420
 ExperimentFactory = Callable[[RunControl], Any]  # runs in the engine thread; returns an object with run()/snapshot()
 
 
@@ -68,12 +70,15 @@ class Panel(QWidget):
         self.settings_area.setWidget(column)
         self.settings_area.setWidgetResizable(True)
         self.settings_area.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.settings_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         views = self.build_views()
         layout = QHBoxLayout(self)
         layout.addWidget(self.settings_area)
         layout.addWidget(views, 1)
         self._show_active_form()
-        self.settings_area.setFixedWidth(max(f.sizeHint().width() for f in self.forms.values()) + 40)
+        # The settings column never takes more than SETTINGS_MAX_WIDTH: the window fits 1024 px screens.
+        wanted = max(column.sizeHint().width(), *(f.sizeHint().width() for f in self.forms.values())) + 40
+        self.settings_area.setFixedWidth(min(wanted, SETTINGS_MAX_WIDTH))
 
     # --- what a panel module provides ---
 

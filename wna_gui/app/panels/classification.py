@@ -82,6 +82,13 @@ class ClassificationPanel(Panel):
         display_form.addRow("", self.limit_value)
         display_form.addRow("Colour map", self.colormap)
         display_form.addRow(self.hide_empty)
+        # Structured noise (Gabor-PCA): the hard label's maps averaged over the scores and mapped back, k = B·STA_a.
+        self.score_space = QCheckBox("Hard label in score space (k = B·STA)")
+        self.score_space.setObjectName("score_space")
+        self.score_space.setToolTip("Structured noise: average the noise's scores per class and map them back "
+                                    "to pixels, instead of averaging the (scaled) noise images")
+        self.score_space.setVisible(False)
+        display_form.addRow(self.score_space)
         display_form.addRow("Reliability", self.reliability_mode)
         self.legend = QLabel()
         self.legend.setObjectName("estimator_legend")
@@ -94,6 +101,7 @@ class ClassificationPanel(Panel):
         self.limit_value.valueChanged.connect(self._redraw)
         self.colormap.currentIndexChanged.connect(self._redraw)
         self.hide_empty.toggled.connect(self._redraw)
+        self.score_space.toggled.connect(self._redraw)
         self.limit_value.setEnabled(False)
         self.extra_settings.addWidget(display)
 
@@ -114,6 +122,7 @@ class ClassificationPanel(Panel):
         self.estimator_buttons.button(1).setChecked(True)  # logit kernel: every class has a map within seconds
         self.estimator_buttons.idToggled.connect(lambda _id, checked: checked and self._estimator_chosen())
         selector.addStretch(1)
+        history = QHBoxLayout()  # its own row: the selector and the slider share no width
         self.checkpoint_slider = QSlider(Qt.Orientation.Horizontal)
         self.checkpoint_slider.setObjectName("checkpoint_slider")
         self.checkpoint_slider.setToolTip("Browse the maps as they were at 1,000, 10,000, … samples; right: now")
@@ -124,12 +133,12 @@ class ClassificationPanel(Panel):
         self.checkpoint_slider.valueChanged.connect(self._redraw)
         self.checkpoint_label = QLabel()
         self.checkpoint_label.setObjectName("checkpoint_label")
-        self.checkpoint_label.setMinimumWidth(150)
-        selector.addSpacing(12)
-        selector.addWidget(QLabel("Samples "))
-        selector.addWidget(self.checkpoint_slider)
-        selector.addSpacing(6)
-        selector.addWidget(self.checkpoint_label)
+        self.checkpoint_label.setMinimumWidth(110)
+        history.addWidget(QLabel("Samples "))
+        history.addWidget(self.checkpoint_slider)
+        history.addSpacing(6)
+        history.addWidget(self.checkpoint_label)
+        history.addStretch(1)
         self._checkpoints: list[int] = []
 
         self.map_grid = MapGrid()
@@ -145,6 +154,7 @@ class ClassificationPanel(Panel):
         maps_layout = QVBoxLayout(maps_box)
         maps_layout.setContentsMargins(0, 0, 0, 0)
         maps_layout.addLayout(selector)
+        maps_layout.addLayout(history)
         maps_layout.addWidget(self.map_grid, 1)
         maps_layout.addWidget(self.facts_label)
         maps_layout.addWidget(self.hover_label)
@@ -289,6 +299,7 @@ class ClassificationPanel(Panel):
         self._update_selector()
 
     def draw(self, kind: str, snapshot: ClassificationSnapshot) -> None:
+        self.score_space.setVisible(snapshot.score_maps is not None)
         self._update_slider(snapshot)
         self._update_selector()
         self._redraw()
@@ -299,6 +310,10 @@ class ClassificationPanel(Panel):
         estimator = self.estimator if self.estimator in snapshot.estimators else snapshot.estimators[0]
         info, view, checkpoint = ESTIMATORS[estimator], self.view.currentData(), self.selected_checkpoint()
         estimated = snapshot.maps_of(estimator, checkpoint)
+        in_scores = (estimator == "hard" and checkpoint is None and snapshot.score_maps is not None
+                     and self.score_space.isChecked())
+        if in_scores:
+            estimated = snapshot.score_maps
         classes = figures.shown_classes(snapshot.counts)
         maps = estimated.of(view, classes) if estimated is not None else np.full((len(classes), 1), np.nan)
         if self.hide_empty.isChecked() and estimated is not None:
@@ -306,8 +321,8 @@ class ClassificationPanel(Panel):
             classes, maps = classes[keep], maps[keep]
         support = estimated.support[classes] if estimated is not None and estimated.support.size else None
         manual = self.limit_value.value() if self.limit_mode.currentData() == "manual" else None
-        levels = figures.map_levels(maps, view, snapshot.noise_mean if view == "mean" and info.image_like else 0.0,
-                                    support, manual)
+        centre = snapshot.noise_mean if view == "mean" and info.image_like and not in_scores else 0.0
+        levels = figures.map_levels(maps, view, centre, support, manual)
         return estimator, view, checkpoint, estimated, classes, maps, levels
 
     def _redraw(self) -> None:
