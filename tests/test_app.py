@@ -39,10 +39,11 @@ def settings(tmp_path):
 @pytest.fixture
 def answers(monkeypatch):
     """Scripted answers to QMessageBox.question (default: Discard), recording each question's title."""
-    script = SimpleNamespace(asked=[], replies={})
+    script = SimpleNamespace(asked=[], replies={}, texts=[])
 
     def question(parent, title, text, *args, **kwargs):
         script.asked.append(title)
+        script.texts.append(text)
         return script.replies.get(title, QMessageBox.StandardButton.Discard)
 
     monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
@@ -526,6 +527,23 @@ def test_offers_to_recover_an_autosave(make_window, qtbot, tmp_path, answers):
     assert_maps_equal(panel_of(window).snapshot, expected)
     np.testing.assert_array_equal(panel_of(window).snapshot.map_predictions, expected.map_predictions)
     assert window.session_path is None and window.isWindowModified()
+
+
+def test_recovery_says_what_was_autosaved_and_keeps_the_file_it_continued(make_window, qtbot, tmp_path, answers):
+    experiment = ClassificationImageExperiment(load_default(), ClassificationImageConfig(samples=2000, batch_size=500))
+    for _ in experiment.run():
+        if experiment.state.progress_done >= 1000:
+            break
+    original = tmp_path / "digits.wna.h5"
+    session = Session(load_default(), runs={KIND: experiment.state}, origin=str(original))
+    save_session(session, autosave_path(tmp_path / "appdata"))
+    answers.replies["Recover session"] = QMessageBox.StandardButton.Yes
+    window = make_window()
+    assert window.offer_recovery()
+    text = answers.texts[-1]
+    assert str(original) in text and "UTC" in text and f"{experiment.state.progress_done:,} of 2,000 samples" in text
+    qtbot.waitUntil(lambda: panel_of(window).snapshot is not None, timeout=20_000)
+    assert window.session_path == original and window.isWindowModified()  # Save writes the file it continued
 
 
 def test_declining_recovery_removes_the_autosave(make_window, tmp_path, answers):

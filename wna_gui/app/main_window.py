@@ -40,7 +40,14 @@ from .. import __version__
 from ..core.control import format_duration, pick_device
 from ..core.models import LoadedModel, load_default, load_model
 from ..figures.page import FigureSize, sized
-from ..core.session import Session, autosave_path, load_session, made_models, save_session
+from ..core.session import (
+    Session,
+    SessionError,
+    autosave_path,
+    load_session,
+    made_models,
+    save_session,
+)
 from ..cli import command_for
 from ..core.experiment import export_runs
 from .actions import ActionRegistry, ShortcutsDialog
@@ -75,6 +82,21 @@ def selection_text(table: QTableWidget) -> str:
     for r in rows:
         lines.append("\t".join((table.item(r, c).text() if table.item(r, c) else "") for c in columns))
     return "\n".join(lines)
+
+
+def recovery_text(path: Path) -> str:
+    """What an autosave holds, for the recovery question: when, which runs how far, which file it continues."""
+    from ..core.registry import spec_for_state
+
+    try:
+        session = load_session(path)
+    except SessionError as exc:
+        return f"Its autosave cannot be read ({exc})."
+    when = (session.modified or session.created or "at an unknown time").replace("T", " ").split("+")[0]
+    runs = [f"{name} ({state.progress_done:,} of {state.progress_total:,} {spec_for_state(state).unit})"
+            for name, state in session.runs.items()]
+    continuing = f"continuing {session.origin}" if session.origin else "never saved to a file"
+    return f"It autosaved at {when} UTC: {', '.join(runs) or 'no runs'}; {continuing}."
 
 
 class MainWindow(QMainWindow):
@@ -505,7 +527,8 @@ class MainWindow(QMainWindow):
             if preview is not None:
                 self.engine.submit(preview, on_done=lambda shown, panel=panel: self._show_restored(panel, shown),
                                    failure_title="Could not show the session")
-        self.session_path = None if recovered else session.path
+        # A recovered autosave continues the file it was autosaving (Save writes there again).
+        self.session_path = (Path(session.origin) if session.origin else None) if recovered else session.path
         self._created = session.created
         self.dirty = recovered
         if not recovered:
@@ -526,7 +549,8 @@ class MainWindow(QMainWindow):
         inputs = {**self._other_inputs,
                   **{name: roles for panel in self.panels for name, roles in panel.session_inputs().items()}}
         session = Session(self.model, runs, models={**self._other_models, **made_models(runs)},
-                          inputs={name: roles for name, roles in inputs.items() if name in runs})
+                          inputs={name: roles for name, roles in inputs.items() if name in runs},
+                          origin=str(self.session_path or ""))
         if self._created:
             session.created = self._created
         return session
@@ -578,8 +602,9 @@ class MainWindow(QMainWindow):
         if not self.autosave_file.exists():
             return False
         answer = QMessageBox.question(
-            self, "Recover session", "wna-gui did not close cleanly last time. Recover the session it autosaved?",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes)
+            self, "Recover session", f"wna-gui did not close cleanly last time. {recovery_text(self.autosave_file)} "
+            "Recover it?", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.Yes)
         if answer != QMessageBox.StandardButton.Yes:
             self.autosave_file.unlink(missing_ok=True)
             return False

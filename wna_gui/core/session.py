@@ -53,6 +53,7 @@ class Session:
     app_version: str = __version__
     path: Path | None = None
     notes: str = ""
+    origin: str = ""  # an autosave: the file the session was continuing ("" if never saved)
 
     def runs_of(self, kind: str) -> dict[str, Any]:
         """This kind's runs by name, in the order they were added."""
@@ -125,6 +126,7 @@ def _write(f: h5py.File, session: Session) -> None:
     f.attrs["created"] = session.created
     f.attrs["modified"] = session.modified
     f.attrs["notes"] = session.notes
+    f.attrs["origin"] = session.origin
     _write_model(f.create_group("model"), session.model)
     models = f.create_group("models")
     for name, model in {**session.models, **made_models(session.runs)}.items():
@@ -279,7 +281,7 @@ def load_session(path: str | Path) -> Session:
             attach(models)
     return Session(model=model, runs=runs, models=models, inputs=inputs, created=attrs.get("created", ""),
                    modified=attrs.get("modified", ""), app_version=attrs.get("app_version", ""),
-                   path=path, notes=attrs.get("notes", ""))
+                   path=path, notes=attrs.get("notes", ""), origin=attrs.get("origin", ""))
 
 
 def autosave_path(directory: str | Path) -> Path:
