@@ -98,3 +98,12 @@ def test_table1_workflow_from_the_command_line(weights, tmp_path, capsys):
     text = capsys.readouterr().out
     assert f"classes reached {reached:,} of 1,000, empty {1000 - reached:,}" in text
     assert "more classes (wna info --json lists every count)" in text and len(text.splitlines()) < 60
+
+
+def test_figures_of_a_1000_class_run_show_the_classes_noise_reached():
+    from wna_gui.figures import shown_classes
+
+    counts = np.zeros(1000, dtype=np.int64)
+    counts[[7, 400, 999]] = [5, 90, 1]
+    assert shown_classes(counts).tolist() == [7, 400, 999]  # not 17 blank tiles of empty classes
+    assert shown_classes(np.zeros(1000, dtype=np.int64)).size == 20  # nothing reached yet: the first 20
