@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from . import __version__
 from .core.control import USER_ERRORS, Cancelled, RunControl, format_duration, pick_device
 from .core.data import DATASETS
+from .core.distributed import finish_distributed, init_distributed, supports_blocks
 from .core.experiment import ExperimentSpec, export_runs, plan_run, prepare_state, resolve_inputs
 from .core.models import ZOO, load_model
 from .core.noise import NOISE_KINDS, NOISE_SOURCES, noise_source
@@ -142,6 +144,8 @@ def _model_words(model) -> list[str]:
         words += ["--weights", str(model.weights_path)]
     if model.kind == "torchscript":
         words += ["--input-shape", ",".join(str(s) for s in model.input_spec.shape)]
+    if model.kind == "torchvision" and model.input_spec.shape[1] != 224:
+        words += ["--input-size", str(model.input_spec.shape[1])]
     return words
 
 
@@ -183,7 +187,8 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
 
 
 def _load_model_from_args(args):
-    return load_model(args.model, args.weights, input_shape=_parse_shape(args.input_shape), download=args.download)
+    return load_model(args.model, args.weights, input_shape=_parse_shape(args.input_shape), download=args.download,
+                      input_size=args.input_size)
 
 
 def _session_for_out(out: Path, model) -> Session:
@@ -273,53 +278,91 @@ def _input_dest(role: str) -> str:
 
 def cmd_run(args) -> int:
     spec: ExperimentSpec = args.spec
+    pick_device(args.device)  # a bad --device fails before anything is written
+    # Under torchrun (RANK/WORLD_SIZE set, world > 1): every rank loads the same run and takes its share of the
+    # blocks; rank 0 alone writes the session and prints (core.distributed, docs/scale-out.md).
+    context = init_distributed(args.device)
+    try:
+        return _run(spec, args, context)
+    finally:
+        finish_distributed()
+
+
+def _run(spec: ExperimentSpec, args, context) -> int:
+    main = context is None or context.is_main
     if args.resume:
         session, name, state, out, inputs = _resumed(spec, args)
         if state is None:
-            print(f"{args.resume}: the {spec.command} run is complete; nothing to do", file=sys.stderr)
+            if main:
+                print(f"{args.resume}: the {spec.command} run is complete; nothing to do", file=sys.stderr)
             return 0
     else:
         session, name, state, out, inputs = _fresh(spec, args)
     session.runs[name] = state
-    pick_device(args.device)  # a bad --device fails before anything is written
-    experiment = spec.experiment(session.model, state=state, device=args.device, control=RunControl(), **inputs)
-    snapshot = drive_run(experiment, spec, session, out, args)
+    device = context.device(args.device) if context is not None else args.device
+    experiment = spec.experiment(session.model, state=state, device=device, control=RunControl(), **inputs)
+    if context is not None and not supports_blocks(experiment):
+        # Its units are not blocks of noise: rank 0 runs it alone, the other ranks have nothing to do.
+        if not main:
+            return 0
+        print(f"{spec.command} runs on one process: rank 0 runs it, the other {context.world_size - 1} "
+              "have nothing to do", file=sys.stderr)
+        context = None
+    elif context is not None:
+        import torch.distributed as dist
+
+        dist.barrier()  # every rank has read the session before rank 0 writes it
+    snapshot = drive_run(experiment, spec, session, out, args, context)
     if snapshot is None:
         return 130
+    if not main:
+        return 0
     if not args.quiet:
-        print(f"wrote {out}: {spec.command} run {name!r} on {experiment.device.type}")
+        where = experiment.device.type if context is None else \
+            f"{context.world_size} processes ({experiment.device.type}, torchrun)"
+        print(f"wrote {out}: {spec.command} run {name!r} on {where}")
         for line in spec.report(snapshot) if spec.report else ():
             print(f"  {line}")
     return 0
 
 
-def drive_run(experiment, spec: ExperimentSpec, session: Session, out: Path, args):
+def drive_run(experiment, spec: ExperimentSpec, session: Session, out: Path, args, context=None):
     """Run to the end with a progress bar, autosaving ``session`` to ``out``; None after Ctrl-C.
 
-    Ctrl-C cancels between units of work, so the session on disk is consistent and resumable.
+    Ctrl-C cancels between units of work, so the session on disk is consistent and resumable. Under torchrun
+    (``context``) rank 0 shows the world's progress and saves; the other ranks are quiet; SIGTERM (torchrun
+    stopping its workers) cancels like Ctrl-C.
     """
     control = experiment.control
-    save_session(session, out)  # a bad --out fails now, not after the run
-    snapshot = experiment.snapshot()
-    progress = ProgressBar(snapshot.samples_total, spec.unit, quiet=args.quiet)
-    previous_handler = signal.signal(signal.SIGINT, lambda *_: control.cancel())
+    main = context is None or context.is_main
+    if main:
+        save_session(session, out)  # a bad --out fails now, not after the run
+    progress = ProgressBar(experiment.state.progress_total, spec.unit, quiet=args.quiet or not main)
+    note = f"[{experiment.device.type}]" if context is None else \
+        f"[{context.world_size} × {experiment.device.type}]"
+    stop_signals = (signal.SIGINT,) if context is None else (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: control.cancel()) for sig in stop_signals}
+    snapshot = None
     try:
-        for snapshot in experiment.run(autosave=lambda: save_session(session, out),
-                                       autosave_seconds=args.autosave_seconds):
-            progress.update(snapshot.samples_done, snapshot.samples_per_second, snapshot.eta_seconds,
-                            f"[{experiment.device.type}]")
+        for snapshot in experiment.run(autosave=(lambda: save_session(session, out)) if main else None,
+                                       autosave_seconds=args.autosave_seconds, context=context):
+            progress.update(snapshot.samples_done, snapshot.samples_per_second, snapshot.eta_seconds, note)
     except Cancelled:
         progress.close()
+        if not main:
+            return None
         save_session(session, out)
         snapshot = experiment.snapshot()
         print(f"interrupted after {snapshot.samples_done:,} of {snapshot.samples_total:,} {spec.unit}; session "
               f"saved to {out}; continue with: wna run {spec.command} --resume {out}", file=sys.stderr)
         return None
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     progress.close()
-    save_session(session, out)
-    return snapshot
+    if main:
+        save_session(session, out)
+    return snapshot if main else True
 
 
 # --- info and export ---
@@ -432,8 +475,12 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--model", default="default",
                        help=f"default (bundled MNIST CNN), a zoo name ({', '.join(ZOO)}), torchscript, "
                             "or torchvision:<name>")
-    model.add_argument("--weights", help="state_dict (.pt) for a zoo/torchvision model, or the TorchScript file")
+    model.add_argument("--weights", help="state_dict (.pt) for a zoo/torchvision model, the TorchScript file, or a "
+                                         "torchvision weights name (ResNet152_Weights.IMAGENET1K_V2: from the torch "
+                                         "hub cache; class names from its metadata)")
     model.add_argument("--input-shape", help="C,H,W for a TorchScript model (default 1,28,28)")
+    model.add_argument("--input-size", type=int, help="square input size for a torchvision model (default 224; "
+                                                      "paper Table 1 also uses 32)")
     model.add_argument("--download", action="store_true", help="download torchvision weights (needs internet)")
 
 
@@ -513,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except USER_ERRORS as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"wna: error: {message}", file=sys.stderr)
+        if os.environ.get("RANK", "0") in ("", "0"):  # under torchrun every rank fails alike: rank 0 says why
+            print(f"wna: error: {message}", file=sys.stderr)
         return 2
 
 

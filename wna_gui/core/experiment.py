@@ -288,8 +288,14 @@ class Experiment:
     def after_unit(self) -> None:
         pass
 
-    def run(self, autosave: Callable[[], object] | None = None, autosave_seconds: float = 0.0) -> Iterator:
-        """Run the remaining units, yielding snapshots (see core.driver.drive)."""
+    def run(self, autosave: Callable[[], object] | None = None, autosave_seconds: float = 0.0,
+            context=None) -> Iterator:
+        """Run the remaining units, yielding snapshots (see core.driver.drive); with a torchrun ``context``
+        (core.distributed) this process's share of the blocks, rank 0 yielding the merged run's snapshots."""
+        if context is not None:
+            from .distributed import drive_distributed
+
+            return drive_distributed(self, context, self.config.snapshot_seconds, autosave, autosave_seconds)
         return drive(self, self.config.snapshot_seconds, autosave, autosave_seconds,
                      getattr(self.config, "batch_size", 0))
 

@@ -40,6 +40,7 @@ from torch import nn
 
 from .accumulators import reliability_grid
 from .control import EngineError
+from .distributed import BlockSet
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec
 from .models import MNIST_CLASSES, LoadedModel
@@ -67,7 +68,8 @@ from .spike_triggered import (
 )
 
 KIND = "sta"
-RECORD_VERSION = 1
+# 2: the blocks done as ranges (done_blocks), so the sampling splits over workers; 1: a count of blocks.
+RECORD_VERSION = 2
 ACTIVATIONS = {"post": "after the nonlinearity", "pre": "before the nonlinearity"}
 STA_VIEWS = ("sta", "unnormalised", "zmap")
 STA_VIEW_TITLES = {"sta": "STA  Σa(x − x̄)/Σa", "unnormalised": "unnormalised  Σa(x − x̄)/N", "zmap": "z-map"}
@@ -305,7 +307,7 @@ class STAState:
     map_layers: tuple[MapLayer, ...] = ()
     map_note: str = ""
     stc_note: str = ""
-    blocks_done: int = 0
+    done: BlockSet = field(default_factory=BlockSet)  # the noise blocks merged into the accumulators
     noise_device: str = ""
     even: STAAccumulator | None = None
     odd: STAAccumulator | None = None
@@ -338,8 +340,18 @@ class STAState:
     # --- progress ---
 
     @property
+    def blocks_done(self) -> int:
+        return self.done.count_below(self.config.n_blocks)
+
+    @blocks_done.setter
+    def blocks_done(self, n: int) -> None:  # blocks 0 … n − 1 (a run done in order)
+        self.done = BlockSet.prefix(n)
+
+    @property
     def samples_done(self) -> int:
-        return min(self.blocks_done * self.config.batch_size, self.config.samples)
+        cfg = self.config
+        last_short = cfg.n_blocks * cfg.batch_size - cfg.samples  # the last block is cut to the budget
+        return self.blocks_done * cfg.batch_size - (last_short if cfg.n_blocks - 1 in self.done else 0)
 
     progress_done = samples_done
 
@@ -390,7 +402,7 @@ class STAState:
             if self.stc_tested.all():  # a test of other data or shuffles: run it again
                 self.reset_null()
             return ("null", int(np.flatnonzero(~self.stc_tested)[0]))
-        return ("block", self.blocks_done)
+        return ("block", next(self.done.pending(self.config.n_blocks)))
 
     def reset_null(self) -> None:
         u, p = self.units, self.features
@@ -412,8 +424,59 @@ class STAState:
             raise ValueError(f"budget {samples} is below the {self.samples_done} samples already done")
         if self.samples_done % self.config.batch_size and samples != self.samples_done:
             raise ValueError("a run that ended on a partial batch cannot be extended")
+        if self.done.end * self.config.batch_size > samples:
+            raise ValueError(f"budget {samples} leaves out blocks already done (up to sample "
+                             f"{self.done.end * self.config.batch_size:,})")
         self.config = replace(self.config, samples=samples)
         return self
+
+    # --- blocks for workers (core.distributed): a blank state, its statistics, merges ---
+
+    def blank(self) -> "STAState":
+        """The same run with nothing measured: what a worker runs its noise blocks into (the real-digit maps and
+        the shuffle test are not blocks: the merged run does them)."""
+        return replace(self, done=BlockSet(), even=None, odd=None,
+                       stc=STCAccumulator(self.units, self.features) if self.stc is not None else None,
+                       stc_tested=None, noise_maps=None if self.noise_maps is None else
+                       ClassMeans(len(self.class_names), {m.name: m.dims for m in self.map_layers}),
+                       real_maps=None, real_done=False, reliability_samples=[], reliability=[], seconds=0.0)
+
+    def statistics(self) -> dict[str, np.ndarray]:
+        """The sufficient statistics of the blocks done: the float64 accumulators and the blocks."""
+        arrays = {"done_blocks": self.done.to_array()}
+        for half, acc in (("even", self.even), ("odd", self.odd)):
+            arrays.update({f"accumulators/{half}/{name}": value for name, value in acc.state().items()})
+        if self.stc is not None:
+            arrays.update({f"stc/accumulator/{name}": value for name, value in self.stc.state().items()})
+        if self.noise_maps is not None:
+            arrays.update(self.noise_maps.state("maps/noise"))
+        return arrays
+
+    def merge(self, statistics) -> None:
+        """Merge a worker's :meth:`statistics` (Chan's update and sums; ValueError if a block would count twice)."""
+        done = self.done.copy()
+        done.update(BlockSet.from_array(statistics["done_blocks"]))
+        for half in ("even", "odd"):
+            getattr(self, half).merge(STAAccumulator.from_state(
+                {name: statistics[f"accumulators/{half}/{name}"] for name in STAAccumulator.FIELDS}))
+        if self.stc is not None:
+            grew = int(np.asarray(statistics["stc/accumulator/count"])) > 0
+            for name in STCAccumulator.FIELDS:  # raw sums: they add
+                value = np.asarray(statistics[f"stc/accumulator/{name}"])
+                setattr(self.stc, name, self.stc.count + int(value) if name == "count" else
+                        getattr(self.stc, name) + value)
+            if grew and self.null_count:
+                self.reset_null()  # the STC grew (an extended run): its test runs again
+        if self.noise_maps is not None:
+            other = ClassMeans.from_state(statistics, "maps/noise", [m.name for m in self.map_layers])
+            self.noise_maps.counts = self.noise_maps.counts + other.counts
+            for name, value in other.sums.items():
+                self.noise_maps.sums[name] = self.noise_maps.sums[name] + value
+        self.done = done
+
+    def statistics_bytes(self) -> int:
+        """The size of :meth:`statistics` (fixed by the layer, field and maps)."""
+        return int(sum(value.nbytes for value in self.blank().statistics().values()))
 
     def refitted(self, config: STAConfig) -> "STAState":
         """The same measurements under new fit settings (shuffles): the shuffle test runs again."""
@@ -562,19 +625,13 @@ class STAState:
             "seconds": self.seconds,
         }
         arrays: dict[str, np.ndarray] = dict(config_arrays(self.config))
-        for half, acc in (("even", self.even), ("odd", self.odd)):
-            for name, value in acc.state().items():
-                arrays[f"accumulators/{half}/{name}"] = value
+        arrays.update(self.statistics())  # accumulators, noise maps and done_blocks
         if self.stc is not None:
-            for name, value in self.stc.state().items():
-                arrays[f"stc/accumulator/{name}"] = value
             for name in ("tested", "eigenvalues", "band", "count", "values", "vectors", "bands"):
                 value = getattr(self, f"stc_{name}")
                 arrays[f"stc/{name}"] = value.astype(np.uint8) if name == "tested" else value
         if self.kernels is not None:
             arrays["kernels"] = self.kernels
-        if self.noise_maps is not None:
-            arrays.update(self.noise_maps.state("maps/noise"))
         if self.real_maps is not None:
             arrays.update(self.real_maps.state("maps/real"))
         arrays["convergence/samples"] = np.asarray(self.reliability_samples, dtype=np.int64)
@@ -600,7 +657,7 @@ class STAState:
             map_layers=tuple(MapLayer(m["name"], tuple(int(s) for s in m["shape"]), m["form"])
                              for m in meta.get("map_layers", [])),
             map_note=meta.get("map_note", ""), stc_note=meta.get("stc_note", ""),
-            blocks_done=int(meta["blocks_done"]), noise_device=meta.get("noise_device", ""),
+            done=BlockSet.from_array(arrays["done_blocks"]), noise_device=meta.get("noise_device", ""),
             real_done=bool(meta.get("real_done", False)), seconds=float(meta.get("seconds", 0.0)),
         )
         for half in ("even", "odd"):
@@ -856,6 +913,11 @@ class STAExperiment(Experiment):
         while not self.state.finished:
             yield self.state.next_unit()
 
+    @staticmethod
+    def block_unit(block: int) -> tuple[str, int]:
+        """The unit that samples noise block ``block`` (core.distributed hands out blocks)."""
+        return ("block", block)
+
     def run_unit(self, unit: tuple[str, int]) -> None:
         kind, index = unit
         with torch.inference_mode():
@@ -986,7 +1048,7 @@ class STAExperiment(Experiment):
         map_rows = max(0, min(size, cfg.map_limit - start))
         if state.maps_wanted and map_rows:
             self._noise_maps(x[:map_rows])
-        state.blocks_done += 1
+        state.done.add(block)
 
     def _layer_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Full forward passes: the model's outputs and every map layer's activations (reduced as kept)."""
@@ -1324,6 +1386,11 @@ def report(snapshot: STASnapshot) -> list[str]:
     return lines
 
 
+def _migrate_v1(meta: dict, arrays: dict) -> tuple[dict, dict]:
+    """Version 1 counted the blocks done (always blocks 0 … n − 1); version 2 keeps them as ranges."""
+    return meta, {**arrays, "done_blocks": BlockSet.prefix(int(meta["blocks_done"])).to_array()}
+
+
 EXPERIMENT = ExperimentSpec(
     kind=KIND,
     command="sta",
@@ -1339,6 +1406,7 @@ EXPERIMENT = ExperimentSpec(
     can_extend=True,
     can_refit=True,
     record_version=RECORD_VERSION,
+    migrations={1: _migrate_v1},
     summary=summary,
     describe=describe,
     report=report,

@@ -30,10 +30,13 @@ MAX_TILES = 20
 
 
 def shown_classes(counts: np.ndarray, max_tiles: int = MAX_TILES) -> np.ndarray:
-    """All classes, or the ``max_tiles`` most frequent ones (in class order) when there are more."""
+    """All classes, or the ``max_tiles`` most frequent ones (in class order) when there are more: those noise
+    reached (a 1000-class model's empty classes would fill the grid with blank tiles), else the first."""
     if counts.size <= max_tiles:
         return np.arange(counts.size)
-    return np.sort(np.argsort(-counts, kind="stable")[:max_tiles])
+    top = np.argsort(-counts, kind="stable")[:max_tiles]
+    reached = top[counts[top] > 0]
+    return np.sort(reached if reached.size else top)
 
 
 def grid_columns(n_tiles: int) -> int:
