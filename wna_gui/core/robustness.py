@@ -259,7 +259,10 @@ def fit_curve(levels, wrong: np.ndarray, trials: int, chance: float, sigmoid: st
     """Fit the error counts ``wrong`` (images, levels), each out of ``trials``, of one model under one distortion.
 
     The same ``seed`` and number of images give the same image resamples, so
-    the bootstrap thresholds of two models are paired.
+    the bootstrap thresholds of two models are paired. The target accuracy
+    (half-way from the measured clean accuracy to chance) is held at its
+    point estimate in the resamples: the interval is that of the level where
+    the curve crosses it.
     """
     x = np.asarray(levels, dtype=float)
     correct = 1.0 - wrong.sum(axis=0) / (wrong.shape[0] * trials)
