@@ -178,3 +178,35 @@ def test_the_command_line_runs_classification_images_on_gabor_pca_noise(tmp_path
     assert noise.arrays()["basis"].shape == (1, 120, 784) and int(noise.arrays()["fit_count"]) == 500
     fresh = GaborPCANoise(components=120, fit_images=500)
     assert torch.equal(noise.block(0, 1, 10, MNIST), fresh.block(0, 1, 10, MNIST))
+
+
+def test_classification_maps_of_structured_noise_are_also_averaged_in_score_space(gabor, tmp_path):
+    """k = B·STA_a beside the pixel average: with no scaling the two are the same maps (the images are linear
+    in the scores); the score-space accumulators survive a session round trip and merge like the others."""
+    model = load_default()
+    noise = dataclasses.replace(gabor, scaling="none")
+    config = ClassificationImageConfig(noise=noise, samples=1000, batch_size=250, estimators=("hard",))
+    run = ClassificationImageExperiment(model, config, device="cpu")
+    snapshot = run.run_to_end()
+    score, pixel = snapshot.score_maps, snapshot.maps
+    assert score is not None and score.samples == 1000
+    seen = pixel.classes[pixel.counts[pixel.classes] >= 2]
+    np.testing.assert_allclose(score.of("centered", seen), pixel.of("centered", seen), atol=1e-4)
+    z = score.of("zmap", seen)
+    assert np.isfinite(z).all() and 0.5 < np.std(z) < 5  # standard errors of the right size
+    white = ClassificationImageExperiment(model, ClassificationImageConfig(samples=200, batch_size=100),
+                                          device="cpu").run_to_end()
+    assert white.score_maps is None  # white noise has no scores
+    save_session(Session(model, {"classification_images": run.state}), tmp_path / "s.h5")
+    loaded = load_session(tmp_path / "s.h5").runs["classification_images"]
+    np.testing.assert_array_equal(loaded.score_maps().centered, score.centered)
+    written = ClassificationImageExperiment.spec.artefacts[-1].write(snapshot, tmp_path / "score_maps.png")
+    assert written.stat().st_size > 1000
+    # Workers' statistics carry the score accumulators: two halves of the blocks merge to the whole run.
+    first, second = run.state.blank(), run.state.blank()
+    for part, blocks in ((first, (0, 1)), (second, (2, 3))):
+        worker = ClassificationImageExperiment(model, state=part, device="cpu")
+        for block in blocks:
+            worker.run_unit(block)
+    first.merge(second.statistics())
+    np.testing.assert_allclose(first.score_maps().centered, score.centered, atol=1e-12)
