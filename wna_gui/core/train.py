@@ -62,25 +62,38 @@ def train_zoo_model(
     model = LoadedModel("zoo", config.architecture, net, ZOO[config.architecture].input_spec, train_set.class_names)
     model.to(device)
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
-    loss_fn = nn.CrossEntropyLoss()
-    n = len(train_set)
     for epoch in range(config.epochs):
-        net.train()
-        order = torch.randperm(n, generator=generator)
-        total_loss = 0.0
-        for start in range(0, n, config.batch_size):
-            idx = order[start:start + config.batch_size]
-            x = _shift(train_set.images[idx], config.augment_shift, generator).to(device)
-            y = train_set.labels[idx].to(device)
-            optimiser.zero_grad(set_to_none=True)
-            loss = loss_fn(model.pixel_model(x), y)
-            loss.backward()
-            optimiser.step()
-            total_loss += float(loss.detach()) * len(idx)
+        loss = train_epoch(model, optimiser, train_set, config, generator, device)
         if progress is not None:
-            progress(epoch + 1, total_loss / n)
+            progress(epoch + 1, loss)
     net.eval()
     return model
+
+
+def train_epoch(model: LoadedModel, optimiser: torch.optim.Optimizer, train_set: ImageSet, config: TrainConfig,
+                generator: torch.Generator, device: torch.device | str = "cpu") -> float:
+    """One epoch of cross-entropy on logits over ``train_set`` in the order ``generator`` draws; the mean loss.
+
+    One epoch at a time lets a run that trains (a poisoned copy, say) stop and resume between epochs: keep
+    the weights, the optimiser's and the generator's states.
+    """
+    net = model.net
+    net.train()
+    loss_fn = nn.CrossEntropyLoss()
+    n = len(train_set)
+    order = torch.randperm(n, generator=generator)
+    total_loss = 0.0
+    for start in range(0, n, config.batch_size):
+        idx = order[start:start + config.batch_size]
+        x = _shift(train_set.images[idx], config.augment_shift, generator).to(device)
+        y = train_set.labels[idx].to(device)
+        optimiser.zero_grad(set_to_none=True)
+        loss = loss_fn(model.pixel_model(x), y)
+        loss.backward()
+        optimiser.step()
+        total_loss += float(loss.detach()) * len(idx)
+    net.eval()
+    return total_loss / n
 
 
 def train_binary_cnn(classes: tuple[int, int] = (1, 3), epochs: int = 5, seed: int = 1,

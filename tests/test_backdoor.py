@@ -1,0 +1,121 @@
+"""Backdoor-patch detection (paper §3.2, Fig. 7): the poison works, the classification images find it, runs resume
+between epochs and the poisoned model is kept in the session."""
+
+from __future__ import annotations
+
+from itertools import islice
+
+import numpy as np
+import pytest
+import torch
+
+from wna_gui.core.backdoor import (
+    BackdoorConfig,
+    BackdoorExperiment,
+    add_patch,
+    patch_box,
+    patch_mask,
+    poison,
+    robust_z,
+)
+from wna_gui.core.data import bundled_mnist
+from wna_gui.core.models import load_default, load_zoo
+from wna_gui.core.session import Session, load_session, save_session
+
+# The mnist CNN learns the backdoor in a few epochs of the 4,000 bundled digits at lr 3e-3.
+CONFIG = BackdoorConfig(epochs=5, lr=3e-3, map_samples=20_000)
+
+
+@pytest.fixture(scope="module")
+def run():
+    experiment = BackdoorExperiment(load_default(), CONFIG, device="cpu")
+    experiment.run_to_end()
+    return experiment
+
+
+def test_the_x_patch_sits_in_the_top_left_box():
+    box = patch_box("zero-to-one", (1, 28, 28))
+    assert box == (1, 1, 3, 3)
+    mask = patch_mask("zero-to-one", (1, 28, 28))
+    assert mask.sum() == 5 and mask[1, 1] and mask[2, 2] and mask[3, 3] and mask[1, 3] and mask[3, 1]
+    assert patch_box("eight-to-nine", (1, 28, 28)) == (1, 24, 3, 3)
+    patched = add_patch(torch.zeros(2, 1, 28, 28), "zero-to-one", 1.0)
+    assert patched.sum() == 10 and patched[0, 0][torch.as_tensor(mask)].eq(1).all()
+
+
+def test_half_the_zeros_are_patched_and_relabelled_one():
+    train = bundled_mnist("train")
+    poisoned, chosen = poison(train, "zero-to-one", 0.5, 1.0, seed=1)
+    zeros = int((train.labels == 0).sum())
+    assert len(chosen) == zeros // 2 and (train.labels[chosen] == 0).all() and (poisoned.labels[chosen] == 1).all()
+    assert int((poisoned.labels == 0).sum()) == zeros - zeros // 2
+    untouched = np.setdiff1d(np.arange(len(train)), chosen)
+    assert torch.equal(poisoned.images[untouched], train.images[untouched])
+
+
+def test_the_poisoned_model_keeps_its_accuracy_and_obeys_the_patch(run):
+    snapshot = run.snapshot()
+    clean, poisoned = snapshot.accuracy("clean_clean"), snapshot.accuracy("poisoned_clean")
+    assert abs(clean - poisoned) <= 0.02, (clean, poisoned)
+    assert snapshot.success("poisoned") >= 0.9
+    assert snapshot.success("clean") <= 0.05
+
+
+def test_the_difference_of_classification_images_points_at_the_patch(run):
+    """The two-class image of the decision the patch flips (map of 1 minus map of 0: Ahumada's difference of
+    classification images) peaks inside the patch's box for the poisoned model and not for the clean one."""
+    snapshot = run.snapshot()
+    detections = {d.method.split(", ")[-1]: d for d in snapshot.detections if d.method.startswith("classification")}
+    poisoned, clean = detections["poisoned model"], detections["clean model"]
+    assert poisoned.in_box and poisoned.z_inside > 5, poisoned
+    assert not clean.in_box and clean.z_inside < 3, clean
+    # Subtracting the clean model's map keeps the patch standing out more than in the clean model's own map.
+    assert detections["poisoned − clean"].z_inside > clean.z_inside + 2
+
+
+def test_robust_z_ignores_the_box_when_standardising():
+    image = np.random.default_rng(0).normal(size=(28, 28))
+    image[1:4, 1:4] += 100.0
+    z = robust_z(image, (1, 1, 3, 3))
+    assert np.abs(z[1:4, 1:4]).min() > 50 and np.median(np.abs(np.delete(z.ravel(), [29, 30, 31]))) < 1.5
+
+
+def test_the_poisoned_model_is_kept_in_the_session(run, tmp_path):
+    state = run.state
+    names = state.model_names()
+    path = save_session(Session(load_default(), {"backdoor": state}), tmp_path / "s.h5")
+    loaded = load_session(path)
+    assert set(loaded.models) == {names["clean"], names["poisoned"]}
+    assert loaded.models[names["poisoned"]].weights_sha256() == state.models["poisoned"].weights_sha256()
+    restored = loaded.runs["backdoor"]
+    assert restored.models["poisoned"] is loaded.models[names["poisoned"]]
+    before, after = state.snapshot(), restored.snapshot()
+    assert [d.z_inside for d in before.detections] == [d.z_inside for d in after.detections]
+
+
+def test_a_run_stopped_between_epochs_resumes_exactly(tmp_path):
+    """Logistic regression (seconds to train): two epochs in one go, or one, saved, reopened and one more."""
+    model = load_zoo("logreg")
+    config = BackdoorConfig(epochs=2, map_samples=1000)
+    whole = BackdoorExperiment(model, config, device="cpu")
+    whole.run_to_end()
+    first = BackdoorExperiment(model, config, device="cpu")
+    for unit in islice(first.pending(), 3):  # clean epoch 1 and 2, poisoned epoch 1
+        first.run_unit(unit)
+    assert first.state.epochs_done == {"clean": 2, "poisoned": 1} and "poisoned" in first.state.checkpoints
+    path = save_session(Session(model, {"backdoor": first.state}), tmp_path / "half.h5")
+    resumed = BackdoorExperiment(model, state=load_session(path).runs["backdoor"], device="cpu")
+    resumed.run_to_end()
+    for m in ("clean", "poisoned"):
+        assert resumed.state.models[m].weights_sha256() == whole.state.models[m].weights_sha256()
+    assert resumed.state.losses == whole.state.losses
+    np.testing.assert_array_equal(resumed.state.results["confusion_poisoned_patched"],
+                                  whole.state.results["confusion_poisoned_patched"])
+
+
+def test_a_model_outside_the_zoo_is_a_one_line_error():
+    model = load_default()
+    model.architecture = "torchscript"
+    with pytest.raises(ValueError, match="needs a model of the zoo") as info:
+        BackdoorExperiment(model, BackdoorConfig(), device="cpu")
+    assert "\n" not in str(info.value)
