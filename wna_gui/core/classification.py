@@ -31,6 +31,7 @@ from .accumulators import (
 )
 from .control import EngineError
 from .data import DATASETS, ImageSet, load_dataset
+from .distributed import BlockSet
 from .driver import ProgressView
 from .estimators import (
     ACCUMULATORS,
@@ -53,13 +54,15 @@ from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise, log_spaced_checkpoints
 from .params import config_arrays, config_from_dict, config_to_dict, param
 from .runtime import Runtime
+from .structured_noise import has_scores, score_space_maps
 
 KIND = "classification_images"
 WEIGHTINGS = {"none": "none", "confidence": "softmax confidence"}
 MAP_VIEWS = VIEWS
 MAP_VIEW_TITLES = {"zmap": "z-map", "mean": "mean", "centered": "mean − grand mean"}
-# 3: several estimators (config.estimators, estimators/<name>/…); 2: the hard label only.
-RECORD_VERSION = 3
+# 4: the blocks done as ranges (done_blocks), so a run splits over workers; 3: several estimators
+# (config.estimators, estimators/<name>/…); 2: the hard label only.
+RECORD_VERSION = 4
 ESTIMATOR_CHOICES = {name: info.short for name, info in ESTIMATORS.items()}
 SIGNAL_DATASETS = {"bundled": "bundled MNIST digits (held out)",
                    **{name: f"{name} test set (data folder)" for name in DATASETS}}
@@ -182,13 +185,16 @@ class ClassificationImageState:
     n_classes: int
     image_shape: tuple[int, ...]
     class_names: tuple[str, ...]
-    blocks_done: int = 0
+    done: BlockSet = field(default_factory=BlockSet)  # the blocks merged into the accumulators
     noise_device: str = ""  # device type whose generator drew the noise ("cpu" / "cuda")
     # The hard label's halves (with hard-label maps off they only count labels: how the model labels noise).
     even: ClassAccumulator | None = None
     odd: ClassAccumulator | None = None
     # The other estimators' halves: name → [even, odd].
     halves: dict[str, list] = field(default_factory=dict)
+    # Structured noise (images = offset + scores·B): the hard label's halves over the scores, mapped back
+    # (k = B·STA_a) beside the pixel maps; None for white noise.
+    scores: list | None = None
     reliability_samples: list[int] = field(default_factory=list)  # run samples at each record
     reliability: dict[str, list[np.ndarray]] = field(default_factory=dict)  # estimator → raw r (K,) per record
     reliability_counts: dict[str, list[int]] = field(default_factory=dict)  # estimator → its samples per record
@@ -203,6 +209,9 @@ class ClassificationImageState:
             self.even = ClassAccumulator(self.n_classes, n_features)
         if self.odd is None:
             self.odd = ClassAccumulator(self.n_classes, n_features)
+        if self.scores is None and "hard" in self.estimators and has_scores(self.config.noise):
+            k = np.asarray(self.config.noise.score_basis(tuple(self.image_shape))).shape[0]
+            self.scores = [ClassAccumulator(self.n_classes, k) for _ in range(2)]
         for name in self.estimators:
             if name != "hard" and name not in self.halves:
                 self.halves[name] = [ACCUMULATORS[name](self.n_classes, n_features) for _ in range(2)]
@@ -218,8 +227,18 @@ class ClassificationImageState:
         return int(np.prod(self.image_shape))
 
     @property
+    def blocks_done(self) -> int:
+        return self.done.count_below(self.config.n_blocks)
+
+    @blocks_done.setter
+    def blocks_done(self, n: int) -> None:  # blocks 0 … n − 1 (a run done in order)
+        self.done = BlockSet.prefix(n)
+
+    @property
     def samples_done(self) -> int:
-        return min(self.blocks_done * self.config.batch_size, self.config.samples)
+        cfg = self.config
+        last_short = cfg.n_blocks * cfg.batch_size - cfg.samples  # the last block is cut to the budget
+        return self.blocks_done * cfg.batch_size - (last_short if cfg.n_blocks - 1 in self.done else 0)
 
     progress_done = samples_done
 
@@ -257,8 +276,54 @@ class ClassificationImageState:
             raise ValueError(f"budget {samples} is below the {self.samples_done} samples already done")
         if self.samples_done % self.config.batch_size and samples != self.samples_done:
             raise ValueError("a run that ended on a partial batch cannot be extended")
+        if self.done.end * self.config.batch_size > samples:
+            raise ValueError(f"budget {samples} leaves out blocks already done (up to sample "
+                             f"{self.done.end * self.config.batch_size:,})")
         self.config = replace(self.config, samples=samples)
         return self
+
+    # --- blocks for workers (core.distributed): a blank state, its statistics, merges ---
+
+    def blank(self) -> "ClassificationImageState":
+        """The same run with nothing measured: what a worker runs its blocks into."""
+        return ClassificationImageState(self.config, self.n_classes, tuple(self.image_shape),
+                                        tuple(self.class_names), noise_device=self.noise_device,
+                                        signal_images=dict(self.signal_images))
+
+    def statistics(self) -> dict[str, np.ndarray]:
+        """The sufficient statistics of the blocks done: every accumulator's float64 state and the blocks."""
+        arrays = {"done_blocks": self.done.to_array()}
+        for half, acc in (("even", self.even), ("odd", self.odd)):
+            for name, value in acc.state().items():
+                arrays[f"accumulators/{half}/{name}"] = value
+        for estimator, halves in self.halves.items():
+            for half, acc in zip(("even", "odd"), halves):
+                for name, value in acc.state().items():
+                    arrays[f"estimators/{estimator}/{half}/{name}"] = value
+        for half, acc in zip(("even", "odd"), self.scores or ()):
+            arrays.update({f"scores/{half}/{name}": value for name, value in acc.state().items()})
+        return arrays
+
+    def merge(self, statistics: Mapping[str, np.ndarray]) -> None:
+        """Merge a worker's :meth:`statistics` (Chan's update; ValueError if a block would count twice)."""
+        done = self.done.copy()
+        done.update(BlockSet.from_array(statistics["done_blocks"]))
+        for half in ("even", "odd"):
+            getattr(self, half).merge_stats(ClassAccumulator.from_state(_group(statistics, f"accumulators/{half}/")))
+        for estimator, halves in self.halves.items():
+            for half, acc in zip(("even", "odd"), halves):
+                acc.merge(ACCUMULATORS[estimator].from_state(_group(statistics, f"estimators/{estimator}/{half}/")))
+        for half, acc in zip(("even", "odd"), self.scores or ()):
+            acc.merge_stats(ClassAccumulator.from_state(_group(statistics, f"scores/{half}/")))
+        self.done = done
+
+    def statistics_bytes(self) -> int:
+        """An upper bound of :meth:`statistics`' size."""
+        return sum(self.accumulator_bytes().values())
+
+    def allocated_bytes(self) -> int:
+        """Bytes the accumulators hold now (the hard label's and signal's grow with the classes reached)."""
+        return int(sum(value.nbytes for key, value in self.statistics().items() if key != "done_blocks"))
 
     # --- maps ---
 
@@ -274,6 +339,13 @@ class ClassificationImageState:
             return self.samples_done
         even, odd = self.halves[name]
         return even.samples + odd.samples
+
+    def score_maps(self) -> EstimatorMaps | None:
+        """The hard label's maps averaged in the structured noise's score space, mapped back (None: white noise)."""
+        if self.scores is None:
+            return None
+        basis = self.config.noise.score_basis(tuple(self.image_shape))
+        return score_space_maps(self.scores[0].merged(self.scores[1]), basis)
 
     def split_half(self, name: str) -> np.ndarray:
         """Raw split-half r (K,) of one estimator now."""
@@ -323,6 +395,7 @@ class ClassificationImageState:
             noise_kind=self.config.noise.kind,
             gradient_every=self.config.gradient_every,
             signal_gamma=self.config.signal_gamma,
+            score_maps=self.score_maps(),
         )
 
     # --- records for the session file (session.py writes them to HDF5) ---
@@ -342,13 +415,7 @@ class ClassificationImageState:
             meta["signal_images"] = dict(self.signal_images)
         shape = tuple(self.image_shape)
         arrays: dict[str, np.ndarray] = dict(config_arrays(self.config))
-        for half, acc in (("even", self.even), ("odd", self.odd)):
-            for name, value in acc.state().items():
-                arrays[f"accumulators/{half}/{name}"] = value
-        for estimator, halves in self.halves.items():
-            for half, acc in zip(("even", "odd"), halves):
-                for name, value in acc.state().items():
-                    arrays[f"estimators/{estimator}/{half}/{name}"] = value
+        arrays.update(self.statistics())  # accumulators and done_blocks
         snapshot = self.snapshot()
         maps = snapshot.maps
         arrays["results/counts"] = maps.counts
@@ -397,7 +464,7 @@ class ClassificationImageState:
             n_classes=int(meta["n_classes"]),
             image_shape=tuple(int(s) for s in meta["image_shape"]),
             class_names=tuple(meta["class_names"]),
-            blocks_done=int(meta["blocks_done"]),
+            done=BlockSet.from_array(arrays["done_blocks"]),
             noise_device=meta.get("noise_device", ""),
             seconds=float(meta.get("seconds", 0.0)),
             halves={estimator: [ACCUMULATORS[estimator].from_state(_group(arrays, f"estimators/{estimator}/{half}/"))
@@ -408,6 +475,9 @@ class ClassificationImageState:
         for half in ("even", "odd"):
             acc_state = {name: arrays[f"accumulators/{half}/{name}"] for name in ClassAccumulator.FIELDS}
             setattr(state, half, ClassAccumulator.from_state(acc_state))
+        if state.scores is not None:  # a record without them (written before they were kept) has none
+            state.scores = ([ClassAccumulator.from_state(_group(arrays, f"scores/{half}/")) for half in ("even", "odd")]
+                            if "scores/even/count" in arrays else None)
         for estimator, halves in state.halves.items():
             for acc in halves:
                 if acc.n_classes != state.n_classes:
@@ -484,6 +554,11 @@ def _migrate_v2(meta: dict, arrays: dict) -> tuple[dict, dict]:
     return {**meta, "config": {**meta["config"], "estimators": ["hard"]}}, arrays
 
 
+def _migrate_v3(meta: dict, arrays: dict) -> tuple[dict, dict]:
+    """Version 3 counted the blocks done (always blocks 0 … n − 1); version 4 keeps them as ranges."""
+    return meta, {**arrays, "done_blocks": BlockSet.prefix(int(meta["blocks_done"])).to_array()}
+
+
 @dataclass(frozen=True)
 class ClassificationSnapshot(ProgressView):
     """An immutable view of a run for plots and progress bars (arrays are copies or never changed again)."""
@@ -515,6 +590,8 @@ class ClassificationSnapshot(ProgressView):
     gradient_every: int = 1
     signal_gamma: float = 0.0
     annotated: bool = False  # a model has classified the maps
+    # structured noise: the hard label's maps averaged in score space and mapped back (k = B·STA_a)
+    score_maps: EstimatorMaps | None = None
     model_name: str = ""  # the model's display name, once a model has looked (figure titles)
 
     @property
@@ -692,19 +769,24 @@ class ClassificationImageExperiment(Experiment):
         return state
 
     def pending(self):
-        while not self.state.finished:
-            yield self.state.blocks_done
+        return self.state.done.pending(self.state.config.n_blocks)
 
     def run_unit(self, block: int) -> None:
         """Draw block ``block``, run every estimator on it and merge each into its half."""
         self.run_block(block)
-        self.state.blocks_done += 1
+        self.state.done.add(block)
 
     def run_block(self, block: int) -> None:
         cfg, state = self.config, self.state
         estimators = cfg.estimators
         size = min(cfg.batch_size, cfg.samples - block * cfg.batch_size)
-        x = cfg.noise.block(cfg.seed, block, cfg.batch_size, tuple(state.image_shape), self.device)[:size]
+        scores = None
+        if state.scores is not None:  # the same images, with the scores that made them
+            x, scores = cfg.noise.block_with_scores(cfg.seed, block, cfg.batch_size, tuple(state.image_shape),
+                                                    self.device)
+            x, scores = x[:size], scores[:size]
+        else:
+            x = cfg.noise.block(cfg.seed, block, cfg.batch_size, tuple(state.image_shape), self.device)[:size]
         half = block % 2
         context = f"at sample {state.samples_done:,}"
         with torch.inference_mode():
@@ -715,6 +797,9 @@ class ClassificationImageExperiment(Experiment):
             if "hard" in estimators:
                 weights = torch.softmax(logits.float(), 1).amax(1) if cfg.weighting == "confidence" else None
                 hard.merge_stats(batch_class_stats(noise.x, labels, state.n_classes, weights))
+                if scores is not None:
+                    state.scores[half].merge_stats(batch_class_stats(scores.to(torch.float64), labels,
+                                                                     state.n_classes, weights))
             else:
                 hard.add_counts(labels)
             for name in ("logit", "prob"):
@@ -799,6 +884,26 @@ def write_maps(snapshot: ClassificationSnapshot, path, view: str) -> Path:
     levels = map_levels(maps, view, snapshot.noise_mean if view == "mean" else None, counts)
     return save_map_grid(maps, [titles[k] for k in shown], path, view=view, levels=levels,
                          title=figure_title(snapshot, f"Classification images ({view})"),
+                         caption=levels_caption(counts))
+
+
+def write_score_maps(snapshot: ClassificationSnapshot, path, view: str = "centered") -> Path:
+    """Structured noise: the hard label's maps averaged in score space and mapped back (k = B·STA_a), one view
+    as a figure (.png, .pdf, .svg; the session keeps the score accumulators they come from)."""
+    path, maps = Path(path), snapshot.score_maps
+    if maps is None:  # white noise has no scores: every map NaN (grey "no map" tiles), as for an empty class
+        blank = np.full((0, int(np.prod(snapshot.image_shape))), np.nan)
+        maps = EstimatorMaps("hard", np.zeros(0, np.int64), blank, blank, blank,
+                             np.zeros(snapshot.n_classes), 0)
+    from ..figures import levels_caption, map_levels, map_titles, save_map_grid, shown_classes  # Qt, when asked
+
+    shown = shown_classes(snapshot.counts)
+    titles = map_titles(snapshot.class_names, snapshot.counts, None)
+    images = maps.of(view, shown).reshape(len(shown), *snapshot.image_shape)
+    counts = snapshot.counts[shown]
+    return save_map_grid(images, [titles[k] for k in shown], path, view=view,
+                         levels=map_levels(images, view, 0.0, counts),
+                         title=figure_title(snapshot, f"Maps in score space, mapped back ({view})"),
                          caption=levels_caption(counts))
 
 
@@ -968,6 +1073,9 @@ ARTEFACTS = (
     Artefact("estimator_reliability", "Split-half reliability of every estimator over samples (raw and "
              "Spearman–Brown)", (".csv",), write_estimator_reliability,
              available=lambda snapshot: snapshot.reliability_samples.size > 0),
+    Artefact("score_maps", "Structured noise: hard-label maps averaged in score space, mapped back (k = B·STA_a)",
+             (".png", ".pdf"), write_score_maps,
+             available=lambda snapshot: snapshot.score_maps is not None and snapshot.samples_done > 0),
 )
 
 
@@ -979,9 +1087,18 @@ def summary(state: ClassificationImageState) -> dict:
         "samples_total": state.config.samples,
         "finished": state.finished,
         "compute_seconds": round(state.seconds, 3),
+        # The run's throughput (per backbone, paper Table 1): samples per second of compute (a torchrun job's wall
+        # time).
+        "samples_per_second": round(state.samples_done / state.seconds, 1) if state.seconds > 0 else None,
         "class_counts": {name: int(c) for name, c in zip(state.class_names, state.total().count)},
+        # Table 1's columns: how many classes the noise reached, how many it never did.
+        "classes_reached": int(np.count_nonzero(state.total().count)),
+        "empty_classes": int(state.n_classes - np.count_nonzero(state.total().count)),
+        "blocks_done": state.blocks_done,
+        "done_blocks": [list(r) for r in state.done.ranges],
         "estimators": {name: {"samples": state.estimator_samples(name),
                               "accumulator_bytes": size} for name, size in state.accumulator_bytes().items()},
+        "allocated_bytes": state.allocated_bytes(),
     }
 
 
@@ -994,7 +1111,17 @@ def describe(entry: dict) -> list[str]:
         lines.append("  maps: " + ", ".join(f"{ESTIMATORS[name].label} ({e['samples']:,} samples)"
                                              for name, e in estimators.items())
                      + f"; accumulators {format_bytes(total)}")
-    lines += [f"  class {name:>10}: {count:>12,}" for name, count in entry["class_counts"].items()]
+    if "empty_classes" in entry:
+        rate = f"; {entry['samples_per_second']:,.0f} samples/s" if entry.get("samples_per_second") else ""
+        lines.append(f"  classes reached {entry['classes_reached']:,} of {len(entry['class_counts']):,}, empty "
+                     f"{entry['empty_classes']:,}; {entry['compute_seconds']:,.1f} s{rate}")
+    counts = entry["class_counts"]
+    # Many classes: the 20 most frequent the noise reached.
+    shown = counts if len(counts) <= 20 else dict([kv for kv in sorted(counts.items(), key=lambda kv: -kv[1])
+                                                   if kv[1] > 0][:20])
+    lines += [f"  class {name:>10}: {count:>12,}" for name, count in shown.items()]
+    if len(shown) < len(counts):
+        lines.append(f"  … {len(counts) - len(shown):,} more classes (wna info --json lists every count)")
     return lines
 
 
@@ -1034,7 +1161,7 @@ EXPERIMENT = ExperimentSpec(
     artefacts=ARTEFACTS,
     can_extend=True,
     record_version=RECORD_VERSION,
-    migrations={1: _migrate_v1, 2: _migrate_v2},
+    migrations={1: _migrate_v1, 2: _migrate_v2, 3: _migrate_v3},
     summary=summary,
     describe=describe,
     report=report,
