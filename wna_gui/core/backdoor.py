@@ -76,8 +76,8 @@ class BackdoorConfig:
     fraction: float = param(0.5, "Poisoned fraction", "fraction of the source class's training images that get "
                             "the patch and the target's label", kind="float", low=0.01, high=1.0, step=0.05,
                             decimals=3, group=TRAINING)
-    patch_value: float = param(1.0, "Patch value", "pixel value of the patch's strokes (1: white)", kind="float",
-                               low=0.0, high=1.0, step=0.1, decimals=3, group=TRAINING)
+    patch_value: float = param(1.0, "Patch colour", "pixel value of the patch's strokes: white (1, the paper's) or "
+                               "black (0)", choices={1.0: "white", 0.0: "black"}, group=TRAINING)
     clean: str = param("train", "Clean reference", "the model the poisoned one is compared with",
                        choices=CLEAN_SOURCES, group=TRAINING)
     dataset: str = param("bundled", "Training data", "bundled: the 4,000 bundled training digits (tested on the "
