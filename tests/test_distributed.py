@@ -189,7 +189,7 @@ def test_three_workers_give_the_maps_of_one_process(model, tmp_path):
 
 def test_a_run_cut_off_under_two_workers_resumes_under_three_as_one_run(model, tmp_path):
     out = tmp_path / "cut.h5"
-    args = ["classification-images", "--samples", "4000", "--batch-size", "20", "--seed", "9", "--estimators",
+    args = ["classification-images", "--samples", "4000", "--batch-size", "40", "--seed", "9", "--estimators",
             "hard,prob", "--autosave-seconds", "0.01"]
     process = wna_under_torchrun(2, *args, "--out", str(out), start_new_session=True)
     deadline = time.monotonic() + 180
@@ -208,7 +208,7 @@ def test_a_run_cut_off_under_two_workers_resumes_under_three_as_one_run(model, t
 
     code, _, stderr = finish(wna_under_torchrun(3, "classification-images", "--resume", str(out), "--quiet"))
     assert code == 0, stderr[-2000:]
-    config = ClassificationImageConfig(samples=4000, batch_size=20, seed=9, estimators=("hard", "prob"))
+    config = ClassificationImageConfig(samples=4000, batch_size=40, seed=9, estimators=("hard", "prob"))
     assert_same_run(load_session(out).runs[KIND], run_alone(model, config))
 
 
