@@ -21,6 +21,7 @@ from torch import nn
 from .noisy_resnet import ZOO_VARIANTS as NOISY_VARIANTS
 from .noisy_resnet import build_variant as build_noisy_variant
 from .resources import resource_path
+from .sleep import ControlMLP
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -189,6 +190,11 @@ ZOO: dict[str, Architecture] = {
                        f"Noisy pre-activation ResNet{6 * blocks + 2}" + (f", ensemble of {members}" if members else "")
                        + (" (CIFAR-10)" if channels == 3 else ""))
           for name, (channels, members, blocks, _) in NOISY_VARIANTS.items()),
+        # The sleep paper's control (core/sleep.py) and its distillation twin with linear outputs.
+        Architecture("tadros_fc", ControlMLP, _MNIST_SPEC, MNIST_CLASSES,
+                     "MLP 784-1200-1200-10, no biases, ReLU outputs, dropout 0.2 (sleep paper's control)"),
+        Architecture("tadros_fc_logits", lambda k: ControlMLP(k, output="linear"), _MNIST_SPEC, MNIST_CLASSES,
+                     "MLP 784-1200-1200-10, no biases, linear outputs (defensive distillation)"),
     )
 }
 
@@ -282,7 +288,9 @@ def serialize_state_dict(state: dict[str, torch.Tensor]) -> bytes:
     return buffer.getvalue()
 
 
-def _load_state_dict(net: nn.Module, source: str | Path | bytes, label: str) -> None:
+def _load_state_dict(net: nn.Module, source: str | Path | bytes, label: str) -> tuple[str, ...]:
+    """Load ``source`` into ``net``; the class names the checkpoint carries (``categories`` or ``class_names``, at
+    its top or under ``meta``), else ()."""
     try:
         if isinstance(source, bytes):
             state = torch.load(io.BytesIO(source), map_location="cpu", weights_only=True)
@@ -292,8 +300,16 @@ def _load_state_dict(net: nn.Module, source: str | Path | bytes, label: str) -> 
         raise ModelError(f"weights file not found: {label}") from None
     except Exception as exc:  # torch raises many types for non-checkpoint files
         raise ModelError(f"{label} is not a PyTorch state_dict file ({type(exc).__name__})") from None
+    names: tuple[str, ...] = ()
+    if isinstance(state, dict):
+        for holder in (state, state.get("meta") if isinstance(state.get("meta"), dict) else {}):
+            for key in ("categories", "class_names"):
+                if isinstance(holder.get(key), (list, tuple)) and not names:
+                    names = tuple(str(name) for name in holder[key])
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
+    elif isinstance(state, dict):
+        state = {k: v for k, v in state.items() if k not in ("categories", "class_names", "meta")}
     if not isinstance(state, dict):
         raise ModelError(f"{label} does not hold a state_dict (found {type(state).__name__})")
     try:
@@ -302,6 +318,7 @@ def _load_state_dict(net: nn.Module, source: str | Path | bytes, label: str) -> 
         first = str(exc).strip().splitlines()
         detail = first[1].strip() if len(first) > 1 else first[0]
         raise ModelError(f"{label} does not fit this architecture: {detail}") from None
+    return names
 
 
 def build_zoo(architecture: str, num_classes: int | None = None) -> nn.Module:
@@ -373,8 +390,31 @@ def _probe_class_names(net: nn.Module, spec: InputSpec, label: str) -> tuple[str
     return tuple(str(i) for i in range(out.shape[1]))
 
 
-def load_torchvision(name: str, weights: str | Path | None = None, download: bool = False) -> LoadedModel:
-    """A torchvision classification model; weights from a file, or the default pretrained ones if download."""
+def _torchvision_weights(torchvision, name: str, weights: str | Path | None):
+    """The torchvision weights enum member ``weights`` names (``ResNet152_Weights.IMAGENET1K_V2``,
+    ``IMAGENET1K_V2``, ``DEFAULT``), or the one whose published file has this file's name; None if neither."""
+    try:
+        members = torchvision.models.get_model_weights(name)
+    except (ValueError, KeyError):
+        return None
+    text = str(weights)
+    if not Path(text).is_file():
+        word = text.split(".")[-1]
+        if text.count(".") <= 1 and (word == "DEFAULT" or word in members.__members__):
+            return members[word] if word != "DEFAULT" else members.DEFAULT
+        return None
+    return next((m for m in members if Path(m.url).name == Path(text).name), None)
+
+
+def load_torchvision(name: str, weights: str | Path | None = None, download: bool = False,
+                     input_size: int | None = None) -> LoadedModel:
+    """A torchvision classification model, on ``input_size``² images (default 224; paper Table 1 also uses 32).
+
+    ``weights``: a state_dict file, or a torchvision weights name (``ResNet152_Weights.IMAGENET1K_V2``) read from
+    the torch hub cache (downloaded with ``download``); None with ``download``: the default pretrained weights.
+    Class names come from the weights' metadata (a weights name, a file published under one, or a checkpoint
+    carrying ``categories``), else they are the class indices.
+    """
     try:
         import torchvision
     except Exception as exc:
@@ -382,10 +422,27 @@ def load_torchvision(name: str, weights: str | Path | None = None, download: boo
     available = torchvision.models.list_models(module=torchvision.models)
     if name not in available:
         raise ModelError(f"torchvision has no classification model {name!r}")
+    if input_size is not None and not 8 <= int(input_size) <= 4096:
+        raise ModelError(f"input size must be between 8 and 4096 pixels, got {input_size}")
     class_names: tuple[str, ...] | None = None
-    if weights is not None:
+    known = _torchvision_weights(torchvision, name, weights) if weights is not None else None
+    if weights is not None and not Path(str(weights)).is_file() and known is not None:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(known.url).name
+        if not cached.is_file() and not download:
+            raise ModelError(f"{known} is not in the torch hub cache ({cached}); give the file with --weights or "
+                             "add --download")
+        try:
+            net = torchvision.models.get_model(name, weights=known)
+        except Exception as exc:
+            raise ModelError(f"could not load {known}: {exc}".splitlines()[0]) from None
+        class_names = tuple(known.meta.get("categories") or ())
+        weights = cached
+    elif weights is not None:
+        if not Path(str(weights)).is_file():
+            raise ModelError(f"weights file not found: {weights} (nor is it a {name} weights name)")
         net = torchvision.models.get_model(name, weights=None)
-        _load_state_dict(net, Path(weights), str(weights))
+        class_names = _load_state_dict(net, Path(weights), str(weights)) or \
+            (tuple(known.meta.get("categories") or ()) if known is not None else ())
     elif download:
         try:
             weight_enum = torchvision.models.get_model_weights(name).DEFAULT
@@ -395,9 +452,11 @@ def load_torchvision(name: str, weights: str | Path | None = None, download: boo
         class_names = tuple(weight_enum.meta.get("categories") or ())
     else:
         raise ModelError(f"torchvision model {name} needs a weights file (or download=True when online)")
-    spec = InputSpec((3, 224, 224), IMAGENET_MEAN, IMAGENET_STD)
-    if not class_names:
-        class_names = _probe_class_names(net, spec, name)
+    size = int(input_size or 224)
+    spec = InputSpec((3, size, size), IMAGENET_MEAN, IMAGENET_STD)
+    probed = _probe_class_names(net, spec, name)  # also checks the network takes this size
+    if not class_names or len(class_names) != len(probed):
+        class_names = probed
     return LoadedModel("torchvision", name, net, spec, class_names,
                        weights_path=str(weights) if weights else None)
 
@@ -420,7 +479,8 @@ def load_model(spec: str, weights: str | Path | None = None, **kwargs) -> Loaded
         return load_torchscript(weights, kwargs.get("input_shape") or (1, 28, 28), kwargs.get("class_names"),
                                 kwargs.get("mean", (0.0,)), kwargs.get("std", (1.0,)))
     if spec.startswith("torchvision:"):
-        return load_torchvision(spec.split(":", 1)[1], weights, download=kwargs.get("download", False))
+        return load_torchvision(spec.split(":", 1)[1], weights, download=kwargs.get("download", False),
+                                input_size=kwargs.get("input_size"))
     raise ModelError(f"unknown model {spec!r}: use default, a zoo name ({', '.join(ZOO)}), "
                      "torchscript or torchvision:<name>")
 
@@ -443,6 +503,10 @@ def model_record(model: LoadedModel) -> tuple[dict, bytes | None]:
     return model.describe(), blob
 
 
+_DESCRIPTION_KEYS = ("kind", "architecture", "input_spec", "class_names", "weights_path", "weights_sha256",
+                     "n_parameters")
+
+
 def model_from_record(desc: dict, blob: bytes | None) -> LoadedModel:
     kind, arch = desc["kind"], desc["architecture"]
     names = tuple(desc.get("class_names") or ())
@@ -452,6 +516,8 @@ def model_from_record(desc: dict, blob: bytes | None) -> LoadedModel:
         if blob is None:
             raise ModelError("the session holds no weights for its model")
         model = load_zoo(arch, blob, class_names=names, kind=kind, weights_path=desc.get("weights_path"))
+        # What a run recorded about a model it trained (its loss, how it was made) comes back with it.
+        model.extra.update({k: v for k, v in desc.items() if k not in _DESCRIPTION_KEYS})
         if kind == "default":
             model.extra["resource"] = desc.get("resource", DEFAULT_MODEL_FILE)
         return model

@@ -165,18 +165,50 @@ def write_scene(figure, aspect: tuple[float, float], path: str | Path, draw: Cal
 
     path = Path(path)
     check_suffix(path, "a plot")
+    from PySide6.QtCore import Qt
+
     width = figure_size().logical_width
     height = width * aspect[1] / aspect[0]
-    rect = QRectF(0, 0, width, height)
     view = pg.GraphicsView(background="w")  # never shown: only its pixel mapping is used
     try:
-        view.resize(round(width), round(height))
         view.setCentralItem(figure)
+        draw(figure)
+        QApplication.sendPostedEvents()
+        layout_w = _fitting_width(figure, width)
+        layout_h = layout_w * aspect[1] / aspect[0]
+        rect = QRectF(0, 0, layout_w, layout_h)
+        view.resize(round(layout_w), round(layout_h))
         # What showing the view would do: central item at rect, scene coordinates = logical units.
         pg.GraphicsView.setRange(view, rect, padding=0, disableAutoPixel=False)
-        draw(figure)
         QApplication.sendPostedEvents()  # pending layout requests: every item at its final geometry
         scene = view.scene()
-        return write_painted(path, (width, height), lambda painter: scene.render(painter, rect, rect), path.stem)
+        for item in scene.items():
+            item.setCacheMode(item.CacheMode.NoCache)  # cached items would be painted at screen resolution
+            if isinstance(item, pg.LegendItem):  # a legend keeps its screen size; on paper it scales too
+                item.setFlag(item.GraphicsItemFlag.ItemIgnoresTransformations, False)
+        target = QRectF(0, 0, width, height)  # a layout wider than the page is scaled down onto it
+        return write_painted(path, (width, height), lambda painter: scene.render(
+            painter, target, rect, Qt.AspectRatioMode.IgnoreAspectRatio), path.stem)
     finally:
         shiboken6.delete(view)  # and with it its scene, the figure and its items: now, not at exit
+
+
+def _fitting_width(figure, width: float) -> float:
+    """The layout width: the page's, unless the figure cannot be that narrow. A long plot title is first
+    broken at its " · " separators; what is still too wide is laid out wider and scaled onto the page."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    def minimum() -> float:
+        QApplication.sendPostedEvents()
+        return figure.effectiveSizeHint(Qt.SizeHint.MinimumSize).width()
+
+    title = getattr(figure, "titleLabel", None)
+    if minimum() > width and title is not None and " · " in title.text:
+        lines = title.text.count(" · ") + 1
+        title.setText(title.text.replace(" · ", "<br>"), **title.opts)
+        height = title.item.boundingRect().height() + 4 * lines
+        # PlotItem fixes its title row at one line's height: give it room for every line.
+        title.setMaximumHeight(height)
+        figure.layout.setRowFixedHeight(0, height)
+    return max(width, minimum())

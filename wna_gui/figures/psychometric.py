@@ -44,6 +44,11 @@ PLOT_FORMATS = (".png", ".pdf", ".svg")
 BACKGROUND = "w"
 
 
+# In pixels (1/96 inch): point sizes in a legend's HTML follow the painting device, not the page.
+LEGEND_TEXT_SIZE = "11px"
+K_LEGEND_MAX = 4  # more k values than this are keyed by a colour bar, not legend entries
+
+
 def k_colors(k_values) -> list:
     """A QColor per k: its place between 0 and the largest k on the ramp."""
     k_values = np.asarray(k_values, dtype=float)
@@ -107,7 +112,8 @@ class CurvesFigure(pg.PlotItem):
         self.setXRange(-0.02, 1.02, padding=0)
         self.setYRange(-0.02, 1.02, padding=0)
         # Bottom right: the curves rise to the top right, so that corner stays empty.
-        self._legend = self.addLegend(offset=(-10, -10), labelTextColor=TEXT_COLOR, brush=(255, 255, 255, 220))
+        self._legend = self.addLegend(offset=(-10, -10), labelTextColor=TEXT_COLOR, brush=(255, 255, 255, 220),
+                                      labelTextSize=LEGEND_TEXT_SIZE)
         self._chance = pg.InfiniteLine(angle=0, pen=CHANCE_PEN, movable=False, label="chance 1/K",
                                        labelOpts={"position": 0.04, "color": (90, 90, 90), "anchors": [(0, 1), (0, 1)]})
         self.addItem(self._chance)
@@ -122,6 +128,14 @@ class CurvesFigure(pg.PlotItem):
             marks.setZValue(5)  # added with the curves (_rebuild), removed with them (clear_curves)
         self._key: tuple = ()
         self._colors: list = []
+        # Many k values: a colour bar for k instead of a legend entry per curve (near-identical shades).
+        self.k_bar = pg.ColorBarItem(values=(0, 1), colorMap=K_RAMP, interactive=False, width=10,
+                                     colorMapMenu=False)
+        self.k_bar.setLabel("left", "stimulation k", color=TEXT_COLOR)
+        self.k_bar.axis.setTextPen(TEXT_COLOR)
+        self.k_bar.axis.setPen(TEXT_COLOR)
+        self.layout.addItem(self.k_bar, 2, 3)
+        self.k_bar.hide()
         self._chance.hide()
         self._level.hide()
 
@@ -170,13 +184,19 @@ class CurvesFigure(pg.PlotItem):
         self.clear_curves()
         colors = k_colors(snapshot.k_values)
         self._colors = colors
+        use_bar = snapshot.layer is not None and len(colors) > K_LEGEND_MAX
+        self.k_bar.setVisible(use_bar)
+        if use_bar:
+            self.k_bar.setLevels((0.0, float(max(max(snapshot.k_values), 1e-9))))
         for condition, (k, color) in enumerate(zip(snapshot.k_values, colors)):
             warned = _warned(snapshot, condition)
             name = "unstimulated" if snapshot.layer is None else f"k = {k:g}"
             style = Qt.PenStyle.DashLine if warned else Qt.PenStyle.SolidLine
             self._fits.append(self.plot([], [], pen=pg.mkPen(color, width=2, style=style)))
+            listed = not use_bar or warned  # with the colour bar only warned fits get an entry
             self._points.append(self.plot([], [], pen=None, symbol="o", symbolSize=7, symbolBrush=color,
-                                          symbolPen=pg.mkPen("w", width=0.8), name=name + (" ⚠" if warned else "")))
+                                          symbolPen=pg.mkPen("w", width=0.8),
+                                          name=(name + (" ⚠" if warned else "")) if listed else None))
         for marks in (self._alpha_marks, self._level_marks):
             self.addItem(marks)
         # Legend entries for the two threshold marks (items never drawn in the plot).
@@ -186,7 +206,7 @@ class CurvesFigure(pg.PlotItem):
             sample = pg.PlotDataItem([], [], pen=None, symbol=symbol, symbolSize=10, symbolBrush=brush,
                                      symbolPen=pg.mkPen(MARK_GREY, width=1.4))
             self._legend.addItem(sample, label)
-        entries = len(colors) + 2
+        entries = (0 if use_bar else len(colors)) + 2
         self._legend.setColumnCount(3 if entries > 10 else 2 if entries > 6 else 1)
         self._chance.setValue(1.0 / len(snapshot.class_names))
         self._chance.show()
