@@ -373,3 +373,30 @@ def test_at_1024_by_700_every_panel_fits_and_map_tiles_are_equal_and_apart(windo
         for b in shapes[i + 1:]:
             overlap = a.intersected(b)
             assert overlap.width() < 1 or overlap.height() < 1, (a, b)
+
+
+def test_clicking_a_map_enlarges_it_and_plots_copy_their_data(window, qtbot):
+    from wna_gui.app.plots import map_csv
+
+    panel = classification(window)
+    panel.forms[KIND].set_values({**SMALL_RUN, "estimators": ("hard", "logit")})
+    run(qtbot, window)
+    panel.set_estimator("logit")
+    grid = panel.map_grid
+    tile_view = grid._tiles[3].view
+    centre = tile_view.sceneBoundingRect().center()
+    clicked = grid.tile_at(centre)
+    assert clicked is not None and clicked.class_index == 3
+    qtbot.mouseClick(grid.viewport(), Qt.MouseButton.LeftButton, pos=grid.mapFromScene(centre))
+    dialog = grid.enlarged
+    assert dialog is not None and dialog.isVisible() and dialog.windowTitle() == clicked.title
+    enlarged = dialog.findChild(type(grid), "enlarged_map")
+    assert enlarged.levels == grid.levels and len(enlarged._tiles) == 1
+    assert enlarged._tiles[0].view.sceneBoundingRect().width() > 2 * tile_view.sceneBoundingRect().width()
+    dialog.close()
+    rows = map_csv(clicked.image).strip().splitlines()
+    assert len(rows) == 28 and float(rows[5].split(",")[7]) == pytest.approx(clicked.image[0, 5, 7], rel=1e-5)
+    frequency = panel.frequency_plot.csv().splitlines()
+    assert frequency[0] == "class,count" and sum(int(line.split(",")[1]) for line in frequency[1:]) == 3000
+    race = panel.convergence_plot.csv().splitlines()
+    assert race[0] == "estimator,samples,r" and {line.split(",")[0] for line in race[1:]} == {"hard", "logit"}

@@ -26,7 +26,16 @@ noise when it answers <i>k</i>.</p>
 averages. A grey tile has no samples yet.</li>
 <li><b>Class frequency</b>: how often noise lands in each class (networks are strongly biased on noise).</li>
 <li><b>Convergence</b>: split-half reliability, the correlation between maps from even and odd noise
-blocks, against the number of samples; it approaches 1 as a map stops changing.</li>
+blocks, against the number of samples; it approaches 1 as a map stops changing. The summary per estimator is
+the mean over <i>all</i> classes, a class without a map or with r &lt; 0 counting as 0, so it never falls
+because a new class appears.</li>
+<li><b>Estimators</b>: the <b>hard label</b> map (the paper's) exists only for classes noise lands in. The
+<b>logit kernel</b> (noise weighted by each class's logit), <b>probability-weighted</b> (by its softmax
+probability), <b>gradient</b> (mean input gradient of the logit) and <b>signal + noise</b> (digits shown
+through noise) give every class a map. <i>r=</i> in a tile title is that map's reliability.</li>
+<li><b>Colour limits</b>: one scale for all maps, from the 99.5th percentile of |map − centre| over classes
+with at least 1% of the largest class's samples (a class seen twice is nearly raw noise); or set by hand.
+Display also offers the colour map and hiding classes without a map.</li>
 <li><b>Weighting: softmax confidence</b> weights each noise image by the network's top softmax probability
 instead of 1.</li>
 </ul>
@@ -53,6 +62,38 @@ fits the points poorly.</li>
 further directions the unit is sensitive to: eigenvalues of the spike-triggered covariance outside the band of a
 shuffle null are significant. Activation maps show each layer's mean response per class, for noise and for real
 digits.</p>
+
+<h3>Bias-map analyses</h3>
+<ul>
+<li><b>Template classifier</b> (Fig. 2C): digits are classified by the map with the largest dot product;
+bars give accuracy with Wilson 95% intervals beside chance and the paper's values; confusion matrices count
+true class (rows) against prediction (columns). Class-mean images and logistic-regression weights are the
+references.</li>
+<li><b>Two-class images</b> (Fig. 1): a binary network sees digit plus noise; Ahumada's image
+c = (n̄12 + n̄22) − (n̄11 + n̄21) averages the noise by stimulus and response cell (counts shown).</li>
+<li><b>Sample complexity</b>: structured noise (Gabor-PCA, autoencoder, VAE samples) needs far fewer samples
+than white noise for a reliable map; read where each curve crosses 0.8.</li>
+</ul>
+
+<h3>Adversarial uses</h3>
+<p>A classification image needs only the network's answers, so it is a black-box probe. <b>Bias-map
+attack</b>: the fraction of noise or digits classified as a target once its map is mixed in with weight γ,
+beside mean images and the paper's Table 2. <b>Backdoor</b>: a poisoned copy's map reveals the trigger patch
+(outlined); the score is the patch's z against the rest, compared with the input gradient and spectral
+signatures. <b>Activation injection</b>: the mean activation of noise called class c mixed into real digits at
+a layer.</p>
+
+<h3>Robustness lab</h3>
+<p>Accuracy against the level of a distortion (Gaussian noise variance, blur σ, FGSM/IFGSM ε) is a
+psychometric curve: the <b>threshold</b> is the level halfway between clean accuracy and chance.
+<b>κ</b> (Cohen's kappa of errors) is 1 when two models err on the same images and 0 when they agree only as
+often as their accuracies imply. Defended models (fine-tuned, distilled, slept, noisy ResNets) are trained in
+the Defences tab and stored in the session.</p>
+
+<h3>Figures for a paper</h3>
+<p>File &gt; Export asks for the figure width (single column 85 mm, 1.5 columns 114 mm, double column
+174 mm) and the PNG resolution; text is 8 pt at that width, PDF and SVG are that size, maps are embedded
+losslessly at their native pixels. Titles name the model, the noise and the number of samples.</p>
 
 <h3>Glossary</h3>
 <dl>

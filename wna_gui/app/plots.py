@@ -13,10 +13,21 @@ from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPoint, QPointF, QRect, QSize, Signal
-from PySide6.QtGui import QPainter
+from typing import Callable
+
+from PySide6.QtCore import QPoint, QPointF, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QCursor, QPainter
 from PySide6.QtSvg import QSvgGenerator
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
+    QFileDialog,
+    QLabel,
+    QMenu,
+    QMessageBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .. import figures
 from ..figures.style import TEXT_COLOR, style_plot
@@ -97,7 +108,13 @@ class MapGrid(pg.GraphicsLayoutWidget):
                                          interactive=False, width=14, colorMapMenu=False)
         self._colorbar.axis.setTextPen(TEXT_COLOR)
         self._colorbar.axis.setPen(TEXT_COLOR)
+        self._label = ""
+        self._view = ""
         self.scene().sigMouseMoved.connect(self._mouse_moved)
+        self.scene().sigMouseClicked.connect(self._mouse_clicked)
+        self.enlarged: QDialog | None = None
+        add_plot_menu(self, lambda: self._menu_actions())
+        self.setToolTip("Click a map to enlarge it; right-click to copy its values or export the grid")
 
     def show_maps(self, tiles: list[MapTile], levels: tuple[float, float], view: str, label: str | None = None,
                   colormap: str = figures.COLORMAP_NAME) -> None:
@@ -105,6 +122,7 @@ class MapGrid(pg.GraphicsLayoutWidget):
             self._colormap, self._lut = colormap, figures.colormap_table(colormap)
             self._colorbar.setColorMap(pg.colormap.get(colormap))
         self.levels = (float(levels[0]), float(levels[1]))
+        self._tile_data, self._label, self._view = list(tiles), label or "", view
         shape = next((t.image.shape for t in tiles if t.image is not None), self._shape)
         key = (tuple(t.class_index for t in tiles), shape)
         if key != self._key:
@@ -143,6 +161,85 @@ class MapGrid(pg.GraphicsLayoutWidget):
         self.hovered.emit("")
 
 
+    def tile_at(self, position: QPointF) -> MapTile | None:
+        """The tile whose map is under ``position`` (scene coordinates)."""
+        for view_item, tile in zip(self._tiles, getattr(self, "_tile_data", [])):
+            if view_item.view.sceneBoundingRect().contains(position):
+                return tile
+        return None
+
+    def _mouse_clicked(self, event) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            tile = self.tile_at(event.scenePos())
+            if tile is not None and tile.image is not None:
+                self.enlarge(tile)
+
+    def enlarge(self, tile: MapTile) -> QDialog:
+        """Show one map large, on the grid's colour scale, in a window of its own (hover works there too)."""
+        dialog = QDialog(self.window())
+        dialog.setWindowTitle(tile.title)
+        grid = MapGrid(dialog)
+        grid.setObjectName("enlarged_map")
+        grid.show_maps([tile], self.levels, self._view, self._label, self._colormap)
+        readout = QLabel("Hover over the map to read its pixel values.")
+        grid.hovered.connect(lambda text: readout.setText(text or "Hover over the map to read its pixel values."))
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(grid, 1)
+        layout.addWidget(readout)
+        dialog.resize(560, 560)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.enlarged = dialog
+        return dialog
+
+    def _menu_actions(self) -> list:
+        position = self.mapToScene(self.mapFromGlobal(QCursor.pos()))
+        tile = self.tile_at(position)
+        actions = []
+        if tile is not None and tile.image is not None:
+            actions.append((f"Enlarge the map of {tile.class_name}", lambda: self.enlarge(tile)))
+            actions.append((f"Copy the values of {tile.class_name}'s map",
+                            lambda: copy_text(map_csv(tile.image))))
+        return actions
+
+
+def map_csv(image: np.ndarray) -> str:
+    """A (C, H, W) map as CSV text: one row per image row (channels one after another)."""
+    rows = [",".join(f"{v:.6g}" for v in row) for channel in image for row in channel]
+    return "\n".join(rows) + "\n"
+
+
+def copy_text(text: str) -> None:
+    QApplication.clipboard().setText(text)
+
+
+def add_plot_menu(widget: QWidget, extra: Callable[[], list] | None = None,
+                  data: Callable[[], str] | None = None) -> None:
+    """A right-click menu on a plot: ``extra()`` actions (label, callable), Copy data (``data()``: CSV text)
+    and Export this plot… (PNG or SVG as on screen)."""
+
+    def show(point) -> None:
+        menu = QMenu(widget)
+        for label, action in (extra() if extra else []):
+            menu.addAction(label, action)
+        if data is not None:
+            menu.addAction("Copy data (CSV)", lambda: copy_text(data()))
+        menu.addAction("Export this plot…", lambda: _export_plot(widget))
+        menu.exec(widget.mapToGlobal(point))
+
+    widget.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+    widget.customContextMenuRequested.connect(show)
+
+
+def _export_plot(widget: QWidget) -> None:
+    path, _ = QFileDialog.getSaveFileName(widget, "Export this plot", "plot.png", "PNG image (*.png);;SVG (*.svg)")
+    if path:
+        try:
+            export_view(widget, Path(path))
+        except (OSError, ValueError) as exc:
+            QMessageBox.warning(widget, "Could not export", str(exc))
+
+
 class ClassFrequencyPlot(pg.PlotWidget):
     """How often the model assigns each class to noise (the paper's Fig. 2B histogram)."""
 
@@ -156,6 +253,12 @@ class ClassFrequencyPlot(pg.PlotWidget):
         self.addItem(self._bars)
         self._names: tuple[str, ...] = ()
         self._top = 0.0
+        add_plot_menu(self, data=self.csv)
+
+    def csv(self) -> str:
+        """class,count per class, as on screen."""
+        heights = self.heights()
+        return "class,count\n" + "".join(f"{name},{int(h)}\n" for name, h in zip(self._names, heights))
 
     def show_counts(self, counts: np.ndarray, class_names: tuple[str, ...]) -> None:
         if class_names != self._names:
@@ -213,6 +316,14 @@ class ConvergencePlot(pg.PlotWidget):
         self._axis_text = ""
         self._x_range: tuple[float, float] = (0.0, 0.0)
         self._show_x_range((2.0, 5.0))  # 100 to 100k samples until data arrive
+        add_plot_menu(self, data=self.csv)
+
+    def csv(self) -> str:
+        """estimator,samples,r for each drawn point."""
+        lines = ["estimator,samples,r"]
+        for estimator, (x, y) in self.curve_data().items():
+            lines += [f"{estimator},{int(a)},{b:.6g}" for a, b in zip(x, y)]
+        return "\n".join(lines) + "\n"
 
     def _show_x_range(self, x_range: tuple[float, float]) -> None:
         """Set the log-x range and its ticks; only when it changes (axis repaints are costly)."""
