@@ -82,7 +82,6 @@ TRAIN_CHUNK = 20  # batches per unit of work (pause, cancel and save between)
 SLEEP_CHUNK = 1000  # sleep time steps per unit
 RASTER_STEPS = 200  # time steps of each chunk kept for the raster
 RASTER_UNITS = 100  # units per layer shown (evenly spaced; all outputs)
-EVAL_IMAGES = 2000
 HIST_BINS = 41
 SLEEP_BLOCK = 7  # counter-noise block of the sleep's input spikes (other blocks: distortions)
 
@@ -102,6 +101,8 @@ class DefenceConfig:
                           kind="text", role="runtime")
     train_images: int = param(0, "Images used", "train on the first N images of the set (0: all)", low=0,
                               high=10**7)
+    eval_images: int = param(1000, "Held-out images", "test images the accuracy curves are measured on",
+                             low=1, high=100_000)
     epochs: int = param(2, "Epochs", "epochs of each training stage (the sleep paper: 2; the noisy-ResNet "
                         "report: 200)", low=1, high=10_000)
     lr: float | None = param(None, "Learning rate", "SGD learning rate (none: the papers': 0.1 to train, 0.05 "
@@ -152,7 +153,7 @@ class DefenceConfig:
 
 
 def training_images(config: DefenceConfig) -> tuple[ImageSet, ImageSet]:
-    """(training set, held-out set) of the config; held-out at most EVAL_IMAGES images."""
+    """(training set, held-out set) of the config (the first ``eval_images`` test images)."""
     if config.dataset == "bundled":
         train, test = bundled_mnist("train"), bundled_mnist("heldout")
     else:
@@ -161,7 +162,7 @@ def training_images(config: DefenceConfig) -> tuple[ImageSet, ImageSet]:
         test = load_dataset(config.dataset, root, train=False)
     if config.train_images:
         train = train.subset(slice(0, config.train_images))
-    return train, test.subset(slice(0, EVAL_IMAGES))
+    return train, test.subset(slice(0, config.eval_images))
 
 
 def _data_shape(config: DefenceConfig) -> tuple[int, int, int]:

@@ -77,11 +77,11 @@ class DefenceFigure(pg.GraphicsLayout):
         self.raster.addItem(self.raster_image)
         self.raster.invertY(True)
         self.histograms = [_plot(f"ΔW {name}", "weights", "ΔW") for name in WEIGHT_NAMES]
-        self._legend = self.loss.addLegend(offset=(-8, 8), labelTextColor=TEXT_COLOR, labelTextSize="9pt",
-                                           brush=(255, 255, 255, 200))
+        self.stages = pg.LabelItem("", color=TEXT_COLOR, size="10pt")  # the stages' colours (the legend)
         self.note = pg.LabelItem("", color=TEXT_COLOR, size="9pt", justify="left")
-        self.addItem(self.loss, row=0, col=0)
-        self.addItem(self.accuracy, row=0, col=1)
+        self.addItem(self.stages, row=0, col=0, colspan=2)
+        self.addItem(self.loss, row=1, col=0)
+        self.addItem(self.accuracy, row=1, col=1)
         self._sleep_shown = False
 
     def _show_sleep(self, shown: bool) -> None:
@@ -89,13 +89,13 @@ class DefenceFigure(pg.GraphicsLayout):
             return
         self._sleep_shown = shown
         if shown:
-            self.addItem(self.raster, row=1, col=0, colspan=2)
+            self.addItem(self.raster, row=2, col=0, colspan=2)
             inner = pg.GraphicsLayout()
             for i, plot in enumerate(self.histograms):
                 inner.addItem(plot, row=0, col=i)
             self._inner = inner
-            self.addItem(inner, row=2, col=0, colspan=2)
-            self.addItem(self.note, row=3, col=0, colspan=2)
+            self.addItem(inner, row=3, col=0, colspan=2)
+            self.addItem(self.note, row=4, col=0, colspan=2)
         else:
             for item in (self.raster, self._inner, self.note):
                 self.removeItem(item)
@@ -110,19 +110,24 @@ class DefenceFigure(pg.GraphicsLayout):
     def _curves(self, snapshot: DefenceSnapshot) -> None:
         self.loss.clear()
         self.accuracy.clear()
-        self._legend.clear()
         offsets = stage_offsets(snapshot)
-        for i, title in enumerate(snapshot.stage_titles):
+        self.stages.setText("&nbsp;&nbsp;".join(
+            f"<span style='color:{STAGE_COLORS[i % len(STAGE_COLORS)]}'>●</span>&nbsp;{title}"
+            for i, title in enumerate(snapshot.stage_titles)))
+        for i in range(len(snapshot.stage_titles)):
             color = STAGE_COLORS[i % len(STAGE_COLORS)]
             losses = snapshot.loss_log[snapshot.loss_log[:, 1] == i] if len(snapshot.loss_log) else np.zeros((0, 4))
             epochs = snapshot.epoch_log[snapshot.epoch_log[:, 0] == i] if len(snapshot.epoch_log) else \
                 np.zeros((0, 4))
-            if len(losses):
-                curve = self.loss.plot(offsets[i] + losses[:, 2], losses[:, 3], pen=pg.mkPen(color, width=2))
-                self._legend.addItem(curve, title)
+            if len(losses):  # one point per chunk of batches
+                self.loss.plot(offsets[i] + losses[:, 2], losses[:, 3], pen=pg.mkPen(color, width=2), symbol="o",
+                               symbolSize=5, symbolBrush=color, symbolPen=None)
             if len(epochs):
                 self.accuracy.plot(offsets[i] + epochs[:, 1], epochs[:, 3], pen=pg.mkPen(color, width=2),
                                    symbol="o", symbolSize=6, symbolBrush=color, symbolPen=None)
+            elif i == len(snapshot.stage_titles) - 1 and "final" in snapshot.accuracy:  # after sleep: one point
+                self.accuracy.plot([offsets[i]], [snapshot.accuracy["final"]], pen=None, symbol="d", symbolSize=10,
+                                   symbolBrush=color, symbolPen=None)
 
     def _raster(self, snapshot: DefenceSnapshot) -> None:
         if not snapshot.raster:
@@ -172,5 +177,5 @@ def save_defence_figure(snapshot: DefenceSnapshot, path) -> Path:
     """The run's training curves (and sleep raster and weight changes) as .png or .svg."""
     path = Path(path)
     ensure_gui_application()
-    aspect = (720, 720) if snapshot.has_sleep else (720, 300)
+    aspect = (720, 740) if snapshot.has_sleep else (720, 320)
     return write_scene(DefenceFigure(), aspect, path, lambda figure: figure.show_run(snapshot))
