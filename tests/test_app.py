@@ -608,3 +608,15 @@ def test_hover_reports_pixel_value(window, qtbot):
     panel.map_grid._mouse_moved(tile.view.mapViewToScene(QPointF(3.5, 14.5)))
     expected = tile.values[0, 14, 3]
     assert panel.hover_label.text() == f"class {tile.class_name} · x=3, y=14 · {expected:.4g}"
+
+
+def test_escape_stops_after_a_menu_was_closed_with_escape(window, qtbot):
+    configure(panel_of(window), SMALL_RUN, samples=1_000_000)
+    window.activateWindow()
+    with qtbot.waitSignal(window.engine.snapshot, timeout=RUN_TIMEOUT_MS):
+        window.start_run()
+    menu_bar = window.menuBar()
+    menu_bar.setFocus()  # where the keyboard is once a menu was closed with Esc
+    with qtbot.waitSignal(window.engine.run_cancelled, timeout=RUN_TIMEOUT_MS):
+        qtbot.keyClick(menu_bar, Qt.Key.Key_Escape)
+    assert menu_bar.activeAction() is None

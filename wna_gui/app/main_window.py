@@ -292,8 +292,17 @@ class MainWindow(QMainWindow):
                 widget.findChild(QLineEdit).installEventFilter(self)
         for table in self.findChildren(QTableWidget):
             table.installEventFilter(self)
+        # After a menu closes with Esc the menu bar keeps the keyboard, and would swallow the next Esc (Stop).
+        self.menuBar().installEventFilter(self)
 
     def eventFilter(self, watched, event) -> bool:
+        if watched is self.menuBar() and event.type() == QEvent.Type.KeyPress \
+                and event.key() == Qt.Key.Key_Escape and QApplication.activePopupWidget() is None:
+            self.menuBar().setActiveAction(None)
+            self.menuBar().clearFocus()
+            if self.engine.running:
+                self.stop_run()
+            return True
         if (event.type() == QEvent.Type.ShortcutOverride and event.key() == Qt.Key.Key_Space
                 and event.modifiers() == Qt.KeyboardModifier.NoModifier):
             return True  # not accepted by the field: the window's Space shortcut fires
