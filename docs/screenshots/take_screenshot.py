@@ -30,7 +30,7 @@ with tempfile.TemporaryDirectory() as workdir:
     for _ in range(50):
         app.processEvents()
     # Hover over a pixel of the most frequent class so the read-out shows, as for a user.
-    tile = panel.map_grid._tiles[int(panel._snapshot.counts.argmax())]
+    tile = panel.map_grid._tiles[int(panel.snapshot.counts.argmax())]
     panel.map_grid._mouse_moved(tile.view.mapViewToScene(QPointF(9.5, 12.5)))
     app.processEvents()
     window.grab().save(str(OUT))
