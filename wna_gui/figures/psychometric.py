@@ -131,7 +131,7 @@ class CurvesFigure(pg.PlotItem):
         # Many k values: a colour bar for k instead of a legend entry per curve (near-identical shades).
         self.k_bar = pg.ColorBarItem(values=(0, 1), colorMap=K_RAMP, interactive=False, width=10,
                                      colorMapMenu=False)
-        self.k_bar.setLabel("left", "stimulation k", color=TEXT_COLOR)
+        self.k_bar.setLabel("right", "stimulation k", color=TEXT_COLOR)  # beside its numbers
         self.k_bar.axis.setTextPen(TEXT_COLOR)
         self.k_bar.axis.setPen(TEXT_COLOR)
         self.layout.addItem(self.k_bar, 2, 3)
