@@ -28,6 +28,14 @@ from wna_gui.core.psychometric import PsychometricConfig
 from wna_gui.core.psychometric_grid import PsychometricGridConfig
 from wna_gui.core.psychometric_report import gamma_grid
 from wna_gui.core.sta import STAConfig
+from wna_gui.core.bias_attack import BiasAttackConfig
+from wna_gui.core.backdoor import BackdoorConfig
+from wna_gui.core.activation_injection import InjectionConfig
+from wna_gui.core.sample_complexity import SampleComplexityConfig
+from wna_gui.core.defences import DefenceConfig
+from wna_gui.core.template_classifier import TemplateClassifierConfig
+from wna_gui.core.two_class import TwoClassConfig
+from wna_gui.core.robustness import RobustnessConfig
 from wna_gui.core.registry import EXPERIMENTS, spec_of
 
 KINDS = [spec.kind for spec in EXPERIMENTS]
@@ -40,11 +48,27 @@ SMALL_CONFIGS = {
     "psychometric_grid": PsychometricGridConfig(targets=(1, 2), layers=("fc1",), k_values=(0, 5),
                                                 gammas=gamma_grid(3)),
     "sta": STAConfig(samples=1000, batch_size=500, stc_samples=500, map_samples=500, seed=3),
+    "bias_attack": BiasAttackConfig(gammas=gamma_grid(3), samples=100, signals=100, min_support=1.0),
+    "backdoor": BackdoorConfig(epochs=1, map_samples=1000),
+    "activation_injection": InjectionConfig(layers=("input", "fc1"), gammas=gamma_grid(2), samples=1000, images=50),
+    "sample_complexity": SampleComplexityConfig(stimuli=("uniform", "gaussian"), samples=400, batch_size=100),
+    "defence": DefenceConfig(method="sleep", epochs=1, train_images=300, sleep_steps=300, eval_images=200),
+    "template_classifier": TemplateClassifierConfig(lr_steps=5),
+    "two_class": TwoClassConfig(samples=500, batch_size=250, epochs=1, gamma_points=2),
+    "robustness": RobustnessConfig(images=40, noise_levels=(0.0, 0.5), blur_levels=(0.0, 2.0),
+                                   fgsm_levels=(0.0, 0.2), ifgsm_levels=(0.0, 0.2), ifgsm_steps=2, repetitions=1,
+                                   n_boot=10),
 }
 # A non-default view per panel module, where the panel has view options.
 OTHER_VIEWS = {"classification": {"map_view": "mean"}, "psychometric": {"view": "psychometric_grid"},
+               "template_classifier": {"view": "confusion"},
+               "robustness": {"tab": "kappa", "distortion": "blur", "level": 1},
+               "adversarial": {"view": "backdoor", "target": 1},
+               "sample_complexity": {"stimulus": "gabor-pca", "estimator": "logit"},
                "sta": {"tab": "stc", "filters": "zmap", "scale": "shared", "unit": 3, "map_layer": "fc1"}}
-TEXTS = {"k_values": "0, 3", "data_dir": "/nowhere/data", "position": "5,5"}  # other valid texts than the defaults
+# Other valid texts than the defaults.
+TEXTS = {"k_values": "0, 3", "data_dir": "/nowhere/data", "position": "5,5",
+         "noise_levels": "0, 0.2", "blur_levels": "0, 1", "fgsm_levels": "0, 0.1", "ifgsm_levels": "0, 0.1"}
 OTHER_NOISE = {"kind": "gaussian", "mean": 0.4, "std": 0.3, "clip": True, "low": 0.1, "high": 0.9}
 DATA_SUFFIXES = (".csv", ".npy", ".npz")  # byte-for-byte reproducible (figures carry dates and ids)
 

@@ -26,6 +26,15 @@ SMALL = {
     "psychometric": dict(gammas=(0.0, 0.5, 1.0), n_boot=0, gof_samples=0, layer="fc1", k_values=(0.0, 5.0)),
     "psychometric_grid": dict(targets=(1,), layers=("fc1",), k_values=(0.0, 5.0), gammas=(0.0, 0.5, 1.0)),
     "sta": dict(samples=2000, stc_samples=1000, map_samples=1000),
+    "bias_attack": dict(gammas=(0.0, 0.5, 1.0), samples=100, signals=100, min_support=1.0),
+    "backdoor": dict(epochs=1, map_samples=1000),
+    "activation_injection": dict(layers=("input", "fc1"), gammas=(0.0, 1.0), samples=1000, images=50),
+    "sample_complexity": dict(stimuli=("uniform", "gaussian"), samples=400, batch_size=100),
+    "defence": dict(method="sleep", epochs=1, train_images=300, sleep_steps=300, eval_images=200),
+    "template_classifier": dict(lr_steps=5),
+    "two_class": dict(samples=500, batch_size=250, epochs=1, gamma_points=2),
+    "robustness": dict(images=40, noise_levels=(0.0, 0.5), blur_levels=(0.0, 2.0), fgsm_levels=(0.0, 0.2),
+                       ifgsm_levels=(0.0, 0.2), ifgsm_steps=2, repetitions=1, n_boot=0),
 }
 
 each_spec = pytest.mark.parametrize("spec", EXPERIMENTS, ids=[spec.kind for spec in EXPERIMENTS])

@@ -6,7 +6,8 @@ and the app's tabs are all derived from this list.
 
 from __future__ import annotations
 
-from . import classification, psychometric, psychometric_grid, sta
+from . import activation_injection, backdoor, bias_attack, classification, defences, psychometric, psychometric_grid, sample_complexity, sta
+from . import robustness, template_classifier, two_class
 from .experiment import ExperimentSpec
 
 EXPERIMENTS: tuple[ExperimentSpec, ...] = (
@@ -14,6 +15,14 @@ EXPERIMENTS: tuple[ExperimentSpec, ...] = (
     psychometric.EXPERIMENT,
     psychometric_grid.EXPERIMENT,
     sta.EXPERIMENT,
+    bias_attack.EXPERIMENT,
+    backdoor.EXPERIMENT,
+    activation_injection.EXPERIMENT,
+    sample_complexity.EXPERIMENT,
+    defences.EXPERIMENT,
+    template_classifier.EXPERIMENT,
+    two_class.EXPERIMENT,
+    robustness.EXPERIMENT,
 )
 
 BY_KIND: dict[str, ExperimentSpec] = {spec.kind: spec for spec in EXPERIMENTS}
