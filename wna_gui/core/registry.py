@@ -6,8 +6,20 @@ and the app's tabs are all derived from this list.
 
 from __future__ import annotations
 
-from . import activation_injection, backdoor, bias_attack, classification, defences, psychometric, psychometric_grid, sample_complexity, sta
-from . import robustness, template_classifier, two_class
+from . import (
+    activation_injection,
+    backdoor,
+    bias_attack,
+    classification,
+    defences,
+    psychometric,
+    psychometric_grid,
+    robustness,
+    sample_complexity,
+    sta,
+    template_classifier,
+    two_class,
+)
 from .experiment import ExperimentSpec
 
 EXPERIMENTS: tuple[ExperimentSpec, ...] = (
