@@ -558,7 +558,9 @@ def test_settings_and_layout_persist(make_window, settings):
     first = make_window()
     gaussian = {"kind": "gaussian", "mean": 0.5, "std": 0.2}
     panel_of(first).apply_settings({"forms": {KIND: {"seed": 42, "samples": 5000, "noise": gaussian}},
-                                    "view": {"map_view": "centered", "estimator": "prob", "reliability": "raw"}})
+                                    "view": {"map_view": "centered", "estimator": "prob", "reliability": "raw",
+                                             "limits": "manual", "limit": 0.03, "colormap": "CET-D6",
+                                             "hide_empty": True}})
     splitter = panel_of(first).findChild(QSplitter, "maps_splitter")
     splitter.setSizes([500, 100])
     share = splitter.sizes()[0] / sum(splitter.sizes())
@@ -569,7 +571,8 @@ def test_settings_and_layout_persist(make_window, settings):
     panel = panel_of(second)
     values = panel.settings()
     assert values["forms"][KIND]["seed"] == 42 and values["forms"][KIND]["samples"] == 5000
-    assert values["view"] == {"map_view": "centered", "estimator": "prob", "reliability": "raw"}
+    assert values["view"] == {"map_view": "centered", "estimator": "prob", "reliability": "raw",
+                              "limits": "manual", "limit": 0.03, "colormap": "CET-D6", "hide_empty": True}
     assert panel.view.currentData() == "centered" and panel.estimator == "prob"
     assert values["forms"][KIND]["noise"]["kind"] == "gaussian"
     assert values["forms"][KIND]["noise"]["std"] == pytest.approx(0.2)

@@ -128,7 +128,10 @@ def test_the_same_seed_gives_the_same_curves_as_before_the_refactor(old, expecte
     assert experiment.state.config == old.runs[PSYCHOMETRIC].config
     np.testing.assert_array_equal(snapshot.fraction_correct, expected["fraction"])
     np.testing.assert_array_equal(experiment.state.correct, old.runs[PSYCHOMETRIC].correct)
-    np.testing.assert_allclose(snapshot.thresholds, expected["thresholds"], rtol=1e-9, atol=0)
+    # The data are identical (asserted exactly); the maximum-likelihood threshold comes from an iterative
+    # optimiser on a flat likelihood, whose last digits move with the torch release (up to 0.08% seen between
+    # releases), so the fitted value is held to the optimiser's precision.
+    np.testing.assert_allclose(snapshot.thresholds, expected["thresholds"], rtol=2e-3, atol=0)
 
 
 def test_saved_again_it_is_format_2_and_round_trips(old, tmp_path):

@@ -74,7 +74,10 @@ def test_a_stopped_version_2_run_continues_exactly(expected):
     snapshot = PsychometricExperiment(load_default(), state=state, device="cpu").run_to_end()
     np.testing.assert_array_equal(state.correct[:, 0], expected["half_correct"])
     np.testing.assert_array_equal(snapshot.fraction_correct, expected["half_fraction"])
-    np.testing.assert_allclose(snapshot.thresholds, expected["half_thresholds"], rtol=1e-9, atol=0)
+    # The data are identical (asserted exactly); the maximum-likelihood threshold comes from an iterative
+    # optimiser on a flat likelihood, whose last digits move with the torch release (up to 0.08% seen between
+    # releases), so the fitted value is held to the optimiser's precision.
+    np.testing.assert_allclose(snapshot.thresholds, expected["half_thresholds"], rtol=2e-3, atol=0)
     assert snapshot.finished and snapshot.fit_model["shared"] == [] and snapshot.fit_model["guess_fixed"] == 0.1
 
 
