@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
+
 LOGICAL_DPI = 96.0
 MIN_FONT_PT = 7.0
 TEXT_PT = 8.0  # captions, ticks, colour-bar numbers
@@ -182,10 +184,19 @@ def write_scene(figure, aspect: tuple[float, float], path: str | Path, draw: Cal
         pg.GraphicsView.setRange(view, rect, padding=0, disableAutoPixel=False)
         QApplication.sendPostedEvents()  # pending layout requests: every item at its final geometry
         scene = view.scene()
+        symbol_scale = figure_size().dpi / LOGICAL_DPI if path.suffix.lower() == ".png" else 1.0
         for item in scene.items():
             item.setCacheMode(item.CacheMode.NoCache)  # cached items would be painted at screen resolution
             if isinstance(item, pg.LegendItem):  # a legend keeps its screen size; on paper it scales too
                 item.setFlag(item.GraphicsItemFlag.ItemIgnoresTransformations, False)
+            elif isinstance(item, pg.ScatterPlotItem) and item.opts.get("pxMode") and len(item.data):
+                # Symbols are drawn in device pixels: on paper they take their size at the output's resolution.
+                sizes = np.where(item.data["size"] < 0, item.opts["size"], item.data["size"])
+                item.setSize(sizes * symbol_scale)
+            elif isinstance(item, pg.PlotCurveItem) and symbol_scale != 1.0:
+                pen = pg.mkPen(item.opts["pen"])  # cosmetic: its width is in device pixels too
+                pen.setWidthF(max(pen.widthF(), 1.0) * symbol_scale)
+                item.setPen(pen)
         target = QRectF(0, 0, width, height)  # a layout wider than the page is scaled down onto it
         return write_painted(path, (width, height), lambda painter: scene.render(
             painter, target, rect, Qt.AspectRatioMode.IgnoreAspectRatio), path.stem)
