@@ -400,3 +400,19 @@ def test_clicking_a_map_enlarges_it_and_plots_copy_their_data(window, qtbot):
     assert frequency[0] == "class,count" and sum(int(line.split(",")[1]) for line in frequency[1:]) == 3000
     race = panel.convergence_plot.csv().splitlines()
     assert race[0] == "estimator,samples,r" and {line.split(",")[0] for line in race[1:]} == {"hard", "logit"}
+
+
+def test_every_control_of_every_panel_says_what_it_does(window):
+    from PySide6.QtWidgets import QAbstractSpinBox, QCheckBox, QComboBox, QLineEdit, QPushButton, QSlider
+
+    silent = []
+    for panel in window.panels:
+        for kind in (QComboBox, QAbstractSpinBox, QCheckBox, QLineEdit, QPushButton, QSlider):
+            for control in panel.findChildren(kind):
+                if isinstance(control, QLineEdit) and isinstance(control.parent(), (QAbstractSpinBox, QComboBox)):
+                    continue  # the editor inside a spin or combo box: its box has the tooltip
+                parent = control.parent()
+                if not control.toolTip() and not (parent is not None and parent.toolTip()):
+                    name = control.objectName() or getattr(control, "text", str)()
+                    silent.append(f"{panel.name}: {kind.__name__} {name}")
+    assert not silent, silent

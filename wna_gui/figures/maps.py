@@ -22,7 +22,8 @@ from .page import FIGURE_FORMATS, TEXT_PT, TITLE_PT, check_suffix, figure_size, 
 MAP_VIEW_LABELS = {"mean": "mean noise n̄ₖ", "centered": "n̄ₖ − n̄ (grand mean)", "zmap": "z-score"}
 COLORMAP_NAME = "CET-D1"
 # Diverging maps (perceptually uniform, colour-blind safe first) and one grey ramp for printing.
-COLORMAPS = {"CET-D1": "blue–white–red", "CET-D3": "green–white–red", "CET-D6": "blue–grey–yellow (colour-blind)",
+COLORMAPS = {"CET-D1": "blue–white–red", "CET-D3": "green–white–red",
+             "CET-D6": "blue–grey–yellow (colour-blind)",
              "CET-D8": "blue–grey–red", "CET-L1": "greys (linear)"}
 EMPTY_TILE_GREY = (200, 200, 200)
 # A grid of more maps than this is unreadable: 1000-class models show their most frequent classes.

@@ -58,6 +58,7 @@ class AdversarialPanel(Panel):
         if kind == "bias_attack":
             widgets["target"] = QComboBox()
             widgets["target"].setObjectName("attack_target")
+            widgets["target"].setToolTip("Whose fooling-rate curves to show: the mean over targets or one target class")
             widgets["target"].addItem("mean over targets", None)
             widgets["target"].currentIndexChanged.connect(lambda index: self._target_chosen(kind, index))
             row.addWidget(QLabel("Curves of"))

@@ -47,10 +47,14 @@ class ClassificationPanel(Panel):
         # --- display options (left column, below the settings) ---
         self.view = QComboBox()
         self.view.setObjectName("map_view")
+        self.view.setToolTip("z-map: standard errors from chance; mean: the average noise; "
+                             "centred: minus the grand mean")
         for view in ("zmap", "mean", "centered"):
             self.view.addItem(ESTIMATORS["hard"].view_titles[view], view)
         self.reliability_mode = QComboBox()
         self.reliability_mode.setObjectName("reliability_mode")
+        self.reliability_mode.setToolTip("Spearman–Brown: reliability of the map of all samples; "
+                                         "raw: correlation of the two halves")
         for mode, label in RELIABILITY_MODES.items():
             self.reliability_mode.addItem(label, mode)
         self.limit_mode = QComboBox()

@@ -77,11 +77,13 @@ class RobustnessPanel(Panel):
 
         self.distortion = QComboBox()
         self.distortion.setObjectName("robustness_distortion")
+        self.distortion.setToolTip("The distortion whose κ matrix and example images are shown")
         for key, label in DISTORTIONS.items():
             self.distortion.addItem(label, key)
         self.distortion.currentIndexChanged.connect(self._redraw_level)
         self.level = QSlider(Qt.Orientation.Horizontal)
         self.level.setObjectName("robustness_level")
+        self.level.setToolTip("The distortion level of the κ matrix and the example images")
         self.level.setRange(0, 0)
         self.level.valueChanged.connect(self._level_moved)
         self.level_label = QLabel()

@@ -31,14 +31,17 @@ class SampleComplexityPanel(Panel):
         self.reliability.setCentralItem(self.figure)
         self.stimulus = QComboBox()
         self.stimulus.setObjectName("stimulus")
+        self.stimulus.setToolTip("The stimulus type whose maps are shown")
         for key, label in STIMULUS_TITLES.items():
             self.stimulus.addItem(label, key)
         self.estimator = QComboBox()
         self.estimator.setObjectName("estimator")
+        self.estimator.setToolTip("The estimator whose maps are shown")
         for key in ESTIMATOR_CHOICES:
             self.estimator.addItem(ESTIMATORS[key].label, key)
         self.samples = QComboBox()
         self.samples.setObjectName("samples_shown")
+        self.samples.setToolTip("The maps as they were at this many samples")
         self.samples.addItem("now", NOW)
         for combo in (self.stimulus, self.estimator, self.samples):
             combo.currentIndexChanged.connect(self._draw_maps)

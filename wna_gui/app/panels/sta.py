@@ -63,10 +63,12 @@ class STAPanel(Panel):
         self._map_layer = ""
         self.view = QComboBox()
         self.view.setObjectName("filter_view")
+        self.view.setToolTip("STA as measured, its z-map, or its direction (unit norm)")
         for view in ("sta", "unnormalised", "zmap"):
             self.view.addItem(STA_VIEW_TITLES[view], view)
         self.scale = QComboBox()
         self.scale.setObjectName("filter_scale")
+        self.scale.setToolTip("One colour scale for all units, or each unit on its own")
         for key, label in SCALES.items():
             self.scale.addItem(label, key)
         self.unit = QSpinBox()
@@ -185,6 +187,7 @@ class STAPanel(Panel):
     def _build_maps(self) -> QWidget:
         self.map_layer = QComboBox()
         self.map_layer.setObjectName("map_layer")
+        self.map_layer.setToolTip("The layer whose per-class activation maps are shown")
         self.map_layer.currentIndexChanged.connect(self._map_layer_chosen)
         row = QHBoxLayout()
         row.addWidget(QLabel("Layer"))

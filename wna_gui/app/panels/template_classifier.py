@@ -63,6 +63,7 @@ class TemplateClassifierPanel(Panel):
     def build_views(self) -> QWidget:
         self.view = QComboBox()
         self.view.setObjectName("template_view")
+        self.view.setToolTip("Accuracy bars, confusion matrices, or the templates themselves")
         for key, label in VIEWS.items():
             self.view.addItem(label, key)
         self.view.currentIndexChanged.connect(self._redraw)
