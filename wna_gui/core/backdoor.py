@@ -44,7 +44,7 @@ from .experiment import Artefact, Experiment, ExperimentSpec
 from .models import ZOO, LoadedModel, build_zoo, serialize_state_dict
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, config_from_dict, config_to_dict, param
-from .train import TrainConfig, evaluate, train_epoch
+from .train import TrainConfig, train_epoch
 
 KIND = "backdoor"
 RECORD_VERSION = 1

@@ -31,12 +31,11 @@ from .accumulators import (
 )
 from .control import EngineError
 from .data import DATASETS, ImageSet, load_dataset
-from .distributed import BlockSet
+from .distributed import BlockProgress, BlockSet
 from .driver import ProgressView
 from .estimators import (
     ACCUMULATORS,
     DEFAULT_ESTIMATORS,
-    ESTIMATOR_NAMES,
     ESTIMATORS,
     VIEWS,
     EstimatorMaps,
@@ -178,7 +177,7 @@ class Convergence:
 
 
 @dataclass
-class ClassificationImageState:
+class ClassificationImageState(BlockProgress):
     """Everything needed to continue a run exactly: accumulators, progress, history."""
 
     config: ClassificationImageConfig
@@ -226,25 +225,6 @@ class ClassificationImageState:
     def n_features(self) -> int:
         return int(np.prod(self.image_shape))
 
-    @property
-    def blocks_done(self) -> int:
-        return self.done.count_below(self.config.n_blocks)
-
-    @blocks_done.setter
-    def blocks_done(self, n: int) -> None:  # blocks 0 … n − 1 (a run done in order)
-        self.done = BlockSet.prefix(n)
-
-    @property
-    def samples_done(self) -> int:
-        cfg = self.config
-        last_short = cfg.n_blocks * cfg.batch_size - cfg.samples  # the last block is cut to the budget
-        return self.blocks_done * cfg.batch_size - (last_short if cfg.n_blocks - 1 in self.done else 0)
-
-    progress_done = samples_done
-
-    @property
-    def progress_total(self) -> int:
-        return self.config.samples
 
     @property
     def reliability_per_class(self) -> list[np.ndarray]:

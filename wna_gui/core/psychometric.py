@@ -59,7 +59,6 @@ from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, config_from_dict, config_to_dict, param
 from .psychometric_report import (
-    PSYCHOMETRIC_COLUMNS,
     format_k_values,
     gamma_grid,
     parse_k_values,

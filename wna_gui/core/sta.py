@@ -40,7 +40,7 @@ from torch import nn
 
 from .accumulators import reliability_grid
 from .control import EngineError
-from .distributed import BlockSet
+from .distributed import BlockProgress, BlockSet
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec
 from .models import MNIST_CLASSES, LoadedModel
@@ -286,7 +286,7 @@ def mean_pairwise_distance(means: np.ndarray, counts: np.ndarray, min_count: int
 # --- the state ---
 
 @dataclass
-class STAState:
+class STAState(BlockProgress):
     """Everything needed to continue a run exactly (accumulators, progress) and to show it without the model."""
 
     config: STAConfig
@@ -339,25 +339,6 @@ class STAState:
 
     # --- progress ---
 
-    @property
-    def blocks_done(self) -> int:
-        return self.done.count_below(self.config.n_blocks)
-
-    @blocks_done.setter
-    def blocks_done(self, n: int) -> None:  # blocks 0 … n − 1 (a run done in order)
-        self.done = BlockSet.prefix(n)
-
-    @property
-    def samples_done(self) -> int:
-        cfg = self.config
-        last_short = cfg.n_blocks * cfg.batch_size - cfg.samples  # the last block is cut to the budget
-        return self.blocks_done * cfg.batch_size - (last_short if cfg.n_blocks - 1 in self.done else 0)
-
-    progress_done = samples_done
-
-    @property
-    def progress_total(self) -> int:
-        return self.config.samples
 
     @staticmethod
     def budget_of(config: STAConfig) -> int:

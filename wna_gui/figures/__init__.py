@@ -14,12 +14,11 @@ Nothing here imports wna_gui.app.
 """
 
 from ._qt import ensure_gui_application
-from .page import DPI_CHOICES, WIDTH_PRESETS_MM, FigureSize, figure_size, sized
+from .page import DPI_CHOICES, FIGURE_FORMATS, WIDTH_PRESETS_MM, FigureSize, figure_size, sized
 from .maps import (
     COLORMAP_NAME,
     EMPTY_NOTES,
     EMPTY_TILE_GREY,
-    FIGURE_FORMATS,
     MAP_VIEW_LABELS,
     MAX_TILES,
     COLORMAPS,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ._qt import ensure_gui_application
-from .page import FIGURE_FORMATS, TEXT_PT, TITLE_PT, check_suffix, figure_size, points, write_painted
+from .page import TEXT_PT, TITLE_PT, check_suffix, figure_size, points, write_painted
 
 MAP_VIEW_LABELS = {"mean": "mean noise n̄ₖ", "centered": "n̄ₖ − n̄ (grand mean)", "zmap": "z-score"}
 COLORMAP_NAME = "CET-D1"
