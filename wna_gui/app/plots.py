@@ -16,7 +16,7 @@ import pyqtgraph as pg
 from typing import Callable
 
 from PySide6.QtCore import QPoint, QPointF, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QCursor, QPainter
+from PySide6.QtGui import QCursor, QPainter, QPixmap
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import (
     QApplication,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMenu,
     QMessageBox,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -436,3 +437,51 @@ def export_view(widget: QWidget, path: Path) -> Path:
     else:
         raise ValueError(f"a view exports as .png or .svg, not {suffix or 'a file without suffix'}")
     return path
+
+
+class FigureView(QScrollArea):
+    """A painted figure (figures.*: the exported figure's painter) shown at the screen's pixel ratio."""
+
+    def __init__(self, placeholder: str = "") -> None:
+        super().__init__()
+        self.setObjectName("figure_view")
+        self.setWidgetResizable(True)
+        self.label = QLabel(placeholder)
+        self.label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.label.setWordWrap(True)
+        self.setWidget(self.label)
+        self.placeholder = placeholder
+        self.canvas = None
+
+    def show_canvas(self, canvas) -> None:
+        """Paint ``canvas`` as wide as the view (never below its own size: the text stays legible)."""
+        self.canvas = canvas
+        ratio = self.devicePixelRatioF()
+        fit = max(1.0, (self.viewport().width() - 4) / max(canvas.width, 1.0))
+        pixmap = QPixmap.fromImage(canvas.to_qimage(fit * ratio))
+        pixmap.setDevicePixelRatio(ratio)
+        self.label.setPixmap(pixmap)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self.canvas is not None:
+            self.show_canvas(self.canvas)
+
+    def clear_canvas(self, text: str | None = None) -> None:
+        self.canvas = None
+        self.label.clear()
+        self.label.setText(self.placeholder if text is None else text)
+
+
+def figure_with_report(placeholder: str, report_name: str) -> tuple[QWidget, FigureView, QLabel]:
+    """A painted-figure view over a selectable report line: (the widget, the view, the label)."""
+    figure = FigureView(placeholder)
+    report = QLabel()
+    report.setObjectName(report_name)
+    report.setWordWrap(True)
+    report.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    views = QWidget()
+    layout = QVBoxLayout(views)
+    layout.addWidget(figure, 1)
+    layout.addWidget(report)
+    return views, figure, report

@@ -170,20 +170,6 @@ class TileFigure(_Canvas):
         self.height = float(3 * self.LINE + 2 * self.GAP + len(rows) * self.row_h + (3 * self.LINE if caption else 0))
         self.lut = colormap_table()
 
-    def to_qimage(self, scale: float = 1.5):
-        """The figure as a QImage (what the panel shows), ``scale`` device pixels per logical unit (any canvas)."""
-        from PySide6.QtGui import QImage, QPainter
-
-        ensure_gui_application()
-        image = QImage(round(self.width * scale), round(self.height * scale), QImage.Format.Format_RGB32)
-        painter = QPainter(image)
-        try:
-            painter.scale(scale, scale)
-            self.paint(painter)
-        finally:
-            painter.end()
-        return image
-
     def paint(self, painter) -> None:
         from PySide6.QtCore import QRectF, Qt
         from PySide6.QtGui import QColor, QFontMetricsF, QImage, QPen
@@ -335,8 +321,6 @@ class ConfusionFigure(_Canvas):
         rows = -(-len(matrices) // self.columns)
         self.height = float(2 * self.line + rows * self.block + self.GAP)
 
-    def to_qimage(self, scale: float = 1.5):
-        return TileFigure.to_qimage(self, scale)
 
     def paint(self, painter) -> None:
         from PySide6.QtCore import QRectF, Qt

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ._qt import ensure_gui_application
-from .page import TEXT_PT, TITLE_PT, check_suffix, figure_size, points, write_painted
+from .page import TEXT_PT, TITLE_PT, check_suffix, figure_size, painted_image, points, write_painted
 
 MAP_VIEW_LABELS = {"mean": "mean noise n̄ₖ", "centered": "n̄ₖ − n̄ (grand mean)", "zmap": "z-score"}
 COLORMAP_NAME = "CET-D1"
@@ -251,6 +251,11 @@ class _Canvas:
 
     def write(self, path: Path) -> Path:
         return write_painted(path, (self.width, self.height), self.paint, self.title or "Classification images")
+
+    def to_qimage(self, scale: float = 1.0):
+        """The figure as a QImage at ``scale`` device pixels per logical unit (the app's figure views)."""
+        ensure_gui_application()
+        return painted_image((self.width, self.height), self.paint, scale)
 
 
 def _fonts():

@@ -84,6 +84,42 @@ def check_suffix(path: Path, what: str = "a figure") -> str:
     return suffix
 
 
+def _paint_on(device, scale: float, logical_size: tuple[float, float], paint: Callable, background: str) -> None:
+    """Paint a figure laid out in logical units onto ``device`` at ``scale`` device units per logical unit."""
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QColor, QPainter
+
+    painter = QPainter()
+    if not painter.begin(device):
+        raise OSError("could not start painting the figure")
+    try:
+        for hint in (QPainter.RenderHint.Antialiasing, QPainter.RenderHint.TextAntialiasing,
+                     QPainter.RenderHint.LosslessImageRendering):
+            painter.setRenderHint(hint, True)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)  # map pixels stay square
+        painter.scale(scale, scale)
+        painter.fillRect(QRectF(0, 0, *logical_size), QColor(background))
+        paint(painter)
+    finally:
+        painter.end()
+
+
+def painted_image(logical_size: tuple[float, float], paint: Callable, scale: float = 1.0,
+                  background: str = "white"):
+    """A figure as a QImage at ``scale`` pixels per logical unit (PNG files and the app's figure views)."""
+    from PySide6.QtGui import QColor, QImage
+
+    width, height = logical_size
+    image = QImage(max(1, round(width * scale)), max(1, round(height * scale)), QImage.Format.Format_RGB32)
+    image.fill(QColor(background))  # the last row or column rounded up is background too
+    # Painted at the logical DPI: pyqtgraph's axes replay QPictures, whose text Qt rescales by the device's
+    # DPI (tick labels came out dpi/96 times too large); a file then declares its real resolution.
+    image.setDotsPerMeterX(round(LOGICAL_DPI / 0.0254))
+    image.setDotsPerMeterY(round(LOGICAL_DPI / 0.0254))
+    _paint_on(image, scale, logical_size, paint, background)
+    return image
+
+
 def write_painted(path: str | Path, logical_size: tuple[float, float], paint: Callable, title: str = "",
                   background: str = "white") -> Path:
     """Write a figure laid out in logical units as PNG, PDF or SVG at :func:`figure_size`'s physical size.
@@ -92,8 +128,8 @@ def write_painted(path: str | Path, logical_size: tuple[float, float], paint: Ca
     painter is scaled to each device, so text, lines and images keep their
     physical size everywhere.
     """
-    from PySide6.QtCore import QMarginsF, QRect, QRectF, QSize, QSizeF
-    from PySide6.QtGui import QColor, QImage, QPageLayout, QPageSize, QPainter, QPdfWriter
+    from PySide6.QtCore import QMarginsF, QRect, QSize, QSizeF
+    from PySide6.QtGui import QPageLayout, QPageSize, QPdfWriter
     from PySide6.QtSvg import QSvgGenerator
 
     path = Path(path)
@@ -103,28 +139,8 @@ def write_painted(path: str | Path, logical_size: tuple[float, float], paint: Ca
     size = figure_size()
     scale = size.dpi / LOGICAL_DPI
 
-    def run(device, device_scale: float) -> None:
-        painter = QPainter()
-        if not painter.begin(device):
-            raise OSError(f"could not write {path}")
-        try:
-            for hint in (QPainter.RenderHint.Antialiasing, QPainter.RenderHint.TextAntialiasing,
-                         QPainter.RenderHint.LosslessImageRendering):
-                painter.setRenderHint(hint, True)
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)  # map pixels stay square
-            painter.scale(device_scale, device_scale)
-            painter.fillRect(QRectF(0, 0, width, height), QColor(background))
-            paint(painter)
-        finally:
-            painter.end()
-
     if suffix == ".png":
-        image = QImage(max(1, round(width * scale)), max(1, round(height * scale)), QImage.Format.Format_RGB32)
-        # Painted at the logical DPI: pyqtgraph's axes replay QPictures, whose text Qt rescales by the device's
-        # DPI (tick labels came out dpi/96 times too large); the file then declares its real resolution.
-        image.setDotsPerMeterX(round(LOGICAL_DPI / 0.0254))
-        image.setDotsPerMeterY(round(LOGICAL_DPI / 0.0254))
-        run(image, scale)
+        image = painted_image(logical_size, paint, scale, background)
         image.setDotsPerMeterX(round(size.dpi / 0.0254))
         image.setDotsPerMeterY(round(size.dpi / 0.0254))
         if not image.save(str(path), "PNG"):
@@ -137,7 +153,7 @@ def write_painted(path: str | Path, logical_size: tuple[float, float], paint: Ca
                                          QPageLayout.Orientation.Portrait, QMarginsF(0, 0, 0, 0)))
         writer.setTitle(title or path.stem)
         writer.setCreator("wna-gui")
-        run(writer, scale)
+        _paint_on(writer, scale, logical_size, paint, background)
     else:
         generator = QSvgGenerator()
         generator.setFileName(str(path))
@@ -145,7 +161,7 @@ def write_painted(path: str | Path, logical_size: tuple[float, float], paint: Ca
         generator.setSize(QSize(round(width), round(height)))
         generator.setViewBox(QRect(0, 0, round(width), round(height)))
         generator.setTitle(title or path.stem)
-        run(generator, 1.0)
+        _paint_on(generator, 1.0, logical_size, paint, background)
     return path
 
 

@@ -6,7 +6,7 @@
   labelled with its count; classes without a template are marked "no map" (never predicted);
 - the templates of every source, one row each (their units differ: each row has its own colour scale).
 
-The same painters draw the app's views (``canvas_image``) and the exported .png/.pdf/.svg files.
+The same painters draw the app's views (``to_qimage``) and the exported .png/.pdf/.svg files.
 """
 
 from __future__ import annotations
@@ -44,25 +44,6 @@ def _is_reference(source: str) -> bool:
     from ..core.template_classifier import BASELINES
 
     return source in BASELINES
-
-
-def canvas_image(canvas: _Canvas, scale: float = 1.0):
-    """The figure as a QImage at ``scale`` device pixels per layout unit (the app's views)."""
-    from PySide6.QtGui import QColor, QImage, QPainter
-
-    ensure_gui_application()
-    image = QImage(max(1, round(canvas.width * scale)), max(1, round(canvas.height * scale)),
-                   QImage.Format.Format_RGB32)
-    image.fill(QColor("white"))
-    painter = QPainter(image)
-    try:
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing, True)
-        painter.scale(scale, scale)
-        canvas.paint(painter)
-    finally:
-        painter.end()
-    return image
 
 
 class AccuracyFigure(_Canvas):
@@ -278,5 +259,5 @@ def save_templates_figure(snapshot: TemplateSnapshot, path) -> Path:
                          caption="each row on its own colour scale; grey: no map for that class")
 
 
-__all__ = ["AccuracyFigure", "ConfusionFigure", "canvas_image", "save_accuracy_figure", "save_confusion_figure",
+__all__ = ["AccuracyFigure", "ConfusionFigure", "save_accuracy_figure", "save_confusion_figure",
            "save_templates_figure"]

@@ -141,7 +141,7 @@ class AdversarialPanel(Panel):
             widgets["plot"].show_lines(x, curves, low, high, y_range or (None if curves else (-0.02, 1.02)))
             widgets["note"].setText(note)
             if figures:
-                images = [figure.to_qimage() for figure in figures]
+                images = [figure.to_qimage(1.5) for figure in figures]
                 width = max(image.width() for image in images)
                 canvas = QPixmap(width, sum(image.height() for image in images))
                 canvas.fill(Qt.GlobalColor.white)
@@ -178,7 +178,7 @@ class AdversarialPanel(Panel):
         if snapshot.targets_done:
             rows = example_rows(snapshot)
             widgets["tiles"].setPixmap(QPixmap.fromImage(TileFigure(rows, "Example stimuli (tile title: the class "
-                                                                    "the model gives it; ✓ the target)").to_qimage()))
+                                                                    "the model gives it; ✓ the target)").to_qimage(1.5)))
 
 
 PANEL = AdversarialPanel

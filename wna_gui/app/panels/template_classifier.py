@@ -8,12 +8,11 @@ counts, or the templates, all drawn by the same painters as the exported figures
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel, QWidget
 
 from ...core.template_classifier import KIND, TemplateSnapshot, report
-from ...figures.template_classifier import AccuracyFigure, ConfusionFigure, canvas_image
+from ...figures.template_classifier import AccuracyFigure, ConfusionFigure
+from ..plots import figure_with_report
 from .base import ExportTarget, Panel
 
 VIEWS = {"accuracy": "Accuracy per template source", "confusion": "Confusion matrices"}
@@ -21,40 +20,6 @@ HELP = ("Each test image gets the class whose template has the largest similarit
         "of the session's classification-image run (one source per estimator) and, trained on real images, "
         "class means and logistic-regression weights. A class without a map (grey) is never predicted; its "
         "test images still count, as misses.")
-
-
-class FigureView(QScrollArea):
-    """A painted figure (figures.*: the exported figure's painter) shown at the screen's pixel ratio."""
-
-    def __init__(self, placeholder: str = "") -> None:
-        super().__init__()
-        self.setObjectName("figure_view")
-        self.setWidgetResizable(True)
-        self.label = QLabel(placeholder)
-        self.label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-        self.label.setWordWrap(True)
-        self.setWidget(self.label)
-        self.placeholder = placeholder
-        self.canvas = None
-
-    def show_canvas(self, canvas) -> None:
-        """Paint ``canvas`` as wide as the view (never below its own size: the text stays legible)."""
-        self.canvas = canvas
-        ratio = self.devicePixelRatioF()
-        fit = max(1.0, (self.viewport().width() - 4) / max(canvas.width, 1.0))
-        pixmap = QPixmap.fromImage(canvas_image(canvas, fit * ratio))
-        pixmap.setDevicePixelRatio(ratio)
-        self.label.setPixmap(pixmap)
-
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        if self.canvas is not None:
-            self.show_canvas(self.canvas)
-
-    def clear_canvas(self, text: str | None = None) -> None:
-        self.canvas = None
-        self.label.clear()
-        self.label.setText(self.placeholder if text is None else text)
 
 
 class TemplateClassifierPanel(Panel):
@@ -75,16 +40,9 @@ class TemplateClassifierPanel(Panel):
         note.setStyleSheet("color: palette(placeholder-text)")
         form.addRow(note)
         self.extra_settings.addWidget(display)
-        self.figure = FigureView("Run a classification-image experiment, then Start here (or open a session) to "
-                                 "classify the test images by its maps.")
-        self.report_label = QLabel()
-        self.report_label.setObjectName("template_report")
-        self.report_label.setWordWrap(True)
-        self.report_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        views = QWidget()
-        layout = QVBoxLayout(views)
-        layout.addWidget(self.figure, 1)
-        layout.addWidget(self.report_label)
+        views, self.figure, self.report_label = figure_with_report(
+            "Run a classification-image experiment, then Start here (or open a session) to classify the test images "
+            "by its maps.", "template_report")
         return views
 
     def view_settings(self) -> dict:

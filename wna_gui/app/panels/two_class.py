@@ -8,29 +8,21 @@ and fraction correct per γ.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QWidget
 
 from ...core.two_class import KIND, TwoClassSnapshot, report
 from ...figures.two_class import TwoClassFigure
+from ..plots import figure_with_report
 from .base import ExportTarget, Panel
-from .template_classifier import FigureView
 
 
 class TwoClassPanel(Panel):
     title = "Two-class images"
 
     def build_views(self) -> QWidget:
-        self.figure = FigureView("Start trains a binary CNN for the pair (unless the model has two classes) and "
-                                 "shows it digits through noise at each γ.")
-        self.report_label = QLabel()
-        self.report_label.setObjectName("two_class_report")
-        self.report_label.setWordWrap(True)
-        self.report_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        views = QWidget()
-        layout = QVBoxLayout(views)
-        layout.addWidget(self.figure, 1)
-        layout.addWidget(self.report_label)
+        views, self.figure, self.report_label = figure_with_report(
+            "Start trains a binary CNN for the pair (unless the model has two classes) and shows it digits through "
+            "noise at each γ.", "two_class_report")
         return views
 
     def draw(self, kind: str, snapshot: TwoClassSnapshot) -> None:
