@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .control import csv_number
 from .bias_attack import NOISE_BLOCK, wilson_interval
 from .classification import _images_for_model
 from .data import DATASETS, bundled_mnist, load_dataset
@@ -363,12 +364,12 @@ def write_table(snapshot: InjectionSnapshot, path) -> Path:
                          "accuracy", "noise_images_of_class"])
         for li, layer in enumerate(snapshot.layers[:snapshot.layers_done]):
             for g, gamma in enumerate(snapshot.gammas):
-                writer.writerow([layer, "pooled", f"{gamma:g}", _number(rate[li, g]), _number(low[li, g]),
-                                 _number(high[li, g]), "", int(snapshot.noise_counts[snapshot.classes].sum())])
+                writer.writerow([layer, "pooled", f"{gamma:g}", csv_number(rate[li, g]), csv_number(low[li, g]),
+                                 csv_number(high[li, g]), "", int(snapshot.noise_counts[snapshot.classes].sum())])
             for c in snapshot.classes:
                 for g, gamma in enumerate(snapshot.gammas):
-                    writer.writerow([layer, snapshot.class_names[c], f"{gamma:g}", _number(per_class[li, c, g]), "",
-                                     "", _number(accuracy[li, c, g]), int(snapshot.noise_counts[c])])
+                    writer.writerow([layer, snapshot.class_names[c], f"{gamma:g}", csv_number(per_class[li, c, g]), "",
+                                     "", csv_number(accuracy[li, c, g]), int(snapshot.noise_counts[c])])
     return path
 
 
@@ -394,9 +395,6 @@ def write_examples(snapshot: InjectionSnapshot, path) -> Path:
 
     return save_injection_examples(snapshot, path)
 
-
-def _number(value) -> str:
-    return "" if value is None or not np.isfinite(value) else f"{float(value):.6g}"
 
 
 ARTEFACTS = (

@@ -34,7 +34,7 @@ import torch
 
 from .classification import KIND as MAPS_KIND
 from .classification import ClassificationImageState, _images_for_model
-from .control import EngineError
+from .control import EngineError, csv_number
 from .data import DATASETS, ImageSet, bundled_mnist, load_dataset
 from .driver import ProgressView
 from .estimators import ESTIMATORS
@@ -484,16 +484,16 @@ def write_table(snapshot: BiasAttackSnapshot, path) -> Path:
         for c, curve in enumerate(CURVES):
             paper = snapshot.paper_values(curve)
             for g, gamma in enumerate(snapshot.gammas):
-                writer.writerow([curve, "mean", f"{gamma:g}", _number(mean[c, g]), _number(low[c, g]),
-                                 _number(high[c, g]), int(snapshot.trials[c]) * snapshot.targets_done,
-                                 _number(paper[g])])
+                writer.writerow([curve, "mean", f"{gamma:g}", csv_number(mean[c, g]), csv_number(low[c, g]),
+                                 csv_number(high[c, g]), int(snapshot.trials[c]) * snapshot.targets_done,
+                                 csv_number(paper[g])])
         for c, curve in enumerate(CURVES):
             for t, name in enumerate(snapshot.target_names()):
                 lo, hi = wilson_interval(snapshot.fooled[c, t], snapshot.trials[c])
                 for g, gamma in enumerate(snapshot.gammas):
-                    writer.writerow([curve, name, f"{gamma:g}", _number(rates[c, t, g]),
-                                     _number(lo[g] if t < snapshot.targets_done else np.nan),
-                                     _number(hi[g] if t < snapshot.targets_done else np.nan),
+                    writer.writerow([curve, name, f"{gamma:g}", csv_number(rates[c, t, g]),
+                                     csv_number(lo[g] if t < snapshot.targets_done else np.nan),
+                                     csv_number(hi[g] if t < snapshot.targets_done else np.nan),
                                      int(snapshot.trials[c]), ""])
     return path
 
@@ -525,9 +525,6 @@ def write_examples(snapshot: BiasAttackSnapshot, path) -> Path:
 
     return save_attack_examples(snapshot, path)
 
-
-def _number(value) -> str:
-    return "" if value is None or not np.isfinite(value) else f"{float(value):.6g}"
 
 
 def _done(snapshot) -> bool:

@@ -29,7 +29,7 @@ from .accumulators import (
     split_half_reliability,
     reliability_grid,
 )
-from .control import EngineError
+from .control import EngineError, csv_number
 from .data import DATASETS, ImageSet, load_dataset
 from .distributed import BlockProgress, BlockSet
 from .driver import ProgressView
@@ -983,9 +983,6 @@ def write_reliability(snapshot: ClassificationSnapshot, path) -> Path:
     return path
 
 
-def _number(value: float) -> str:
-    return "" if value is None or not np.isfinite(value) else f"{value:.6g}"
-
 
 def write_estimator_reliability(snapshot: ClassificationSnapshot, path) -> Path:
     """Every estimator's split-half reliability per class at each recorded point (CSV, one row per estimator,
@@ -1000,7 +997,7 @@ def write_estimator_reliability(snapshot: ClassificationSnapshot, path) -> Path:
             for t, (run_samples, samples) in enumerate(zip(convergence.run_samples, convergence.samples)):
                 for k, name in enumerate(snapshot.class_names):
                     writer.writerow([estimator, int(run_samples), int(samples), k, name,
-                                     _number(convergence.per_class[t, k]), _number(corrected[t, k])])
+                                     csv_number(convergence.per_class[t, k]), csv_number(corrected[t, k])])
     return path
 
 
@@ -1022,9 +1019,9 @@ def write_estimator_table(snapshot: ClassificationSnapshot, path) -> Path:
                 stein = snapshot.stein_cosine[k] if estimator == "gradient" and snapshot.stein_cosine is not None \
                     else None
                 has_map = bool(k in estimated.classes and np.isfinite(estimated.of("mean", [k])).all())
-                writer.writerow([estimator, k, name, _number(estimated.support[k]), int(has_map),
+                writer.writerow([estimator, k, name, csv_number(estimated.support[k]), int(has_map),
                                  snapshot.class_names[prediction] if prediction >= 0 else "",
-                                 _number(raw[k]), _number(corrected[k]), _number(stein)])
+                                 csv_number(raw[k]), csv_number(corrected[k]), csv_number(stein)])
     return path
 
 
@@ -1116,8 +1113,8 @@ def report(snapshot: ClassificationSnapshot) -> list[str]:
         has_map = int(np.isfinite(estimated.of("mean")).all(1).sum())
         reliability = f"{mean:.2f}" if np.isfinite(mean) else "not yet measured"
         lines.append(f"{ESTIMATORS[estimator].label}: maps of {has_map} of {snapshot.n_classes} classes from "
-                     f"{estimated.samples:,} samples; reliability (Spearman–Brown; mean over all classes, absent or r < 0 counting as 0) "
-                     f"{reliability}")
+                     f"{estimated.samples:,} samples; reliability (Spearman–Brown; mean over all classes, "
+                     f"absent or r < 0 counting as 0) {reliability}")
     if snapshot.stein_cosine is not None and np.isfinite(snapshot.stein_cosine).any():
         exact = "exact for Gaussian noise" if snapshot.noise_kind == "gaussian" else "approximate for this noise"
         lines.append(f"Stein check: cosine(gradient, logit kernel) {np.nanmin(snapshot.stein_cosine):.3f}–"

@@ -26,6 +26,11 @@ class EngineError(RuntimeError):
 USER_ERRORS = (EngineError, ValueError, OSError)
 
 
+def csv_number(value) -> str:
+    """A number for a CSV cell: 6 significant digits, empty for a missing or non-finite value."""
+    return "" if value is None or value != value or value in (float("inf"), float("-inf")) else f"{float(value):.6g}"
+
+
 def format_duration(seconds: float | None) -> str:
     """h:mm:ss or mm:ss; "--:--" when unknown."""
     if seconds is None or seconds != seconds or seconds in (float("inf"), float("-inf")):

@@ -28,7 +28,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from .control import EngineError
+from .control import EngineError, csv_number
 from .data import DATASETS, ImageSet, load_dataset
 from .driver import ProgressView
 from .estimators import ESTIMATORS
@@ -462,9 +462,6 @@ def run_template_classifier(model: LoadedModel, maps, config: TemplateClassifier
 
 # --- exports ---
 
-def _number(value) -> str:
-    return "" if value is None or not np.isfinite(value) else f"{value:.6g}"
-
 
 def write_results(snapshot: TemplateSnapshot, path) -> Path:
     """Per source and class (CSV): accuracy with its Wilson 95% interval, chance, and the class's recall, test
@@ -479,10 +476,10 @@ def write_results(snapshot: TemplateSnapshot, path) -> Path:
             reference = snapshot.paper_reference(source)
             recall = result.recall
             for k, name in enumerate(snapshot.class_names):
-                writer.writerow([source, SOURCE_LABELS[source], _number(result.accuracy), _number(low),
-                                 _number(high), result.n, _number(snapshot.chance),
-                                 _number(reference[0]) if reference else "", k, name,
-                                 int(result.has_template[k]), int(result.test_counts[k]), _number(recall[k])])
+                writer.writerow([source, SOURCE_LABELS[source], csv_number(result.accuracy), csv_number(low),
+                                 csv_number(high), result.n, csv_number(snapshot.chance),
+                                 csv_number(reference[0]) if reference else "", k, name,
+                                 int(result.has_template[k]), int(result.test_counts[k]), csv_number(recall[k])])
     return path
 
 
