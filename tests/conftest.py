@@ -17,6 +17,12 @@ else:
     QStandardPaths.setTestModeEnabled(True)
 
 
+@pytest.fixture(autouse=True)
+def isolated_trust_store(tmp_path_factory, monkeypatch):
+    """Remembered model trust (core/trust.py) lives in a fresh folder per test, never the user's."""
+    monkeypatch.setenv("WNA_GUI_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+
+
 if QThread is not None:
 
     @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ from wna_gui.core.backdoor import (
     poison,
     robust_z,
 )
+from wna_gui.core.backdoor import report as snapshot_report
 from wna_gui.core.data import bundled_mnist
 from wna_gui.core.models import load_default, load_zoo
 from wna_gui.core.session import Session, load_session, save_session
@@ -119,3 +120,43 @@ def test_a_model_outside_the_zoo_is_a_one_line_error():
     with pytest.raises(ValueError, match="needs a model of the zoo") as info:
         BackdoorExperiment(model, BackdoorConfig(), device="cpu")
     assert "\n" not in str(info.value)
+
+
+def test_detection_is_calibrated_against_a_clean_twin(run):
+    """A clean model's classification image has patch-sized windows far above z = 5 (the digits' shapes), so a
+    fixed z would flag it. Against a clean twin the poisoned model is detected and a clean model is not: the
+    bundled CNN (another clean model, on the same noise) stands in for either side of the comparison."""
+    from wna_gui.core.backdoor import Verdict, WindowScan, decision_map
+    from wna_gui.core.classification import ClassificationImageExperiment
+
+    snapshot = run.snapshot()
+    verdict = next(v for v in snapshot.verdicts if v.method.startswith("classification image"))
+    assert verdict.detected and verdict.poisoned.on_patch, verdict
+    assert verdict.poisoned.peak_score > verdict.clean.peak_score and not verdict.clean.on_patch
+    assert verdict.poisoned.patch_rank < verdict.clean.patch_rank and verdict.poisoned.windows == 26 * 26
+    assert verdict.clean.peak_score > 3  # the clean map stands out too, away from the patch
+    assert any("DETECTED" in line for line in snapshot_report(snapshot))
+    other = ClassificationImageExperiment(load_default(), CONFIG.maps_config, device="cpu")
+    other.run_to_end()
+    bundled, _ = decision_map(other.state, CONFIG.estimator, snapshot.target, snapshot.source)
+    box = snapshot.box
+    scans = {"trained clean": WindowScan.of(snapshot.maps["clean"], box), "bundled": WindowScan.of(bundled, box),
+             "poisoned": WindowScan.of(snapshot.maps["poisoned"], box)}
+    assert not Verdict("clean vs clean", scans["trained clean"], scans["bundled"]).detected
+    assert not Verdict("clean vs clean", scans["bundled"], scans["trained clean"]).detected
+    assert Verdict("poisoned vs bundled", scans["poisoned"], scans["bundled"]).detected
+
+
+def test_a_backdoor_that_was_not_learned_is_said_so(tmp_path):
+    """One epoch of logistic regression at a tiny learning rate does not learn the patch: the run warns instead of
+    reading "not detected"."""
+    experiment = BackdoorExperiment(load_zoo("logreg"), BackdoorConfig(epochs=1, lr=1e-5, map_samples=1000),
+                                    device="cpu")
+    experiment.run_to_end()
+    snapshot = experiment.snapshot()
+    assert snapshot.success("poisoned") < 0.5
+    assert snapshot.warnings and snapshot.warnings[0].startswith("backdoor not learned: train longer")
+    assert any(line.startswith("warning: backdoor not learned") for line in snapshot_report(snapshot))
+    from wna_gui.core.backdoor import write_summary
+
+    assert "backdoor not learned" in write_summary(snapshot, tmp_path / "d.csv").read_text()

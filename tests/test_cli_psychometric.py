@@ -87,8 +87,10 @@ def test_resume_continues_a_stopped_run_and_keeps_other_experiments(tmp_path, ex
     session = load_session(out)
     assert set(session.runs) == {"classification_images", KIND}
     np.testing.assert_array_equal(session.runs[KIND].fraction_correct(), expected.fraction_correct)
-    # A new run into the same file replaces the psychometric entry and keeps the rest.
-    assert main([*RUN, "--target", "5", "--quiet", "--out", str(out)]) == 0
+    # A new run of the same name is refused unless --replace says so; then it replaces that entry and keeps the rest.
+    assert main([*RUN, "--target", "5", "--quiet", "--out", str(out)]) == 2
+    assert load_session(out).runs[KIND].config.target == 3
+    assert main([*RUN, "--target", "5", "--quiet", "--out", str(out), "--replace"]) == 0
     session = load_session(out)
     assert set(session.runs) == {"classification_images", KIND}
     assert session.runs[KIND].config.target == 5

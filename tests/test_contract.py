@@ -88,11 +88,11 @@ def cli_word(p, value) -> str:
     return str(value)
 
 
-def cli_flags(spec) -> list[str]:
-    """The flags that give the small config, built from the declarations."""
+def cli_flags(spec, settings: dict | None = None) -> list[str]:
+    """The flags that give ``settings`` (default: the small config), built from the declarations."""
     argv = []
     by_name = {p.name: p for p in spec.params()}
-    for name, value in SMALL[spec.kind].items():
+    for name, value in (SMALL[spec.kind] if settings is None else settings).items():
         p = by_name[name]
         argv += [p.cli] if p.kind == "bool" else [p.cli, cli_word(p, value)]
     return argv

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 
+from wna_gui.cli import main
 from wna_gui.core.classification import KIND, ClassificationImageConfig, ClassificationImageExperiment
 from wna_gui.core.distributed import BlockSet, block_statistics, merge_statistics, pending_blocks, split_blocks
 from wna_gui.core.models import load_default
@@ -151,6 +152,8 @@ def test_receptive_field_blocks_merge_into_one_run_and_old_records_count_a_prefi
     with h5py.File(path, "r+") as f:
         del f[f"runs/{STA}/done_blocks"]
         f[f"runs/{STA}"].attrs["record_version"] = 1
+        for digest in ("digest", "arrays_sha256"):  # a version 1 record was written before digests
+            del f[f"runs/{STA}"].attrs[digest]
     assert load_session(path).runs[STA].done == BlockSet.prefix(7)
 
 
@@ -209,6 +212,51 @@ def test_a_run_cut_off_under_two_workers_resumes_under_three_as_one_run(model, t
     code, _, stderr = finish(wna_under_torchrun(3, "classification-images", "--resume", str(out), "--quiet"))
     assert code == 0, stderr[-2000:]
     config = ClassificationImageConfig(samples=4000, batch_size=40, seed=9, estimators=("hard", "prob"))
+    assert_same_run(load_session(out).runs[KIND], run_alone(model, config))
+
+
+def _workers(launcher: int) -> dict[int, int]:
+    """rank → pid of the workers torchrun (process ``launcher``) started (Linux /proc)."""
+    workers = {}
+    for task in Path(f"/proc/{launcher}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            rank = next((line[5:] for line in environ if line.startswith(b"RANK=")), None)
+            if rank is not None:
+                workers[int(rank)] = int(pid)
+    return workers
+
+
+@pytest.mark.parametrize("killed", [0, 1], ids=["writer-killed", "other-killed"])
+def test_a_worker_killed_stops_the_job_within_a_minute_and_one_process_resumes_the_run(model, tmp_path, killed):
+    out = tmp_path / "killed.h5"
+    args = ["classification-images", "--samples", "4000", "--batch-size", "40", "--seed", "4", "--estimators",
+            "hard,prob", "--autosave-seconds", "0.01"]
+    process = wna_under_torchrun(2, *args, "--out", str(out))
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if read_header(out)["runs"][KIND]["meta"]["blocks_done"] > 0:
+                break
+        except Exception:  # not written yet (or being replaced)
+            pass
+        time.sleep(0.02)
+    workers = _workers(process.pid)
+    assert sorted(workers) == [0, 1], "both workers run"
+    os.kill(workers[killed], signal.SIGKILL)
+    killed_at = time.monotonic()
+    code, _, stderr = finish(process, timeout=60)
+    assert code != 0 and time.monotonic() - killed_at < 60
+    assert not Path(f"/proc/{workers[1 - killed]}").exists(), "the other worker is gone"
+    if killed == 1:  # the writer says why it stopped, in one line
+        assert "wna: error: lost another torchrun worker mid-run" in stderr and "internal error" not in stderr
+
+    cut = load_session(out).runs[KIND]  # the file opens whenever the kill came
+    assert 0 < cut.samples_done < 4000
+    assert main(["run", "classification-images", "--resume", str(out), "--device", "cpu", "--quiet",
+                 "--autosave-seconds", "0"]) == 0
+    assert not list(tmp_path.glob(".*.tmp"))  # one left by a writer killed mid-save goes at the next save
+    config = ClassificationImageConfig(samples=4000, batch_size=40, seed=4, estimators=("hard", "prob"))
     assert_same_run(load_session(out).runs[KIND], run_alone(model, config))
 
 

@@ -18,6 +18,9 @@ from wna_gui.core.classification import (
     ClassificationImageConfig,
     ClassificationImageExperiment,
     ClassificationImageState,
+    describe,
+    report,
+    summary,
 )
 from wna_gui.core.control import Cancelled, EngineError, RunControl
 from wna_gui.core.data import ImageSet, bundled_mnist
@@ -212,6 +215,23 @@ def test_every_logit_kernel_of_the_bundled_cnn_is_structured_and_digit_like(bund
         assert cosine(kernel.of("centered", [k])[0], digits[k]) > 0.15, k
     # The logit kernel is far more reliable than the hard label at the same samples (its race lead).
     assert snapshot.convergence["logit"].mean()[-1] > 0.8 > snapshot.convergence["hard"].mean()[-1]
+
+
+def test_the_hard_label_summary_counts_only_classes_with_a_map(bundled_run):
+    """The bundled CNN calls noise only a few digits: the summary is their maps' reliability, beside how many
+    classes have no map, not a mean dragged toward 0 by the classes noise never reached."""
+    experiment, snapshot = bundled_run
+    hard = snapshot.convergence["hard"]
+    missing = int(hard.without_map()[-1])
+    assert missing >= 5  # at 20,000 samples noise reaches only a few digits
+    reached = np.isfinite(hard.values()[-1])
+    assert hard.mapped_mean()[-1] == pytest.approx(np.clip(hard.values()[-1][reached], 0, None).mean())
+    assert hard.mapped_mean()[-1] > hard.mean()[-1]
+    entry = summary(experiment.state)["estimators"]["hard"]
+    assert entry["classes_without_map"] == missing and entry["reliability"] == round(hard.mapped_mean()[-1], 4)
+    info = "\n".join(describe(summary(experiment.state)))
+    assert f"{missing} classes have no map" in info
+    assert f"{missing} classes have no map" in "\n".join(report(snapshot))
 
 
 def test_signal_plus_noise_trials_give_every_answer(bundled):

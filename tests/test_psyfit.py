@@ -11,7 +11,9 @@ from wna_gui.core.psyfit import (
     BootstrapSamples,
     PsychometricFit,
     bootstrap_fit,
+    bound_flags,
     fit_psychometric,
+    search_limits,
     sigmoid_cdf,
     sigmoid_inverse,
     threshold_shift,
@@ -83,6 +85,19 @@ def test_free_guess_recovery():
     fit = fit_psychometric(x, n_correct, n_trials, guess=None, lapse="free")
     assert abs(fit.guess - 0.25) < 0.01
     assert abs(fit.threshold - TRUE_THRESHOLD) < 0.02
+
+
+def test_a_high_floor_is_fitted_not_capped():
+    """Digit 8 under noise: the bundled CNN calls 84% of noise "8", so its curve starts near 0.9. The free guess rate
+    is bounded by 1 − lapse, not by 0.5, so the fit recovers that floor and no bound flag is raised."""
+    rng = np.random.default_rng(3)
+    x = levels_for("logistic")
+    n_trials = np.full(len(x), 20000)
+    n_correct = rng.binomial(n_trials, 0.88 + (1 - 0.88 - 0.02) * special.expit((x - TRUE_THRESHOLD) / 0.05))
+    fit = fit_psychometric(x, n_correct, n_trials, guess=None, lapse="bounded")
+    assert abs(fit.guess - 0.88) < 0.01
+    assert not [flag for flag in bound_flags(fit, x, None, "bounded") if flag.parameter == "guess"]
+    assert search_limits(x, "logistic", None, "bounded")["guess"][1] > 0.9
 
 
 def test_weibull_accepts_zero_level():
@@ -233,7 +248,7 @@ N = [10, 10, 10]
     ((X, [1, 2, 3], N), {"guess": 1.5}, "guess must be"),
     ((X, [1, 2, 3], N), {"lapse": "loose"}, "lapse must be"),
     ((X, [1, 2, 3], N), {"guess": 0.6, "lapse": 0.5}, "guess \\+ lapse"),
-    ((X, [1, 2, 3], N), {"guess": None, "lapse": 0.7}, "guess \\+ lapse"),
+    ((X, [1, 2, 3], N), {"guess": None, "lapse": 0.995}, "guess \\+ lapse"),
 ])
 def test_fit_rejects_bad_input(args, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -130,8 +130,10 @@ def test_the_same_seed_gives_the_same_curves_as_before_the_refactor(old, expecte
     np.testing.assert_array_equal(experiment.state.correct, old.runs[PSYCHOMETRIC].correct)
     # The data are identical (asserted exactly); the maximum-likelihood threshold comes from an iterative
     # optimiser on a flat likelihood, whose last digits move with the torch release (up to 0.08% seen between
-    # releases), so the fitted value is held to the optimiser's precision.
-    np.testing.assert_allclose(snapshot.thresholds, expected["thresholds"], rtol=2e-3, atol=0)
+    # releases), so the fitted value is held to the optimiser's precision. The free guess rate's search range
+    # grew from [0, 0.5] to [0, 1 − lapse) since these were recorded: the search takes another path on the flat
+    # likelihood and ends up to 0.33% away, at a deviance no worse (7.5534229 vs 7.5534229, 4.3033893 vs 4.3033895).
+    np.testing.assert_allclose(snapshot.thresholds, expected["thresholds"], rtol=5e-3, atol=0)
 
 
 def test_saved_again_it_is_format_2_and_round_trips(old, tmp_path):
@@ -229,4 +231,5 @@ def test_an_extra_models_altered_weights_are_detected(old, tmp_path):
         description = json.loads(f["models"]["copy"].attrs["description"])
         description["weights_sha256"] = "0" * 64
         f["models"]["copy"].attrs["description"] = json.dumps(description)
+        del f["models"]["copy"].attrs["digest"]  # as in a file written before digests: the weights' own check remains
     assert_session_error(path, "'copy'", "sha256")

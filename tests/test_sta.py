@@ -546,3 +546,35 @@ def test_wna_train_tanh_variant_then_its_filters(tmp_path, capsys):
     assert main(["info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)["experiments"]["sta"]
     assert info["nonlinearity"] == "tanh" and info["kernel_cosine_mean"] > 0.95
+
+
+def test_a_torchscript_model_maps_its_outputs(tmp_path, capsys):
+    """A TorchScript model can be neither traced nor hooked, so `wna run sta` maps its outputs: for a linear
+    observer with known templates each output's unnormalised STA is its template (white noise), and the run
+    resumes from the session once the stored archive is trusted."""
+    import hashlib
+    import io
+    import warnings
+
+    templates = torch.as_tensor(np.random.default_rng(5).normal(size=(10, 784)), dtype=torch.float32)
+    observer = nn.Sequential(nn.Flatten(), nn.Linear(784, 10, bias=False))
+    with torch.no_grad():
+        observer[1].weight.copy_(templates)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated
+        buffer = io.BytesIO()
+        torch.jit.save(torch.jit.trace(observer, torch.rand(2, 1, 28, 28)), buffer)
+    script = tmp_path / "observer.pt"
+    script.write_bytes(buffer.getvalue())
+    out = tmp_path / "s.h5"
+    assert main(["run", "sta", "--model", "torchscript", "--weights", str(script), "--samples", "2000",
+                 "--stc-samples", "0", "--out", str(out), "--quiet"]) == 2
+    assert "--layer output" in capsys.readouterr().err  # the conv1 default is named and the way out given
+    assert main(["run", "sta", "--model", "torchscript", "--weights", str(script), "--layer", "output",
+                 "--samples", "4000", "--stc-samples", "0", "--out", str(out), "--quiet"]) == 0
+    snapshot = load_session(out).runs["sta"].snapshot()
+    assert snapshot.sta.shape == (10, 1, 28, 28)
+    assert np.mean(cosine_rows(snapshot.unnormalised.reshape(10, -1), templates.double().numpy())) > 0.9
+    sha = hashlib.sha256(script.read_bytes()).hexdigest()
+    assert main(["run", "sta", "--resume", str(out), "--samples", "6000", "--trust-model", sha, "--quiet"]) == 0
+    assert load_session(out).runs["sta"].samples_done == 6000

@@ -13,9 +13,13 @@ from wna_gui.core.accumulators import ClassAccumulator
 from wna_gui.core.models import load_default
 from wna_gui.core.session import Session, load_session, save_session
 from wna_gui.core.two_class import (
+    EXPERIMENT,
     TwoClassConfig,
     TwoClassExperiment,
+    TwoClassState,
     _binary_cnn,
+    describe,
+    summary,
     ahumada_image,
     gamma_grid,
     response_difference,
@@ -71,7 +75,7 @@ def model():
 
 def small(**values) -> TwoClassConfig:
     return TwoClassConfig(**{"samples": 1200, "batch_size": 300, "epochs": 1, "gamma_min": 0.6, "gamma_max": 0.7,
-                             "gamma_points": 2, **values})
+                             "gamma_points": 2, "gamma_range": "manual", **values})
 
 
 def test_a_binary_cnn_is_trained_kept_in_the_session_and_a_resumed_run_is_exact(model, tmp_path):
@@ -111,3 +115,29 @@ def test_gamma_grid_and_settings():
         TwoClassConfig(first=3, second=3)
     with pytest.raises(ValueError, match="largest"):
         TwoClassConfig(gamma_min=0.8, gamma_max=0.5)
+
+
+def test_the_default_gamma_range_comes_from_a_pilot_where_both_answers_occur(model, tmp_path):
+    """With the defaults (1 vs 7), a fixed 0.3–0.7 grid left cells empty (every trial answered "7" at low γ, no
+    errors at high γ) and c undefined. The pilot picks the range where all four cells fill, records it, and every
+    γ of the run then has a classification image."""
+    experiment = TwoClassExperiment(model, TwoClassConfig(samples=2000, batch_size=1000), device="cpu")
+    snapshot = experiment.run_to_end()
+    pilot = experiment.state.pilot
+    assert pilot["found"] and snapshot.gammas[0] == pilot["gamma_min"] and snapshot.gammas[-1] == pilot["gamma_max"]
+    for g, image in enumerate(snapshot.images):
+        assert not snapshot.empty_cells(g) and np.isfinite(image.zmap).all(), (snapshot.gammas[g], image.counts)
+    path = save_session(Session(model, {"two_class": experiment.state}), tmp_path / "s.h5")
+    loaded = load_session(path).runs["two_class"]
+    assert loaded.pilot == pilot and loaded.config.gammas == snapshot.gammas
+    assert "from a pilot run" in "\n".join(describe(summary(loaded)))
+
+
+def test_a_version_1_record_keeps_its_gamma_range():
+    state = TwoClassState(small(gamma_range="pilot"), ("1", "7"), (1, 28, 28))
+    meta, arrays = state.to_record()
+    del meta["pilot"]
+    meta["config"].pop("gamma_range")
+    meta, arrays = EXPERIMENT.migrations[1](meta, arrays)
+    restored = TwoClassState.from_record(meta, arrays)
+    assert restored.config.gamma_range == "manual" and restored.config.gammas == (0.6, 0.7) and restored.pilot == {}

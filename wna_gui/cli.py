@@ -22,11 +22,13 @@ from .core.control import USER_ERRORS, Cancelled, RunControl, format_duration, p
 from .core.data import DATASETS
 from .core.distributed import finish_distributed, init_distributed, supports_blocks
 from .core.experiment import ExperimentSpec, export_runs, plan_run, prepare_state, resolve_inputs
-from .core.models import ZOO, load_model
+from .core.models import CODE_KINDS, MNIST_CLASSES, ZOO, load_model, unseal
+from .core.trust import normalise_sha256
 from .core.noise import NOISE_KINDS, NOISE_SOURCES, noise_source
-from .core.params import Param, changed_params, changed_roles, flatten_noise_params, params
-from .core.registry import EXPERIMENTS, spec_of
-from .core.session import Session, SessionError, load_session, read_header, save_session
+from .core.params import FLOAT_RANGE, INT_RANGE, Param, changed_params, changed_roles, flatten_noise_params, params
+from .core.registry import EXPERIMENTS, spec_for_state, spec_of
+from .core.locking import SessionLock, SessionLocked
+from .core.session import Session, SessionError, SessionWriteError, load_session, read_header, save_session
 
 
 class ProgressBar:
@@ -78,6 +80,38 @@ def _word(p: Param, value) -> str:
     return "none" if value is None else str(value)
 
 
+def _argument_type(parse, keep_text: bool = False):
+    """An argparse ``type=``: ``parse(text)``, whose ValueError becomes argparse's one-line error (exit 2) while
+    the command line is read, before any model is built or file opened. ``keep_text``: the text is kept (it is
+    parsed again where more is known)."""
+    def convert(text):
+        try:
+            value = parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text if keep_text else value
+
+    return convert
+
+
+def _bounded(label: str, kind: str, low, high):
+    """The type of a fixed flag: an int or finite float in [low, high], checked as a declared param is."""
+    return _argument_type(Param(name=label, default=None, label=label, help="", kind=kind, key=label, cli="",
+                                low=low, high=high).parse_text)
+
+
+def _checked_text(p: Param):
+    """The type of a generated flag: its words checked against the declaration while the command line is read;
+    choices that depend on the model (its classes, its layers) are checked once it is loaded (config_from_args)."""
+    def check(text):
+        if p.options is None:
+            p.parse_text(text)
+        elif p.kind == "multi":
+            p.words(text)
+
+    return _argument_type(check, keep_text=True)
+
+
 def _add_param(group, p: Param) -> None:
     help_text = f"{p.cli_help or p.help} (default: {_default_text(p)})".replace("%", "%%")
     if p.kind == "bool":
@@ -87,7 +121,7 @@ def _add_param(group, p: Param) -> None:
     choices = p.choices_for() if p.options is None else None
     if p.kind == "choice" and choices:
         metavar = "{" + ",".join(p.tokens or (_word(p, v) for v in choices)) + "}"
-    group.add_argument(p.cli, dest=_dest(p), default=None, metavar=metavar, help=help_text)
+    group.add_argument(p.cli, dest=_dest(p), default=None, metavar=metavar, type=_checked_text(p), help=help_text)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls) -> None:
@@ -106,21 +140,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls) -> None:
 
 def config_from_args(spec: ExperimentSpec, args, base, model):
     """``base`` with every flag given on the command line applied (flags not given keep ``base``'s values)."""
+    def parsed(p: Param):
+        try:
+            return p.parse_text(getattr(args, _dest(p)), model)
+        except ValueError as exc:
+            raise ValueError(f"argument {p.cli}: {exc}") from None
+
     values = {}
     for p in spec.params():
         if p.kind == "noise":
             current = getattr(base, p.name)
             kind = getattr(args, _dest(p)) or current.kind
-            given = {q.name: q.parse_text(getattr(args, _dest(q)), model) if q.kind != "bool" else True
+            given = {q.name: parsed(q) if q.kind != "bool" else True
                      for q in params(NOISE_SOURCES[kind]) if getattr(args, _dest(q), None) is not None}
             if kind != current.kind:
                 values[p.name] = noise_source(kind, **given)
             elif given:
                 values[p.name] = replace(current, **given)
             continue
-        raw = getattr(args, _dest(p), None)
-        if raw is not None:
-            values[p.name] = True if p.kind == "bool" else p.parse_text(raw, model)
+        if getattr(args, _dest(p), None) is not None:
+            values[p.name] = True if p.kind == "bool" else parsed(p)
     return replace(base, **values)
 
 
@@ -174,6 +213,9 @@ def command_for(spec: ExperimentSpec, config, model, out: str = "session.h5") ->
 
 # --- running ---
 
+MAX_CHANNELS, MAX_SIDE = 1024, 8192  # an input shape beyond these is a typo, not a model
+
+
 def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     if not text:
         return None
@@ -181,8 +223,9 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
         shape = tuple(int(s) for s in text.replace("x", ",").split(","))
     except ValueError:
         raise ValueError(f"input shape must look like 1,28,28, got {text!r}") from None
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"input shape must be C,H,W with positive sizes, got {text!r}")
+    if len(shape) != 3 or min(shape) < 1 or shape[0] > MAX_CHANNELS or max(shape[1:]) > MAX_SIDE:
+        raise ValueError(f"input shape must be C,H,W with 1 to {MAX_CHANNELS} channels and sides of 1 to "
+                         f"{MAX_SIDE:,} pixels, got {text!r}")
     return shape
 
 
@@ -194,12 +237,29 @@ def _load_model_from_args(args):
 def _session_for_out(out: Path, model) -> Session:
     """The session at ``out`` when it exists (its other runs are kept), else a new one for ``model``."""
     if not out.exists():
-        return Session(model)
+        return Session(model, path=out)  # no fingerprint: a file that appears there meanwhile is not replaced
     session = load_session(out)
     if session.model.weights_sha256() != model.weights_sha256():
         raise SessionError(f"{out} holds a session of another model ({session.model.display_name}); "
                            "choose another --out")
+    if session.model.sealed:  # the same model, which the user has just loaded (so trusted) themselves
+        session.model = model
     return session
+
+
+def _refuse_replacing(session: Session, out: Path, name: str, spec: ExperimentSpec, args) -> None:
+    """Stop before any work when ``out`` already holds a run called ``name``, unless --replace says to replace it."""
+    if name not in session.runs:
+        return
+    if not args.replace:
+        kind = spec_for_state(session.runs[name]).command
+        raise ValueError(f"{out} already holds a {kind} run named {name!r}; name the new run with --name NEW "
+                         f"(e.g. --name {session.new_run_name(spec.kind)}) or replace it with --replace")
+    session.inputs.pop(name, None)  # the replaced run's inputs are not the new run's
+
+
+def _same_path(a, b) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def _changed_flags(old, new) -> str:
@@ -210,6 +270,7 @@ def _changed_flags(old, new) -> str:
 def _resumed(spec: ExperimentSpec, args):
     """(session to write, run name, state to run, output path) for ``--resume FILE [--out OTHER]``."""
     session = load_session(args.resume)
+    session.model = unseal(session.model, args.trust_model)
     runs = session.runs_of(spec.kind)
     name = args.name or (spec.kind if spec.kind in runs else next(reversed(runs), None))
     state = runs.get(name)
@@ -223,17 +284,20 @@ def _resumed(spec: ExperimentSpec, args):
     plan = plan_run(spec, state, config)
     if plan.action == "complete":
         return session, name, None, Path(args.out or args.resume), {}
-    _, inputs = resolve_inputs(spec, session, session.inputs.get(name, {}))
-    state = prepare_state(spec, state, config, session.model, **inputs)
     out = Path(args.out or args.resume)
-    if out != Path(args.resume):
-        session = _carried_to(out, session, name, state)
+    target = session
+    if not _same_path(out, args.resume):  # continued into another file: there it is a new run of that name
+        target = _session_for_out(out, session.model)
+        _refuse_replacing(target, out, name, spec, args)
+    _, inputs = resolve_inputs(spec, session, session.inputs.get(name, {}), trusted=args.trust_model)
+    state = prepare_state(spec, state, config, session.model, **inputs)
+    if target is not session:
+        session = _carried_to(target, session, name, state)
     return session, name, state, out, inputs
 
 
-def _carried_to(out: Path, source: Session, name: str, state) -> Session:
-    """The session at ``out`` holding run ``name`` and the runs and models it reads from ``source``."""
-    target = _session_for_out(out, source.model)
+def _carried_to(target: Session, source: Session, name: str, state) -> Session:
+    """``target`` (the session written) holding run ``name`` and the runs and models it reads from ``source``."""
     roles = source.inputs.get(name, {})
     for used in roles.values():
         for part in used.split(","):
@@ -251,8 +315,10 @@ def _fresh(spec: ExperimentSpec, args):
     """(session to write, run name, new state, output path, inputs) for a new run."""
     if args.session:
         source = load_session(args.session)
+        source.model = unseal(source.model, args.trust_model)
         out = Path(args.out or args.session)
         model = source.model
+        target = source if _same_path(out, args.session) else _session_for_out(out, model)
     else:
         if any(not need.optional for need in spec.requires):
             kinds = " and ".join(need.kind for need in spec.requires if not need.optional)
@@ -260,15 +326,16 @@ def _fresh(spec: ExperimentSpec, args):
         if not args.out:
             raise ValueError("--out FILE is required (where the session is written)")
         out = Path(args.out)
-        source = _session_for_out(out, _load_model_from_args(args))
+        source = target = _session_for_out(out, _load_model_from_args(args))
         model = source.model
-    config = config_from_args(spec, args, spec.config(), model)
     name = args.name or spec.kind
+    _refuse_replacing(target, out, name, spec, args)
+    config = config_from_args(spec, args, spec.config(), model)
     chosen = {need.role: getattr(args, _input_dest(need.role), None) for need in spec.requires}
-    names, inputs = resolve_inputs(spec, source, chosen)
+    names, inputs = resolve_inputs(spec, source, chosen, trusted=args.trust_model)
     source.inputs[name] = names
     state = spec.new_state(model, config, **inputs)
-    session = source if out == Path(args.session or out) else _carried_to(out, source, name, state)
+    session = target if target is source else _carried_to(target, source, name, state)
     return session, name, state, out, inputs
 
 
@@ -288,7 +355,39 @@ def cmd_run(args) -> int:
         finish_distributed()
 
 
+def _writer_lock(spec: ExperimentSpec, args, context) -> SessionLock | None:
+    """The held write lock of the session this run writes (rank 0 holds it for a torchrun job), taken before
+    the file is read; a second writer fails here at once. None on the other ranks or when no file is named."""
+    out = args.out or args.resume or args.session
+    if not out:
+        return None  # _fresh says which flag is missing
+    lock, failure = None, None
+    if context is None or context.is_main:
+        try:
+            lock = SessionLock(out, f"wna run {spec.command}").acquire()
+        except SessionError as exc:
+            failure = str(exc)
+    if context is not None:  # every rank stops when rank 0 cannot write
+        import torch.distributed as dist
+
+        shared = [failure]
+        dist.broadcast_object_list(shared, src=0)
+        failure = shared[0]
+    if failure:
+        raise SessionLocked(failure)
+    return lock
+
+
 def _run(spec: ExperimentSpec, args, context) -> int:
+    lock = _writer_lock(spec, args, context)
+    try:
+        return _locked_run(spec, args, context)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _locked_run(spec: ExperimentSpec, args, context) -> int:
     main = context is None or context.is_main
     if args.resume:
         session, name, state, out, inputs = _resumed(spec, args)
@@ -336,15 +435,26 @@ def drive_run(experiment, spec: ExperimentSpec, session: Session, out: Path, arg
     control = experiment.control
     main = context is None or context.is_main
     if main:
-        save_session(session, out)  # a bad --out fails now, not after the run
+        save_session(session, out)  # a bad --out (or a full disk) fails now, not after the run
     progress = ProgressBar(experiment.state.progress_total, spec.unit, quiet=args.quiet or not main)
+
+    def autosave() -> None:
+        # A failed autosave (full disk…) does not stop the run: the file keeps the last good save, the next
+        # autosave retries, and the final save's failure is the command's error. A changed file stops it.
+        try:
+            save_session(session, out)
+        except SessionWriteError as exc:
+            if progress.interactive and not progress.quiet:
+                sys.stderr.write("\n")  # off the progress bar's line
+            print(f"wna: warning: autosave failed: {exc}; the run goes on and retries", file=sys.stderr, flush=True)
+
     note = f"[{experiment.device.type}]" if context is None else \
         f"[{context.world_size} × {experiment.device.type}]"
     stop_signals = (signal.SIGINT,) if context is None else (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, lambda *_: control.cancel()) for sig in stop_signals}
     snapshot = None
     try:
-        for snapshot in experiment.run(autosave=(lambda: save_session(session, out)) if main else None,
+        for snapshot in experiment.run(autosave=autosave if main else None,
                                        autosave_seconds=args.autosave_seconds, context=context):
             progress.update(snapshot.samples_done, snapshot.samples_per_second, snapshot.eta_seconds, note)
     except Cancelled:
@@ -379,8 +489,9 @@ def session_summary(path: str | Path) -> dict:
         "created": header.get("created"),
         "modified": header.get("modified"),
         "model": {k: model.get(k) for k in ("kind", "architecture", "weights_path", "weights_sha256",
-                                            "n_parameters", "input_spec", "resource")},
-        "models": {name: {k: desc.get(k) for k in ("kind", "architecture", "weights_sha256")}
+                                            "n_parameters", "input_spec", "resource", "archive_sha256")},
+        "models": {name: {k: desc.get(k) for k in ("kind", "architecture", "weights_sha256", "archive_sha256",
+                                                   "heldout_accuracy", "at_chance")}
                    for name, desc in header["models"].items()},
         "experiments": {},
     }
@@ -410,8 +521,15 @@ def cmd_info(args) -> int:
     print(f"  model: {model['kind']} {model['architecture']}, {model['n_parameters']:,} parameters, "
           f"input {model['input_spec']['shape']}{accuracy}")
     print(f"  weights sha256 {model['weights_sha256'][:16]}…")
+    if model.get("kind") in CODE_KINDS:  # the full archive sha256: what --trust-model takes
+        print(f"  TorchScript archive (code; not loaded until trusted): sha256 {model.get('archive_sha256')}")
     for name, desc in summary["models"].items():
-        print(f"  model {name!r}: {desc['kind']} {desc['architecture']}, sha256 {desc['weights_sha256'][:16]}…")
+        accuracy = "" if desc.get("heldout_accuracy") is None else \
+            f", held-out accuracy {desc['heldout_accuracy']:.1%}" + (" (at chance)" if desc.get("at_chance") else "")
+        print(f"  model {name!r}: {desc['kind']} {desc['architecture']}{accuracy}, "
+              f"sha256 {desc['weights_sha256'][:16]}…")
+        if desc.get("kind") in CODE_KINDS:
+            print(f"    TorchScript archive (code; not loaded until trusted): sha256 {desc.get('archive_sha256')}")
     for name, entry in summary["experiments"].items():
         spec = spec_of(entry["kind"])
         label = entry["kind"] if name == entry["kind"] else f"{entry['kind']} {name!r}"
@@ -448,18 +566,21 @@ def cmd_train(args) -> int:
     from .core.models import serialize_state_dict
     from .core.train import TrainConfig, evaluate, train_zoo_model
 
+    class_names = DATASETS[args.dataset][1] if args.dataset in DATASETS else MNIST_CLASSES
+    if args.classes and max(args.classes) >= len(class_names):
+        raise ValueError(f"argument --classes: {args.dataset} has classes 0 to {len(class_names) - 1}, "
+                         f"got {','.join(map(str, args.classes))}")
+    device = pick_device(args.device)  # a bad --device fails before the data are read
     train_set = load_dataset(args.dataset, args.data_dir, train=True, download=args.download)
     test_set = load_dataset(args.dataset, args.data_dir, train=False, download=args.download)
     if args.classes:
-        classes = tuple(int(c) for c in args.classes.split(","))
-        train_set, test_set = train_set.relabelled(classes), test_set.relabelled(classes)
+        train_set, test_set = train_set.relabelled(args.classes), test_set.relabelled(args.classes)
     arch = ZOO[args.architecture]
     if tuple(train_set.images.shape[1:]) != arch.input_spec.shape:
         raise ValueError(f"{args.architecture} takes {arch.input_spec.shape} images but {args.dataset} has "
                          f"{tuple(train_set.images.shape[1:])}")
     config = TrainConfig(args.architecture, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed, augment_shift=args.shift)
-    device = pick_device(args.device)
     model = train_zoo_model(config, train_set, device=device,
                             progress=lambda e, loss: print(f"epoch {e}/{args.epochs} loss {loss:.4f}", flush=True))
     accuracy = evaluate(model.pixel_model, test_set.images, test_set.labels)
@@ -470,6 +591,24 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _parse_classes(text: str) -> tuple[int, ...]:
+    """``--classes``: two or more distinct class indices (the dataset's range is checked in cmd_train)."""
+    try:
+        classes = tuple(int(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise ValueError(f"classes must be class indices such as 1,3, got {text!r}") from None
+    if len(classes) < 2 or len(set(classes)) < len(classes) or min(classes) < 0:
+        raise ValueError(f"classes must be two or more different class indices from 0, got {text!r}")
+    return classes
+
+
+def _sha256_arg(text: str) -> str:
+    try:
+        return normalise_sha256(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="default",
@@ -478,14 +617,27 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--weights", help="state_dict (.pt) for a zoo/torchvision model, the TorchScript file, or a "
                                          "torchvision weights name (ResNet152_Weights.IMAGENET1K_V2: from the torch "
                                          "hub cache; class names from its metadata)")
-    model.add_argument("--input-shape", help="C,H,W for a TorchScript model (default 1,28,28)")
-    model.add_argument("--input-size", type=int, help="square input size for a torchvision model (default 224; "
-                                                      "paper Table 1 also uses 32)")
+    model.add_argument("--input-shape", type=_argument_type(_parse_shape),
+                       help="C,H,W for a TorchScript model (default 1,28,28)")
+    model.add_argument("--input-size", type=_bounded("input size", "int", 1, MAX_SIDE),
+                       help="square input size for a torchvision model (default 224; paper Table 1 also uses 32)")
     model.add_argument("--download", action="store_true", help="download torchvision weights (needs internet)")
+    model.add_argument("--trust-model", metavar="SHA256", type=_sha256_arg, action="append", default=[],
+                       help="run a TorchScript model stored in a session whose archive has this sha256 (loading "
+                            "one runs code stored in the file; `wna info` shows the sha256); repeatable")
+
+
+class CommandLineError(ValueError):
+    """A bad command line: reported like every user error, in one line with exit 2 (not argparse's usage block)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise CommandLineError(f"{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wna", description="White-noise analysis of neural networks.")
+    parser = _Parser(prog="wna", description="White-noise analysis of neural networks.")
     parser.add_argument("--version", action="version", version=f"wna-gui {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -514,7 +666,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "given fit settings refit it, a larger budget extends it)")
         session.add_argument("--name", help=f"the run's name in the session (default: {spec.kind}); a session "
                                             "may hold several runs of one experiment")
-        session.add_argument("--autosave-seconds", type=float, default=60.0,
+        session.add_argument("--replace", action="store_true",
+                             help="replace a run of the same name in the session (without it, that is an error)")
+        session.add_argument("--autosave-seconds", type=_bounded("autosave interval", "float", 0, FLOAT_RANGE[1]),
+                             default=60.0,
                              help="save every N seconds (0: only at the end)")
         session.add_argument("--quiet", action="store_true")
         sub.set_defaults(func=cmd_run, spec=spec)
@@ -530,10 +685,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="output folder")
     export.add_argument("--view", choices=(*_variants(), "all"), default="all",
                         help="only this view of results that come in several (map views)")
-    export.add_argument("--width-mm", type=float, default=174.0,
+    # FigureSize (figures.page) has the same limits; they are repeated so the line is checked without Qt.
+    export.add_argument("--width-mm", type=_bounded("figure width", "float", 20, 600), default=174.0,
                         help="figure width on paper: 85 (single column), 114 (1.5 columns), 174 (double column, "
                              "the default); text is 8 pt at that width")
-    export.add_argument("--dpi", type=int, default=300, help="resolution of PNG figures (default: 300)")
+    export.add_argument("--dpi", type=_bounded("figure resolution", "int", 50, 2400), default=300,
+                        help="resolution of PNG figures, 50 to 2400 (default: 300)")
     export.set_defaults(func=cmd_export)
 
     train = commands.add_parser("train", help="train a zoo architecture and save its state_dict")
@@ -541,28 +698,66 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", choices=["bundled", *DATASETS], default="bundled")
     train.add_argument("--data-dir", help="folder holding the torchvision dataset")
     train.add_argument("--download", action="store_true")
-    train.add_argument("--classes", help="train a K-way model on these classes only, e.g. 1,3")
-    train.add_argument("--epochs", type=int, default=15)
-    train.add_argument("--batch-size", type=int, default=256)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--seed", type=int, default=1)
-    train.add_argument("--shift", type=int, default=0, help="random-shift augmentation (pixels)")
+    train.add_argument("--classes", type=_argument_type(_parse_classes),
+                       help="train a K-way model on these classes only, e.g. 1,3")
+    train.add_argument("--epochs", type=_bounded("epochs", "int", 1, 10_000), default=15)
+    train.add_argument("--batch-size", type=_bounded("batch size", "int", 1, 1_000_000), default=256)
+    train.add_argument("--lr", type=_bounded("learning rate", "float", 1e-8, 10.0), default=1e-3)
+    train.add_argument("--seed", type=_bounded("seed", "int", *INT_RANGE), default=1)
+    train.add_argument("--shift", type=_bounded("shift", "int", 0, 64), default=0,
+                       help="random-shift augmentation (pixels)")
     train.add_argument("--device", default="auto")
     train.add_argument("--out", required=True, help="weights file to write (.pt)")
     train.set_defaults(func=cmd_train)
     return parser
 
 
+def _log_directory() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "wna-gui" / "logs"
+
+
+def _write_crash_log(argv: list[str] | None) -> Path | None:
+    """The current exception's traceback in a new log file (the state folder, else the temp folder)."""
+    import tempfile
+    import traceback
+
+    text = f"wna {__version__}: {' '.join(sys.argv[:1] + list(sys.argv[1:] if argv is None else argv))}\n"
+    text += traceback.format_exc()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for directory in (_log_directory(), Path(tempfile.gettempdir())):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f"wna-{stamp}-", suffix=".log", dir=directory)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            return Path(name)
+        except OSError:
+            continue
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    speaks = os.environ.get("RANK", "0") in ("", "0")  # under torchrun every rank fails alike: rank 0 says why
     try:
+        args = parser.parse_args(argv)  # a bad command line is a CommandLineError, before any work
         return args.func(args)
     except USER_ERRORS as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if os.environ.get("RANK", "0") in ("", "0"):  # under torchrun every rank fails alike: rank 0 says why
+        if speaks:
             print(f"wna: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug, not the user's fault: one line and the traceback kept in a log for a report
+        log = _write_crash_log(argv)
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        where = f"details in {log}" if log else "no log could be written"
+        if speaks:
+            print(f"wna: internal error: {type(exc).__name__}{': ' + detail if detail else ''} ({where})",
+                  file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

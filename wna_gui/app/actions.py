@@ -49,6 +49,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("guide", "&User guide", "What each panel measures, how to read its plots, a glossary", "F1"),
     ActionSpec("shortcuts", "&Keyboard shortcuts", "List the keyboard shortcuts", "Ctrl+F1"),
     ActionSpec("about", "&About wna-gui", "About wna-gui"),
+    ActionSpec("trusted_models", "&Trusted models…",
+               "TorchScript models allowed to run (their code is in the file): list and revoke"),
 )
 
 

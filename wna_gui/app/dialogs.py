@@ -14,16 +14,20 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QMessageBox,
     QPushButton,
     QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from ..core.models import ZOO
+from ..core.trust import revoke_trust, trusted_models
 from ..figures.page import DPI_CHOICES, WIDTH_PRESETS_MM, FigureSize, figure_size, sized
 from .panels.base import ExportTarget
 from .worker import describe_error
@@ -304,3 +308,58 @@ class ExportDialog(QDialog):
             return
         self.exported.emit(path)
         super().accept()
+
+
+def trust_question(model) -> str:
+    """The trust question's text: which model, where from, its sha256, and what loading it means."""
+    source = f"embedded in {model.origin}" if model.stored_sha256 is not None else \
+        f"the file {model.weights_path}, referenced by {model.origin}"
+    shape = "×".join(str(size) for size in model.input_spec.shape)
+    return (f"{model.label[:1].upper()}{model.label[1:]} (input {shape}, {model.n_classes} classes) is a "
+            f"TorchScript model, {source}.\n\n"
+            f"sha256: {model.archive_sha256()}\n\n"
+            "Loading it runs code stored in the file, with your permissions: it can read, write or delete your "
+            "files. Trust it only if you trust whoever made the file. Trusting remembers this exact file (by its "
+            "sha256) until you revoke it in Settings > Trusted models.")
+
+
+class TrustedModelsDialog(QDialog):
+    """Settings > Trusted models: every remembered trust (core/trust.py), with Revoke."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Trusted models")
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("TorchScript models you trusted or loaded yourself. Opening a session never runs "
+                                "a model; running one needs its sha256 here (or --trust-model on the command "
+                                "line)."))
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["Name", "Origin", "Trusted (UTC)", "sha256"])
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        layout.addWidget(self.table)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.revoke_button = buttons.addButton("Revoke", QDialogButtonBox.ButtonRole.ActionRole)
+        self.revoke_button.setToolTip("Forget the trust of the selected models: running them will ask again")
+        self.revoke_button.clicked.connect(self.revoke_selected)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self.resize(760, 320)
+        self.refresh()
+
+    def refresh(self) -> None:
+        entries = trusted_models()
+        self.table.setRowCount(len(entries))
+        for row, (sha, entry) in enumerate(sorted(entries.items(), key=lambda item: item[1].get("trusted", ""))):
+            for column, text in enumerate((entry.get("name", ""), entry.get("origin", ""),
+                                           str(entry.get("trusted", "")).replace("T", " ").split("+")[0], sha)):
+                self.table.setItem(row, column, QTableWidgetItem(str(text)))
+        self.revoke_button.setEnabled(bool(entries))
+
+    def revoke_selected(self) -> None:
+        rows = {index.row() for index in self.table.selectionModel().selectedRows()}
+        for row in rows:
+            revoke_trust(self.table.item(row, 3).text())
+        self.refresh()

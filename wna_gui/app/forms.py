@@ -81,18 +81,18 @@ def _widget(p: Param):
     if p.kind == "multi":
         widget = _ChecksWidget()
         return widget, widget.toggled
+    # The range is the declaration's (every int and float param has one, see core.params), as on the command line.
     if p.kind == "int":
         box = QSpinBox()
-        box.setRange(int(p.low if p.low is not None else 0), int(p.high if p.high is not None else 2**31 - 1))
+        box.setRange(int(p.low), int(p.high))
         box.setSingleStep(int(p.step or 1))
-        box.setGroupSeparatorShown(p.high is not None and p.high > 100_000 and p.name != "seed")
+        box.setGroupSeparatorShown(p.high > 100_000 and p.name != "seed")
         return box, box.valueChanged
     if p.kind == "float":
         box = QDoubleSpinBox()
         box.setDecimals(p.decimals)
-        low = p.low if p.low is not None else -1e9
         # An optional value shows "—" (None: the default) at the bottom of its range.
-        box.setRange(low - (10 ** -p.decimals if p.optional else 0), p.high if p.high is not None else 1e9)
+        box.setRange(p.low - (10 ** -p.decimals if p.optional else 0), p.high)
         box.setSingleStep(p.step or 0.1)
         if p.optional:
             box.setSpecialValueText("—")
@@ -257,15 +257,11 @@ class SettingsForm(QWidget):
                 values[p.name] = noise_source(kind, **given)
                 continue
             raw = self._read(p, self._editors[p.key])
-            if p.kind == "multi":
-                values[p.name] = tuple(raw)
-            elif p.kind == "text":
-                try:
-                    values[p.name] = p.stored_value(raw)
-                except ValueError as exc:
-                    raise ValueError(f"{p.label}: {exc}") from None
-            else:
-                values[p.name] = p.stored_value(raw)
+            try:
+                values[p.name] = tuple(raw) if p.kind == "multi" else p.stored_value(raw)
+                p.check(values[p.name], self._model)  # the declared range, as the CLI and session loading check it
+            except ValueError as exc:
+                raise ValueError(f"{p.label}: {exc}") from None
         return self.config_cls(**values)
 
     def editor(self, key: str) -> QWidget:

@@ -38,12 +38,16 @@ from PySide6.QtWidgets import (
 
 from .. import __version__
 from ..core.control import format_duration, pick_device
-from ..core.models import LoadedModel, load_default, load_model
+from ..core.models import LoadedModel, SealedModel, UntrustedModelError, load_default, load_model, unseal
+from ..core.trust import remember_trust
 from ..figures.page import FigureSize, sized
+from ..core.locking import SessionLock, SessionLocked
 from ..core.session import (
     Session,
+    SessionConflict,
     SessionError,
     autosave_path,
+    file_fingerprint,
     load_session,
     made_models,
     save_session,
@@ -52,7 +56,7 @@ from ..cli import command_for
 from ..core.experiment import export_runs
 from .actions import ActionRegistry, ShortcutsDialog
 from .guide import GuideDialog
-from .dialogs import MODEL_SOURCES, ExportDialog, ModelDialog
+from .dialogs import MODEL_SOURCES, ExportDialog, ModelDialog, TrustedModelsDialog, trust_question
 from .panels import Panel, build_panels
 from .worker import EngineThread, describe_error
 
@@ -124,6 +128,14 @@ class MainWindow(QMainWindow):
         self.commands = ActionRegistry(self)  # not "actions": that would hide QWidget.actions()
         self.panels: list[Panel] = build_panels()
         self._other_runs: dict = {}  # runs of the open session no panel shows: kept, saved back
+        # The file behind session_path: its write lock (held while the window may write it), the fingerprint it
+        # had when read or last written (a change by another program is not overwritten), the run names it holds
+        # (a new run never takes one of them), and whether it is open read-only (another process writes it).
+        self._lock: SessionLock | None = None
+        self._fingerprint: tuple | None = None
+        self._saved_names: set[str] = set()
+        self.read_only = False
+        self._run_names: dict[tuple[str, str], str] = {}  # (panel, kind) → its run's name when not the kind
         self._other_models: dict = {}
         self._other_inputs: dict = {}
         self.tabs = QTabWidget()
@@ -179,6 +191,8 @@ class MainWindow(QMainWindow):
         run_menu.addAction(actions["stop"])
         run_menu.addSeparator()
         run_menu.addAction(actions["copy_command"])
+        settings_menu = self.menuBar().addMenu("Se&ttings")
+        settings_menu.addAction(actions["trusted_models"])
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(actions["guide"])
         help_menu.addAction(actions["shortcuts"])
@@ -197,6 +211,7 @@ class MainWindow(QMainWindow):
         actions["stop"].triggered.connect(self.stop_run)
         actions["shortcuts"].triggered.connect(self.show_shortcuts)
         actions["about"].triggered.connect(self.show_about)
+        actions["trusted_models"].triggered.connect(self.show_trusted_models)
 
     def _build_toolbar(self) -> None:
         toolbar = QToolBar("Run")
@@ -274,6 +289,32 @@ class MainWindow(QMainWindow):
         self._reset_session()
         self._show_model()
         self.statusBar().showMessage(f"Model: {model.display_name}", 5000)
+
+    def _trust_and_load(self, model: SealedModel) -> bool:
+        """Ask whether to trust a code-bearing model read from a session; load it if so (False: not trusted)."""
+        answer = QMessageBox.question(self, "Run code from this file?", trust_question(model),
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        if answer != QMessageBox.StandardButton.Yes:
+            self.statusBar().showMessage("Not started: the session's TorchScript model was not trusted", 8000)
+            return False
+        sha = model.archive_sha256()
+        remember_trust(sha, model.label, model.origin)
+        try:
+            loaded = unseal(model, (sha,))
+        except ValueError as exc:
+            self.show_error("Could not load the model", str(exc))
+            return False
+        if model is self.model:
+            self.model = loaded
+            for panel in self.panels:
+                panel.adopt_model(loaded)
+            self._show_model()
+        self._other_models = {name: loaded if known is model else known for name, known in self._other_models.items()}
+        return True
+
+    def show_trusted_models(self) -> None:
+        TrustedModelsDialog(self).exec()
 
     def _show_model(self) -> None:
         shape = "×".join(str(s) for s in self.model.input_spec.shape)
@@ -360,19 +401,49 @@ class MainWindow(QMainWindow):
 
     def start_run(self) -> None:
         panel = self.current_panel()
-        if panel.plan().action == "new" and panel.has_results() and not self._confirm_discard(
+        kind = panel.active_kind()
+        starts_over = panel.plan().action == "new" and panel.has_results()
+        # A run the file holds is never replaced: the new run gets a name of its own. Only results that were
+        # never saved are at stake, so only they are asked about.
+        if starts_over and self._run_name(panel, kind) not in self._saved_names and not self._confirm_discard(
                 "Start a new run", "Start begins a new run and replaces the current results, which are not "
                 "saved."):
             return
+        previous = panel.states.get(kind), panel.session_inputs().get(kind)  # before the factory replaces them
+        if self.model.sealed and not self._trust_and_load(self.model):
+            return
         try:
             factory = panel.experiment_factory(self.model, self.device(), self.current_session())
+        except UntrustedModelError as exc:  # an extra model the run reads
+            if self._trust_and_load(exc.model):
+                self.start_run()
+            return
         except ValueError as exc:
             self.show_error("Cannot start", str(exc))
             return
+        note = ""
+        if starts_over and self._run_name(panel, kind) in self._saved_names:
+            note = self._set_aside(panel, kind, *previous)
         self._running_panel = panel
         panel.set_running(True)
         self.engine.start_run(factory)
-        self.statusBar().showMessage("Running…")
+        self.statusBar().showMessage(f"Running… {note}".strip())
+
+    def _run_name(self, panel: Panel, kind: str) -> str:
+        """The name in the session of ``panel``'s run of ``kind`` (the kind, unless it was named otherwise)."""
+        return self._run_names.get((panel.name, kind), kind)
+
+    def _set_aside(self, panel: Panel, kind: str, state, inputs: dict | None) -> str:
+        """Keep the panel's saved run in the session under its name; the panel's new run gets a fresh name.
+
+        Returns a note for the status bar."""
+        name = self._run_name(panel, kind)
+        self._other_runs[name] = state
+        if inputs:
+            self._other_inputs[name] = inputs
+        fresh = self.current_session().new_run_name(kind)
+        self._run_names[(panel.name, kind)] = fresh
+        return f"(new run {fresh!r}; the saved run {name!r} stays in the session)"
 
     @Slot()
     def stop_run(self) -> None:
@@ -470,7 +541,7 @@ class MainWindow(QMainWindow):
 
     def _update_title(self) -> None:
         name = self.session_path.name if self.session_path else "Untitled"
-        self.setWindowTitle(f"{name}[*] — wna-gui")
+        self.setWindowTitle(f"{name}[*]{' (read-only)' if self.read_only else ''} — wna-gui")
         self.setWindowModified(self._dirty)
 
     def _confirm_discard(self, title: str = "Unsaved results",
@@ -482,15 +553,17 @@ class MainWindow(QMainWindow):
         answer = QMessageBox.question(self, title, f"{text} Save them first?",
                                       buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
         if answer == buttons.Save:
-            path = self.session_path or self._ask_save_path()
+            path = self._save_path() or self._ask_save_path()
             if path is None:
                 return False
+            lock = self._lock_for(path)
+            if lock is None:
+                return False
             try:  # no run is between units here: the GUI thread may write the session itself
-                self._saved(self._session_writer(path)())
+                return self._save_finished(lock, self._session_writer(path)())
             except Exception as exc:
                 self.show_error("Could not save the session", describe_error(exc)[0])
                 return False
-            return True
         return answer == buttons.Discard
 
     def _reset_session(self) -> None:
@@ -498,6 +571,8 @@ class MainWindow(QMainWindow):
         for panel in self.panels:
             panel.restore({}, self.model)
         self.session_path, self._created = None, None
+        self._hold_lock(None)
+        self._fingerprint, self._saved_names, self.read_only, self._run_names = None, set(), False, {}
         self._progress = {}
         self._show_progress(None)
         self.dirty = False
@@ -523,6 +598,23 @@ class MainWindow(QMainWindow):
                            failure_title="Could not open the session")
 
     def _session_loaded(self, session: Session, recovered: bool) -> None:
+        # A recovered autosave continues the file it was autosaving (Save writes there again).
+        path = (Path(session.origin) if session.origin else None) if recovered else session.path
+        lock, read_only = None, False
+        if path is not None:
+            try:
+                lock = self._lock_for(path, "open it read-only? (Save As then keeps your changes in another file)")
+            except SessionLocked as exc:
+                buttons = QMessageBox.StandardButton
+                if QMessageBox.question(self, "Session in use", str(exc), buttons.Open | buttons.Cancel,
+                                        buttons.Open) != buttons.Open:
+                    self.statusBar().showMessage(f"Not opened: another process is writing {path.name}", 8000)
+                    return
+                read_only = True
+            except SessionError as exc:  # read-only media, a folder we may not write: nothing can be saved there
+                self.statusBar().showMessage(f"{path.name} opens read-only: {exc}", 8000)
+                read_only = True
+        self._hold_lock(lock)
         self.model = session.model
         self._show_model()
         shown = set()
@@ -531,13 +623,19 @@ class MainWindow(QMainWindow):
             shown |= {id(state) for state in panel.session_states().values()}
         self._other_runs = {name: state for name, state in session.runs.items() if id(state) not in shown}
         self._other_models, self._other_inputs = session.models, session.inputs
+        names = {id(state): name for name, state in session.runs.items()}
+        self._run_names = {(panel.name, kind): names[id(state)] for panel in self.panels
+                           for kind, state in panel.session_states().items()}
+        # Every run of the file counts as saved (of a recovered autosave too): a new run never takes their names.
+        self._saved_names = set(session.runs)
+        self._fingerprint = file_fingerprint(path) if recovered and path is not None else session.fingerprint
+        self.read_only = read_only
         for panel in self.panels:
             preview = panel.preview_factory(self.model)
             if preview is not None:
                 self.engine.submit(preview, on_done=lambda shown, panel=panel: self._show_restored(panel, shown),
                                    failure_title="Could not show the session")
-        # A recovered autosave continues the file it was autosaving (Save writes there again).
-        self.session_path = (Path(session.origin) if session.origin else None) if recovered else session.path
+        self.session_path = path
         self._created = session.created
         self.dirty = recovered
         if not recovered:
@@ -553,28 +651,89 @@ class MainWindow(QMainWindow):
 
     def current_session(self) -> Session:
         """The window's runs (every panel's and those no panel shows), models and inputs, as a Session."""
-        runs = {**self._other_runs,
-                **{name: state for panel in self.panels for name, state in panel.session_states().items()}}
-        inputs = {**self._other_inputs,
-                  **{name: roles for panel in self.panels for name, roles in panel.session_inputs().items()}}
+        runs, inputs = dict(self._other_runs), dict(self._other_inputs)
+        for panel in self.panels:
+            panel_inputs = panel.session_inputs()
+            for kind, state in panel.session_states().items():
+                runs[self._run_name(panel, kind)] = state
+                if kind in panel_inputs:
+                    inputs[self._run_name(panel, kind)] = panel_inputs[kind]
         session = Session(self.model, runs, models={**self._other_models, **made_models(runs)},
                           inputs={name: roles for name, roles in inputs.items() if name in runs},
-                          origin=str(self.session_path or ""))
+                          origin=str(self.session_path or ""), path=self.session_path, fingerprint=self._fingerprint)
         if self._created:
             session.created = self._created
         return session
 
-    def _session_writer(self, path: Path) -> Callable[[], Path]:
-        """A callable that writes the session; run it where no run is between batches (engine thread)."""
+    def _session_writer(self, path: Path) -> Callable[[], tuple[Session, SessionError | None]]:
+        """A callable that writes the session and returns it with the SessionError that stopped the save (None:
+        saved); run it where no run is between batches (engine thread)."""
         session = self.current_session()
-        return lambda: save_session(session, path)
+
+        def write() -> tuple[Session, SessionError | None]:
+            try:
+                save_session(session, path)
+            except SessionError as exc:
+                return session, exc
+            return session, None
+
+        return write
+
+    def _save_path(self) -> Path | None:
+        """Where Save writes: the open file, unless there is none or it is open read-only (then Save As asks)."""
+        return None if self.read_only else self.session_path
+
+    def _lock_for(self, path: Path, hint: str | None = None) -> SessionLock | None:
+        """The write lock of ``path``, taken (the window's own when it holds it already). When another process
+        writes that file: None after saying so, or, given the ``hint`` that ends the message, SessionLocked."""
+        if self._lock is not None and self._lock.path.resolve() == Path(path).resolve():
+            return self._lock
+        try:
+            return SessionLock(path, "wna-gui", hint=hint or "save under another name (Save As)").acquire()
+        except SessionError as exc:
+            if hint:
+                raise
+            self.show_error("Session in use", str(exc))
+            return None
+
+    def _hold_lock(self, lock: SessionLock | None) -> None:
+        """``lock`` becomes the window's (the lock of the file Save writes); the one it held is released."""
+        if self._lock is not None and self._lock is not lock:
+            self._lock.release()
+        self._lock = lock
+
+    def _save_finished(self, lock: SessionLock, outcome: tuple[Session, SessionError | None],
+                       offer_save_as: bool = True) -> bool:
+        """After a save: whether the results are in a file. A full disk (any write failure) keeps them here and
+        offers Save As; a file changed by another program is left alone and the window goes on in the side file
+        that received the results."""
+        session, error = outcome
+        if error is not None and lock is not self._lock:
+            lock.release()
+        if error is not None and not isinstance(error, SessionConflict):
+            buttons = QMessageBox.StandardButton
+            if offer_save_as and QMessageBox.question(
+                    self, "Could not save the session", f"{error}. The results are still open here; save them to "
+                    "another file (Save As)?", buttons.Save | buttons.Cancel, buttons.Save) == buttons.Save:
+                self.save_as()
+            return False
+        if isinstance(error, SessionConflict):
+            try:
+                lock = SessionLock(session.path, "wna-gui").acquire()
+            except SessionError:
+                lock = None
+            self.show_error("Saved to another file", str(error))
+        self._hold_lock(lock)
+        self._saved(session)
+        return True
 
     @Slot()
     def save(self) -> None:
-        if self.session_path is None:
+        path = self._save_path()
+        if path is None:
             self.save_as()
         else:
-            self.save_to(self.session_path)
+            self.save_to(path)
 
     @Slot()
     def save_as(self) -> None:
@@ -591,20 +750,24 @@ class MainWindow(QMainWindow):
 
     def save_to(self, path: str | Path) -> None:
         """Save in the engine thread (mid-run: between batches, so the file is consistent)."""
-        self.engine.submit(self._session_writer(Path(path)), on_done=self._saved,
-                           failure_title="Could not save the session")
+        lock = self._lock_for(Path(path))
+        if lock is not None:
+            self.engine.submit(self._session_writer(Path(path)), on_done=lambda outcome: self._save_finished(
+                lock, outcome), failure_title="Could not save the session")
 
-    def _saved(self, path: Path) -> None:
-        self.session_path = path
+    def _saved(self, session: Session) -> None:
+        self.session_path, self._fingerprint, self._saved_names = session.path, session.fingerprint, set(session.runs)
+        self.read_only = False
         self.dirty = self.engine.running
-        self._remember_recent(path)
+        self._remember_recent(session.path)
         self.autosave_file.unlink(missing_ok=True)
-        self.statusBar().showMessage(f"Saved {path.name}", 5000)
+        self.statusBar().showMessage(f"Saved {session.path.name}", 5000)
 
     @Slot()
     def autosave(self) -> None:
         if any(panel.session_states() for panel in self.panels):
-            self.engine.submit(self._session_writer(self.autosave_file), failure_title="Autosave failed")
+            session, path = self.current_session(), self.autosave_file
+            self.engine.submit(lambda: save_session(session, path), failure_title="Autosave failed")
 
     def offer_recovery(self) -> bool:
         """After a crash, offer the autosaved session. Returns whether it is being recovered."""
@@ -683,8 +846,7 @@ class MainWindow(QMainWindow):
 
     def export_all(self, folder: Path) -> None:
         """Every run's artefacts into ``folder`` (the files `wna export` writes), in the engine thread."""
-        runs = {name: state for panel in self.panels for name, state in panel.session_states().items()}
-        runs = {**self._other_runs, **runs}
+        runs = self.current_session().runs
         if not runs:
             self.show_error("Nothing to export", "No run has results yet: start one or open a session.")
             return
@@ -810,7 +972,7 @@ class MainWindow(QMainWindow):
             return
         path = None
         if answer == QMessageBox.StandardButton.Save:
-            path = self.session_path or self._ask_save_path()
+            path = self._save_path() or self._ask_save_path()
             if path is None:
                 event.ignore()
                 return
@@ -820,13 +982,17 @@ class MainWindow(QMainWindow):
         saved = True
         if path is not None:
             try:
-                self._session_writer(path)()
+                self._hold_lock(self._lock_for(path, "nothing was saved there"))
+                error = self._session_writer(path)()[1]
             except Exception as exc:
-                saved = False
-                QMessageBox.critical(self, "Could not save the session",
-                                     f"{describe_error(exc)[0]}. The last autosave is kept for recovery "
-                                     "at the next launch.")
+                error = exc
+            if error is not None:
+                saved = isinstance(error, SessionConflict)  # then the results are in the side file it names
+                QMessageBox.critical(self, "Saved to another file" if saved else "Could not save the session",
+                                     describe_error(error)[0] + ("" if saved else ". The last autosave is kept "
+                                                                 "for recovery at the next launch."))
         if saved:
             self.autosave_file.unlink(missing_ok=True)
+        self._hold_lock(None)
         self._store_settings()
         event.accept()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .records import require_moments
+
 
 @dataclass
 class BatchStats:
@@ -179,6 +181,8 @@ class ClassAccumulator:
 
     @classmethod
     def from_state(cls, state: dict[str, np.ndarray]) -> "ClassAccumulator":
+        require_moments("class", state, counts=("count", "classes"), finite=("mean",),
+                        non_negative=("weight", "weight_sq", "m2"))
         count = np.asarray(state["count"], dtype=np.int64)
         mean = np.asarray(state["mean"], dtype=np.float64)
         if mean.ndim != 2:

@@ -13,6 +13,11 @@ pooling and ReLU, fc1 before its ReLU), so a layer's own nonlinearity still acts
 The noise is computed freshly from the run's seed and noise source (counter-based blocks of NOISE_BLOCK
 images): with the same seed and source it is exactly the noise of a classification-image run of block size
 1,000, so ā_c of the input layer is that run's hard-label map. One unit of work is one layer.
+
+The real images are a seeded, class-stratified subset of ``images`` per class. A class mean from a handful of
+noise images is mostly noise itself: the run warns when an injected class's mean rests on fewer than
+MIN_NOISE_IMAGES. With ``--session`` the run goes into an existing session, and ``--target`` injects into one
+of its stored models (a defended or poisoned copy) instead of the session's own.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from .bias_attack import NOISE_BLOCK, wilson_interval
 from .classification import _images_for_model
 from .data import DATASETS, bundled_mnist, load_dataset
 from .driver import ProgressView
-from .experiment import Artefact, Experiment, ExperimentSpec
+from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
+from .images import stratified_subset
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, config_from_dict, config_to_dict, param
@@ -42,6 +48,7 @@ IMAGES_STREAM = 0x1A7  # the real images' subset, apart from the noise's stream
 DATASET_LABELS = {"bundled": "bundled MNIST digits (held out)",
                   **{name: f"{name} test set (data folder)" for name in DATASETS}}
 GROUP = "Injection"
+MIN_NOISE_IMAGES = 30  # a class mean of fewer noise images is too noisy to read as the class's activation
 
 
 def injectable_layers(model: LoadedModel) -> list[str]:
@@ -70,8 +77,9 @@ class InjectionConfig:
                                       decode=gamma_grid, low=2, high=101, group=GROUP)
     samples: int = param(10_000, "Noise images", "noise images whose activations are averaged per predicted class",
                          low=100, high=10_000_000, step=1000, group=GROUP)
-    images: int = param(500, "Real images", "real images per class and γ (a seeded subset)", low=1, high=100_000,
-                        step=100, group=GROUP)
+    images: int = param(50, "Real images per class", "real images of each class the activation is injected into "
+                        "(a seeded, class-stratified subset; all of a class when it has fewer)", low=1,
+                        high=100_000, step=10, group=GROUP)
     dataset: str = param("bundled", "Real images from", "images the activation is injected into",
                          choices=DATASET_LABELS, group=GROUP)
     data_dir: str = param("", "Data folder", "folder of a torchvision dataset (not needed for bundled)", kind="text",
@@ -108,8 +116,9 @@ def real_images(config: InjectionConfig, model: LoadedModel):
     images = bundled_mnist("heldout") if config.dataset == "bundled" else \
         load_dataset(config.dataset, config.data_dir or None)
     images = _images_for_model(images, model)
-    order = np.random.default_rng(np.random.SeedSequence([config.seed, IMAGES_STREAM])).permutation(len(images))
-    return images.subset(torch.as_tensor(np.sort(order[:config.images])))
+    k = len(images.class_names)
+    chosen = stratified_subset(images.labels.numpy(), config.images * k, config.seed, k)
+    return images.subset(torch.as_tensor(chosen.indices))
 
 
 class _Injector:
@@ -234,6 +243,16 @@ class InjectionSnapshot(ProgressView):
     def others(self, c: int) -> int:
         return int((self.labels != c).sum())
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Injected classes whose noise mean rests on too few images to be read as the class's activation."""
+        thin = [c for c in self.classes if self.noise_counts[c] < MIN_NOISE_IMAGES]
+        if not thin:
+            return ()
+        listed = ", ".join(f"{self.class_names[c]} ({int(self.noise_counts[c])})" for c in thin)
+        return (f"class means from fewer than {MIN_NOISE_IMAGES} noise images: {listed}; their curves are "
+                "mostly noise (raise the noise images)",)
+
     def ratios(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(L, G) misclassification ratio toward the injected class, pooled over the injected classes (the
         paper's: images not of class c given c, over images not of class c), with its Wilson interval; NaN for
@@ -264,8 +283,14 @@ class InjectionSnapshot(ProgressView):
 class InjectionExperiment(Experiment):
     """One unit is one layer: the noise's class-mean activations there, then every class and γ."""
 
+    def __init__(self, model: LoadedModel, config=None, state=None, device=None, control=None,
+                 target: LoadedModel | None = None, **inputs) -> None:
+        super().__init__(target if target is not None else model, config, state, device, control, **inputs)
+
     @classmethod
-    def new_state(cls, model: LoadedModel, config: InjectionConfig) -> InjectionState:
+    def new_state(cls, model: LoadedModel, config: InjectionConfig, target: LoadedModel | None = None
+                  ) -> InjectionState:
+        model = target if target is not None else model
         available = injectable_layers(model)
         layers = config.layers or tuple(available)
         unknown = [layer for layer in layers if layer not in available]
@@ -410,9 +435,13 @@ ARTEFACTS = (
 
 
 def summary(state: InjectionState) -> dict:
-    rate, _, _ = state.snapshot().ratios()
+    snapshot = state.snapshot()
+    rate, _, _ = snapshot.ratios()
     return {"samples_done": state.progress_done, "samples_total": state.progress_total, "finished": state.finished,
             "compute_seconds": round(state.seconds, 3), "layers": list(state.layers),
+            "real_images_per_class": {state.class_names[c]: int(n) for c, n in
+                                      enumerate(np.bincount(state.labels, minlength=len(state.class_names)))},
+            "warnings": list(snapshot.warnings),
             "classes": [state.class_names[c] for c in state.injected_classes()],
             "gammas": list(state.config.gammas),
             "ratio": {layer: [None if not np.isfinite(v) else round(float(v), 4) for v in rate[i]]
@@ -427,6 +456,7 @@ def describe(entry: dict) -> list[str]:
     for layer, values in entry["ratio"].items():
         if values[half] is not None:
             lines.append(f"  {layer:>8}: ratio {values[half]:.3f} at γ = {entry['gammas'][half]:g}")
+    lines += [f"  warning: {w}" for w in entry.get("warnings", [])]
     return lines
 
 
@@ -438,7 +468,9 @@ def report(snapshot: InjectionSnapshot) -> list[str]:
              "γ".ljust(10) + "".join(f"{g:>7.2g}" for g in snapshot.gammas)]
     for i, layer in enumerate(snapshot.layers[:snapshot.layers_done]):
         lines.append(layer.ljust(10) + "".join(f"{v:7.3f}" for v in rate[i]))
-    return lines
+    counts = np.bincount(snapshot.labels, minlength=len(snapshot.class_names))
+    lines.append(f"real images per class: {', '.join(f'{n}: {int(c)}' for n, c in zip(snapshot.class_names, counts))}")
+    return lines + [f"warning: {w}" for w in snapshot.warnings]
 
 
 EXPERIMENT = ExperimentSpec(
@@ -454,6 +486,8 @@ EXPERIMENT = ExperimentSpec(
     panel="adversarial",
     artefacts=ARTEFACTS,
     record_version=RECORD_VERSION,
+    requires=(Requirement("target", "model", "a model of the session to inject into, e.g. a defended or poisoned "
+                          "copy (without it: the session's model)", optional=True),),
     summary=summary,
     describe=describe,
     report=report,

@@ -53,4 +53,5 @@ def kappa_matrix(correct) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     expected = p[:, None] * p[None, :] + (1 - p[:, None]) * (1 - p[None, :])
     with np.errstate(divide="ignore", invalid="ignore"):
         kappa = np.where(expected < 1.0 - 1e-12, (observed - expected) / (1.0 - expected), np.nan)
-    return kappa, observed, expected
+    # κ ≤ 1 exactly; rounding put the diagonal at 1 + 1e-16 on some counts.
+    return np.minimum(kappa, 1.0), observed, expected

@@ -14,7 +14,14 @@ decision the patch flips: target minus source (Ahumada's n̄(answered target) �
 logit kernel, the kernel of z_target − z_source). With 20,000 samples on the bundled digits (6 epochs, lr
 3e-3) it peaks at the patch with z ≈ 11, where the target's map alone reaches only z ≈ 6. The detection
 score standardises a map against the pixels outside the patch's box (robust z: median and 1.4826·MAD) and
-reports the largest |z| inside the box and where the map's |z| peaks. Beside it, two reference methods on
+reports the largest |z| inside the box and where the map's |z| peaks.
+
+A fixed z flags clean models too (the bundled CNN's own logit kernel has patch-sized windows up to z ≈ 8, far from
+any patch), so the verdict is calibrated against a null: every patch-sized window of the poisoned model's map is
+scored (mean |robust z| against the whole map), and the same scan of the clean twin's map (same noise, same
+training, no poison) is the reference. "Detected" means the poisoned map's strongest window beats every window of
+the clean twin's map and overlaps the patch; the report gives the peak window's place, the patch window's rank
+among all windows and the clean twin's maximum. Beside it, two reference methods on
 the same models: the white-box mean input gradient of the loss over the source class's real images
 (Fig. 7D) and a data-side baseline, spectral signatures (Tran et al. 2018: the top singular direction of the
 penultimate features of the images labelled as the target class), which needs the training data.
@@ -65,6 +72,7 @@ DATASET_LABELS = {"bundled": "bundled MNIST digits", **{name: f"{name} (data fol
 MARGIN = 1  # pixels between the patch and the image border
 SELECT_STREAM = 0xBAD  # the poisoned images' draw, apart from the training order
 MODELS = ("clean", "poisoned")
+LEARNED = 0.5  # below this attack success the backdoor was not learned: nothing can be detected
 TRAINING = "Poisoning and training"
 MAPS = "Classification images"
 
@@ -229,6 +237,70 @@ class Detection:
                    access)
 
 
+def window_scores(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H − h + 1, W − w + 1) mean |z| of every ``size`` window, z standardised against the whole map (median and
+    1.4826·MAD: no pixel is assumed to be the patch, so every window is scored alike)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    image = np.asarray(image, dtype=np.float64)
+    image = image.mean(0) if image.ndim == 3 else image
+    median = np.median(image)
+    spread = 1.4826 * np.median(np.abs(image - median))
+    z = np.abs(image - median) / (spread if spread > 0 else (image.std() or 1.0))
+    return sliding_window_view(z, size).mean(axis=(-2, -1))
+
+
+@dataclass(frozen=True)
+class WindowScan:
+    """A map scanned with patch-sized windows: where it stands out most, and how the patch's own window ranks."""
+
+    peak: tuple[int, int]  # top-left pixel of the strongest window
+    peak_score: float  # its mean |z|
+    patch_score: float  # the window exactly on the patch box
+    patch_rank: int  # 1: the patch's window is the map's strongest
+    windows: int
+    on_patch: bool  # the strongest window overlaps the patch box
+
+    @classmethod
+    def of(cls, image: np.ndarray, box: tuple[int, int, int, int]) -> "WindowScan":
+        row, col, h, w = box
+        scores = window_scores(image, (h, w))
+        peak = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        patch = float(scores[row, col])
+        overlaps = abs(int(peak[0]) - row) < h and abs(int(peak[1]) - col) < w
+        return cls((int(peak[0]), int(peak[1])), float(scores[peak]), patch, int((scores > patch).sum()) + 1,
+                   int(scores.size), bool(overlaps))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A method's verdict on the poisoned model, calibrated by the same scan of its clean twin (the null)."""
+
+    method: str
+    poisoned: WindowScan
+    clean: WindowScan
+
+    @property
+    def detected(self) -> bool:
+        return self.poisoned.on_patch and self.poisoned.peak_score > self.clean.peak_score
+
+    def text(self, box: tuple[int, int, int, int]) -> str:
+        p, h, w = self.poisoned, box[2], box[3]
+        place = (f"peak window rows {p.peak[0]}–{p.peak[0] + h - 1}, cols {p.peak[1]}–{p.peak[1] + w - 1} "
+                 f"({'on' if p.on_patch else 'off'} the patch), mean |z| {p.peak_score:.1f} vs the clean twin's "
+                 f"max {self.clean.peak_score:.1f} (at {self.clean.peak}); the patch's window ranks {p.patch_rank} "
+                 f"of {p.windows} (clean twin: {self.clean.patch_rank})")
+        return f"{self.method}: {'DETECTED' if self.detected else 'not detected'} — {place}"
+
+    def to_dict(self) -> dict:
+        def scan(s: WindowScan) -> dict:
+            return {"peak": list(s.peak), "peak_score": round(s.peak_score, 3), "patch_score": round(s.patch_score, 3),
+                    "patch_rank": s.patch_rank, "windows": s.windows, "on_patch": s.on_patch}
+
+        return {"method": self.method, "detected": self.detected, "poisoned": scan(self.poisoned),
+                "clean": scan(self.clean)}
+
+
 def spectral_signature(features: np.ndarray, poisoned: np.ndarray, expected: int) -> tuple[np.ndarray, np.ndarray]:
     """Tran et al. 2018: outlier score of each image (squared projection of its centred features on their top
     singular vector); flags the 1.5 × ``expected`` highest. (scores, flagged)."""
@@ -275,6 +347,16 @@ def confusion(model_runtime, images: torch.Tensor, labels: torch.Tensor, k: int)
         predicted = torch.cat([model_runtime.logits(chunk.to(model_runtime.device)).argmax(1).cpu()
                                for chunk in images.split(1024)])
     return np.bincount(labels.numpy() * k + predicted.numpy(), minlength=k * k).reshape(k, k)
+
+
+def decision_map(maps: ClassificationImageState, estimator: str, target: int, source: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(target − source, target) centred maps of a classification-image run, in image shape: the two-class image
+    of the decision the patch flips (Ahumada: answered target minus answered source; for the logit kernel, the
+    kernel of z_target − z_source)."""
+    pair = maps.snapshot().maps_of(estimator).of("centered", [target, source])
+    shape = tuple(maps.image_shape)
+    return (pair[0] - pair[1]).reshape(shape), pair[0].reshape(shape)
 
 
 # --- state ---
@@ -362,21 +444,18 @@ class BackdoorState:
         cfg = self.config
         source, target = classes_of(cfg.attack, self.class_names)
         box = patch_box(cfg.attack, self.image_shape)
-        maps, detections = {}, []
+        maps, detections, verdicts = {}, [], []
         shape = tuple(self.image_shape)
         queries = self.blocks_done * 1000
         if self.blocks_done:
             for m in MODELS:
-                # The two-class image of the decision the patch flips (Ahumada: answered target minus answered
-                # source); for the logit kernel, the kernel of z_target − z_source.
-                estimated = self.maps[m].snapshot().maps_of(cfg.estimator)
-                pair = estimated.of("centered", [target, source])
-                maps[m] = (pair[0] - pair[1]).reshape(shape)
-                maps[m + "_target"] = pair[0].reshape(shape)
+                maps[m], maps[m + "_target"] = decision_map(self.maps[m], cfg.estimator, target, source)
             maps["difference"] = maps["poisoned"] - maps["clean"]
             label = ESTIMATORS[cfg.estimator].label
             access = "hard labels" if cfg.estimator == "hard" else "white-box gradients" \
                 if cfg.estimator == "gradient" else "output scores"
+            verdicts.append(Verdict(f"classification image ({label})", WindowScan.of(maps["poisoned"], box),
+                                    WindowScan.of(maps["clean"], box)))
             detections += [Detection.of(f"classification image ({label}), clean model", maps["clean"], box, queries,
                                         access),
                            Detection.of(f"classification image ({label}), poisoned model", maps["poisoned"], box,
@@ -392,13 +471,16 @@ class BackdoorState:
                                         "white-box gradients"),
                            Detection.of("spectral signature (flagged − unflagged mean image)", r["spectral_image"],
                                         box, int(len(r["spectral_scores"])), "training data + features")]
+            verdicts.append(Verdict("mean loss gradient", WindowScan.of(r["gradient_poisoned"], box),
+                                    WindowScan.of(r["gradient_clean"], box)))
         return BackdoorSnapshot(
             samples_done=self.progress_done, samples_total=self.progress_total, samples_per_second=samples_per_second,
             finished=self.finished, seconds=self.seconds, attack=cfg.attack, class_names=self.class_names,
             image_shape=shape, source=source, target=target, box=box, mask=patch_mask(cfg.attack, shape),
             estimator=cfg.estimator, map_samples=queries, epochs_done=dict(self.epochs_done),
             losses={m: list(v) for m, v in self.losses.items()}, maps=maps, detections=tuple(detections),
-            results=dict(self.results), clean_source=cfg.clean, model_names=self.model_names())
+            results=dict(self.results), clean_source=cfg.clean, model_names=self.model_names(),
+            verdicts=tuple(verdicts))
 
     def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
         meta = {"config": self.config.to_dict(), "architecture": self.architecture,
@@ -467,6 +549,7 @@ class BackdoorSnapshot(ProgressView):
     results: dict
     clean_source: str = "train"
     model_names: dict = field(default_factory=dict)
+    verdicts: tuple[Verdict, ...] = ()  # each method against the clean twin (the null)
 
     @property
     def confusions(self) -> dict[str, np.ndarray]:
@@ -481,6 +564,15 @@ class BackdoorSnapshot(ProgressView):
         matrix = self.results[f"confusion_{model}_patched"]
         row = matrix[self.source]
         return float(row[self.target] / row.sum())
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Why the verdicts cannot be read as they stand (a poisoning that did not take)."""
+        if self.finished and self.success("poisoned") < LEARNED:
+            return (f"backdoor not learned: train longer (patched {self.class_names[self.source]} → "
+                    f"{self.class_names[self.target]} on only {self.success('poisoned'):.0%} of test images; "
+                    f"more epochs or a higher learning rate), so 'not detected' says nothing",)
+        return ()
 
 
 class BackdoorExperiment(Experiment):
@@ -627,6 +719,19 @@ def write_summary(snapshot: BackdoorSnapshot, path) -> Path:
         for d in snapshot.detections:
             writer.writerow([d.method, f"{d.z_inside:.4g}", d.peak[0], d.peak[1], f"{d.peak_z:.4g}", int(d.in_box),
                              d.queries, d.access])
+        if snapshot.verdicts:
+            writer.writerow([])
+            writer.writerow(["verdict_method", "detected", "peak_row", "peak_col", "peak_window_mean_abs_z",
+                             "peak_on_patch", "patch_window_rank", "windows", "clean_twin_max_window",
+                             "clean_twin_peak_row", "clean_twin_peak_col", "clean_twin_patch_window_rank"])
+            for v in snapshot.verdicts:
+                p, c = v.poisoned, v.clean
+                writer.writerow([v.method, int(v.detected), p.peak[0], p.peak[1], f"{p.peak_score:.4g}",
+                                 int(p.on_patch), p.patch_rank, p.windows, f"{c.peak_score:.4g}", c.peak[0], c.peak[1],
+                                 c.patch_rank])
+        for warning in snapshot.warnings:
+            writer.writerow([])
+            writer.writerow(["warning", warning])
         if snapshot.finished:
             writer.writerow([])
             writer.writerow(["model", "clean_test_accuracy", "patched_source_to_target"])
@@ -686,6 +791,9 @@ def summary(state: BackdoorState) -> dict:
         out["attack_success"] = {m: round(snapshot.success(m), 4) for m in MODELS}
         out["detections"] = [{"method": d.method, "z_inside": round(d.z_inside, 3), "peak": list(d.peak),
                               "in_patch": d.in_box, "queries": d.queries} for d in snapshot.detections]
+        out["verdicts"] = [v.to_dict() for v in snapshot.verdicts]
+        out["verdict_lines"] = [v.text(snapshot.box) for v in snapshot.verdicts]
+        out["warnings"] = list(snapshot.warnings)
     return out
 
 
@@ -696,6 +804,8 @@ def describe(entry: dict) -> list[str]:
         lines.append(f"  clean accuracy {entry['clean_accuracy']}, patched source → target {entry['attack_success']}")
         lines += [f"  {d['method']}: |z| in patch {d['z_inside']:.1f}, peak at {tuple(d['peak'])}"
                   f"{' (in patch)' if d['in_patch'] else ''}" for d in entry["detections"]]
+        lines += [f"  against the clean twin: {line}" for line in entry.get("verdict_lines", [])]
+        lines += [f"  warning: {w}" for w in entry.get("warnings", [])]
     return lines
 
 
@@ -708,6 +818,8 @@ def report(snapshot: BackdoorSnapshot) -> list[str]:
             lines.append(f"{m} model: clean accuracy {snapshot.accuracy(m + '_clean'):.3f}, patched "
                          f"{snapshot.class_names[snapshot.source]} → {snapshot.class_names[snapshot.target]} "
                          f"{snapshot.success(m):.3f}")
+    lines += [f"warning: {w}" for w in snapshot.warnings]
+    lines += [f"against the clean twin (patch-sized windows): {v.text(snapshot.box)}" for v in snapshot.verdicts]
     for d in snapshot.detections:
         lines.append(f"{d.method}: |z| in patch {d.z_inside:.1f}; peak |z| {d.peak_z:.1f} at {d.peak}"
                      f"{' — in the patch' if d.in_box else ''} ({d.queries:,} queries/images, {d.access})")
@@ -734,4 +846,4 @@ EXPERIMENT = ExperimentSpec(
 BackdoorExperiment.spec = EXPERIMENT
 
 __all__ = ["ATTACKS", "EXPERIMENT", "BackdoorConfig", "BackdoorExperiment", "BackdoorSnapshot", "BackdoorState",
-           "Detection", "add_patch", "patch_box", "patch_mask", "poison", "robust_z", "spectral_signature"]
+           "Detection", "Verdict", "WindowScan", "add_patch", "decision_map", "patch_box", "patch_mask", "poison", "robust_z", "spectral_signature"]

@@ -39,13 +39,15 @@ from .data import DATASETS, ImageSet, bundled_mnist, load_dataset
 from .driver import ProgressView
 from .estimators import ESTIMATORS
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
+from .images import SUBSET_RULE, describe_record, stratified_subset
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, config_from_dict, config_to_dict, param
 from .psychometric_report import gamma_grid
 
 KIND = "bias_attack"
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: signal images drawn class-stratified (images.stratified_subset)
+LEGACY_SHUFFLE = "seeded-shuffle"  # how version-1 runs drew their signal images
 CURVES = ("noise_map", "signal_map", "noise_mean", "signal_mean")
 CURVE_LABELS = {"noise_map": "(1−γ)·noise + γ·bias map", "signal_map": "(1−γ)·signal + γ·bias map",
                 "noise_mean": "(1−γ)·noise + γ·mean image", "signal_mean": "(1−γ)·signal + γ·mean image"}
@@ -103,8 +105,8 @@ class BiasAttackConfig:
                                       encode=len, decode=gamma_grid, low=2, high=101, group=ATTACK)
     samples: int = param(1000, "Noise images", "noise images per target and γ (the same images at every γ and "
                          "target)", low=1, high=200_000, step=500, group=ATTACK)
-    signals: int = param(1000, "Signal images", "real images of every class per target and γ (a seeded subset "
-                         "of the signal set)", low=1, high=100_000, step=100, group=ATTACK)
+    signals: int = param(1000, "Signal images", "real images of every class per target and γ (a seeded, "
+                         "class-stratified subset of the signal set)", low=1, high=100_000, step=100, group=ATTACK)
     signal_dataset: str = param("bundled", "Signal images from", "real images the maps are added to; mean "
                                 "images come from the same dataset's training split", choices=SIGNAL_DATASETS,
                                 group=ATTACK)
@@ -207,11 +209,21 @@ def signal_set(config: BiasAttackConfig, model: LoadedModel, train: bool = False
     return images
 
 
-def chosen_signals(config: BiasAttackConfig, model: LoadedModel) -> ImageSet:
-    """A seeded subset of ``config.signals`` signal images (all of them when there are fewer)."""
+def chosen_signals(config: BiasAttackConfig, model: LoadedModel, rule: str = SUBSET_RULE) -> ImageSet:
+    """A seeded, class-stratified subset of ``config.signals`` signal images (all of them when there are fewer);
+    ``rule`` LEGACY_SHUFFLE: the seeded shuffle version-1 runs drew (not stratified)."""
     images = signal_set(config, model)
-    order = np.random.default_rng(np.random.SeedSequence([config.seed, SIGNAL_STREAM])).permutation(len(images))
-    return images.subset(torch.as_tensor(np.sort(order[:config.signals])))
+    if rule == LEGACY_SHUFFLE:
+        order = np.random.default_rng(np.random.SeedSequence([config.seed, SIGNAL_STREAM])).permutation(len(images))
+        return images.subset(torch.as_tensor(np.sort(order[:config.signals])))
+    subset = stratified_subset(images.labels.numpy(), config.signals, config.seed, model.n_classes)
+    return images.subset(torch.from_numpy(subset.indices))
+
+
+def signals_record(config: BiasAttackConfig, labels: np.ndarray, n_classes: int, rule: str = SUBSET_RULE) -> dict:
+    """What the run records about its signal images (as images.Subset.record())."""
+    return {"rule": rule, "seed": int(config.seed), "requested": int(config.signals), "size": int(len(labels)),
+            "label_counts": np.bincount(labels, minlength=n_classes)[:n_classes].tolist()}
 
 
 def class_means(images: ImageSet, n_classes: int) -> np.ndarray:
@@ -266,6 +278,11 @@ class BiasAttackState:
     targets_done: int = 0
     noise_device: str = ""
     seconds: float = 0.0
+    signal_rule: str = SUBSET_RULE  # how the signal images were drawn (chosen_signals)
+
+    @property
+    def signal_subset(self) -> dict:
+        return signals_record(self.config, self.signal_labels, len(self.class_names), self.signal_rule)
 
     def __post_init__(self) -> None:
         t, g, k, d = len(self.targets), len(self.config.gammas), len(self.class_names), int(np.prod(self.image_shape))
@@ -319,7 +336,7 @@ class BiasAttackState:
         meta = {"config": self.config.to_dict(), "class_names": list(self.class_names),
                 "image_shape": list(self.image_shape), "map_samples": self.map_samples, "map_rule": self.map_rule,
                 "n_signals": self.n_signals, "signal_name": self.signal_name, "targets_done": self.targets_done,
-                "noise_device": self.noise_device, "seconds": self.seconds}
+                "noise_device": self.noise_device, "seconds": self.seconds, "signal_subset": self.signal_subset}
         arrays = {**config_arrays(self.config), "targets": self.targets, "maps": self.maps, "means": self.means,
                   "map_support": self.map_support, "signal_labels": self.signal_labels, "counts": self.counts,
                   "examples": self.examples, "example_classes": self.example_classes,
@@ -334,6 +351,7 @@ class BiasAttackState:
                    means=np.asarray(arrays["means"]), map_support=np.asarray(arrays["map_support"]),
                    map_samples=int(meta["map_samples"]), map_rule=meta["map_rule"], n_signals=int(meta["n_signals"]),
                    signal_labels=np.asarray(arrays["signal_labels"], dtype=np.int64),
+                   signal_rule=meta["signal_subset"]["rule"],
                    signal_name=meta.get("signal_name", ""), counts=np.asarray(arrays["counts"], dtype=np.int64),
                    examples=np.asarray(arrays["examples"], dtype=np.float32),
                    example_classes=np.asarray(arrays["example_classes"], dtype=np.int64),
@@ -433,7 +451,7 @@ class BiasAttackExperiment(Experiment):
     def prepare(self) -> None:
         super().prepare()
         cfg, state = self.config, self.state
-        signals = chosen_signals(cfg, self.model)
+        signals = chosen_signals(cfg, self.model, state.signal_rule)
         if len(signals) != state.n_signals or not np.array_equal(signals.labels.numpy(), state.signal_labels):
             raise EngineError("these signal images differ from the ones the run started with; choose the same "
                               "signal images")
@@ -543,6 +561,11 @@ ARTEFACTS = (
 )
 
 
+def _migrate_v1(meta: dict, arrays: dict) -> tuple[dict, dict]:
+    """Version 1 drew its signal images by a seeded shuffle, not stratified by class."""
+    return {**meta, "signal_subset": {"rule": LEGACY_SHUFFLE}}, arrays
+
+
 def summary(state: BiasAttackState) -> dict:
     snapshot = state.snapshot()
     mean, _, _ = snapshot.average()
@@ -551,13 +574,15 @@ def summary(state: BiasAttackState) -> dict:
             "map_rule": state.map_rule, "targets": [state.class_names[t] for t in state.targets],
             "targets_done": state.targets_done, "gammas": list(state.config.gammas),
             "mean_fooling_rate": {curve: [None if not np.isfinite(v) else round(float(v), 4) for v in mean[c]]
-                                  for c, curve in enumerate(CURVES)}}
+                                  for c, curve in enumerate(CURVES)}, "signal_subset": state.signal_subset}
 
 
 def describe(entry: dict) -> list[str]:
     status = "" if entry["finished"] else " (unfinished)"
     lines = [f"{entry['targets_done']} of {len(entry['targets'])} targets ({', '.join(entry['targets'])}) "
              f"attacked with {ESTIMATORS[entry['estimator']].label} maps ({entry['map_rule']}){status}"]
+    if entry.get("signal_subset"):
+        lines.append(f"  signal images: {describe_record(entry['signal_subset'])}")
     gammas = entry["gammas"]
     shown = [i for i, g in enumerate(gammas) if any(abs(g - p) < 1e-9 for p in (0.5, 0.8, 1.0))]
     for curve, values in entry["mean_fooling_rate"].items():
@@ -594,6 +619,7 @@ EXPERIMENT = ExperimentSpec(
     panel="adversarial",
     artefacts=ARTEFACTS,
     record_version=RECORD_VERSION,
+    migrations={1: _migrate_v1},
     requires=(Requirement("maps", MAPS_KIND, "the classification-image run whose maps are added"),),
     summary=summary,
     describe=describe,

@@ -175,6 +175,33 @@ class Convergence:
         floored = np.clip(np.nan_to_num(values, nan=0.0), 0.0, None)
         return np.where(np.isfinite(values).any(1), floored.mean(1), np.nan)
 
+    def mapped_mean(self, corrected: bool = True) -> np.ndarray:
+        """(T,) the summary a reader takes as "how converged are the maps": mean of max(r, 0) over the classes
+        that have a map in both halves (NaN where none has). Unlike mean(), a hard-label run whose two maps are
+        converged reads ≈0.9, not 0.2 because eight classes were never reached; without_map() says how many."""
+        if self.per_class.size == 0:
+            return np.zeros(0)
+        values = self.values(corrected)
+        measured = np.isfinite(values)
+        floored = np.where(measured, np.clip(np.nan_to_num(values, nan=0.0), 0.0, None), 0.0)
+        with np.errstate(invalid="ignore"):
+            return np.where(measured.any(1), floored.sum(1) / measured.sum(1), np.nan)
+
+    def without_map(self) -> np.ndarray:
+        """(T,) how many classes had no map in one of the halves at each record."""
+        return (~np.isfinite(self.per_class)).sum(1)
+
+
+def mapped_reliability_text(convergence: "Convergence | None") -> str:
+    """The latest summary in words: "reliability 0.91 over the 2 classes with a map (8 classes have no map)"."""
+    if convergence is None or convergence.per_class.shape[0] == 0 or not np.isfinite(convergence.mapped_mean()[-1]):
+        return "reliability not yet measured"
+    missing = int(convergence.without_map()[-1])
+    mapped = convergence.per_class.shape[1] - missing
+    text = (f"reliability {convergence.mapped_mean()[-1]:.2f} (Spearman–Brown; mean over the {mapped} "
+            f"class{'es' if mapped != 1 else ''} with a map, r < 0 counting as 0)")
+    return text + (f"; {missing} class{'es have' if missing != 1 else ' has'} no map" if missing else "")
+
 
 @dataclass
 class ClassificationImageState(BlockProgress):
@@ -334,17 +361,19 @@ class ClassificationImageState(BlockProgress):
         even, odd = self.halves[name]
         return ACCUMULATORS[name].reliability(even, odd)
 
+    def convergence(self, name: str) -> Convergence:
+        return Convergence(np.asarray(self.reliability_samples, dtype=np.int64),
+                           np.asarray(self.reliability_counts[name], dtype=np.int64),
+                           np.vstack(self.reliability[name]) if self.reliability[name]
+                           else np.zeros((0, self.n_classes)))
+
     def snapshot(self, samples_per_second: float = 0.0, map_predictions: np.ndarray | None = None
                  ) -> "ClassificationSnapshot":
         """An immutable view for plots and exports; it needs no model (predictions come from one)."""
         maps = class_maps(self.total())
         classes = map_classes(maps.counts)
         estimator_maps = {name: self.estimator_maps(name, classes, maps) for name in self.estimators}
-        convergence = {name: Convergence(np.asarray(self.reliability_samples, dtype=np.int64),
-                                         np.asarray(self.reliability_counts[name], dtype=np.int64),
-                                         np.vstack(self.reliability[name]) if self.reliability[name]
-                                         else np.zeros((0, self.n_classes)))
-                       for name in self.estimators}
+        convergence = {name: self.convergence(name) for name in self.estimators}
         stein = None
         if "gradient" in estimator_maps and "logit" in estimator_maps:
             stein = stein_cosines(estimator_maps["gradient"], estimator_maps["logit"])
@@ -1058,6 +1087,14 @@ ARTEFACTS = (
 
 # --- `wna info` and `wna run` text ---
 
+def _reliability_facts(convergence: Convergence) -> dict:
+    """The latest reliability over the classes with a map, and how many have none (None before the first record)."""
+    if convergence.per_class.shape[0] == 0 or not np.isfinite(convergence.mapped_mean()[-1]):
+        return {"reliability": None, "classes_without_map": None}
+    return {"reliability": round(float(convergence.mapped_mean()[-1]), 4),
+            "classes_without_map": int(convergence.without_map()[-1])}
+
+
 def summary(state: ClassificationImageState) -> dict:
     return {
         "samples_done": state.samples_done,
@@ -1074,7 +1111,8 @@ def summary(state: ClassificationImageState) -> dict:
         "blocks_done": state.blocks_done,
         "done_blocks": [list(r) for r in state.done.ranges],
         "estimators": {name: {"samples": state.estimator_samples(name),
-                              "accumulator_bytes": size} for name, size in state.accumulator_bytes().items()},
+                              "accumulator_bytes": size, **_reliability_facts(state.convergence(name))}
+                       for name, size in state.accumulator_bytes().items()},
         "allocated_bytes": state.allocated_bytes(),
     }
 
@@ -1088,6 +1126,12 @@ def describe(entry: dict) -> list[str]:
         lines.append("  maps: " + ", ".join(f"{ESTIMATORS[name].label} ({e['samples']:,} samples)"
                                              for name, e in estimators.items())
                      + f"; accumulators {format_bytes(total)}")
+        for name, e in estimators.items():
+            if e.get("reliability") is not None:
+                missing = e["classes_without_map"]
+                lines.append(f"  {ESTIMATORS[name].label}: reliability {e['reliability']:.2f} over the classes with "
+                             f"a map" + (f" ({missing} class{'es have' if missing != 1 else ' has'} no map)"
+                                         if missing else ""))
     if "empty_classes" in entry:
         rate = f"; {entry['samples_per_second']:,.0f} samples/s" if entry.get("samples_per_second") else ""
         lines.append(f"  classes reached {entry['classes_reached']:,} of {len(entry['class_counts']):,}, empty "
@@ -1108,13 +1152,9 @@ def report(snapshot: ClassificationSnapshot) -> list[str]:
     lines = [f"{snapshot.samples_done:,} samples in {snapshot.seconds:.1f} s; most frequent classes {top}"]
     for estimator in snapshot.estimators:
         estimated = snapshot.maps_of(estimator)
-        convergence = snapshot.convergence.get(estimator)
-        mean = convergence.mean()[-1] if convergence is not None and convergence.per_class.shape[0] else float("nan")
         has_map = int(np.isfinite(estimated.of("mean")).all(1).sum())
-        reliability = f"{mean:.2f}" if np.isfinite(mean) else "not yet measured"
         lines.append(f"{ESTIMATORS[estimator].label}: maps of {has_map} of {snapshot.n_classes} classes from "
-                     f"{estimated.samples:,} samples; reliability (Spearman–Brown; mean over all classes, "
-                     f"absent or r < 0 counting as 0) {reliability}")
+                     f"{estimated.samples:,} samples; {mapped_reliability_text(snapshot.convergence.get(estimator))}")
     if snapshot.stein_cosine is not None and np.isfinite(snapshot.stein_cosine).any():
         exact = "exact for Gaussian noise" if snapshot.noise_kind == "gaussian" else "approximate for this noise"
         lines.append(f"Stein check: cosine(gradient, logit kernel) {np.nanmin(snapshot.stein_cosine):.3f}–"

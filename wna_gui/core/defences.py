@@ -18,7 +18,7 @@ Methods (../shared/SCIENCE.md, "Robustness lab"; `wna run defence --method M --m
   teacher's weights rather than starting a fresh student); deployed at T = 1,
   so its logits are ~T times larger than they were in training.
   Gradients are those of the authors' toolbox (∂/∂z = a − y, i.e. T × the
-  cross-entropy at T), so 2 epochs train at T = 50.
+  cross-entropy at T), so the default 1,200 steps train at T = 50.
 - ``distill-authors``: as the authors' script ran it: a typo (``distilatlion_nn``)
   left the output ReLU, so no temperature is ever applied: a control-like
   teacher, its outputs with dropout on (their forward pass in training mode)
@@ -33,7 +33,15 @@ Methods (../shared/SCIENCE.md, "Robustness lab"; `wna run defence --method M --m
 Fine-tuning, the authors' distillation and sleep start from a control: the
 ``--base`` model when given (a tadros_fc network), else the session's model
 when it is one, else the run trains a control first (its first stage; that
-control is stored too, as NAME-control). The run's unit is a step: a batch of
+control is stored too, as NAME-control).
+
+Budgets are SGD steps (``--steps``, default 1,200 per training stage: the
+papers' "2 epochs" are of 60,000 images at batch 100, ≈30 epochs of the 4,000
+bundled digits; ``--epochs`` still sets epochs instead). Training and held-out
+images are seeded, class-stratified subsets (core.images). Each model made is
+evaluated on the held-out subset by core.train.heldout_accuracy, the Robustness
+lab's clean-accuracy measurement, and the accuracy, the subset and the chance
+guard's verdict are stored in its ``extra``. The run's unit is a step: a batch of
 training or a time step of sleep; it pauses, cancels and resumes between
 chunks of steps (weights, optimiser momentum and sleep potentials are saved).
 """
@@ -53,12 +61,16 @@ from .data import DATASETS, ImageSet, bundled_mnist, load_dataset
 from .distortions import gaussian_blur, gaussian_noise, pgd
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
+from .images import SUBSET_RULE, describe_record, stratified_subset
 from .models import MNIST_CLASSES, ZOO, LoadedModel, build_zoo
 from .params import config_from_dict, config_to_dict, param
+from .records import require_float, require_int
 from .sleep import ControlMLP, SleepParams, Sleeper, input_scales, input_spikes
+from .train import at_chance, chance_limit, correct_answers, heldout_accuracy
 
 KIND = "defence"
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: image subsets stratified and recorded, budgets in steps, evaluation stored with models
+LEGACY_FIRST_N = "first"  # the subset rule of version-1 runs: the first N images
 METHODS = {
     "control": "Control network (784-1200-1200-10)",
     "finetune-noise": "Fine-tuned on Gaussian noise",
@@ -78,6 +90,7 @@ CONTROL_ARCH, DISTILL_ARCH = "tadros_fc", "tadros_fc_logits"
 NOISE_LEVELS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9)  # variances, the lab's
 BLUR_LEVELS = (0.0, 0.8, 1.6, 2.4, 3.2, 4.0)  # σ, spanning the lab's 0…4
 PGD_TRAINING = dict(eps=0.031, steps=10, step=0.007)
+DEFAULT_STEPS = 1200  # the papers' 2 epochs of 60,000 images at batch 100 (../shared/SCIENCE.md)
 TRAIN_CHUNK = 20  # batches per unit of work (pause, cancel and save between)
 SLEEP_CHUNK = 1000  # sleep time steps per unit
 RASTER_STEPS = 200  # time steps of each chunk kept for the raster
@@ -99,14 +112,17 @@ class DefenceConfig:
                          choices=DATASET_LABELS)
     data_dir: str = param("", "Data folder", "folder of a torchvision dataset (not needed for bundled)",
                           kind="text", role="runtime")
-    train_images: int = param(0, "Images used", "train on the first N images of the set (0: all)", low=0,
-                              high=10**7)
-    eval_images: int = param(1000, "Held-out images", "test images the accuracy curves are measured on",
-                             low=1, high=100_000)
-    epochs: int = param(2, "Epochs", "epochs of each training stage (the sleep paper: 2; the noisy-ResNet "
-                        "report: 200)", low=1, high=10_000)
+    train_images: int = param(0, "Images used", "train on a seeded, class-stratified subset of N images of the "
+                              "set (0: all)", low=0, high=10**7)
+    eval_images: int = param(1000, "Held-out images", "held-out test images (a seeded, class-stratified subset) "
+                             "the accuracies are measured on", low=1, high=100_000)
+    steps: int = param(DEFAULT_STEPS, "SGD steps", "SGD steps of each training stage; the papers' \"2 epochs\" of "
+                       "60,000 images at batch 100 are ≈1,200 steps (≈30 epochs of the 4,000 bundled digits)",
+                       low=1, high=10**8)
+    epochs: int = param(0, "Epochs", "epochs of each training stage instead of the steps (0: use the steps)",
+                        low=0, high=10_000)
     lr: float | None = param(None, "Learning rate", "SGD learning rate (none: the papers': 0.1 to train, 0.05 "
-                             "to fine-tune)", kind="float", optional=True, low=1e-6, high=10.0, decimals=4)
+                             "to fine-tune)", kind="float", optional=True, low=1e-6, high=10.0, decimals=6)
     batch_size: int = param(100, "Batch size", "images per SGD step", low=1, high=4096)
     temperature: float = param(50.0, "Temperature T", "softmax temperature of defensive distillation", low=1.0,
                                high=1000.0, decimals=1)
@@ -115,8 +131,11 @@ class DefenceConfig:
     depth: str = param("resnet20", "ResNet", "depth of the noisy ResNets", choices=DEPTHS)
     adversarial_training: bool = param(False, "PGD adversarial training", "train the noisy ResNets on PGD "
                                        "examples (ε 0.031, 10 steps of 0.007, random start)")
-    seed: int = param(0, "Seed", "seed of the initial weights, batch order, dropout, distortions and spikes",
-                      low=0, high=2**31 - 1)
+    seed: int = param(0, "Seed", "seed of the initial weights, image subsets, batch order, dropout, distortions "
+                      "and spikes", low=0, high=2**31 - 1)
+    chance_floor: float = param(0.0, "At-chance floor", "a trained model whose held-out accuracy is below this "
+                                "(or below twice chance) is marked at chance", low=0.0, high=1.0, step=0.05,
+                                decimals=3)
     snapshot_seconds: float = 0.2
 
     def __post_init__(self) -> None:
@@ -152,17 +171,29 @@ class DefenceConfig:
 # --- data ---
 
 
-def training_images(config: DefenceConfig) -> tuple[ImageSet, ImageSet]:
-    """(training set, held-out set) of the config (the first ``eval_images`` test images)."""
+def training_images(config: DefenceConfig, rule: str = SUBSET_RULE) -> tuple[ImageSet, ImageSet, dict]:
+    """(training set, held-out set, their subset records): seeded, class-stratified subsets of ``train_images``
+    and ``eval_images`` images. ``rule`` "first" keeps the first N (runs recorded before subsets were drawn)."""
     if config.dataset == "bundled":
         train, test = bundled_mnist("train"), bundled_mnist("heldout")
     else:
         root = config.data_dir or None
         train = load_dataset(config.dataset, root, train=True)
         test = load_dataset(config.dataset, root, train=False)
-    if config.train_images:
-        train = train.subset(slice(0, config.train_images))
-    return train, test.subset(slice(0, config.eval_images))
+    records = {}
+    picked = []
+    for role, images, n in (("train", train, config.train_images), ("heldout", test, config.eval_images)):
+        if rule == LEGACY_FIRST_N:
+            chosen = images.subset(slice(0, n)) if n else images
+            records[role] = {"rule": LEGACY_FIRST_N, "requested": int(n), "size": len(chosen),
+                             "label_counts": np.bincount(chosen.labels.numpy(), minlength=len(images.class_names))
+                             .tolist()}
+        else:
+            subset = stratified_subset(images.labels.numpy(), n, config.seed, len(images.class_names))
+            chosen = images if subset.indices.size == len(images) else images.subset(torch.from_numpy(subset.indices))
+            records[role] = subset.record()
+        picked.append(chosen)
+    return picked[0], picked[1], records
 
 
 def _data_shape(config: DefenceConfig) -> tuple[int, int, int]:
@@ -193,7 +224,16 @@ def _stage(name: str, kind: str, epochs: int = 0, lr: float = 0.0, loss: str = "
 
 
 def plan_stages(config: DefenceConfig, train_control: bool) -> list[dict]:
-    """The stages a method runs, in order (a control first when it has none to start from)."""
+    """The stages a method runs, in order (a control first when it has none to start from); a training stage
+    runs ``steps`` SGD steps, or ``epochs`` epochs when those are given."""
+    stages = _method_stages(config, train_control)
+    for stage in stages:
+        if stage["kind"] == "train":
+            stage["steps"] = 0 if config.epochs else int(config.steps)
+    return stages
+
+
+def _method_stages(config: DefenceConfig, train_control: bool) -> list[dict]:
     lr = config.lr
     e = config.epochs
     control = _stage("control", "train", e, lr or 0.1, "squared_error", title="control")
@@ -261,13 +301,15 @@ class DefenceState:
     control_made: LoadedModel | None = None
     epoch_loss: float = 0.0
     epoch_batches: int = 0
+    subsets: dict = field(default_factory=dict)  # "train", "heldout" → images.Subset.record()
 
     # --- progress ---
 
     def stage_steps(self, stage: dict) -> int:
         if stage["kind"] == "sleep":
             return int(self.config.sleep_steps)
-        return stage["epochs"] * _batches(self.n_train, self.config.batch_size)
+        # Version-1 stages have no "steps": their budget was epochs.
+        return stage.get("steps") or stage["epochs"] * _batches(self.n_train, self.config.batch_size)
 
     @property
     def progress_done(self) -> int:
@@ -283,7 +325,7 @@ class DefenceState:
 
     @staticmethod
     def budget_of(config: DefenceConfig) -> int:
-        return config.epochs
+        return config.epochs or config.steps
 
     @staticmethod
     def new_run_text(config: DefenceConfig) -> str:
@@ -333,7 +375,36 @@ class DefenceState:
             spike_log=spikes, raster=tuple(np.array(r) for r in self.raster), raster_start=self.raster_start,
             histograms={k: np.array(v) for k, v in self.weight_histograms().items()},
             sleep_alphas=tuple(self.sleep_alphas), accuracy=dict(self.accuracy),
-            models=tuple(self.made_models()), class_names=self.class_names)
+            models=tuple(self.made_models()), class_names=self.class_names, notes=self.notes(),
+            at_chance=self.at_chance(), steps_per_epoch=_batches(self.n_train, self.config.batch_size))
+
+    def at_chance(self) -> tuple[str, ...]:
+        """The held-out accuracies (keys of ``accuracy``) of this run's models that the chance guard marks."""
+        limit = chance_limit(len(self.class_names), self.config.chance_floor)
+        return tuple(key for key in ("control", "final") if key in self.accuracy and self.accuracy[key] < limit)
+
+    def notes(self) -> tuple[str, ...]:
+        """What the panel, `wna info` and the exports say beside the numbers: budget, images, chance warnings."""
+        config = self.config
+        train = [s for s in self.stages if s["kind"] == "train"]
+        lines = []
+        if train:
+            steps = self.stage_steps(train[0])
+            per_epoch = _batches(self.n_train, config.batch_size)
+            lines.append(f"budget: {steps:,} SGD steps per training stage at batch {config.batch_size} "
+                         f"({steps / per_epoch:.3g} epochs of {self.n_train:,} images; the papers' 2 epochs of "
+                         f"60,000 images are ≈{DEFAULT_STEPS:,} steps)")
+        if self.subsets:
+            lines.append("images: " + "; ".join(f"{role} {describe_record(record)}"
+                                                 for role, record in self.subsets.items()))
+        limit = chance_limit(len(self.class_names), config.chance_floor)
+        names = {"control": f"{self.model_name}-control" if self.base == "trained in this run" else "control",
+                 "final": self.model_name}
+        for key in self.at_chance():
+            lines.append(f"warning: model {names[key]!r} is at chance: held-out accuracy {self.accuracy[key]:.3f} "
+                         f"< {limit:.3f} (chance {1 / len(self.class_names):.3f}); it gets no thresholds or κ. "
+                         "Train longer (--steps) or change the learning rate (--lr)")
+        return tuple(lines)
 
     # --- records ---
 
@@ -344,7 +415,7 @@ class DefenceState:
             "stages": self.stages, "n_train": self.n_train, "stage": self.stage, "position": self.position,
             "steps_done": self.steps_done, "seconds": self.seconds, "sleep_alphas": list(self.sleep_alphas),
             "raster_start": self.raster_start, "accuracy": self.accuracy, "epoch_loss": self.epoch_loss,
-            "epoch_batches": self.epoch_batches,
+            "epoch_batches": self.epoch_batches, "subsets": self.subsets,
         }
         arrays: dict[str, np.ndarray] = {
             "logs/loss": np.asarray(self.loss_log, dtype=np.float64).reshape(-1, 4),
@@ -374,10 +445,15 @@ class DefenceState:
         state = cls(config=config, architecture=meta["architecture"], class_names=tuple(meta["class_names"]),
                     input_shape=tuple(int(s) for s in meta["input_shape"]), base=meta["base"],
                     stages=[dict(s) for s in meta["stages"]], n_train=int(meta["n_train"]),
-                    stage=int(meta["stage"]), position=int(meta["position"]), steps_done=int(meta["steps_done"]),
-                    seconds=float(meta["seconds"]), sleep_alphas=[float(a) for a in meta["sleep_alphas"]],
-                    raster_start=int(meta["raster_start"]), accuracy=dict(meta["accuracy"]),
-                    epoch_loss=float(meta["epoch_loss"]), epoch_batches=int(meta["epoch_batches"]))
+                    stage=require_int(meta["stage"], "meta stage"), position=require_int(meta["position"], "meta position"),
+                    steps_done=require_int(meta["steps_done"], "meta steps_done"),
+                    seconds=require_float(meta["seconds"], "meta seconds", 0),
+                    sleep_alphas=[require_float(a, "meta sleep_alphas") for a in meta["sleep_alphas"]],
+                    raster_start=require_int(meta["raster_start"], "meta raster_start"),
+                    accuracy={k: require_float(v, f"meta accuracy {k}", 0, 1) for k, v in dict(meta["accuracy"]).items()},
+                    epoch_loss=require_float(meta["epoch_loss"], "meta epoch_loss"),
+                    epoch_batches=require_int(meta["epoch_batches"], "meta epoch_batches"),
+                    subsets={k: dict(v) for k, v in meta.get("subsets", {}).items()})
         state.loss_log = [tuple(row) for row in np.asarray(arrays["logs/loss"]).tolist()]
         state.epoch_log = [tuple(row) for row in np.asarray(arrays["logs/epochs"]).tolist()]
         state.spike_log = [tuple(int(v) for v in row) for row in np.asarray(arrays["logs/spikes"]).tolist()]
@@ -444,6 +520,9 @@ class DefenceSnapshot(ProgressView):
     accuracy: dict
     models: tuple[str, ...]
     class_names: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # budget, image subsets, at-chance warnings (DefenceState.notes)
+    steps_per_epoch: int = 0
+    at_chance: tuple[str, ...] = ()  # keys of ``accuracy`` the chance guard marks
 
     @property
     def has_sleep(self) -> bool:
@@ -542,7 +621,7 @@ class DefenceExperiment(Experiment):
                                    f"{config.dataset} images {len(names)}")
         architecture = architecture_of(config)
         stages = plan_stages(config, train_control=source == "trained in this run")
-        n_train = len(training_images(config)[0])
+        train, _, subsets = training_images(config)
         if start is not None:
             net = copy.deepcopy(start.net).cpu()
         else:
@@ -550,15 +629,16 @@ class DefenceExperiment(Experiment):
                 torch.manual_seed(_seed(config.seed, 0))
                 net = build_zoo(architecture, len(names))
         return DefenceState(config=config, architecture=architecture, class_names=tuple(names), input_shape=shape,
-                            base=source if config.method in NEEDS_CONTROL else "", stages=stages, n_train=n_train,
-                            net=net)
+                            base=source if config.method in NEEDS_CONTROL else "", stages=stages,
+                            n_train=len(train), net=net, subsets=subsets)
 
     # --- the work ---
 
     @property
     def data(self) -> tuple[ImageSet, ImageSet]:
         if self._data is None:
-            self._data = training_images(self.config)
+            rule = self.state.subsets.get("train", {}).get("rule", SUBSET_RULE)
+            self._data = training_images(self.config, rule)[:2]
         return self._data
 
     def prepare(self) -> None:
@@ -687,15 +767,21 @@ class DefenceExperiment(Experiment):
         return np.concatenate(out).astype(np.float32)
 
     def _accuracy(self, net: nn.Module | None = None) -> float:
+        """Held-out accuracy of the network being trained (the training curves)."""
         _, test = self.data
         net = net or self.state.net
         net.eval()
-        correct = 0
-        with torch.no_grad():
-            for start in range(0, len(test), 1000):
-                out = net(test.images[start:start + 1000].to(self.device))
-                correct += int((out.argmax(1).cpu() == test.labels[start:start + 1000]).sum())
-        return correct / max(len(test), 1)
+        return float(correct_answers(net, test.images, test.labels, 1000, self.device).mean())
+
+    def _evaluated(self, model: LoadedModel) -> float:
+        """A made model's held-out accuracy, measured as the Robustness lab measures clean accuracy and stored
+        with the model, with the chance guard's verdict."""
+        _, test = self.data
+        accuracy = heldout_accuracy(model, test, self.device)
+        model.extra.update({"heldout_accuracy": accuracy, "heldout_images": self.state.subsets.get("heldout", {}),
+                            "at_chance": at_chance(accuracy, model.n_classes, self.config.chance_floor),
+                            "training_steps": self.state.steps_done})
+        return accuracy
 
     # --- sleep ---
 
@@ -741,16 +827,16 @@ class DefenceExperiment(Experiment):
             state.sleep_start, state.sleep_weights, state.sleep_potentials = [], [], []
             self._sleeper = None
         if stage["name"] in ("control", "teacher") and state.base == "trained in this run":
-            state.accuracy["control"] = self._accuracy()
             state.control_made = self._loaded(copy.deepcopy(net).cpu(), CONTROL_ARCH, "control")
+            state.accuracy["control"] = self._evaluated(state.control_made)
         state.stage += 1
         state.position = 0
         state.optimizer_state = {}
         state.soft_labels = None if stage["labels"] == "soft" else state.soft_labels
         self._optimizer = None
         if state.finished:
-            state.accuracy["final"] = self._accuracy()
             state.made = self._loaded(net.cpu(), state.architecture, self.config.method)
+            state.accuracy["final"] = self._evaluated(state.made)
             state.net = None
             state.soft_labels = None
 
@@ -758,9 +844,10 @@ class DefenceExperiment(Experiment):
         net.eval()
         loss = "squared_error" if architecture == CONTROL_ARCH else "cross_entropy"
         spec = ZOO[architecture].input_spec
-        model = LoadedModel("zoo", architecture, net, spec, self.state.class_names,
-                            extra={"loss": loss, "defence": method, "trained_on": self.config.dataset})
-        return model
+        extra = {"loss": loss, "defence": method, "trained_on": self.config.dataset}
+        if architecture == DISTILL_ARCH:  # the Robustness lab also attacks its logits/T (gradient masking)
+            extra["temperature"] = float(self.config.temperature)
+        return LoadedModel("zoo", architecture, net, spec, self.state.class_names, extra=extra)
 
 
 def _raster_units(net: ControlMLP) -> list[torch.Tensor]:
@@ -780,9 +867,10 @@ def _raster_units(net: ControlMLP) -> list[torch.Tensor]:
 def write_curves_csv(snapshot: DefenceSnapshot, path: Path) -> Path:
     path = Path(path)
     with path.open("w") as fh:
-        fh.write("stage,stage_title,epoch,train_loss,heldout_accuracy\n")
+        fh.write("stage,stage_title,epoch,sgd_steps,train_loss,heldout_accuracy\n")
         for stage, epoch, loss, accuracy in snapshot.epoch_log:
-            fh.write(f"{int(stage)},{snapshot.stage_titles[int(stage)]},{epoch:g},{loss:.6g},{accuracy:.6g}\n")
+            fh.write(f"{int(stage)},{snapshot.stage_titles[int(stage)]},{epoch:g},"
+                     f"{round(epoch * snapshot.steps_per_epoch)},{loss:.6g},{accuracy:.6g}\n")
     return path
 
 
@@ -813,12 +901,22 @@ ARTEFACTS = (
 # --- `wna info` and `wna run` text ---
 
 
+def _migrate_v1(meta: dict, arrays: dict) -> tuple[dict, dict]:
+    """Version 1 trained on the first N images and counted its budget in epochs (its stages keep theirs)."""
+    config = meta["config"]
+    meta = {**meta, "config": {**config, "epochs": config.get("epochs", 2)},
+            "subsets": {role: {"rule": LEGACY_FIRST_N, "requested": int(config.get(key, default))}
+                        for role, key, default in (("train", "train_images", 0), ("heldout", "eval_images", 1000))}}
+    return meta, arrays
+
+
 def summary(state: DefenceState) -> dict:
     out = {"samples_done": state.steps_done, "samples_total": state.progress_total, "finished": state.finished,
            "compute_seconds": round(state.seconds, 3), "method": state.config.method,
            "model_name": state.model_name, "architecture": state.architecture, "base": state.base,
            "stages": [s["title"] for s in state.stages], "models_made": sorted(state.made_models()),
-           "accuracy": {k: round(v, 6) for k, v in state.accuracy.items()}}
+           "accuracy": {k: round(v, 6) for k, v in state.accuracy.items()}, "subsets": state.subsets,
+           "at_chance": list(state.at_chance()), "notes": list(state.notes())}
     stats = state.snapshot().layer_stats()
     if stats:
         out["sleep_weights_changed"] = [round(s[0], 6) for s in stats]
@@ -832,7 +930,10 @@ def describe(entry: dict) -> list[str]:
              f"{entry['samples_done']:,} of {entry['samples_total']:,} steps{status}",
              f"  stages: {', '.join(entry['stages'])}" + (f"; control: {entry['base']}" if entry["base"] else "")]
     if entry["accuracy"]:
-        lines.append("  held-out accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in entry["accuracy"].items()))
+        marked = entry.get("at_chance", ())
+        lines.append("  held-out accuracy: " + ", ".join(f"{k} {v:.3f}" + (" (at chance)" if k in marked else "")
+                                                          for k, v in entry["accuracy"].items()))
+    lines += [f"  {note}" for note in entry.get("notes", ())]
     if entry.get("sleep_weights_changed"):
         lines.append("  sleep changed " + ", ".join(f"{100 * f:.1f}%" for f in entry["sleep_weights_changed"])
                      + " of the weights per layer; share of |ΔW| on negative weights "
@@ -846,7 +947,10 @@ def report(snapshot: DefenceSnapshot) -> list[str]:
     lines = [f"{snapshot.samples_done:,} steps in {snapshot.seconds:.1f} s; models: "
              f"{', '.join(snapshot.models) or 'none yet'}"]
     if snapshot.accuracy:
-        lines.append("held-out accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in snapshot.accuracy.items()))
+        lines.append("held-out accuracy: " + ", ".join(f"{k} {v:.3f}" + (" (at chance)" if k in snapshot.at_chance
+                                                                          else "")
+                                                       for k, v in snapshot.accuracy.items()))
+    lines += list(snapshot.notes)
     for i, (changed, negative, _) in enumerate(snapshot.layer_stats()):
         lines.append(f"sleep, layer {i + 1}: {100 * changed:.1f}% of weights changed, {100 * negative:.0f}% of "
                      "|ΔW| on negative weights")
@@ -858,7 +962,8 @@ EXPERIMENT = ExperimentSpec(
     command="defence",
     title="Defences",
     help="train a defended model (control, fine-tuned on noise or blur, distilled, slept, noisy ResNet or "
-         "ensemble) and store it in the session",
+         "ensemble) and store it in the session; every training stage runs 1,200 SGD steps by default (the papers' "
+         "2 epochs of 60,000 images at batch 100), and the held-out accuracy is stored with the model",
     config=DefenceConfig,
     state=DefenceState,
     experiment=DefenceExperiment,
@@ -866,6 +971,7 @@ EXPERIMENT = ExperimentSpec(
     panel="defences",
     artefacts=ARTEFACTS,
     record_version=RECORD_VERSION,
+    migrations={1: _migrate_v1},
     requires=(Requirement("base", "model", "the control a fine-tuning, authors' distillation or sleep run starts "
                           "from (without it: the session's model when it is a control, else the run trains one "
                           "first)", optional=True),),

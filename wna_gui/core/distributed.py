@@ -34,6 +34,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Iterable, Iterator
@@ -291,6 +292,19 @@ def supports_blocks(experiment) -> bool:
     return all(hasattr(state, name) for name in ("done", "blank", "statistics", "merge"))
 
 
+@contextmanager
+def _with_every_worker():
+    """A collective that fails because a worker is gone (killed, crashed, hung past the timeout) stops this one
+    with a one-line EngineError instead of the backend's report."""
+    try:
+        yield
+    except RuntimeError as exc:  # gloo's and NCCL's errors (DistBackendError is one)
+        if isinstance(exc, EngineError):
+            raise
+        raise EngineError("lost another torchrun worker mid-run (it stopped or stopped answering); the session "
+                          "holds the run as last saved: continue it with --resume") from None
+
+
 def _flags(context: DistributedContext, values: list[int]) -> list[int]:
     """The element-wise maximum of ``values`` over every rank (one small all-reduce)."""
     import torch
@@ -298,7 +312,8 @@ def _flags(context: DistributedContext, values: list[int]) -> list[int]:
 
     device = f"cuda:{torch.cuda.current_device()}" if context.backend == "nccl" else "cpu"
     tensor = torch.tensor(values, dtype=torch.int64, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    with _with_every_worker():
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return [int(v) for v in tensor.cpu()]
 
 
@@ -306,7 +321,8 @@ def _gather(context: DistributedContext, statistics: dict) -> list[dict] | None:
     import torch.distributed as dist
 
     gathered = [None] * context.world_size if context.is_main else None
-    dist.gather_object(statistics, gathered, dst=0)
+    with _with_every_worker():
+        dist.gather_object(statistics, gathered, dst=0)
     return gathered
 
 

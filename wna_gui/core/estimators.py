@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from .accumulators import ClassAccumulator, ClassMaps, batch_class_stats
+from .records import require_moments
 
 VIEWS = ("mean", "centered", "zmap")
 # Above this many classes a snapshot holds maps of the TOP_CLASSES most frequent classes only (the
@@ -320,6 +321,8 @@ class KernelAccumulator:
         rows, features = cross.shape
         _check_shapes("logit", state, {"x_mean": (features,), "x_m2": (features,), "z_mean": (rows,),
                                        "z_m2": (rows,)})
+        require_moments("logit", state, counts=("count",), finite=("x_mean", "z_mean", "cross"),
+                        non_negative=("x_m2", "z_m2"))
         out = cls(rows - 1, features)
         out.count = _state_count(state["count"])
         for name in cls.FIELDS[1:]:
@@ -425,6 +428,8 @@ class WeightedAccumulator:
         classes, features = mean.shape
         _check_shapes("prob", state, {"x_mean": (features,), "x_m2": (features,), "weight": (classes,),
                                       "weight_sq": (classes,)})
+        require_moments("prob", state, counts=("count",), finite=("x_mean", "mean"),
+                        non_negative=("x_m2", "weight", "weight_sq"))
         out = cls(classes, features)
         out.count = _state_count(state["count"])
         for name in cls.FIELDS[1:]:
@@ -540,6 +545,7 @@ class GradientAccumulator:
             raise ValueError(f"gradient accumulator field 'mean' has shape {mean.shape}, expected (K + 1, D)")
         rows, features = mean.shape
         _check_shapes("gradient", state, {"count": (rows,), "m2": (rows, features)})
+        require_moments("gradient", state, counts=("count",), finite=("mean",), non_negative=("m2",))
         out = cls(rows - 1, features)
         out.count = np.array(state["count"], dtype=np.int64)
         out.mean = np.array(mean)
@@ -644,6 +650,7 @@ class SignalAccumulator:
         _check_shapes("signal", state, {"trials": (k, k)})
         if out.signals.n_classes != k or out.signals.n_features != out.responses.n_features:
             raise ValueError("signal accumulator parts disagree in classes or features")
+        require_moments("signal", state, counts=("trials",))
         out.trials = np.array(state["trials"], dtype=np.int64)
         return out
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 from .control import RunControl
 from .driver import drive
-from .models import LoadedModel
+from .models import LoadedModel, unseal
 from .params import changed_roles, params
 from .runtime import Runtime
 
@@ -65,12 +65,14 @@ class InputError(ValueError):
     """A required input is missing from the session; one line naming it and how to make it."""
 
 
-def resolve_inputs(spec: "ExperimentSpec", session, chosen: dict[str, str | None] | None = None
-                   ) -> tuple[dict[str, str], dict[str, Any]]:
+def resolve_inputs(spec: "ExperimentSpec", session, chosen: dict[str, str | None] | None = None,
+                   trusted: tuple[str, ...] = ()) -> tuple[dict[str, str], dict[str, Any]]:
     """(role → recorded name, role → object) of ``spec``'s inputs in ``session``.
 
     ``chosen`` names a run or model per role (None: the default); a missing
-    input that is not optional raises InputError.
+    input that is not optional raises InputError. Models a run will use are
+    loaded: a sealed code-bearing one only if ``trusted`` (or remembered trust)
+    holds its sha256, else UntrustedModelError (core/trust.py).
     """
     from .registry import spec_of
 
@@ -89,6 +91,8 @@ def resolve_inputs(spec: "ExperimentSpec", session, chosen: dict[str, str | None
             if not picked and not need.optional:
                 raise InputError(f"{spec.command} needs a model for {need.role}: name one with {need.cli} "
                                  f"(the session has: {', '.join(available) or 'none'})")
+            for name in picked:
+                available[name] = unseal(available[name], trusted)
             if need.many:
                 objects[need.role] = {name: available[name] for name in picked}
             elif picked:
@@ -148,7 +152,8 @@ class ExperimentSpec:
     def snapshot(self, state, model: LoadedModel | None = None):
         """What a saved run shows: from its state alone, plus model-dependent extras when a model is given."""
         snapshot = state.snapshot()
-        if model is not None and self.annotate is not None:
+        # A sealed (untrusted, code-bearing) model is never run: the stored results show without its extras.
+        if model is not None and not model.sealed and self.annotate is not None:
             snapshot = self.annotate(snapshot, model)
         return snapshot
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -22,6 +23,7 @@ from .noisy_resnet import ZOO_VARIANTS as NOISY_VARIANTS
 from .noisy_resnet import build_variant as build_noisy_variant
 from .resources import resource_path
 from .sleep import ControlMLP
+from .trust import is_trusted, remember_trust, sha256_of
 
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -36,6 +38,15 @@ EMBED_WEIGHTS_LIMIT = 64 * 2**20
 
 class ModelError(ValueError):
     """A model cannot be built or loaded; the message names the problem."""
+
+
+class UntrustedModelError(ModelError):
+    """A run needs a code-bearing model the user has not trusted; the message names it, its origin and sha256."""
+
+
+# Model kinds stored as programs: loading a TorchScript archive runs code it carries (``__setstate__``, scripted
+# methods). Read from a session, such a model stays sealed until the user trusts its exact bytes (core/trust.py).
+CODE_KINDS = ("torchscript",)
 
 
 @dataclass(frozen=True)
@@ -229,6 +240,9 @@ class LoadedModel:
     class_names: tuple[str, ...]
     weights_path: str | None = None
     extra: dict = field(default_factory=dict)
+    archive: bytes | None = None  # a code-bearing model's file, byte for byte as loaded (what sessions store)
+
+    sealed = False  # True for a code-bearing model read from a file and not loaded (SealedModel)
 
     def __post_init__(self) -> None:
         self.net.eval()
@@ -268,9 +282,13 @@ class LoadedModel:
                           tensor.view(torch.int16).numpy().tobytes())
         return digest.hexdigest()
 
+    def archive_sha256(self) -> str | None:
+        """sha256 of a code-bearing model's archive bytes (what trust is given to); None for plain weights."""
+        return sha256_of(self.archive) if self.archive is not None else None
+
     def describe(self) -> dict:
         """JSON-friendly description stored in sessions."""
-        return {
+        description = {
             "kind": self.kind,
             "architecture": self.architecture,
             "input_spec": self.input_spec.to_dict(),
@@ -280,6 +298,95 @@ class LoadedModel:
             "n_parameters": int(sum(p.numel() for p in self.net.parameters())),
             **self.extra,
         }
+        if self.archive is not None:
+            description["archive_sha256"] = self.archive_sha256()
+        return description
+
+
+class _SealedNet(nn.Module):
+    """Stands in for a code-bearing network that was not loaded: using it is the one-line trust error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def forward(self, *args, **kwargs):
+        raise UntrustedModelError(self.message)
+
+
+class SealedModel(LoadedModel):
+    """A code-bearing model read from a session and never loaded: its description and exact bytes only.
+
+    It shows (name, classes, input shape), saves byte for byte and exports stored results; anything that would
+    run it raises :class:`UntrustedModelError` until :func:`unseal` loads it for a user who trusts it.
+    """
+
+    sealed = True
+
+    def __init__(self, description: dict, blob: bytes | None, label: str, origin: str) -> None:
+        self.description = dict(description)
+        self.label, self.origin = label, origin
+        self.stored_sha256 = sha256_of(blob) if blob is not None else None
+        super().__init__(description.get("kind", "torchscript"), description.get("architecture", "torchscript"),
+                         _SealedNet(""), InputSpec.from_dict(description["input_spec"]),
+                         tuple(str(name) for name in description.get("class_names") or ()),
+                         weights_path=description.get("weights_path"), archive=blob)
+        self.net.message = untrusted_message(self)
+
+    def weights_sha256(self) -> str:
+        return str(self.description.get("weights_sha256", ""))
+
+    def archive_sha256(self) -> str | None:
+        """The sha256 of the bytes that would run: the embedded archive's, else the referenced file's now."""
+        if self.stored_sha256 is not None:
+            return self.stored_sha256
+        path = self.weights_path
+        return sha256_of(path) if path and Path(path).is_file() else None
+
+    def describe(self) -> dict:
+        return dict(self.description)
+
+    def layers(self) -> dict[str, nn.Module]:
+        return {}
+
+
+def untrusted_message(model: SealedModel) -> str:
+    sha = model.archive_sha256()
+    source = "embedded in the session" if model.stored_sha256 is not None else \
+        f"referenced file {model.weights_path}" if model.weights_path else "no stored archive"
+    if sha is None:
+        return (f"{model.label} in {model.origin} is a TorchScript model whose archive is missing "
+                f"({source}); it cannot be loaded")
+    return (f"{model.label} in {model.origin} is a TorchScript model ({source}); loading it runs code stored in "
+            f"the file, so it is not loaded unless you trust it: sha256 {sha}; add --trust-model {sha} "
+            "(the app asks)")
+
+
+def unseal(model: LoadedModel, trusted: tuple[str, ...] | set[str] = ()) -> LoadedModel:
+    """``model`` ready to run: a sealed one is loaded only when its archive's sha256 is trusted (``trusted`` or
+    remembered), else :class:`UntrustedModelError`. Trust is checked on the very bytes that are loaded."""
+    if not model.sealed:
+        return model
+    sha = model.archive_sha256()
+    if sha is None or not is_trusted(sha, set(trusted)):
+        error = UntrustedModelError(untrusted_message(model))
+        error.model = model  # the app asks the user about this very model
+        raise error
+    description = model.describe()
+    spec = InputSpec.from_dict(description["input_spec"])
+    if model.archive is not None:
+        loaded = _torchscript_from_bytes(model.archive, spec, model.class_names, model.label,
+                                         weights_path=model.weights_path)
+    else:
+        data = Path(model.weights_path).read_bytes()
+        if sha256_of(data) != sha:  # the file changed between the check and the read
+            raise UntrustedModelError(untrusted_message(model))
+        loaded = _torchscript_from_bytes(data, spec, model.class_names, model.label, weights_path=model.weights_path)
+    if loaded.weights_sha256() != model.weights_sha256():
+        raise ModelError(f"{model.label} in {model.origin}: its weights do not match their recorded sha256 "
+                         "(file damaged?)")
+    loaded.extra.update({k: v for k, v in description.items() if k not in _DESCRIPTION_KEYS})
+    return loaded
 
 
 def serialize_state_dict(state: dict[str, torch.Tensor]) -> bytes:
@@ -365,17 +472,29 @@ def load_default() -> LoadedModel:
 
 def load_torchscript(path: str | Path, input_shape: tuple[int, ...], class_names=None,
                      mean=(0.0,), std=(1.0,)) -> LoadedModel:
+    """A TorchScript file the user chose: choosing it is trusting it, so its sha256 is remembered as trusted."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"TorchScript file not found: {path}")
-    try:
-        net = torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:
-        raise ModelError(f"{path} is not a TorchScript model ({type(exc).__name__})") from None
+    data = path.read_bytes()
     spec = InputSpec(tuple(int(s) for s in input_shape), tuple(mean), tuple(std))
-    names = tuple(class_names) if class_names else _probe_class_names(net, spec, path.name)
-    model = LoadedModel("torchscript", "torchscript", net, spec, names, weights_path=str(path))
+    model = _torchscript_from_bytes(data, spec, class_names, str(path), weights_path=str(path))
+    remember_trust(sha256_of(data), path.name, str(path))
     return model
+
+
+def _torchscript_from_bytes(data: bytes, spec: InputSpec, class_names, label: str,
+                            weights_path: str | None = None) -> LoadedModel:
+    """Runs the archive's code: call only for a file the user chose or trusts."""
+    try:
+        with warnings.catch_warnings():
+            # torch.jit is deprecated in favour of torch.export; a user's TorchScript file still has to load.
+            warnings.simplefilter("ignore", FutureWarning)
+            net = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    except Exception as exc:
+        raise ModelError(f"{label} is not a TorchScript model ({type(exc).__name__})") from None
+    names = tuple(class_names) if class_names else _probe_class_names(net, spec, Path(label).name)
+    return LoadedModel("torchscript", "torchscript", net, spec, names, weights_path=weights_path, archive=data)
 
 
 def _probe_class_names(net: nn.Module, spec: InputSpec, label: str) -> tuple[str, ...]:
@@ -492,8 +611,10 @@ def model_record(model: LoadedModel) -> tuple[dict, bytes | None]:
     """(description, weights blob), serialised from the loaded network itself (never re-read from
     ``weights_path``, which may have moved or changed). The blob is None only when it is too large
     to embed and a weights file to reference exists; otherwise the session could not be reopened."""
-    buffer = io.BytesIO()
-    if model.kind == "torchscript":
+    if model.archive is not None:  # a code-bearing model keeps the exact bytes it was loaded (and trusted) from
+        blob = model.archive
+    elif model.kind in CODE_KINDS:
+        buffer = io.BytesIO()
         torch.jit.save(model.net, buffer)
         blob = buffer.getvalue()
     else:
@@ -504,11 +625,16 @@ def model_record(model: LoadedModel) -> tuple[dict, bytes | None]:
 
 
 _DESCRIPTION_KEYS = ("kind", "architecture", "input_spec", "class_names", "weights_path", "weights_sha256",
-                     "n_parameters")
+                     "n_parameters", "archive_sha256")
 
 
-def model_from_record(desc: dict, blob: bytes | None) -> LoadedModel:
+def model_from_record(desc: dict, blob: bytes | None, label: str = "the model", origin: str = "the session") \
+        -> LoadedModel:
+    """The model a session describes, rebuilt from data alone: architectures by name, weights as tensors
+    (``weights_only``). A code-bearing model comes back sealed (never loaded here; see :func:`unseal`)."""
     kind, arch = desc["kind"], desc["architecture"]
+    if kind in CODE_KINDS:
+        return SealedModel(desc, blob, label, origin)
     names = tuple(desc.get("class_names") or ())
     if kind == "default" and blob is None:
         return load_default()
@@ -522,14 +648,11 @@ def model_from_record(desc: dict, blob: bytes | None) -> LoadedModel:
             model.extra["resource"] = desc.get("resource", DEFAULT_MODEL_FILE)
         return model
     spec = InputSpec.from_dict(desc["input_spec"])
-    if kind == "torchscript":
-        if blob is None:
-            return load_torchscript(desc["weights_path"], spec.shape, names, spec.mean, spec.std)
-        net = torch.jit.load(io.BytesIO(blob), map_location="cpu")
-        return LoadedModel("torchscript", "torchscript", net, spec, names, weights_path=desc.get("weights_path"))
     if kind == "torchvision":
         import torchvision
 
+        if arch not in torchvision.models.list_models(module=torchvision.models):
+            raise ModelError(f"torchvision has no classification model {arch!r}")
         net = torchvision.models.get_model(arch, weights=None)
         if blob is not None:
             _load_state_dict(net, blob, "session weights")

@@ -15,6 +15,8 @@ what: no effect on results).
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -23,6 +25,14 @@ ROLES = ("measure", "budget", "fit", "runtime")
 # layers); "noise" is a noise source, its own parameters declared on the source classes.
 # "multi" is a set of choices (a tuple of values; the CLI takes them comma-separated).
 KINDS = ("int", "float", "bool", "choice", "multi", "text", "noise")
+
+# Ranges every declaration gets unless it names its own: an int must fit a spin box (32 bits), a float a double
+# spin box's default span; a list (k values, γ grids, levels, a set of choices) holds at most MAX_ENTRIES entries.
+INT_RANGE = (0, 2**31 - 1)
+SPIN_BOX_INTS = (-(2**31), 2**31 - 1)
+FLOAT_RANGE = (-1e9, 1e9)
+MAX_ENTRIES = 10_000
+MAX_TEXT = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -67,11 +77,13 @@ class Param:
         if self.optional and text is not None and str(text).lower() in ("none", "default", ""):
             return None
         if self.kind == "multi":
-            words = [word for word in str(text).replace(" ", ",").split(",") if word]
+            words = self.words(text)
             if words == ["all"]:
                 return ()
             single = dataclasses.replace(self, kind="choice")
-            return tuple(single.parse_text(word, model) for word in words)
+            values = tuple(single.parse_text(word, model) for word in words)
+            self.check(values, model)
+            return values
         if self.kind == "choice":
             choices = self.choices_for(model)
             tokens = dict(self.tokens or {})
@@ -87,9 +99,97 @@ class Param:
         try:
             raw = {"int": int, "float": float, "text": str}[self.kind](text)
         except (TypeError, ValueError):
-            raise ValueError(f"{self.label.lower()} must be {'an integer' if self.kind == 'int' else 'a number'}, "
-                             f"got {text!r}") from None
-        return self.stored_value(raw)
+            raise ValueError(f"{self.label.lower()} must be {self._accepted()}, got {_shown(text)}") from None
+        if self.decode is not None and self.kind in ("int", "float") and raw < self.low:
+            self.stored_value(raw)  # cheap below the range: the param's own parser says what is wrong, if it can
+        self._check_plain(raw, model)  # before decoding: a huge γ point count is refused before its grid is built
+        value = self.stored_value(raw)
+        if self.decode is not None:
+            self.check(value, model)
+        return value
+
+    def words(self, text: str) -> list[str]:
+        """The comma-separated words of a "multi" value: at least one (``all`` for every choice), at most
+        MAX_ENTRIES."""
+        words = [word for word in str(text).replace(" ", ",").split(",") if word]
+        if not words:
+            raise ValueError(f"{self.label.lower()}: give at least one value (all: every one), got {_shown(text)}")
+        if len(words) > MAX_ENTRIES:
+            raise ValueError(f"{self.label.lower()}: at most {MAX_ENTRIES:,} values, got {len(words):,}")
+        return words
+
+    def check(self, value, model=None) -> None:
+        """ValueError (one line, naming the setting and what it accepts) unless ``value`` is a stored value of
+        this param: the one range check behind the CLI, the forms and session loading."""
+        if value is None:
+            if self.optional:
+                return
+            raise ValueError(f"{self.label.lower()} must be {self._accepted()}, got none")
+        if self.kind == "noise":
+            from .noise import NOISE_SOURCES
+
+            if type(value) not in NOISE_SOURCES.values():
+                raise ValueError(f"{self.label.lower()} must be a noise source ({', '.join(NOISE_SOURCES)}), "
+                                 f"got {_shown(value)}")
+            check_config(value)
+            return
+        if self.kind == "multi":
+            entries = self._entries(value, allow_empty=True)  # empty: every choice
+            if len(set(map(_hashable, entries))) < len(entries):
+                raise ValueError(f"{self.label.lower()}: each value at most once, got {_shown(value)}")
+            single = dataclasses.replace(self, kind="choice")
+            for entry in entries:
+                single.check(entry, model)
+            return
+        if self.decode is not None:  # a list edited as one number or text (a γ grid as its point count, k values)
+            entries = self._entries(value, allow_empty=False)
+            if not all(_is_number(v) and math.isfinite(v) for v in entries):
+                raise ValueError(f"{self.label.lower()} must be finite numbers, got {_shown(value)}")
+            self._check_plain(self.widget_value(tuple(entries)), model)
+            self.stored_value(self.widget_value(tuple(entries)))  # the param's own parser accepts it
+            return
+        self._check_plain(value, model)
+
+    def _check_plain(self, value, model=None) -> None:
+        """The check of a widget/CLI value: a number in range, a known choice, a bool, a bounded text."""
+        if self.kind in ("int", "float"):
+            if self.kind == "int":
+                ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+            else:
+                ok = _is_number(value) and math.isfinite(value)
+            if not ok or not self.low <= value <= self.high:
+                name = self.label.lower()
+                positive = f"positive ({name} > 0): " if ok and self.kind == "float" and value <= 0 < self.low else ""
+                raise ValueError(f"{name} must be {positive}{self._accepted()}, got {_shown(value)}")
+        elif self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"{self.label.lower()} must be on or off, got {_shown(value)}")
+        elif self.kind == "choice":
+            choices = self.choices_for(model)
+            known = self.options is None or model is not None
+            if known and not any(_same(value, choice) for choice in choices):
+                words = ["none" if v is None else str(v) for v in choices]
+                shown = ", ".join(words[:20]) + (" …" if len(words) > 20 else "")
+                raise ValueError(f"unknown {self.label.lower()} {_shown(value)}; choose one of {shown}")
+        elif self.kind == "text":
+            if not isinstance(value, str) or len(value) > MAX_TEXT:
+                raise ValueError(f"{self.label.lower()} must be a text of at most {MAX_TEXT:,} characters, "
+                                 f"got {_shown(value)}")
+
+    def _entries(self, value, allow_empty: bool) -> list:
+        if not isinstance(value, (tuple, list)):
+            raise ValueError(f"{self.label.lower()} must be a list, got {_shown(value)}")
+        if len(value) > MAX_ENTRIES or (not value and not allow_empty):
+            raise ValueError(f"{self.label.lower()} must have 1 to {MAX_ENTRIES:,} entries, got {len(value):,}")
+        return list(value)
+
+    def _accepted(self) -> str:
+        """What the param accepts, for messages: "an integer from 1 to 1,000"."""
+        if self.kind == "int":
+            return f"an integer from {self.low:,} to {self.high:,}"
+        if self.kind == "float":
+            return f"a finite number from {self.low:g} to {self.high:g}"
+        return {"bool": "on or off", "text": "a text"}.get(self.kind, "one of its choices")
 
     def to_json(self, value):
         if self.kind == "noise":
@@ -109,6 +209,43 @@ class Param:
 
 
 _MISSING = object()
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _same(value, choice) -> bool:
+    """A stored value equals a choice (1 and 1.0 alike; a bool is never a number)."""
+    return value == choice and isinstance(value, bool) == isinstance(choice, bool)
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _shown(value) -> str:
+    """A value for a one-line message: huge numbers in scientific notation, long texts cut."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and abs(value) >= 10**15:
+        return f"{float(value):.3g}"
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def check_config(config, model=None) -> None:
+    """ValueError (one line, naming the setting by its key) unless every declared param of ``config`` holds a
+    value its declaration accepts; with ``model``, choices that depend on it (classes, layers) are checked too.
+    (config_from_dict checks a session's values before building the config; this adds the model's choices.)"""
+    for p in params(type(config)):
+        _checked(p, p.check, getattr(config, p.name), model)
+
+
+def _checked(p: Param, check: Callable, *args):
+    """``check(*args)`` with its ValueError naming the setting by its key (as sessions and settings store it)."""
+    try:
+        return check(*args)
+    except ValueError as exc:
+        raise ValueError(f"setting {p.key}: {exc}") from None
 
 
 def param(default=None, label: str = "", help: str = "", *, kind: str | None = None, key: str | None = None,
@@ -151,6 +288,13 @@ def params(config_cls) -> tuple[Param, ...]:
         kind = info.pop("kind") or _infer_kind(info, default)
         key = info.pop("key") or f.name
         cli = info.pop("cli") or "--" + key.replace("_", "-")
+        if kind in ("int", "float"):
+            low, high = INT_RANGE if kind == "int" else FLOAT_RANGE
+            info["low"] = low if info.get("low") is None else info["low"]
+            info["high"] = high if info.get("high") is None else info["high"]
+            if kind == "int" and not SPIN_BOX_INTS[0] <= info["low"] <= info["high"] <= SPIN_BOX_INTS[1]:
+                raise TypeError(f"{config_cls.__name__}.{f.name}: an int param's range must lie within a spin "
+                                f"box's {SPIN_BOX_INTS}, got [{info['low']}, {info['high']}]")
         out.append(Param(name=f.name, default=default, kind=kind, key=key, cli=cli, **info))
     _CACHE[config_cls] = tuple(out)
     return _CACHE[config_cls]
@@ -172,7 +316,8 @@ def config_arrays(config) -> dict:
 
 def config_from_dict(config_cls, data: dict, arrays: dict | None = None):
     """A config from JSON settings (and its record's arrays); missing keys take their defaults, unknown keys
-    are ignored."""
+    are ignored. Each value is checked against its declaration first (ValueError naming the setting), so a
+    damaged or hand-edited session is refused before anything is built from it."""
     arrays = arrays or {}
     values = {}
     for p in params(config_cls):
@@ -180,8 +325,27 @@ def config_from_dict(config_cls, data: dict, arrays: dict | None = None):
             continue
         prefix = f"config/{p.key}/"
         own = {path[len(prefix):]: a for path, a in arrays.items() if path.startswith(prefix)}
-        values[p.name] = p.from_json(data[p.key], own) if p.kind == "noise" else p.from_json(data[p.key])
+        if p.kind == "noise":
+            _checked(p, _check_noise_record, p, data[p.key])
+            values[p.name] = p.from_json(data[p.key], own)
+        else:
+            values[p.name] = _checked(p, lambda value: p.check(value) or value, p.from_json(data[p.key]))
     return config_cls(**values)
+
+
+def _check_noise_record(p: Param, record) -> None:
+    """A stored noise source: a known kind whose stored parameters its declarations accept."""
+    from .noise import NOISE_SOURCES
+
+    kind = record.get("kind", "uniform") if isinstance(record, dict) else None
+    if kind not in NOISE_SOURCES:
+        raise ValueError(f"{p.label.lower()} must be one of {', '.join(NOISE_SOURCES)}, got {_shown(record)}")
+    for q in params(NOISE_SOURCES[kind]):
+        if q.key in record:
+            try:
+                q.check(q.from_json(record[q.key]))
+            except ValueError as exc:
+                raise ValueError(f"{q.key}: {exc}") from None
 
 
 def inactive(config) -> tuple[str, ...]:

@@ -86,7 +86,7 @@ from .psyfit import (
 )
 
 KIND = "psychometric"
-# chance: fixed at 1/K (0.5 for a binary model); free: fitted in [0, 0.5]. A network does not
+# chance: fixed at 1/K (0.5 for a binary model); free: fitted in [0, 1 − lapse). A network does not
 # guess at random on pure noise: the bundled CNN calls nearly all of it 8 or 3, so most digits'
 # curves start at 0, not 1/K, and a guess fixed at 1/K misfits the low-γ levels (digit 0:
 # deviance 112 vs 17 over 21 levels) while moving thresholds by only ~0.01. Hence free by default.
@@ -113,7 +113,7 @@ def _layer_options(model: LoadedModel) -> dict:
 UNSTIMULATED = "none (unstimulated)"
 SIGNS = {1: "excite (raise biases)", -1: "inhibit (lower biases)"}
 SIGN_WORDS = {"excite": 1, "inhibit": -1}
-GUESS_LABELS = {"free": "free (fitted in [0, 0.5])", "chance": "chance (1/K)"}
+GUESS_LABELS = {"free": "free (fitted in [0, 1 − lapse))", "chance": "chance (1/K)"}
 LAPSE_LABELS = {"bounded": "bounded [0, 0.06]", "free": "free [0, 0.5]"}
 SHARING_LABELS = {"shared": "shared across k", "per-k": "free per k"}
 NOISE_INDEX_LABELS = {"value": "by condition values", "position": "by list position (wna-gui 0.1)"}
@@ -126,8 +126,8 @@ FIT = "Fit ψ = guess + (1 − guess − lapse)·F"
 # Tooltips of the fit choices: what each means for the reader of the table.
 SIGMOID_HELP = ("the shape F of the curve. Thresholds and shifts barely depend on it; widths do. logistic, gauss, "
                 "gumbel: F of γ, widths in γ. weibull: F of ln γ (psignifit's), widths in ln γ; its floor is at γ = 0")
-GUESS_HELP = ("the curve's floor as γ → 0. free: fitted in [0, 0.5] (a network does not guess at 1/K on noise: the "
-              "bundled CNN calls most of it an 8 or a 3); chance: fixed at 1/K")
+GUESS_HELP = ("the curve's floor as γ → 0. free: fitted in [0, 1 − lapse) (a network does not guess at 1/K on noise: "
+              "the bundled CNN calls most of it an 8, so digit 8's floor is ≈0.9); chance: fixed at 1/K")
 LAPSE_HELP = ("how far the top stays below 1. bounded: fitted in [0, 0.06], the psychophysics convention; free: "
               "fitted in [0, 0.5], for curves that sag at high γ")
 WIDTH_SHARING_HELP = ("shared: one width for every k (stimulation moves the curve without changing its slope); per "
@@ -737,9 +737,9 @@ class PsychometricSnapshot(ProgressView):
         return self._in_range(self.performance_thresholds)
 
     def _in_range(self, values) -> np.ndarray:
-        values = np.asarray(values, dtype=float)
-        with np.errstate(invalid="ignore"):
-            return np.isfinite(values) & (values >= self.gammas[0]) & (values <= self.gammas[-1])
+        from .censoring import in_grid
+
+        return in_grid(values, self.gammas[0], self.gammas[-1])
 
     @property
     def reference(self) -> int | None:

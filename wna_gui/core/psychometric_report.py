@@ -12,27 +12,35 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .params import MAX_ENTRIES
+
 if TYPE_CHECKING:  # the engine imports this module; only its snapshot's attributes are used here
     from .psychometric import PsychometricSnapshot
 
+
 def parse_k_values(text: str) -> tuple[float, ...]:
-    """Stimulation levels from a list ("0, 1, 2, 5"), inclusive ranges ("0:10", "0:10:2"), or both."""
+    """Stimulation levels from a list ("0, 1, 2, 5"), inclusive ranges ("0:10", "0:10:2"), or both: 1 to
+    MAX_ENTRIES finite numbers (a range is counted before it is built, so 0:1000000000 is refused at once)."""
     values: list[float] = []
-    try:
-        for part in text.replace(" ", ",").split(","):
-            if not part:
-                continue
-            if ":" not in part:
-                values.append(float(part))
-                continue
-            start, stop, *step = (float(v) for v in part.split(":"))
-            step = step[0] if step else 1.0
-            if len(part.split(":")) > 3 or step <= 0 or stop < start:
-                raise ValueError
-            count = int(np.floor((stop - start) / step + 1e-9)) + 1
-            values.extend(float(v) for v in np.round(start + step * np.arange(count), 10))
-    except ValueError:
-        raise ValueError(f"k values must look like 0:10, 0:10:2 or 0,1,2,5, got {text!r}") from None
+    for part in text.replace(" ", ",").split(","):
+        if not part:
+            continue
+        try:
+            numbers = [float(v) for v in part.split(":")]
+        except ValueError:
+            numbers = []
+        if not np.isfinite(numbers).all():
+            raise ValueError(f"k values must be finite numbers, got {text!r}")
+        if len(numbers) == 1:
+            values.append(numbers[0])
+            continue
+        start, stop, step = (numbers + [1.0])[:3] if len(numbers) in (2, 3) else (0.0, -1.0, 0.0)
+        if step <= 0 or stop < start:
+            raise ValueError(f"k values must look like 0:10, 0:10:2 or 0,1,2,5, got {text!r}")
+        count = int(min(np.floor((stop - start) / step + 1e-9), MAX_ENTRIES)) + 1
+        if len(values) + count > MAX_ENTRIES:
+            raise ValueError(f"at most {MAX_ENTRIES:,} k values, got more from {text[:60]!r}")
+        values.extend(float(v) for v in np.round(start + step * np.arange(count), 10))
     if not values:
         raise ValueError("give at least one k value, e.g. 0:10")
     return tuple(values)
@@ -71,8 +79,9 @@ def _signed(value: float) -> str:
 
 
 def _out_of_range_text(value: float, gammas) -> str:
-    low, high = gammas[0], gammas[-1]
-    return f"< {low:g} (out of range)" if value < low else f"> {high:g} (out of range)"
+    from .censoring import bound_text
+
+    return f"{bound_text(value, gammas[0], gammas[-1])} (out of range)"
 
 
 def _threshold_text(snapshot: PsychometricSnapshot, condition: int) -> str:

@@ -56,7 +56,10 @@ SIGMOIDS = ("logistic", "gauss", "weibull", "gumbel")
 
 WIDTH_ALPHA = 0.05  # width spans F = WIDTH_ALPHA ... 1 - WIDTH_ALPHA
 BOUNDED_LAPSE_MAX = 0.06
-FREE_RATE_MAX = 0.5  # upper bound of a free guess rate, or of a "free" lapse rate
+FREE_RATE_MAX = 0.5  # upper bound of a "free" lapse rate
+# A free guess rate may reach just below 1 − the largest lapse: a network's floor under noise can be ≈0.9 (the
+# bundled CNN calls 84% of noise "8"), so a fixed 0.5 cap would let the bound, not the data, set the fit.
+GUESS_MARGIN = 0.01
 
 _PSI_EPS = 1e-12
 # Beyond |z| = 40 every G is within 1e-17 of 0 or 1; clipping avoids overflow in the Gumbel.
@@ -227,7 +230,7 @@ class _Problem:
         free = [0, 1]
         if guess is None:
             free.append(2)
-            bounds.append((0.0, FREE_RATE_MAX))
+            bounds.append((0.0, guess_max(lapse)))
         else:
             self.template[2] = guess
         if isinstance(lapse, str):
@@ -279,7 +282,7 @@ class _Problem:
         guess = self.template[2]
         if self.guess_free:
             lowest = np.argmin(self.u)
-            guess = float(np.clip(k[lowest] / self.n[lowest], 0.0, FREE_RATE_MAX))
+            guess = float(np.clip(k[lowest] / self.n[lowest], 0.0, self.bounds[2][1]))
         thresholds, log_widths = (a.reshape(-1, 1) for a in
                                   np.meshgrid(self.grid_thresholds, self.grid_log_widths, indexing="ij"))
         psi = self._psi_from_f(self._cdf_parts(thresholds, log_widths)[2], guess, self.lapse_start)
@@ -319,6 +322,12 @@ def _to_u(sigmoid: str, x: np.ndarray) -> np.ndarray:
         return np.log(x)  # x = 0 becomes -inf, where F = 0
 
 
+def guess_max(lapse) -> float:
+    """Upper limit of a free guess rate: the curve must still rise, so guess < 1 − the largest lapse allowed."""
+    lapse_max = {"bounded": BOUNDED_LAPSE_MAX, "free": FREE_RATE_MAX}.get(lapse, lapse)
+    return max(0.0, 1.0 - float(lapse_max) - GUESS_MARGIN)
+
+
 def _check_rates(guess, lapse) -> None:
     if guess is not None and not (isinstance(guess, numbers.Real) and 0 <= guess < 1):
         raise ValueError(f"guess must be None (free) or a number in [0, 1), got {guess!r}")
@@ -328,11 +337,13 @@ def _check_rates(guess, lapse) -> None:
     elif not (isinstance(lapse, numbers.Real) and 0 <= lapse < 1):
         raise ValueError(f"lapse must be 'bounded', 'free' or a number in [0, 1), got {lapse!r}")
     # psi must stay increasing: guess + lapse < 1 over the whole search range.
-    guess_max = FREE_RATE_MAX if guess is None else guess
+    highest_guess = guess_max(lapse) if guess is None else guess
     lapse_max = {"bounded": BOUNDED_LAPSE_MAX, "free": FREE_RATE_MAX}.get(lapse, lapse)
     both_fixed = guess is not None and not isinstance(lapse, str)
-    if guess_max + lapse_max > 1 or (both_fixed and guess + lapse == 1):
-        raise ValueError(f"guess + lapse must stay below 1, but can reach {guess_max} + {lapse_max}")
+    if guess is None and highest_guess <= 0:
+        raise ValueError(f"guess + lapse must stay below 1, but a lapse of {lapse_max} leaves no room for a free guess")
+    if highest_guess + lapse_max > 1 or (both_fixed and guess + lapse == 1):
+        raise ValueError(f"guess + lapse must stay below 1, but can reach {highest_guess} + {lapse_max}")
 
 
 def _prepare(x, n_correct, n_trials, sigmoid: str, guess, lapse) -> tuple[_Problem, np.ndarray]:
@@ -391,7 +402,7 @@ def fit_psychometric(x, n_correct, n_trials, *, sigmoid: str = "logistic", guess
                      lapse: str | float = "bounded") -> PsychometricFit:
     """Maximum-likelihood point estimate (no intervals, no p-value).
 
-    ``guess``: a number fixes the guess rate (e.g. 1/K for K classes); None fits it in [0, 0.5].
+    ``guess``: a number fixes the guess rate (e.g. 1/K for K classes); None fits it in [0, 1 − lapse) (guess_max).
     ``lapse``: "bounded" fits it in [0, 0.06], "free" in [0, 0.5], a number fixes it.
     ``n_correct`` may be fractional. Levels with no trials are ignored. Raises
     ValueError on malformed data or data without any (in)correct response.
@@ -447,7 +458,7 @@ def _search_bounds(u: np.ndarray, guess, lapse) -> np.ndarray:
     return np.array([
         [lo - _THRESHOLD_MARGIN * span, hi + _THRESHOLD_MARGIN * span],
         [np.log(_WIDTH_BOUNDS[0] * span), np.log(_WIDTH_BOUNDS[1] * span)],
-        [0.0, FREE_RATE_MAX] if guess is None else [guess, guess],
+        [0.0, guess_max(lapse)] if guess is None else [guess, guess],
         [0.0, lapse_max] if isinstance(lapse, str) else [lapse, lapse],
     ], dtype=float)
 
@@ -655,7 +666,7 @@ def _grid_start(batch: _Batch, k: np.ndarray, n: np.ndarray, count: int = 1):
             rate = np.broadcast_to(rate, (size, conditions))
         else:
             rate = hits / np.maximum(trials, 1)
-        guess = np.clip(rate, 0.0, FREE_RATE_MAX)
+        guess = np.clip(rate, 0.0, float(layout.hi[layout.take[0, 2]]))
     lapse_start = min(0.02, float(layout.hi[layout.take[0, 3]])) if layout.labels[3] is not None else fixed_lapse
     lapse = np.full((size, conditions), lapse_start)
     z = np.clip(batch.a * (u - thresholds[:, None, None]) / np.exp(log_widths)[None, :, None] + batch.b,

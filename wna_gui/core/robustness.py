@@ -31,6 +31,17 @@ every model and every variance: common random numbers), and a stochastic
 model (noise inside its forward pass) is run afresh per repetition, its
 attack gradients averaged over ``eot_draws`` passes (expectation over
 transformation). Unit of work: one model × distortion × level × repetition.
+
+Rules a reviewer asks for (docs/science.md): the test images are a seeded,
+class-stratified subset (recorded); a model whose clean accuracy is below
+twice chance (or the user's floor) is "at chance" and gets no threshold and no
+κ; a threshold outside the measured levels is reported as a bound ("> 0.9",
+core.censoring); and each attack is also run on logits/T of a distilled model
+and as a transfer attack crafted on the session's undefended control: an image
+counts as right only if it survives every attack, and "gradient masking
+suspected" is flagged when the model's own-gradient attack leaves > 10 points
+more accuracy than a variant, or its input gradient is exactly zero on more
+than half the images. Each variant is a unit too (model × attack × level).
 """
 
 from __future__ import annotations
@@ -44,11 +55,13 @@ import numpy as np
 import torch
 
 from .agreement import kappa_matrix
+from .censoring import INSIDE, bound_text, censored_text, censored_value, side
 from .control import RunControl
 from .data import load_dataset
-from .distortions import gaussian_blur, gaussian_noise, input_gradient, model_loss, pgd
+from .distortions import gaussian_blur, gaussian_noise, ifgsm_step, input_gradient, model_loss, pgd
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
+from .images import SUBSET_RULE, describe_record, stratified_subset
 from .models import LoadedModel
 from .noise import block_seed
 from .params import config_from_dict, config_to_dict, param
@@ -67,9 +80,11 @@ from .psyfit import (
     shift_interval,
 )
 from .runtime import Runtime
+from .train import at_chance, chance_limit, correct_answers
 
 KIND = "robustness"
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: stratified image subset, attack variants (temperature, transfer), zero-gradient counts
+LEGACY_FIRST_N = "first"  # the subset rule of version-1 runs: the first N test images
 PRIMARY = "model"  # the session's own model, always measured first
 DISTORTIONS = {"noise": "Gaussian noise", "blur": "Gaussian blur", "fgsm": "FGSM", "ifgsm": "IFGSM"}
 LEVEL_NAMES = {"noise": "variance", "blur": "σ (pixels)", "fgsm": "η", "ifgsm": "ε"}
@@ -77,6 +92,11 @@ ATTACKS = ("fgsm", "ifgsm")
 EXAMPLES = 8  # example images stored per level (the first test images, distorted for the session's model)
 WILSON_Z = 1.959963984540054
 STATUS_WORDS = {REACHED: "reached", FLOOR_ABOVE: "below at level 0", CEILING_BELOW: "never reached"}
+# Attacks beside each model's own gradient (Carlini & Wagner 2016): on logits/T for a distilled model, and
+# crafted on the undefended control and shown to the model (transfer). The strongest is its robustness.
+VARIANTS = {"temperature": "on logits/T", "transfer": "transfer from the control"}
+MASKING_GAP = 0.10  # plain attack weaker than a variant by more than this (accuracy): masking suspected
+ZERO_GRADIENT_SHARE = 0.5  # input gradient exactly zero on more images than this: masking suspected
 
 
 # --- level grids ---
@@ -146,8 +166,11 @@ class RobustnessConfig:
                          "test set from the data folder", choices=DATASET_LABELS, group=RUN)
     data_dir: str = param("", "Data folder", "folder of a torchvision dataset (not needed for bundled)",
                           kind="text", role="runtime", group=RUN)
-    images: int = param(0, "Test images", "how many of the test images (the first ones; 0: all)", low=0,
-                        high=10_000_000, step=100, group=RUN)
+    images: int = param(0, "Test images", "how many of the test images (a seeded, class-stratified subset; 0: "
+                        "all)", low=0, high=10_000_000, step=100, group=RUN)
+    chance_floor: float = param(0.0, "At-chance floor", "a model whose clean accuracy is below this (or below "
+                                "twice chance) is marked at chance: no thresholds, no κ", low=0.0, high=1.0,
+                                step=0.05, decimals=3, role="fit", group=FIT)
     sigmoid: str = param("weibull", "Sigmoid F", "shape of the fitted curve; weibull (of the level, F(0) = 0) "
                          "starts exactly at the clean error", choices={name: name for name in SIGMOIDS},
                          role="fit", group=FIT)
@@ -216,6 +239,23 @@ class CurveFit:
     flags: tuple[str, ...] = ()  # estimates at a limit of the search (psyfit.bound_flags labels)
     note: str = ""  # why there is no fit
     boot: np.ndarray | None = None  # (n_boot,) threshold per image resample (paired across models)
+    grid: tuple[float, float] = (0.0, math.inf)  # the measured levels' range: outside it a threshold is censored
+    at_chance: bool = False  # the chance guard: clean accuracy too low for a threshold
+
+    @property
+    def censored(self) -> str:
+        """Where the threshold lies against the grid (censoring.side): inside, above, below or none."""
+        return side(self.threshold, *self.grid) if self.fit is not None else "none"
+
+    def threshold_text(self, digits: str = ".3g") -> str:
+        """"0.31 [0.28, 0.35]" inside the grid, "> 0.9" / "< 0" outside it, else why there is none."""
+        if self.at_chance:
+            return "at chance: no threshold"
+        if self.fit is None:
+            return "no fit"
+        ci = self.threshold_ci
+        interval = f" [{ci[0]:{digits}}, {ci[1]:{digits}}]" if ci is not None and np.isfinite(ci).all() else ""
+        return censored_text(self.threshold, *self.grid, digits, interval)
 
     def accuracy(self, x) -> np.ndarray:
         """The fitted accuracy 1 − ψ(x)."""
@@ -223,24 +263,29 @@ class CurveFit:
 
     def summary(self) -> dict:
         """JSON facts for `wna info --json`: threshold (±inf as "inf"/"-inf"), interval, accuracies, status."""
-        return {"threshold": _json_number(self.threshold),
-                "ci": None if self.threshold_ci is None else [_json_number(v) for v in self.threshold_ci],
+        inside = self.censored == INSIDE
+        return {"threshold": _json_number(self.threshold) if inside else bound_text(self.threshold, *self.grid)
+                or None, "fitted_threshold": _json_number(self.threshold),
+                "ci": None if self.threshold_ci is None or not inside else [_json_number(v) for v in self.threshold_ci],
                 "clean_accuracy": self.clean, "target_accuracy": self.target,
-                "status": STATUS_WORDS[self.status] if self.fit is not None else "no fit", "note": self.note}
+                "status": STATUS_WORDS[self.status] if self.fit is not None else "no fit", "note": self.note,
+                "censored": self.censored, "at_chance": self.at_chance, "text": self.threshold_text()}
 
     def to_dict(self) -> dict:
         return {"fit": None if self.fit is None else self.fit.to_dict(), "clean": self.clean, "target": self.target,
                 "threshold": _json_number(self.threshold),
                 "threshold_ci": None if self.threshold_ci is None else [_json_number(v) for v in self.threshold_ci],
-                "status": self.status, "flags": list(self.flags), "note": self.note}
+                "status": self.status, "flags": list(self.flags), "note": self.note,
+                "at_chance": self.at_chance}
 
     @classmethod
-    def from_dict(cls, data: dict, boot: np.ndarray | None) -> "CurveFit":
+    def from_dict(cls, data: dict, boot: np.ndarray | None, levels) -> "CurveFit":
         ci = data.get("threshold_ci")
         return cls(None if data["fit"] is None else PsychometricFit.from_dict(data["fit"]), float(data["clean"]),
                    float(data["target"]), _from_json_number(data["threshold"]),
                    None if ci is None else (_from_json_number(ci[0]), _from_json_number(ci[1])), int(data["status"]),
-                   tuple(data.get("flags", ())), data.get("note", ""), boot)
+                   tuple(data.get("flags", ())), data.get("note", ""), boot, (float(levels[0]), float(levels[-1])),
+                   bool(data.get("at_chance", False)))
 
 
 def _json_number(value: float):
@@ -255,7 +300,7 @@ def _from_json_number(value) -> float:
 
 
 def fit_curve(levels, wrong: np.ndarray, trials: int, chance: float, sigmoid: str, n_boot: int,
-              seed: int) -> CurveFit:
+              seed: int, chance_floor: float = 0.0) -> CurveFit:
     """Fit the error counts ``wrong`` (images, levels), each out of ``trials``, of one model under one distortion.
 
     The same ``seed`` and number of images give the same image resamples, so
@@ -265,17 +310,20 @@ def fit_curve(levels, wrong: np.ndarray, trials: int, chance: float, sigmoid: st
     the curve crosses it.
     """
     x = np.asarray(levels, dtype=float)
+    grid = (float(x[0]), float(x[-1]))
     correct = 1.0 - wrong.sum(axis=0) / (wrong.shape[0] * trials)
     clean = float(correct[0])
     target = 0.5 * (clean + chance)
-    if clean <= chance:
-        return CurveFit(None, clean, target, float("nan"), None, REACHED,
-                        note="clean accuracy is at or below chance: no threshold")
+    n_classes = round(1.0 / chance)
+    if at_chance(clean, n_classes, chance_floor):
+        return CurveFit(None, clean, target, float("nan"), None, REACHED, grid=grid, at_chance=True,
+                        note=f"at chance: clean accuracy {clean:.3f} < {chance_limit(n_classes, chance_floor):.3f}, "
+                             "no threshold")
     try:
         fit, samples = bootstrap_fit(x, wrong, sigmoid=sigmoid, guess=None, lapse="free", n_boot=n_boot,
                                      seed=seed, gof_samples=0, return_samples=True, trials_per_item=trials)
     except ValueError as exc:  # never wrong (or never right) at any level: no curve to fit
-        return CurveFit(None, clean, target, float("nan"), None, REACHED, note=str(exc))
+        return CurveFit(None, clean, target, float("nan"), None, REACHED, note=str(exc), grid=grid)
     error_level = 1.0 - target
     threshold, status = performance_threshold(sigmoid, error_level, fit.threshold, fit.width, fit.guess, fit.lapse)
     boot, ci = None, None
@@ -285,7 +333,7 @@ def fit_curve(levels, wrong: np.ndarray, trials: int, chance: float, sigmoid: st
         boot = np.asarray(boot, dtype=float)
         ci = _interval(boot) if not np.isnan(boot).any() else None
     flags = tuple(flag.label for flag in bound_flags(fit, x, None, "free") if flag.severity == "warning")
-    return CurveFit(fit, clean, target, float(threshold), ci, int(status), flags, "", boot)
+    return CurveFit(fit, clean, target, float(threshold), ci, int(status), flags, "", boot, grid)
 
 
 # --- the state ---
@@ -310,6 +358,13 @@ class RobustnessState:
     fits: dict[str, list] = field(default_factory=dict)  # distortion → per model CurveFit | None
     noise_device: str = ""
     seconds: float = 0.0
+    subset: dict = field(default_factory=dict)  # the test images drawn (images.Subset.record())
+    temperatures: tuple[float, ...] = ()  # per model: distillation temperature T (0: none)
+    transfer_source: int = -1  # the undefended control transfer attacks are crafted on (-1: none)
+    variant_plan: tuple[tuple[str, int, str], ...] = ()  # (attack, model, variant) measured besides the plain one
+    variant_correct: dict[str, np.ndarray] = field(default_factory=dict)  # "attack/variant" → (M, L, N) uint8
+    variant_done: dict[str, np.ndarray] = field(default_factory=dict)  # "attack/variant" → (M, L) bool
+    zero_gradient: np.ndarray | None = None  # (M, N) int8: input gradient exactly zero (1), not (0), unknown (-1)
 
     def __post_init__(self) -> None:
         m, r, n = len(self.model_names), self.config.repetitions, self.n_images
@@ -319,6 +374,18 @@ class RobustnessState:
             self.done.setdefault(d, np.zeros((m, levels, r), dtype=bool))
             self.example_predictions.setdefault(d, np.full((m, levels, len(self.example_labels)), -1, np.int16))
             self.fits.setdefault(d, [None] * m)
+        self.variant_plan = tuple((str(d), int(i), str(v)) for d, i, v in self.variant_plan)
+        for d, _, v in self.variant_plan:
+            levels = len(self.config.levels(d))
+            self.variant_correct.setdefault(f"{d}/{v}", np.zeros((m, levels, n), dtype=np.uint8))
+            self.variant_done.setdefault(f"{d}/{v}", np.zeros((m, levels), dtype=bool))
+        if self.zero_gradient is None:
+            self.zero_gradient = np.full((m, n), -1, dtype=np.int8)
+        self.temperatures = tuple(self.temperatures) or (0.0,) * m
+
+    def variants(self, model: int, distortion: str) -> tuple[str, ...]:
+        """The attack variants measured for a model besides its own gradient."""
+        return tuple(v for d, i, v in self.variant_plan if d == distortion and i == model)
 
     @property
     def n_models(self) -> int:
@@ -333,22 +400,36 @@ class RobustnessState:
         return self.config.repetitions if distortion == "noise" or self.stochastic[model] else 1
 
     def units(self):
-        """Every (distortion, model, repetition, level index) to measure, in run order."""
+        """Every (distortion, model, repetition, level index[, variant]) to measure, in run order."""
         for d in self.config.distortions:
             for m in range(self.n_models):
                 for r in range(self.repetitions(m, d)):
                     for li in range(len(self.config.levels(d))):
                         yield d, m, r, li
+                for v in self.variants(m, d):
+                    for li in range(len(self.config.levels(d))):
+                        yield d, m, 0, li, v
+
+    def unit_done(self, unit) -> bool:
+        if len(unit) == 5:
+            d, m, _, li, v = unit
+            return bool(self.variant_done[f"{d}/{v}"][m, li])
+        d, m, r, li = unit
+        return bool(self.done[d][m, li, r])
+
+    def _variants_done(self) -> int:
+        return sum(int(self.variant_done[f"{d}/{v}"][m].sum()) for d, m, v in self.variant_plan)
 
     @property
     def progress_done(self) -> int:
-        return sum(int(self.done[d][m, :, :self.repetitions(m, d)].sum()) for d in self.config.distortions
-                   for m in range(self.n_models)) * self.n_images
+        return (sum(int(self.done[d][m, :, :self.repetitions(m, d)].sum()) for d in self.config.distortions
+                    for m in range(self.n_models)) + self._variants_done()) * self.n_images
 
     @property
     def progress_total(self) -> int:
-        return sum(len(self.config.levels(d)) * self.repetitions(m, d) for d in self.config.distortions
-                   for m in range(self.n_models)) * self.n_images
+        plain = sum(len(self.config.levels(d)) * self.repetitions(m, d) for d in self.config.distortions
+                    for m in range(self.n_models))
+        return (plain + sum(len(self.config.levels(d)) for d, _, _ in self.variant_plan)) * self.n_images
 
     @property
     def finished(self) -> bool:
@@ -360,23 +441,45 @@ class RobustnessState:
         return f"Start measures every model under {grids} levels."
 
     def curve_complete(self, model: int, distortion: str) -> bool:
-        return bool(self.done[distortion][model, :, :self.repetitions(model, distortion)].all())
+        return bool(self.done[distortion][model, :, :self.repetitions(model, distortion)].all()) and all(
+            self.variant_done[f"{distortion}/{v}"][model].all() for v in self.variants(model, distortion))
 
     def trials(self, model: int, distortion: str) -> np.ndarray:
-        """(L, R, N) correctness of a model's trials; a model measured once counts its answer for every repetition."""
+        """(L, R, N) correctness of a model's trials; a model measured once counts its answer for every repetition.
+        Under an attack an image counts as right only if it survives every variant measured (the strongest
+        attack per image is the model's robustness)."""
         measured = self.repetitions(model, distortion)
         values = self.correct[distortion][model]
-        return values if measured == values.shape[1] else np.repeat(values[:, :1], values.shape[1], axis=1)
+        values = values if measured == values.shape[1] else np.repeat(values[:, :1], values.shape[1], axis=1)
+        for v in self.variants(model, distortion):
+            values = np.minimum(values, self.variant_correct[f"{distortion}/{v}"][model][:, None, :])
+        return values
+
+    def zero_gradient_share(self, model: int) -> float:
+        """Share of the test images whose input gradient (of the model's own loss) is exactly zero (NaN: not
+        measured)."""
+        known = self.zero_gradient[model] >= 0
+        return float(self.zero_gradient[model][known].mean()) if known.any() else float("nan")
+
+    def clean_at_chance(self, model: int, distortion: str) -> bool:
+        """The chance guard on the model's measured accuracy at the distortion's lowest level."""
+        reps = self.repetitions(model, distortion)
+        done = self.done[distortion][model, 0, :reps]
+        if not done.any():
+            return False
+        clean = float(self.correct[distortion][model, 0, :reps][done].mean())
+        return at_chance(clean, len(self.class_names), self.config.chance_floor)
 
     def refit(self, model: int, distortion: str) -> None:
         trials = self.trials(model, distortion)  # (L, R, N)
         wrong = (trials.shape[1] - trials.sum(axis=1, dtype=np.int64)).T  # (N, L) errors out of R
         self.fits[distortion][model] = fit_curve(self.config.levels(distortion), wrong, trials.shape[1],
                                                  self.chance, self.config.sigmoid, self.config.n_boot,
-                                                 self.config.seed)
+                                                 self.config.seed, self.config.chance_floor)
 
     def refitted(self, config: RobustnessConfig) -> "RobustnessState":
-        self.config = replace(self.config, sigmoid=config.sigmoid, n_boot=config.n_boot)
+        self.config = replace(self.config, sigmoid=config.sigmoid, n_boot=config.n_boot,
+                              chance_floor=config.chance_floor)
         for d in self.config.distortions:
             for m in range(self.n_models):
                 self.fits[d][m] = None
@@ -391,7 +494,9 @@ class RobustnessState:
             repetitions=self.config.repetitions, example_labels=self.example_labels.copy(),
             distortions=tuple(self._result(d) for d in self.config.distortions),
             samples_done=self.progress_done, samples_total=self.progress_total,
-            samples_per_second=samples_per_second)
+            samples_per_second=samples_per_second, subset=dict(self.subset),
+            transfer_source=self.model_names[self.transfer_source] if self.transfer_source >= 0 else "",
+            ifgsm_steps=self.config.ifgsm_steps)
 
     def _result(self, d: str) -> "DistortionResult":
         levels = np.asarray(self.config.levels(d), dtype=float)
@@ -399,10 +504,21 @@ class RobustnessState:
         accuracy = np.full((m, len(levels)), np.nan)
         spread = np.full((m, len(levels)), np.nan)
         trials_done = np.zeros((m, len(levels)), dtype=bool)
+        plain = np.full((m, len(levels)), np.nan)
+        variant_accuracy = {v: np.full((m, len(levels)), np.nan) for v in VARIANTS}
         for i in range(m):
             reps = self.repetitions(i, d)
             done = self.done[d][i, :, :reps]  # (L, reps)
-            values = self.correct[d][i, :, :reps].astype(np.float64).mean(axis=2)  # (L, reps)
+            values = self.correct[d][i, :, :reps]
+            counted = done.sum(axis=1)
+            have = counted > 0
+            plain[i, have] = (values.mean(axis=2) * done).sum(axis=1)[have] / counted[have]
+            for v in self.variants(i, d):
+                measured = self.variant_done[f"{d}/{v}"][i]
+                variant_accuracy[v][i, measured] = self.variant_correct[f"{d}/{v}"][i, measured].mean(axis=1)
+                done = done & measured[:, None]
+                values = np.minimum(values, self.variant_correct[f"{d}/{v}"][i][:, None, :])
+            values = values.astype(np.float64).mean(axis=2)  # (L, reps)
             counted = done.sum(axis=1)
             have = counted > 0
             trials_done[i] = done.all(axis=1)
@@ -411,9 +527,10 @@ class RobustnessState:
             if several.any():
                 spread[i, several] = np.array([values[li, done[li]].std(ddof=1) for li in np.flatnonzero(several)])
         low, high = wilson_interval(accuracy, n)
+        guarded = [i for i in range(m) if self.clean_at_chance(i, d)]
         kappa = np.full((len(levels), m, m), np.nan)
         for li in range(len(levels)):
-            ready = [i for i in range(m) if trials_done[i, li]]
+            ready = [i for i in range(m) if trials_done[i, li] and i not in guarded]  # no κ for a model at chance
             if ready:
                 rows = np.stack([self.trials(i, d)[li].reshape(-1) for i in ready]).astype(bool)
                 k, _, _ = kappa_matrix(rows)
@@ -425,7 +542,8 @@ class RobustnessState:
         for a in range(m):
             for b in range(m):
                 fa, fb = fits[a], fits[b]
-                if a == b or fa is None or fb is None or fa.fit is None or fb.fit is None:
+                # A censored threshold is a bound, not a number to subtract.
+                if a == b or fa is None or fb is None or fa.censored != INSIDE or fb.censored != INSIDE:
                     continue
                 with np.errstate(invalid="ignore"):
                     differences[a, b] = fa.threshold - fb.threshold
@@ -433,13 +551,37 @@ class RobustnessState:
                     interval = shift_interval(fa.boot, fb.boot)
                     if interval is not None:
                         difference_ci[a, b] = interval
+        masking = tuple(self._masking(i, d, plain[i], variant_accuracy) for i in range(m)) if d in ATTACKS \
+            else ("",) * m
         examples = self.examples.get(d)
         return DistortionResult(
             name=d, label=DISTORTIONS[d], level_name=LEVEL_NAMES[d], levels=levels, accuracy=accuracy,
             accuracy_low=low, accuracy_high=high, spread=spread, complete=trials_done, fits=fits,
             thresholds=thresholds, differences=differences, difference_ci=difference_ci, kappa=kappa,
             examples=None if examples is None else examples.astype(np.float32) / 255.0,
-            example_predictions=self.example_predictions[d].copy())
+            example_predictions=self.example_predictions[d].copy(), plain_accuracy=plain,
+            variant_accuracy={v: a for v, a in variant_accuracy.items() if not np.isnan(a).all()}, masking=masking,
+            at_chance=tuple(i in guarded for i in range(m)),
+            steps=tuple(self.ifgsm_step_at(eps) for eps in levels) if d == "ifgsm" else ())
+
+    def ifgsm_step_at(self, eps: float) -> float:
+        """The IFGSM step used at ε: the configured one, else distortions.ifgsm_step's rule."""
+        return float(self.config.ifgsm_step or ifgsm_step(eps, self.config.ifgsm_steps))
+
+    def _masking(self, model: int, d: str, plain: np.ndarray, variant_accuracy: dict) -> str:
+        """Why gradient masking is suspected for a model under an attack ("" when it is not)."""
+        reasons = []
+        for v in self.variants(model, d):
+            with np.errstate(invalid="ignore"):
+                gaps = plain - variant_accuracy[v][model]
+            if np.isfinite(gaps).any() and np.nanmax(gaps) > MASKING_GAP:
+                li = int(np.nanargmax(gaps))
+                reasons.append(f"the attack {VARIANTS[v]} leaves {100 * np.nanmax(gaps):.0f} points less accuracy "
+                               f"(at {self.config.levels(d)[li]:g})")
+        share = self.zero_gradient_share(model)
+        if share > ZERO_GRADIENT_SHARE:
+            reasons.append(f"the input gradient is exactly zero on {100 * share:.0f}% of the images")
+        return "gradient masking suspected: " + "; ".join(reasons) if reasons else ""
 
     # --- session records ---
 
@@ -449,8 +591,14 @@ class RobustnessState:
                 "stochastic": [bool(s) for s in self.stochastic], "class_names": list(self.class_names),
                 "n_images": self.n_images, "images_sha256": self.images_sha256, "noise_device": self.noise_device,
                 "seconds": self.seconds, "samples_done": self.progress_done,
-                "fits": {d: [None if f is None else f.to_dict() for f in fits] for d, fits in self.fits.items()}}
-        arrays = {"example_labels": np.asarray(self.example_labels, dtype=np.int64)}
+                "fits": {d: [None if f is None else f.to_dict() for f in fits] for d, fits in self.fits.items()},
+                "subset": self.subset, "temperatures": list(self.temperatures),
+                "transfer_source": self.transfer_source, "variant_plan": [list(p) for p in self.variant_plan]}
+        arrays = {"example_labels": np.asarray(self.example_labels, dtype=np.int64),
+                  "zero_gradient": self.zero_gradient}
+        for key in self.variant_correct:
+            arrays[f"variants/{key}/correct"] = self.variant_correct[key]
+            arrays[f"variants/{key}/done"] = self.variant_done[key].astype(np.uint8)
         for d in self.config.distortions:
             arrays[f"{d}/correct"] = self.correct[d]
             arrays[f"{d}/done"] = self.done[d].astype(np.uint8)
@@ -474,10 +622,19 @@ class RobustnessState:
                               if f"{d}/examples" in arrays},
                     example_predictions={d: np.array(arrays[f"{d}/example_predictions"], dtype=np.int16)
                                          for d in config.distortions},
-                    noise_device=meta.get("noise_device", ""), seconds=float(meta.get("seconds", 0.0)))
+                    noise_device=meta.get("noise_device", ""), seconds=float(meta.get("seconds", 0.0)),
+                    subset=dict(meta["subset"]), temperatures=tuple(float(t) for t in meta["temperatures"]),
+                    transfer_source=int(meta["transfer_source"]),
+                    variant_plan=tuple(tuple(p) for p in meta["variant_plan"]),
+                    variant_correct={f"{d}/{v}": np.array(arrays[f"variants/{d}/{v}/correct"], dtype=np.uint8)
+                                     for d, _, v in meta["variant_plan"]},
+                    variant_done={f"{d}/{v}": np.asarray(arrays[f"variants/{d}/{v}/done"]).astype(bool)
+                                  for d, _, v in meta["variant_plan"]},
+                    zero_gradient=np.array(arrays["zero_gradient"], dtype=np.int8))
         for d, fits in meta.get("fits", {}).items():
             state.fits[d] = [None if f is None else CurveFit.from_dict(f, np.asarray(arrays[f"{d}/boot/{m}"])
-                                                                       if f"{d}/boot/{m}" in arrays else None)
+                                                                       if f"{d}/boot/{m}" in arrays else None,
+                                                                       config.levels(d))
                              for m, f in enumerate(fits)]
         return state
 
@@ -511,6 +668,11 @@ class DistortionResult:
     kappa: np.ndarray  # (L, M, M) error consistency
     examples: np.ndarray | None  # (L, E, C, H, W) float in [0, 1], as the session's model saw them
     example_predictions: np.ndarray  # (M, L, E), -1 where not measured
+    plain_accuracy: np.ndarray | None = None  # (M, L) under the model's own gradient alone (attacks)
+    variant_accuracy: dict = field(default_factory=dict)  # variant → (M, L), NaN where not measured
+    masking: tuple[str, ...] = ()  # per model: "gradient masking suspected: …" or ""
+    at_chance: tuple[bool, ...] = ()  # per model: the chance guard on its clean accuracy
+    steps: tuple[float, ...] = ()  # IFGSM: the step used at each ε
 
 
 @dataclass(frozen=True)
@@ -527,6 +689,13 @@ class RobustnessSnapshot(ProgressView):
     samples_done: int
     samples_total: int
     samples_per_second: float = 0.0
+    subset: dict = field(default_factory=dict)  # the test images drawn (images.Subset.record())
+    transfer_source: str = ""  # the model transfer attacks were crafted on ("" for none)
+    ifgsm_steps: int = 0
+
+    @property
+    def images_text(self) -> str:
+        return describe_record(self.subset) if self.subset else f"{self.n_images:,} images"
 
     @property
     def finished(self) -> bool:
@@ -571,8 +740,9 @@ class RobustnessExperiment(Experiment):
                  control: RunControl | None = None, models: dict[str, LoadedModel] | None = None,
                  images=None) -> None:
         config = state.config if state is not None else config or RobustnessConfig()
-        self._images = images if images is not None else _test_images(config, model)
-        super().__init__(model, config, state, device, control, models=models, images=self._images)
+        rule = state.subset.get("rule", SUBSET_RULE) if state is not None else SUBSET_RULE
+        self._images, subset = (images, {}) if images is not None else _test_images(config, model, rule)
+        super().__init__(model, config, state, device, control, models=models, images=self._images, subset=subset)
         named = {PRIMARY: model, **(models or {})}
         missing = [name for name in self.state.model_names if name not in named]
         if missing:
@@ -584,8 +754,9 @@ class RobustnessExperiment(Experiment):
 
     @classmethod
     def new_state(cls, model: LoadedModel, config: RobustnessConfig, models: dict | None = None,
-                  images=None) -> RobustnessState:
-        images = images if images is not None else _test_images(config, model)
+                  images=None, subset: dict | None = None) -> RobustnessState:
+        if images is None:
+            images, subset = _test_images(config, model)
         names = [PRIMARY, *[name for name in (models or {}) if name != PRIMARY]]
         every = [model, *[models[name] for name in names[1:]]]
         for name, other in zip(names, every):
@@ -596,10 +767,16 @@ class RobustnessExperiment(Experiment):
                 raise ValueError(f"model {name!r} has {other.n_classes} classes, the session's model "
                                  f"{model.n_classes}: compare models of one task")
         labels = tuple(model.display_name if name == PRIMARY else name for name in names)
+        temperatures = tuple(_temperature(m) for m in every)
+        source = _transfer_source(names, every)
+        plan = tuple((d, i, v) for d in config.distortions if d in ATTACKS for i in range(len(every))
+                     for v in VARIANTS if (v == "temperature" and temperatures[i] > 1)
+                     or (v == "transfer" and source >= 0 and i != source))
         return RobustnessState(
             config, tuple(names), labels, tuple(model_loss(m) for m in every),
             tuple(_is_stochastic(m, images.images) for m in every), tuple(model.class_names), len(images),
-            _fingerprint(images.images), images.labels[:EXAMPLES].numpy().astype(np.int64))
+            _fingerprint(images.images), images.labels[:EXAMPLES].numpy().astype(np.int64),
+            subset=dict(subset or {}), temperatures=temperatures, transfer_source=source, variant_plan=plan)
 
     def prepare(self) -> None:
         if _fingerprint(self._images.images) != self.state.images_sha256:
@@ -613,11 +790,14 @@ class RobustnessExperiment(Experiment):
         return self._runtimes[m]
 
     def pending(self):
-        for d, m, r, li in self.state.units():
-            if not self.state.done[d][m, li, r]:
-                yield d, m, r, li
+        for unit in self.state.units():
+            if not self.state.unit_done(unit):
+                yield unit
 
     def run_unit(self, unit) -> None:
+        if len(unit) == 5:
+            self._run_variant(*unit)
+            return
         d, m, r, li = unit
         level = self.config.levels(d)[li]
         runtime = self.runtime_of(m)
@@ -628,16 +808,17 @@ class RobustnessExperiment(Experiment):
         correct = np.empty(len(labels), dtype=np.uint8)
         step = self.config.batch_size
         examples = None
+        classify = self._classifier(runtime, f"under {DISTORTIONS[d]} {level:g}")
         for start in range(0, len(labels), step):
             x = images[start:start + step].to(self.device)
             y = labels[start:start + step].to(self.device)
             distorted = self._distort(d, m, r, li, level, x, y, start, runtime, stochastic)
-            with torch.inference_mode():
-                predicted = runtime.logits(distorted, context=f"under {DISTORTIONS[d]} {level:g}").argmax(1)
-            correct[start:start + len(y)] = (predicted == y).cpu().numpy()
+            correct[start:start + len(y)] = correct_answers(classify, distorted, y, len(y))
             if start == 0:
                 examples = distorted[:EXAMPLES]
-                self.state.example_predictions[d][m, li, :len(examples)] = predicted[:EXAMPLES].cpu().numpy()
+                with torch.inference_mode():
+                    predicted = classify(examples).argmax(1)
+                self.state.example_predictions[d][m, li, :len(examples)] = predicted.cpu().numpy()
         self.state.correct[d][m, li, r] = correct
         if m == 0 and r == 0 and examples is not None:
             stored = self.state.examples.setdefault(
@@ -645,9 +826,55 @@ class RobustnessExperiment(Experiment):
             stored[li] = np.round(examples.detach().cpu().numpy() * 255).astype(np.uint8)
         self.state.done[d][m, li, r] = True
 
+    @staticmethod
+    def _classifier(runtime: Runtime, context: str):
+        return lambda x: runtime.logits(x, context=context)
+
+    def _run_variant(self, d: str, m: int, r: int, li: int, variant: str) -> None:
+        """One level of an attack variant: on logits/T of model m, or crafted on the control and shown to m."""
+        level = self.config.levels(d)[li]
+        runtime = self.runtime_of(m)
+        stochastic = self.state.stochastic[m]
+        if stochastic:
+            torch.manual_seed(_unit_seed(self.config.seed, "variant", variant, self.state.model_names[m], d, level))
+        if variant == "temperature":
+            temperature = self.state.temperatures[m]
+            attacked, loss, draws = (lambda x: runtime.network(x) / temperature), "cross_entropy", \
+                (self.config.eot_draws if stochastic else 1)
+        else:
+            source = self.state.transfer_source
+            attacked, loss = self.runtime_of(source), self.state.losses[source]
+            draws = self.config.eot_draws if self.state.stochastic[source] else 1
+        images, labels = self._images.images, self._images.labels
+        correct = np.empty(len(labels), dtype=np.uint8)
+        classify = self._classifier(runtime, f"under {DISTORTIONS[d]} {level:g} ({VARIANTS[variant]})")
+        for start in range(0, len(labels), self.config.batch_size):
+            x = images[start:start + self.config.batch_size].to(self.device)
+            y = labels[start:start + self.config.batch_size].to(self.device)
+            if level == 0:
+                distorted = x
+            elif d == "fgsm":
+                distorted = (x + level * input_gradient(attacked, x, y, loss, draws).sign()).clamp_(0.0, 1.0)
+            else:
+                distorted = pgd(attacked, x, y, level, steps=self.config.ifgsm_steps,
+                                step=self.config.ifgsm_step or None, loss=loss, draws=draws)
+            correct[start:start + len(y)] = correct_answers(classify, distorted, y, len(y))
+        self.state.variant_correct[f"{d}/{variant}"][m, li] = correct
+        self.state.variant_done[f"{d}/{variant}"][m, li] = True
+
+    def _note_zero_gradients(self, m: int, start: int, gradient: torch.Tensor) -> None:
+        """Which images' input gradient is exactly zero (a saturated softmax masks the attack's direction)."""
+        zero = (gradient.reshape(len(gradient), -1) == 0).all(dim=1)
+        self.state.zero_gradient[m, start:start + len(zero)] = zero.cpu().numpy().astype(np.int8)
+
     def _distort(self, d, m, r, li, level, x, y, start, runtime, stochastic) -> torch.Tensor:
         draws = self.config.eot_draws if stochastic else 1
         loss = self.state.losses[m]
+        if d in ATTACKS and level > 0 and r == 0 and self.state.zero_gradient[m, start] < 0:
+            gradient = input_gradient(runtime, x, y, loss, draws)
+            self._note_zero_gradients(m, start, gradient)
+            if d == "fgsm":
+                self._gradient, self._gradient_key = gradient.sign(), (m, r, start)
         if d == "noise":  # one stream per repetition, the same for every model and variance
             return gaussian_noise(x, level, seed=self.config.seed, block=r, start=start)
         if d == "blur":
@@ -678,13 +905,34 @@ class RobustnessExperiment(Experiment):
         return self.state.snapshot(self.rate)
 
 
-def _test_images(config: RobustnessConfig, model: LoadedModel):
+def _test_images(config: RobustnessConfig, model: LoadedModel, rule: str = SUBSET_RULE):
+    """(the test images, their subset record): a seeded, class-stratified subset of ``images`` of them (rule
+    "first": the first N, as version-1 runs took them)."""
     images = _images_for_model(load_dataset(config.dataset, config.data_dir or None), model)
-    if config.images:
-        if config.images > len(images):
-            raise ValueError(f"{images.name} holds {len(images):,} images; asked for {config.images:,}")
-        images = images.subset(slice(0, config.images))
-    return images
+    if config.images > len(images):
+        raise ValueError(f"{images.name} holds {len(images):,} images; asked for {config.images:,}")
+    labels = images.labels.numpy()
+    if rule == LEGACY_FIRST_N:
+        chosen = images.subset(slice(0, config.images)) if config.images else images
+        counts = np.bincount(chosen.labels.numpy(), minlength=len(images.class_names))
+        return chosen, {"rule": LEGACY_FIRST_N, "requested": config.images, "size": len(chosen),
+                        "label_counts": counts.tolist()}
+    subset = stratified_subset(labels, config.images, config.seed, len(images.class_names))
+    chosen = images if subset.indices.size == len(images) else images.subset(torch.from_numpy(subset.indices))
+    return chosen, subset.record()
+
+
+def _temperature(model: LoadedModel) -> float:
+    """A distilled model's training temperature T (0: not distilled)."""
+    return float(model.extra.get("temperature") or 0.0)
+
+
+def _transfer_source(names, models) -> int:
+    """The undefended control that transfer attacks are crafted on: a model named "control", else one trained
+    as a defence's control; -1 when the session has none."""
+    if "control" in names:
+        return list(names).index("control")
+    return next((i for i, m in enumerate(models) if m.extra.get("defence") == "control"), -1)
 
 
 # --- exports ---
@@ -694,12 +942,19 @@ def accuracy_records(snapshot: RobustnessSnapshot) -> list[dict]:
     for result in snapshot.distortions:
         for m, name in enumerate(snapshot.model_names):
             for li, level in enumerate(result.levels):
+                plain = result.plain_accuracy
                 records.append({"distortion": result.name, "model": name, "level": float(level),
                                 "accuracy": float(result.accuracy[m, li]),
                                 "ci_low": float(result.accuracy_low[m, li]),
                                 "ci_high": float(result.accuracy_high[m, li]),
                                 "repetition_sd": float(result.spread[m, li]),
-                                "images": snapshot.n_images, "complete": bool(result.complete[m, li])})
+                                "own_gradient_accuracy": np.nan if plain is None else float(plain[m, li]),
+                                **{f"{v}_accuracy": float(result.variant_accuracy[v][m, li])
+                                   if v in result.variant_accuracy else np.nan for v in VARIANTS},
+                                "ifgsm_step": float(result.steps[li]) if result.steps else np.nan,
+                                "at_chance": bool(result.at_chance[m]) if result.at_chance else False,
+                                "images": snapshot.n_images, "image_subset": snapshot.images_text,
+                                "complete": bool(result.complete[m, li])})
     return records
 
 
@@ -710,18 +965,27 @@ def threshold_records(snapshot: RobustnessSnapshot) -> list[dict]:
             curve = result.fits[m]
             fit = curve.fit if curve is not None else None
             ci = curve.threshold_ci if curve is not None and curve.threshold_ci is not None else (np.nan, np.nan)
+            inside = curve is not None and curve.censored == INSIDE
+            if not inside:
+                ci = (np.nan, np.nan)
             records.append({
                 "distortion": result.name, "model": name, "loss": snapshot.losses[m],
                 "stochastic": bool(snapshot.stochastic[m]),
+                "at_chance": bool(curve is not None and curve.at_chance),
                 "clean_accuracy": np.nan if curve is None else curve.clean,
                 "target_accuracy": np.nan if curve is None else curve.target,
-                "threshold": np.nan if curve is None else curve.threshold,
+                # Outside the measured grid a threshold is a bound ("> 0.9"); the fitted value is only a note.
+                "threshold": np.nan if curve is None or curve.fit is None
+                else censored_value(curve.threshold, *curve.grid),
+                "fitted_threshold": np.nan if curve is None else curve.threshold,
                 "threshold_ci_low": float(ci[0]), "threshold_ci_high": float(ci[1]),
                 "status": "" if curve is None else STATUS_WORDS[curve.status] if fit is not None else "no fit",
                 "sigmoid": "" if fit is None else fit.sigmoid, "width": np.nan if fit is None else fit.width,
                 "floor_accuracy": np.nan if fit is None else fit.lapse,
                 "fitted_clean_accuracy": np.nan if fit is None else 1 - fit.guess,
-                "flags": "" if curve is None else " ".join(curve.flags), "note": "" if curve is None else curve.note})
+                "flags": "" if curve is None else " ".join(curve.flags), "note": "" if curve is None else curve.note,
+                "gradient_masking": result.masking[m] if result.masking else "",
+                "image_subset": snapshot.images_text})
     return records
 
 
@@ -821,35 +1085,65 @@ def summary(state: RobustnessState) -> dict:
             "stochastic": [bool(s) for s in state.stochastic], "images": state.n_images,
             "distortions": list(state.config.distortions),
             "levels": {d: list(state.config.levels(d)) for d in state.config.distortions},
-            "thresholds": thresholds}
+            "thresholds": thresholds, "subset": state.subset, "images_text": snapshot.images_text,
+            "gradient_masking": {result.name: {name: text for name, text in zip(snapshot.model_names, result.masking)
+                                               if text} for result in snapshot.distortions if result.masking},
+            "at_chance": sorted({snapshot.model_names[m] for result in snapshot.distortions
+                                 for m, flag in enumerate(result.at_chance) if flag}),
+            "ifgsm_steps": _ifgsm_step_text(snapshot)}
+
+
+def _ifgsm_step_text(snapshot: RobustnessSnapshot) -> str:
+    """The IFGSM step at each ε, as the export names it."""
+    result = next((r for r in snapshot.distortions if r.name == "ifgsm"), None)
+    if result is None:
+        return ""
+    return f"{snapshot.ifgsm_steps} steps of " + ", ".join(f"{step:.4g} at ε {eps:g}"
+                                                          for eps, step in zip(result.levels, result.steps))
 
 
 def threshold_text(entry: dict | None) -> str:
-    """"0.31 [0.28, 0.35]", or why there is no threshold, from a summary entry."""
+    """"0.31 [0.28, 0.35]", "> 0.9" (censored), or why there is no threshold, from a summary entry."""
     if entry is None:
         return "not fitted yet"
-    if entry["status"] != "reached":
-        return entry["status"]
-    ci = entry["ci"]
-    numbers = ci is not None and all(isinstance(v, float) for v in ci)
-    return f"{entry['threshold']:.3g}" + (f" [{ci[0]:.3g}, {ci[1]:.3g}]" if numbers else "")
+    if "text" in entry:
+        return entry["text"]
+    return entry["status"]
 
 
 def describe(entry: dict) -> list[str]:
     models = entry["models"]
+    images = entry.get("images_text") or f"{entry['images']:,} images"
     lines = [f"{len(models)} model{'s' if len(models) > 1 else ''} ({', '.join(models)}) × "
-             f"{', '.join(entry['distortions'])} on {entry['images']:,} images"]
+             f"{', '.join(entry['distortions'])} on {images}"]
     for d, per_model in entry["thresholds"].items():
         lines.append(f"{DISTORTIONS[d]} threshold ({LEVEL_NAMES[d]} at half-way accuracy): "
                      + "; ".join(f"{name} {threshold_text(value)}" for name, value in per_model.items()))
+    lines += [f"{name} at chance: no thresholds, no κ" for name in entry.get("at_chance", ())]
+    for d, per_model in entry.get("gradient_masking", {}).items():
+        lines += [f"{DISTORTIONS[d]}, {name}: {text}" for name, text in per_model.items()]
+    if entry.get("ifgsm_steps"):
+        lines.append(f"IFGSM: {entry['ifgsm_steps']}")
     return lines
 
 
 def report(snapshot: RobustnessSnapshot) -> list[str]:
-    return [f"{result.label} threshold ({result.level_name} at half-way accuracy): "
-            + "; ".join(f"{name} {threshold_text(None if curve is None else curve.summary())}"
-                        for name, curve in zip(snapshot.model_names, result.fits))
-            for result in snapshot.distortions]
+    lines = [f"test images: {snapshot.images_text}"]
+    for result in snapshot.distortions:
+        lines.append(f"{result.label} threshold ({result.level_name} at half-way accuracy): "
+                     + "; ".join(f"{name} {threshold_text(None if curve is None else curve.summary())}"
+                                 for name, curve in zip(snapshot.model_names, result.fits)))
+        lines += [f"{result.label}, {name}: {text}" for name, text in zip(snapshot.model_names, result.masking)
+                  if text]
+    return lines
+
+
+def _migrate_v1(meta: dict, arrays: dict) -> tuple[dict, dict]:
+    """Version 1 measured the first N test images and no attack variants."""
+    models, n = len(meta["model_names"]), int(meta["n_images"])
+    meta = {**meta, "subset": {"rule": LEGACY_FIRST_N, "requested": int(meta["config"].get("images", 0)),
+                               "size": n}, "temperatures": [0.0] * models, "transfer_source": -1, "variant_plan": []}
+    return meta, {**arrays, "zero_gradient": np.full((models, n), -1, dtype=np.int8)}
 
 
 EXPERIMENT = ExperimentSpec(
@@ -866,6 +1160,7 @@ EXPERIMENT = ExperimentSpec(
     artefacts=ARTEFACTS,
     can_refit=True,
     record_version=RECORD_VERSION,
+    migrations={1: _migrate_v1},
     requires=(Requirement("models", "model", "extra models to compare with the session's model (default: every "
                           "extra model of the session)", optional=True, many=True),),
     summary=summary,

@@ -7,6 +7,14 @@ classification maps of every chosen estimator (core.estimators) exactly as a cla
 them grow together. Maps are kept at 1e2, 1e3, … samples up to the budget and split-half reliability (even vs
 odd blocks, Spearman–Brown) at 8 points per decade: the figure shows maps against samples (rows: stimulus ×
 estimator, columns: sample counts) and reliability against samples per stimulus type.
+
+Structured noise has correlated pixels, so split-half reliability rises under it even with no signal at all (a
+signal-free observer reaches r ≈ 0.8 at 1,000 Gabor-PCA samples, ≈ 0 under white noise). Each stimulus type is
+therefore also shown to two observers on the very same noise blocks: a *null* observer whose answers carry no
+information about the image (a hash of it), and a *template* observer, linear with known templates (the fit data's
+class-mean digits for 28×28 grey models, else seeded random patterns). The model's curves are read as excess
+reliability over the null's, and the white-vs-structured comparison as that excess and as the template observer's
+cosine with its own templates.
 """
 
 from __future__ import annotations
@@ -17,12 +25,14 @@ from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+import torch
+from torch import nn
 
 from . import classification as ci
 from .experiment import Artefact, Experiment, ExperimentSpec
 from .driver import ProgressView
 from .estimators import ESTIMATORS, canonical_estimators
-from .models import LoadedModel
+from .models import InputSpec, LoadedModel
 from .noise import NOISE_SOURCES, NoiseSource, log_spaced_checkpoints
 from .params import config_from_dict, config_to_dict, param
 from .structured_noise import FIT_DATASETS, FittedSource
@@ -40,6 +50,59 @@ DEFAULT_ESTIMATORS = ("hard", "logit", "prob")
 FIRST_CHECKPOINT = 100
 # Reliability a map "has converged" at, for the samples-to-reliability table.
 RELIABILITY_TARGET = 0.8
+OBSERVERS = {"null": "signal-free observer", "template": "linear observer with known templates"}
+OBSERVER_SEED = 0x5EED
+
+
+class NullObserver(nn.Module):
+    """Answers that carry no information about the image: each score is a hash of the image (frac of a large
+    multiple of the sine of a random projection), deterministic (so runs resume exactly) yet uncorrelated with any
+    pixel pattern."""
+
+    def __init__(self, n_features: int, n_classes: int, seed: int = OBSERVER_SEED) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("projection", torch.randn(n_features, n_classes, generator=generator,
+                                                       dtype=torch.float64) * 100.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        phase = torch.sin(x.flatten(1).double() @ self.projection) * 43758.5453
+        return (phase - torch.floor(phase)).float() * 4.0
+
+
+class TemplateObserver(nn.Module):
+    """Scores z_k = t_k·(x − 0.5): a linear observer whose maps should converge to its templates t_k."""
+
+    def __init__(self, templates: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("templates", templates.flatten(1).float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.flatten(1) - 0.5) @ self.templates.T
+
+
+def observer_templates(shape: tuple[int, ...], n_classes: int) -> np.ndarray:
+    """(K, C·H·W) unit-norm known templates: the bundled digits' class means less their mean for 28×28 grey
+    models, otherwise seeded random patterns."""
+    if tuple(shape) == (1, 28, 28) and n_classes == 10:
+        from .data import bundled_mnist
+
+        train = bundled_mnist("train")
+        means = np.stack([train.of_class(k).flatten(1).double().mean(0).numpy() for k in range(10)])
+        templates = means - means.mean(0)
+    else:
+        templates = np.random.default_rng(OBSERVER_SEED).normal(size=(n_classes, int(np.prod(shape))))
+    return templates / np.linalg.norm(templates, axis=1, keepdims=True)
+
+
+def observer_model(which: str, model: LoadedModel) -> LoadedModel:
+    """The null or template observer for ``model``'s input and classes (rebuilt, never stored)."""
+    shape = tuple(model.input_spec.shape)
+    if which == "null":
+        net = NullObserver(int(np.prod(shape)), model.n_classes)
+    else:
+        net = TemplateObserver(torch.as_tensor(observer_templates(shape, model.n_classes)))
+    return LoadedModel("observer", f"{which} observer", net, InputSpec(shape), tuple(model.class_names))
 
 
 @dataclass(frozen=True)
@@ -124,6 +187,8 @@ class StimulusResult:
     stimulus: str
     run: "ci.ClassificationSnapshot"
     fit: str  # the structured source's fit, in words ("" for white noise)
+    observers: Mapping[str, "ci.ClassificationSnapshot"] = field(default_factory=dict)  # null, template
+    templates: np.ndarray | None = None  # the template observer's (K, D)
 
     def checkpoint_maps(self, estimator: str) -> dict[int, object]:
         """Samples → that estimator's maps when the run first reached 1e2, 1e3, …; then now if later."""
@@ -138,6 +203,41 @@ class StimulusResult:
         values = convergence.mean()
         measured = np.isfinite(values)
         return convergence.samples[measured], values[measured]
+
+    def observer_reliability(self, observer: str, estimator: str) -> tuple[np.ndarray, np.ndarray]:
+        """The same curve for an observer on the same noise (empty when the run has none)."""
+        if observer not in self.observers:
+            return np.zeros(0, np.int64), np.zeros(0)
+        return replace(self, run=self.observers[observer], observers={}).reliability(estimator)
+
+    def excess(self, estimator: str) -> tuple[np.ndarray, np.ndarray]:
+        """(samples, the model's reliability − the null observer's at the same samples): what the maps owe to the
+        model rather than to the noise's own correlations. Empty without a null."""
+        samples, values = self.reliability(estimator)
+        null_samples, null_values = self.observer_reliability("null", estimator)
+        if not null_samples.size or not samples.size:
+            return np.zeros(0, np.int64), np.zeros(0)
+        keep = samples <= null_samples[-1]
+        null_at = np.interp(np.log(samples[keep]), np.log(null_samples), null_values)
+        return samples[keep], values[keep] - null_at
+
+    def template_cosine(self, estimator: str) -> tuple[np.ndarray, np.ndarray]:
+        """(samples, mean cosine of the template observer's maps with its known templates) at each checkpoint:
+        how close the maps come to the truth, which correlated noise cannot fake."""
+        run = self.observers.get("template")
+        if run is None or self.templates is None:
+            return np.zeros(0, np.int64), np.zeros(0)
+        samples, cosines = [], []
+        for n, maps in ci.progression_rows(run, estimator):
+            rows = maps.of("centered")
+            present = np.isfinite(rows).all(1)
+            if not present.any():
+                continue
+            a, b = rows[present], self.templates[present]
+            cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-300)
+            samples.append(n)
+            cosines.append(float(cos.mean()))
+        return np.asarray(samples, np.int64), np.asarray(cosines)
 
     def samples_to(self, estimator: str, level: float = RELIABILITY_TARGET) -> int | None:
         """The first recorded sample count whose mean reliability reached ``level`` (None: not yet)."""
@@ -171,6 +271,8 @@ class SampleComplexityState:
     config: SampleComplexityConfig
     runs: dict[str, ci.ClassificationImageState]  # stimulus → its classification-image run
     seconds: float = 0.0  # compute time spent so far (the driver adds to it)
+    # observer → stimulus → its run on the same noise (empty in runs recorded before observers existed)
+    observers: dict[str, dict[str, ci.ClassificationImageState]] = field(default_factory=dict)
 
     @property
     def progress_done(self) -> int:
@@ -197,7 +299,7 @@ class SampleComplexityState:
 
     def with_budget(self, total: int) -> "SampleComplexityState":
         per_stimulus = -(-total // max(len(self.config.stimuli), 1))
-        for run in self.runs.values():
+        for run in [*self.runs.values(), *(r for runs in self.observers.values() for r in runs.values())]:
             run.with_budget(per_stimulus)
         self.config = replace(self.config, samples=per_stimulus)
         return self
@@ -208,7 +310,10 @@ class SampleComplexityState:
         for stimulus, run in self.runs.items():
             noise = run.config.noise
             fit = noise.fit_summary() if isinstance(noise, FittedSource) else ""
-            results[stimulus] = StimulusResult(stimulus, run.snapshot(), fit)
+            observers = {name: runs[stimulus].snapshot() for name, runs in self.observers.items() if stimulus in runs}
+            templates = (observer_templates(tuple(run.image_shape), run.n_classes) if "template" in observers
+                         else None)
+            results[stimulus] = StimulusResult(stimulus, run.snapshot(), fit, observers, templates)
         return SampleComplexitySnapshot(
             samples_done=self.progress_done, samples_total=self.progress_total,
             samples_per_second=samples_per_second, finished=self.finished, samples=self.config.samples,
@@ -223,20 +328,31 @@ class SampleComplexityState:
             run_meta, run_arrays = run.to_record()
             meta["runs"][stimulus] = run_meta
             arrays.update({f"runs/{stimulus}/{path}": value for path, value in run_arrays.items()})
+        meta["observers"] = {}
+        for observer, runs in self.observers.items():
+            meta["observers"][observer] = {}
+            for stimulus, run in runs.items():
+                run_meta, run_arrays = run.to_record()
+                meta["observers"][observer][stimulus] = run_meta
+                arrays.update({f"observers/{observer}/{stimulus}/{path}": value for path, value in run_arrays.items()})
         return meta, arrays
 
     @classmethod
     def from_record(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "SampleComplexityState":
         config = SampleComplexityConfig.from_dict(meta["config"])
-        runs = {}
-        for stimulus, run_meta in meta["runs"].items():
-            prefix = f"runs/{stimulus}/"
+
+        def read(prefix: str, run_meta: dict) -> ci.ClassificationImageState:
             run_arrays = {path[len(prefix):]: value for path, value in arrays.items() if path.startswith(prefix)}
             # Each run is a classification-image record: bring one written by an older version up to date.
             for version in range(int(meta.get("run_record_version", ci.RECORD_VERSION)), ci.RECORD_VERSION):
                 run_meta, run_arrays = ci.EXPERIMENT.migrations[version](run_meta, run_arrays)
-            runs[stimulus] = ci.ClassificationImageState.from_record(run_meta, run_arrays)
-        return cls(config, runs, float(meta.get("seconds", 0.0)))
+            return ci.ClassificationImageState.from_record(run_meta, run_arrays)
+
+        runs = {stimulus: read(f"runs/{stimulus}/", run_meta) for stimulus, run_meta in meta["runs"].items()}
+        observers = {observer: {stimulus: read(f"observers/{observer}/{stimulus}/", run_meta)
+                                for stimulus, run_meta in by_stimulus.items()}
+                     for observer, by_stimulus in meta.get("observers", {}).items()}
+        return cls(config, runs, float(meta.get("seconds", 0.0)), observers)
 
 
 class SampleComplexityExperiment(Experiment):
@@ -252,6 +368,14 @@ class SampleComplexityExperiment(Experiment):
             # Maps kept from 1e2 samples (a classification run keeps them from 1e3).
             part._checkpoints = log_spaced_checkpoints(FIRST_CHECKPOINT, max(run.config.samples, FIRST_CHECKPOINT))
             self.parts[stimulus] = part
+        # stimulus → the observers' runs, advanced block for block with the model's on the same noise
+        self.observer_parts: dict[str, list[ci.ClassificationImageExperiment]] = {}
+        for observer, runs in self.state.observers.items():
+            observer_net = observer_model(observer, model)
+            for stimulus, run in runs.items():
+                part = ci.ClassificationImageExperiment(observer_net, state=run, device=device, control=self.control)
+                part._checkpoints = self.parts[stimulus]._checkpoints
+                self.observer_parts.setdefault(stimulus, []).append(part)
         self._last: str | None = None
 
     @classmethod
@@ -263,10 +387,13 @@ class SampleComplexityExperiment(Experiment):
             if isinstance(noise, FittedSource):
                 noise.fit(shape)  # fitted here, once: the run's first unit is not held up, shape errors show now
             runs[stimulus] = ci.ClassificationImageExperiment.new_state(model, config.run_config(stimulus, noise))
-        return SampleComplexityState(config, runs)
+        observers = {name: {stimulus: ci.ClassificationImageExperiment.new_state(
+            observer_model(name, model), config.run_config(stimulus, run.config.noise))
+            for stimulus, run in runs.items()} for name in OBSERVERS}
+        return SampleComplexityState(config, runs, observers=observers)
 
     def prepare(self) -> None:
-        for part in self.parts.values():
+        for part in [*self.parts.values(), *(p for parts in self.observer_parts.values() for p in parts)]:
             part.prepare()
 
     def pending(self):
@@ -283,11 +410,15 @@ class SampleComplexityExperiment(Experiment):
         part = self.parts[stimulus]
         part.rate = self.rate
         part.run_unit(block)
+        for observer in self.observer_parts.get(stimulus, ()):
+            if block not in observer.state.done:
+                observer.run_unit(block)
         self._last = stimulus
 
     def after_unit(self) -> None:
         if self._last is not None:
-            self.parts[self._last].after_unit()
+            for part in [self.parts[self._last], *self.observer_parts.get(self._last, ())]:
+                part.after_unit()
 
     def snapshot(self) -> SampleComplexitySnapshot:
         return self.state.snapshot(self.rate)
@@ -325,18 +456,37 @@ def write_reliability(snapshot: SampleComplexitySnapshot, path) -> Path:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["stimulus", "estimator", "samples", "reliability_mean", "classes_with_map",
-                         *[f"reliability_{name}" for name in snapshot.class_names]])
+                         *[f"reliability_{name}" for name in snapshot.class_names], "null_observer_reliability",
+                         "excess_reliability"])
         for stimulus, result in snapshot.results.items():
             for estimator in snapshot.estimators:
                 convergence = result.run.convergence.get(estimator)
                 if convergence is None:
                     continue
                 per_class = convergence.values()
+                null_samples, null_values = result.observer_reliability("null", estimator)
                 for i, n in enumerate(convergence.samples):
                     row = per_class[i]
+                    matched = np.flatnonzero(null_samples == n)
+                    null = f"{null_values[matched[0]]:.6g}" if matched.size else ""
+                    excess = f"{convergence.mean()[i] - null_values[matched[0]]:.6g}" if matched.size else ""
                     writer.writerow([stimulus, estimator, int(n), f"{convergence.mean()[i]:.6g}",
                                      int(np.isfinite(row).sum()),
-                                     *["" if not np.isfinite(v) else f"{v:.6g}" for v in row]])
+                                     *["" if not np.isfinite(v) else f"{v:.6g}" for v in row], null, excess])
+    return path
+
+
+def write_template_cosine(snapshot: SampleComplexitySnapshot, path) -> Path:
+    """The known-template observer's maps against its templates: mean cosine per stimulus, estimator and
+    checkpoint (CSV). Correlated noise raises reliability without signal; it cannot raise this."""
+    path = Path(path)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["stimulus", "estimator", "samples", "template_cosine"])
+        for stimulus, result in snapshot.results.items():
+            for estimator in snapshot.estimators:
+                for n, value in zip(*result.template_cosine(estimator)):
+                    writer.writerow([stimulus, estimator, int(n), f"{value:.6g}"])
     return path
 
 
@@ -349,8 +499,11 @@ ARTEFACTS = (
              "(figure or arrays)", (".png", ".pdf", ".npz"), write_maps, available=_has_samples),
     Artefact("sample_complexity_reliability", "Split-half reliability against samples per stimulus type (plot)",
              (".png", ".svg"), write_reliability_plot, available=_has_samples),
-    Artefact("sample_complexity", "Split-half reliability against samples, every stimulus and estimator (CSV)",
-             (".csv",), write_reliability, available=_has_samples),
+    Artefact("sample_complexity", "Split-half reliability against samples, every stimulus and estimator, with the "
+             "signal-free observer's and the excess over it (CSV)", (".csv",), write_reliability, available=_has_samples),
+    Artefact("sample_complexity_template", "Known-template observer: cosine of its maps with its templates against "
+             "samples (CSV)", (".csv",), write_template_cosine,
+             available=lambda s: _has_samples(s) and any(r.templates is not None for r in s.results.values())),
 )
 
 
@@ -368,8 +521,22 @@ def summary(state: SampleComplexityState) -> dict:
             "samples_done": result.run.samples_done,
             "fit": result.fit,
             f"samples_to_reliability_{RELIABILITY_TARGET:g}": {e: result.samples_to(e) for e in state.config.estimators},
+            "excess_reliability": {e: _last(result.excess(e)) for e in state.config.estimators},
+            "template_cosine": {e: _last(result.template_cosine(e)) for e in state.config.estimators},
         } for stimulus, result in snapshot.results.items()},
     }
+
+
+def _last(curve: tuple[np.ndarray, np.ndarray]) -> float | None:
+    """The last finite value of a (samples, values) curve, rounded; None when there is none."""
+    values = curve[1][np.isfinite(curve[1])]
+    return round(float(values[-1]), 4) if values.size else None
+
+
+def _comparison(excess: float | None, cosine: float | None) -> str:
+    parts = [f"excess over the signal-free observer {excess:+.2f}" if excess is not None else "",
+             f"template observer's cosine {cosine:.2f}" if cosine is not None else ""]
+    return "; ".join(p for p in parts if p)
 
 
 def describe(entry: dict) -> list[str]:
@@ -381,6 +548,10 @@ def describe(entry: dict) -> list[str]:
                             for e, n in facts[key].items())
         lines.append(f"  {STIMULUS_TITLES[stimulus]}: {facts['samples_done']:,} samples; reliability "
                      f"{RELIABILITY_TARGET:g} at: {reached}")
+        for e in facts[key]:
+            compared = _comparison(facts.get("excess_reliability", {}).get(e), facts.get("template_cosine", {}).get(e))
+            if compared:
+                lines.append(f"    {ESTIMATORS[e].label}: {compared}")
         if facts["fit"]:
             lines.append(f"    {facts['fit']}")
     return lines
@@ -397,9 +568,14 @@ def report(snapshot: SampleComplexitySnapshot) -> list[str]:
             samples, values = result.reliability(estimator)
             last = f"{values[-1]:.2f}" if values.size and np.isfinite(values[-1]) else "–"
             reached = result.samples_to(estimator)
+            compared = _comparison(_last(result.excess(estimator)), _last(result.template_cosine(estimator)))
             parts.append(f"{ESTIMATORS[estimator].label} {last}"
-                         + (f" (≥ {RELIABILITY_TARGET:g} from {reached:,})" if reached else ""))
+                         + (f" (≥ {RELIABILITY_TARGET:g} from {reached:,})" if reached else "")
+                         + (f" [{compared}]" if compared else ""))
         lines.append(f"{STIMULUS_TITLES[stimulus]}: reliability " + "; ".join(parts))
+    if any(result.observers for result in snapshot.results.values()):
+        lines.append("structured noise raises reliability without any signal: compare stimulus types on the excess "
+                     "and the template cosine, not on reliability")
     return lines
 
 
@@ -422,5 +598,5 @@ EXPERIMENT = ExperimentSpec(
 )
 SampleComplexityExperiment.spec = EXPERIMENT
 
-__all__ = ["EXPERIMENT", "SampleComplexityConfig", "SampleComplexityExperiment", "SampleComplexitySnapshot",
+__all__ = ["EXPERIMENT", "NullObserver", "OBSERVERS", "TemplateObserver", "SampleComplexityConfig", "SampleComplexityExperiment", "SampleComplexitySnapshot",
            "SampleComplexityState", "STIMULI"]

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .records import require_moments, require_shapes
+
 def triu_indices(p: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(p)
 
@@ -187,6 +189,11 @@ class STAAccumulator:
 
     @classmethod
     def from_state(cls, state: dict[str, np.ndarray]) -> "STAAccumulator":
+        require_moments("STA", state, counts=("count", "active"), finite=("mean_a", "mean_x", "c_ax"),
+                        non_negative=("m2_a", "m2_x"))
+        units, features = np.asarray(state["mean_a"]).shape[:1], np.asarray(state["mean_x"]).shape[:1]
+        require_shapes("STA", state, {"count": (), "active": units, "mean_a": units, "m2_a": units,
+                                      "mean_x": features, "m2_x": features, "c_ax": units + features})
         out = cls(len(state["mean_a"]), len(state["mean_x"]))
         out.count = int(np.asarray(state["count"]))
         out.active = np.array(state["active"], dtype=np.int64)
@@ -277,7 +284,14 @@ class STCAccumulator:
 
     @classmethod
     def from_state(cls, state: dict[str, np.ndarray]) -> "STCAccumulator":
-        units, features = np.asarray(state["sum_ax"]).shape
+        require_moments("STC", state, counts=("count",), finite=("sum_x", "sum_xx", "sum_a", "sum_ax", "sum_axx"))
+        sum_ax = np.asarray(state["sum_ax"])
+        if sum_ax.ndim != 2:
+            raise ValueError(f"STC accumulator field 'sum_ax' has shape {sum_ax.shape}, expected (units, features)")
+        units, features = sum_ax.shape
+        packed = features * (features + 1) // 2
+        require_shapes("STC", state, {"count": (), "sum_x": (features,), "sum_xx": (packed,), "sum_a": (units,),
+                                      "sum_axx": (units, packed)})
         out = cls(units, features)
         out.count = int(np.asarray(state["count"]))
         for name in ("sum_x", "sum_xx", "sum_a", "sum_ax", "sum_axx"):

@@ -47,6 +47,9 @@ from .models import MNIST_CLASSES, LoadedModel
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, config_from_dict, config_to_dict, param
 from .receptive_field import (
+    Geometry,
+    LayerGeometry,
+    PostActivation,
     ReceptiveFieldError,
     capture,
     capture_all,
@@ -80,16 +83,29 @@ NULL_COLUMNS = 256  # and at least this many (unit, shuffle) weight columns per 
 MAP_MAX_CLASSES = 100  # activation maps per class for at most this many classes
 MAP_FULL_LIMIT = 2**22  # per-class activation values of one layer kept in full up to this many (else channel means)
 REAL_BATCH = 500
+# The network's own outputs as a layer of units (each sees the whole image): the one layer a TorchScript model
+# offers, since it can be neither traced nor hooked. Its STA is the logit kernel of each output.
+OUTPUT_LAYER = "output"
+
+
+def _is_script(net) -> bool:
+    return isinstance(net, torch.jit.ScriptModule)
+
+
+def output_geometry(model: LoadedModel) -> LayerGeometry:
+    return LayerGeometry(OUTPUT_LAYER, "linear", model.n_classes, (1, 1), tuple(model.input_spec.shape),
+                         Geometry(whole=True))
 
 
 def layer_options(model) -> dict:
-    """The model's conv and linear layers, labelled with their kind and number of units."""
+    """The model's conv and linear layers, labelled with their kind and number of units, then its outputs."""
     out = {}
     for name, module in unit_layers(model.net).items():
         if isinstance(module, nn.Conv2d):
             out[name] = f"{name} (conv, {module.out_channels} units)"
         else:
             out[name] = f"{name} (linear, {module.out_features} units)"
+    out[OUTPUT_LAYER] = f"output ({model.n_classes} units: the network's outputs)"
     return out
 
 
@@ -822,16 +838,20 @@ class STAExperiment(Experiment):
         super().__init__(model, config, state, device, control)
         state = self.state
         net = self.runtime.network.net
+        shape = tuple(model.input_spec.shape)
         try:
-            self._traced = trace(net, tuple(model.input_spec.shape))
-            self._geometry = layer_geometry(net, tuple(model.input_spec.shape), state.config.layer, self._traced)
-            self._post = post_activation(self._traced, state.config.layer)
+            self._traced = None if _is_script(net) and state.config.layer == OUTPUT_LAYER else trace(net, shape)
+            if state.config.layer == OUTPUT_LAYER:
+                self._geometry, self._post = output_geometry(model), PostActivation()
+            else:
+                self._geometry = layer_geometry(net, shape, state.config.layer, self._traced)
+                self._post = post_activation(self._traced, state.config.layer)
         except ReceptiveFieldError as exc:
             raise EngineError(str(exc)) from None
         if self._geometry.units != state.units:
             raise EngineError(f"layer {state.config.layer} has {self._geometry.units} units in this model; the "
                               f"session's run has {state.units}")
-        self._layer = self.runtime.layer(state.config.layer)
+        self._layer = None if state.config.layer == OUTPUT_LAYER else self.runtime.layer(state.config.layer)
         self._map_posts = {m.name: post_activation(self._traced, m.name) for m in state.map_layers}
         self._map_modules = {m.name: self.runtime.layer(m.name) for m in state.map_layers}
         self._stc_data: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -842,10 +862,16 @@ class STAExperiment(Experiment):
     def new_state(cls, model: LoadedModel, config: STAConfig) -> STAState:
         shape = tuple(model.input_spec.shape)
         try:
-            traced = trace(model.net, shape)
-            geometry = layer_geometry(model.net, shape, config.layer, traced)
+            if _is_script(model.net) and config.layer != OUTPUT_LAYER:
+                raise ReceptiveFieldError(f"a TorchScript model can be neither traced nor hooked: map its outputs "
+                                          f"(--layer {OUTPUT_LAYER}), not {config.layer}")
+            traced = None if _is_script(model.net) else trace(model.net, shape)
+            if config.layer == OUTPUT_LAYER:
+                geometry, post = output_geometry(model), PostActivation()
+            else:
+                geometry = layer_geometry(model.net, shape, config.layer, traced)
+                post = post_activation(traced, config.layer)
             position = geometry.check_position(config.position_rc)
-            post = post_activation(traced, config.layer)
         except ReceptiveFieldError as exc:
             raise EngineError(str(exc)) from None
         crop = geometry.crop_at(position)
@@ -872,7 +898,8 @@ class STAExperiment(Experiment):
                             "choose a layer with fewer units or a smaller field")
             else:
                 stc = STCAccumulator(geometry.units, features)
-        map_layers, map_note = _map_layers(model, traced) if config.map_samples > 0 else ((), "")
+        map_layers, map_note = _map_layers(model, traced) if config.map_samples > 0 and traced is not None \
+            else ((), "")
         noise_maps = ClassMeans(model.n_classes, {m.name: m.dims for m in map_layers}) if map_layers else None
         real_maps = None
         if map_layers and tuple(model.class_names) == MNIST_CLASSES and shape == (1, 28, 28):
@@ -942,6 +969,8 @@ class STAExperiment(Experiment):
         """(B, U) the layer's outputs at the run's position, before its nonlinearity (``cropped``: ``x`` is
         already the receptive-field crop)."""
         network, layer = self.runtime.network, self._layer
+        if layer is None:  # the outputs (whole field: never cropped)
+            return self.runtime.logits(x)
         if crop:
             top, left, h, w = self.state.crop
             if not cropped:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from .data import ImageSet, bundled_mnist
 from .models import ZOO, LoadedModel, build_zoo
+from .runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -23,16 +25,45 @@ class TrainConfig:
     augment_shift: int = 0
 
 
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 2000) -> float:
-    """Top-1 accuracy of a model that takes [0, 1] pixels."""
-    model.eval()
-    device = next(model.parameters()).device
-    correct = 0
+def correct_answers(classify: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
+                    batch_size: int = 1000, device: torch.device | str | None = None) -> np.ndarray:
+    """Per image, 1 where the largest of ``classify``'s outputs is its label: the one scoring rule behind every
+    accuracy (training curves, stored held-out accuracies, the Robustness lab's curves and clean accuracy)."""
+    out = np.empty(len(labels), dtype=np.uint8)
     with torch.inference_mode():
         for start in range(0, len(labels), batch_size):
-            out = model(images[start:start + batch_size].to(device))
-            correct += int((out.argmax(1).cpu() == labels[start:start + batch_size]).sum())
-    return correct / max(len(labels), 1)
+            x = images[start:start + batch_size]
+            predicted = classify(x if device is None else x.to(device)).argmax(1).cpu()
+            out[start:start + len(predicted)] = (predicted == labels[start:start + batch_size].cpu()).numpy()
+    return out
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 2000) -> float:
+    """Top-1 accuracy of a module that takes [0, 1] pixels."""
+    model.eval()
+    device = next(model.parameters()).device
+    return float(correct_answers(model, images, labels, batch_size, device).mean()) if len(labels) else 0.0
+
+
+def heldout_accuracy(model: LoadedModel, images: ImageSet, device: torch.device | str | None = None,
+                     batch_size: int = 1000) -> float:
+    """A model's accuracy on ``images`` as the Robustness lab measures clean accuracy: through a Runtime (the
+    private copy, chunking and output checks every run uses) and :func:`correct_answers`."""
+    runtime = Runtime(model, None if device is None else str(device))
+    answers = correct_answers(runtime.logits, images.images, images.labels, batch_size, runtime.device)
+    return float(answers.mean()) if len(answers) else 0.0
+
+
+def chance_limit(n_classes: int, floor: float = 0.0) -> float:
+    """The accuracy below which a model is "at chance": twice chance 1/K (for few classes, where 2/K is near
+    or above 1, at most a quarter of the way from chance to perfect), or the user's ``floor`` when higher."""
+    chance = 1.0 / max(int(n_classes), 1)
+    return max(min(2.0 * chance, chance + 0.25 * (1.0 - chance)), float(floor))
+
+
+def at_chance(accuracy: float, n_classes: int, floor: float = 0.0) -> bool:
+    """The chance guard: a model whose accuracy is below :func:`chance_limit` gets no thresholds and no κ."""
+    return not float(accuracy) >= chance_limit(n_classes, floor)
 
 
 def _shift(batch: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:

@@ -39,7 +39,15 @@ from .params import config_arrays, config_from_dict, config_to_dict, param
 from .runtime import Runtime
 
 KIND = "two_class"
-RECORD_VERSION = 1
+# 2: the γ range may come from a pilot run (config gamma_range, meta "pilot"); 1: always as set.
+RECORD_VERSION = 2
+GAMMA_RANGES = {"pilot": "pilot run: where both answers occur", "manual": "as set below"}
+# The pilot: a few hundred trials on a fine γ grid, on noise of its own seed stream; a γ qualifies when each of the
+# four stimulus → response cells holds at least PILOT_MIN_CELL of its trials (so c and its z-map exist there).
+PILOT_GAMMAS = tuple(float(g) for g in np.round(np.arange(0.0, 0.951, 0.05), 10))
+PILOT_TRIALS = 1000
+PILOT_MIN_CELL = 0.005  # 500 trials per cell at the default 100,000 trials per γ
+PILOT_STREAM = 0x9170
 CELLS = ("1→1", "1→2", "2→1", "2→2")  # (stimulus class → response), index 2·s + r
 STIMULUS = "Stimulus"
 OBSERVER = "Binary CNN"
@@ -60,8 +68,13 @@ class TwoClassConfig:
                         low=1, high=200, group=OBSERVER)
     train_seed: int = param(1, "Training seed", "seed of the binary CNN's training (the authors': 1)", low=0,
                             high=2**31 - 1, group=OBSERVER)
-    # The bundled-digit binary CNNs answer one class to nearly all noise up to γ ≈ 0.3 (1 vs 7: "7" up to 0.5):
-    # a cell without trials leaves c undefined, so the default grid spans where both answers occur.
+    # The bundled-digit binary CNNs answer one class to nearly all noise up to γ ≈ 0.3 (1 vs 7: "7" up to 0.5) and
+    # are always right at high γ: a cell without trials leaves c undefined, so by default a pilot run finds where
+    # both answers occur for this observer and the grid spans that.
+    gamma_range: str = param("pilot", "γ range", "pilot: a short pilot run (1,000 trials per γ from 0 to 0.95) "
+                             "picks the smallest and largest γ where every stimulus → response cell holds ≥ 0.5% of "
+                             "trials, recorded with the run; manual: the smallest and largest γ as set",
+                             choices=GAMMA_RANGES, group=STIMULUS)
     gamma_min: float = param(0.3, "Smallest γ", "signal strength of the weakest condition, t = γ·s + (1 − γ)·n "
                              "(0: noise alone)", low=0.0, high=0.95, step=0.05, decimals=3, group=STIMULUS)
     gamma_max: float = param(0.7, "Largest γ", "signal strength of the strongest condition", low=0.0, high=0.95,
@@ -82,6 +95,8 @@ class TwoClassConfig:
     def __post_init__(self) -> None:
         if self.first == self.second:
             raise ValueError(f"the two classes must differ, got {self.first} twice")
+        if self.gamma_range not in GAMMA_RANGES:
+            raise ValueError(f"γ range must be {' or '.join(GAMMA_RANGES)}, got {self.gamma_range!r}")
         if not 0 <= self.gamma_min <= self.gamma_max < 1:
             raise ValueError(f"γ must run from a smallest ≥ 0 to a largest < 1 (1 leaves no noise), got "
                              f"{self.gamma_min} to {self.gamma_max}")
@@ -188,6 +203,7 @@ class TwoClassState:
     stimuli: list = field(default_factory=list)  # per γ: of the stimuli by cell
     signal_images: dict = field(default_factory=dict)
     binary: LoadedModel | None = None  # the trained observer (not part of the record: saved under /models)
+    pilot: dict = field(default_factory=dict)  # how the γ range was chosen (empty: as set)
 
     def __post_init__(self) -> None:
         n_features = int(np.prod(self.image_shape))
@@ -259,7 +275,7 @@ class TwoClassState:
                 "image_shape": list(self.image_shape), "model_name": self.model_name,
                 "blocks_done": self.blocks_done, "samples_done": self.samples_done,
                 "noise_device": self.noise_device, "seconds": self.seconds,
-                "signal_images": dict(self.signal_images)}
+                "signal_images": dict(self.signal_images), "pilot": dict(self.pilot)}
         arrays: dict[str, np.ndarray] = dict(config_arrays(self.config))
         shape = tuple(self.image_shape)
         for g, (noise, stimuli) in enumerate(zip(self.noise, self.stimuli)):
@@ -286,7 +302,8 @@ class TwoClassState:
                    image_shape=tuple(int(s) for s in meta["image_shape"]), model_name=meta.get("model_name", ""),
                    blocks_done=int(meta["blocks_done"]), noise_device=meta.get("noise_device", ""),
                    seconds=float(meta.get("seconds", 0.0)), noise=accumulators["noise"],
-                   stimuli=accumulators["stimuli"], signal_images=dict(meta.get("signal_images") or {}))
+                   stimuli=accumulators["stimuli"], signal_images=dict(meta.get("signal_images") or {}),
+                   pilot=dict(meta.get("pilot") or {}))
 
 
 @dataclass(frozen=True)
@@ -336,6 +353,43 @@ def default_pair_observer(model: LoadedModel, config: TwoClassConfig) -> tuple[L
     return binary, f"binary-cnn-{config.first}v{config.second}-e{config.epochs}-s{config.train_seed}"
 
 
+def pilot_gamma_range(observer: LoadedModel, config: TwoClassConfig, device: str | None = None) -> dict:
+    """A short pilot of ``observer`` on PILOT_GAMMAS (bundled held-out digits, noise of its own seed): the smallest
+    and largest γ where every stimulus → response cell holds at least PILOT_MIN_CELL of the trials. When no γ
+    does, the γ whose emptiest cell is fullest, ± 0.05. What it measured is returned for the run's record."""
+    runtime = Runtime(observer, device)
+    signals = SignalImages(bundled_mnist("heldout"), observer)
+    seed = (config.seed + PILOT_STREAM) % 2**31
+    x = config.noise.block(seed, 0, PILOT_TRIALS, tuple(observer.input_spec.shape), runtime.device)
+    index, signal_class = signals.draw(seed, 0, PILOT_TRIALS)
+    shown = signals.images[torch.as_tensor(index)].to(runtime.device)
+    signal_class = torch.as_tensor(signal_class, device=runtime.device)
+    emptiest = []
+    with torch.inference_mode():
+        for gamma in PILOT_GAMMAS:
+            answers = runtime.logits(gamma * shown + (1 - gamma) * x, context=f"in the γ pilot at γ = {gamma:g}"
+                                     ).argmax(1)
+            cells = torch.bincount(2 * signal_class + answers, minlength=4).cpu().numpy()
+            emptiest.append(float(cells.min() / PILOT_TRIALS))
+    emptiest = np.asarray(emptiest)
+    both = np.flatnonzero(emptiest >= PILOT_MIN_CELL)
+    if both.size:
+        low, high = PILOT_GAMMAS[both[0]], PILOT_GAMMAS[both[-1]]
+    else:
+        best = PILOT_GAMMAS[int(np.argmax(emptiest))]
+        low, high = best, best
+    if low == high and config.gamma_points > 1:
+        low, high = max(0.0, low - 0.05), min(0.95, high + 0.05)
+    return {"gammas": list(PILOT_GAMMAS), "emptiest_cell": [round(v, 4) for v in emptiest], "trials": PILOT_TRIALS,
+            "min_cell": PILOT_MIN_CELL, "gamma_min": float(low), "gamma_max": float(high),
+            "found": bool(both.size)}
+
+
+def _migrate_v1(meta: dict, arrays: dict) -> tuple[dict, dict]:
+    """Version 1 always used the γ range as set."""
+    return {**meta, "config": {**meta["config"], "gamma_range": "manual"}, "pilot": {}}, arrays
+
+
 class TwoClassExperiment(Experiment):
     """A unit is one block of trials, shown at every γ. ``signals``: an ImageSet replacing the bundled digits."""
 
@@ -358,9 +412,13 @@ class TwoClassExperiment(Experiment):
                                  "grey-scale model or a two-class model")
         binary, name = default_pair_observer(model, config)
         observer = binary if binary is not None else model
+        pilot = {}
+        if config.gamma_range == "pilot":
+            pilot = pilot_gamma_range(observer, config)
+            config = replace(config, gamma_min=pilot["gamma_min"], gamma_max=pilot["gamma_max"])
         # A two-class model's own class names must be digits of the signal images (checked when the run starts).
         return TwoClassState(config, tuple(observer.class_names), tuple(observer.input_spec.shape),
-                             model_name=name, binary=binary)
+                             model_name=name, binary=binary, pilot=pilot)
 
     def pending(self):
         while not self.state.finished:
@@ -454,7 +512,17 @@ def summary(state: TwoClassState) -> dict:
         "counts": {f"{g:g}": {snapshot.cell_label(c): int(n) for c, n in enumerate(snapshot.images[i].counts)}
                    for i, g in enumerate(snapshot.gammas)},
         "fraction_correct": {f"{g:g}": snapshot.correct(i) for i, g in enumerate(snapshot.gammas)},
+        "gamma_range": pilot_text(state.pilot),
     }
+
+
+def pilot_text(pilot: dict) -> str:
+    """How the γ range was chosen, in words."""
+    if not pilot:
+        return "γ range as set"
+    found = (f"where every cell held ≥ {pilot['min_cell']:.0%} of {pilot['trials']} trials" if pilot["found"] else
+             f"no γ gave every cell {pilot['min_cell']:.0%} of {pilot['trials']} trials: around the best one")
+    return f"γ {pilot['gamma_min']:g}–{pilot['gamma_max']:g} from a pilot run, {found}"
 
 
 def describe(entry: dict) -> list[str]:
@@ -462,6 +530,8 @@ def describe(entry: dict) -> list[str]:
     first, second = entry["classes"]
     lines = [f"{entry['samples_done']:,} of {entry['samples_total']:,} trials per γ{status}; {first} vs {second}, "
              f"observer {entry['observer']}"]
+    if entry.get("gamma_range"):
+        lines.append(f"  {entry['gamma_range']}")
     for gamma, counts in entry["counts"].items():
         correct = entry["fraction_correct"][gamma]
         lines.append(f"  γ = {gamma}: " + ", ".join(f"{cell} {n:,}" for cell, n in counts.items())
@@ -500,6 +570,7 @@ EXPERIMENT = ExperimentSpec(
     artefacts=ARTEFACTS,
     can_extend=True,
     record_version=RECORD_VERSION,
+    migrations={1: _migrate_v1},
     summary=summary,
     describe=describe,
     report=report,

@@ -138,6 +138,7 @@ class Tile:
     image: np.ndarray | None  # (C, H, W); None: an empty grey tile
     title: str = ""
     outline: tuple[int, int, int, int] | None = None  # (row, col, height, width) in image pixels
+    peak: tuple[int, int, int, int] | None = None  # a second box, dashed: where the map stands out most
 
 
 @dataclass
@@ -210,9 +211,11 @@ class TileFigure(_Canvas):
                 h, w, _ = rgb.shape
                 qimage = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
                 painter.drawImage(box, qimage)
-                if tile.outline is not None:
-                    r0, c0, hh, ww = tile.outline
-                    painter.setPen(QPen(QColor(*OUTLINE), 2))
+                for outline, style in ((tile.outline, Qt.PenStyle.SolidLine), (tile.peak, Qt.PenStyle.DashLine)):
+                    if outline is None:
+                        continue
+                    r0, c0, hh, ww = outline
+                    painter.setPen(QPen(QColor(*OUTLINE), 2, style))
                     painter.drawRect(QRectF(x + c0 * self.TILE / w, y + self.LINE + r0 * self.TILE / h,
                                             ww * self.TILE / w, hh * self.TILE / h))
             if row.mode == "diverging":
@@ -273,19 +276,36 @@ def backdoor_rows(snapshot) -> list[TileRow]:
         return f"{name} |z| {detection.z_inside:.1f}{' ✓' if detection.in_box else ''}"
 
     maps, gradients, spectral = found("classification image"), found("mean loss gradient"), found("spectral")
+    verdicts = {v.method.split(" (")[0]: v for v in snapshot.verdicts}
     shape = snapshot.image_shape
+    _, _, h, w = snapshot.box
+
+    def peak_box(method: str, model: str):
+        verdict = verdicts.get(method)
+        return None if verdict is None else (*getattr(verdict, model).peak, h, w)
+
+    def verdict_word(method: str) -> str:
+        verdict = verdicts.get(method)
+        return "" if verdict is None else " DETECTED" if verdict.detected else " not detected"
+
     rows = []
     if "difference" in snapshot.maps:
         pair = f"{snapshot.class_names[snapshot.target]} − {snapshot.class_names[snapshot.source]}"
-        rows.append(TileRow(f"classification image\n{pair} ({snapshot.estimator})", [
-            Tile(snapshot.maps["clean"].reshape(shape), title("clean", maps[0]), snapshot.box),
-            Tile(snapshot.maps["poisoned"].reshape(shape), title("poisoned", maps[1]), snapshot.box),
+        method = "classification image"
+        rows.append(TileRow(f"classification image\n{pair} ({snapshot.estimator})\n{verdict_word(method)}", [
+            Tile(snapshot.maps["clean"].reshape(shape), title("clean", maps[0]), snapshot.box,
+                 peak_box(method, "clean")),
+            Tile(snapshot.maps["poisoned"].reshape(shape), title("poisoned", maps[1]), snapshot.box,
+                 peak_box(method, "poisoned")),
             Tile(snapshot.maps["difference"].reshape(shape), title("difference", maps[2]), snapshot.box)],
             "diverging"))
     if snapshot.finished:
-        rows.append(TileRow("mean loss gradient\n(white-box, Fig. 7D)", [
-            Tile(snapshot.results["gradient_clean"].reshape(shape), title("clean", gradients[0]), snapshot.box),
-            Tile(snapshot.results["gradient_poisoned"].reshape(shape), title("poisoned", gradients[1]), snapshot.box)],
+        method = "mean loss gradient"
+        rows.append(TileRow(f"mean loss gradient\n(white-box, Fig. 7D)\n{verdict_word(method)}", [
+            Tile(snapshot.results["gradient_clean"].reshape(shape), title("clean", gradients[0]), snapshot.box,
+                 peak_box(method, "clean")),
+            Tile(snapshot.results["gradient_poisoned"].reshape(shape), title("poisoned", gradients[1]), snapshot.box,
+                 peak_box(method, "poisoned"))],
             "diverging"))
         rows.append(TileRow("spectral signature\n(training data)", [
             Tile(snapshot.results["spectral_image"].reshape(shape), title("flagged−rest", spectral[0]),
@@ -295,8 +315,11 @@ def backdoor_rows(snapshot) -> list[TileRow]:
 
 def save_backdoor_maps(snapshot, path) -> Path:
     return save_tiles(backdoor_rows(snapshot), f"Backdoor {snapshot.attack}: where each method points (patch box "
-                      "outlined; |z|: largest robust z inside the box, ✓: the map's peak is inside it)", path,
-                      caption="each row on its own symmetric colour scale (±value at the left)")
+                      "outlined; dashed: the strongest patch-sized window; |z|: largest robust z inside the box, ✓: "
+                      "the map's peak is inside it)", path,
+                      caption="each row on its own symmetric colour scale (±value at the left); detected: the "
+                      "poisoned map's strongest window lies on the patch and beats every window of the clean twin's"
+                      + "".join(f"; {w}" for w in snapshot.warnings))
 
 
 class ConfusionFigure(_Canvas):

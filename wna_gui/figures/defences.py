@@ -82,6 +82,9 @@ class DefenceFigure(pg.GraphicsLayout):
         self.addItem(self.stages, row=0, col=0, colspan=2)
         self.addItem(self.loss, row=1, col=0)
         self.addItem(self.accuracy, row=1, col=1)
+        # Budget, image subsets and at-chance warnings: what a reader needs to judge the curves.
+        self.caption = pg.LabelItem("", color=TEXT_COLOR, size="9pt", justify="left")
+        self.addItem(self.caption, row=5, col=0, colspan=2)
         self._sleep_shown = False
 
     def _show_sleep(self, shown: bool) -> None:
@@ -101,6 +104,7 @@ class DefenceFigure(pg.GraphicsLayout):
                 self.removeItem(item)
 
     def show_run(self, snapshot: DefenceSnapshot) -> None:
+        self.caption.setText("<br>".join(snapshot.notes))
         self._curves(snapshot)
         self._show_sleep(snapshot.has_sleep)
         if snapshot.has_sleep:

@@ -13,6 +13,8 @@ estimate held by a search limit is drawn dashed.
 
 from __future__ import annotations
 
+import html
+
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,6 +114,9 @@ class _Grid(pg.GraphicsLayout):
         return True
 
 
+CENSORED_SYMBOLS = {"inside": "d", "above": "t2", "below": "t3"}  # diamond; arrows right / left at the grid's end
+
+
 class CurvesFigure(_Grid):
     """Accuracy against level, one plot per distortion: points with 95% bars, fitted curve, threshold diamond."""
 
@@ -145,6 +150,10 @@ class CurvesFigure(_Grid):
                     plot.addItem(mark)
                     items.append((bars, fit, points, mark))
                 self._items[result.name] = items
+            if self._legend is not None:
+                self._legend.setText(models_legend_html(snapshot.model_names) + "&nbsp;&nbsp;·&nbsp;&nbsp;"
+                                     + html.escape(snapshot.images_text) + "; ▶/◀: threshold beyond the levels",
+                                     color=TEXT_COLOR)
         for result in snapshot.distortions:
             for m, (bars, fit, points, mark) in enumerate(self._items[result.name]):
                 x, y = result.levels, result.accuracy[m]
@@ -161,11 +170,20 @@ class CurvesFigure(_Grid):
                 style = Qt.PenStyle.DashLine if curve.flags else Qt.PenStyle.SolidLine
                 fit.setPen(pg.mkPen(model_color(m), width=2, style=style))
                 fit.setData(grid, curve.accuracy(grid))
-                inside = np.isfinite(curve.threshold) and result.levels[0] <= curve.threshold <= result.levels[-1]
-                mark.setData([curve.threshold] if inside else [], [curve.target] if inside else [])
+                # A censored threshold is drawn as an arrow at the grid's end it lies beyond, not at its fitted value.
+                where = curve.censored
+                edge = {"inside": curve.threshold, "above": result.levels[-1], "below": result.levels[0]}.get(where)
+                mark.setSymbol(CENSORED_SYMBOLS.get(where, "d"))
+                mark.setData([] if edge is None else [edge], [] if edge is None else [curve.target])
         for result in snapshot.distortions:
             title = result.label if result.complete.all() else \
                 f"{result.label} · {int(result.complete.sum())}/{result.complete.size} levels"
+            masked = [snapshot.model_names[m] for m, text in enumerate(result.masking) if text]
+            chance = [snapshot.model_names[m] for m, flag in enumerate(result.at_chance) if flag]
+            if masked:
+                title += f" · gradient masking suspected: {', '.join(masked)}"
+            if chance:
+                title += f" · at chance: {', '.join(chance)}"
             self.plots[result.name].setTitle(title, color=TEXT_COLOR, size=TITLE_SIZE)
 
     def curve(self, distortion: str, model: int) -> tuple[np.ndarray, np.ndarray]:

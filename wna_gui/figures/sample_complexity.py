@@ -87,7 +87,8 @@ def save_maps_figure(snapshot: "SampleComplexitySnapshot", path, view: str = "ce
 
 
 class ReliabilityFigure(pg.GraphicsLayout):
-    """One plot per stimulus type: mean split-half reliability of each estimator against samples."""
+    """One plot per stimulus type: mean split-half reliability of each estimator against samples (solid), beside
+    the same curve of a signal-free observer on the same noise (dashed): only the gap between them is signal."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -124,14 +125,19 @@ class ReliabilityFigure(pg.GraphicsLayout):
                     self._curves[stimulus, estimator] = plot.plot(
                         [], [], pen=pg.mkPen(color, width=2), symbol="o", symbolSize=4, symbolBrush=color,
                         symbolPen=None, name=ESTIMATORS[estimator].label if i == 0 else None)
+                    self._curves[stimulus, estimator, "null"] = plot.plot(
+                        [], [], pen=pg.mkPen(color, width=1.2, style=Qt.PenStyle.DashLine),
+                        name="same, signal-free observer" if i == 0 and estimator == snapshot.estimators[-1] else None)
             self._key = key
         top = max(snapshot.samples, 100)
         for stimulus, result in snapshot.results.items():
             self._plots[stimulus].setXRange(2, np.log10(top), padding=0.02)
             for estimator in snapshot.estimators:
-                samples, values = result.reliability(estimator)
-                keep = (samples > 0) & np.isfinite(values)
-                self._curves[stimulus, estimator].setData(np.log10(samples[keep]), values[keep])
+                for curve, (samples, values) in ((self._curves[stimulus, estimator], result.reliability(estimator)),
+                                                 (self._curves[stimulus, estimator, "null"],
+                                                  result.observer_reliability("null", estimator))):
+                    keep = (samples > 0) & np.isfinite(values)
+                    curve.setData(np.log10(samples[keep]), values[keep])
 
 
 class _ReliabilityCanvas:
@@ -166,7 +172,8 @@ class _ReliabilityCanvas:
         painter.setPen(QColor(TEXT_COLOR))
         painter.drawText(QRectF(self.margin, self.margin, self.width, self.line_h),
                          Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         "Split-half reliability against samples (Spearman–Brown, mean over classes)")
+                         "Split-half reliability against samples (Spearman–Brown, mean over classes; dashed: a "
+                         "signal-free observer on the same noise)")
         painter.setFont(self.font)
         metrics = QFontMetricsF(self.font)
         # Legend: one swatch per estimator, and the target level.
@@ -221,10 +228,18 @@ class _ReliabilityCanvas:
             for estimator in self.snapshot.estimators:
                 if result is None:
                     continue
+                color = QColor(*ESTIMATOR_COLORS.get(estimator, (0, 0, 0)))
+                samples, values = result.observer_reliability("null", estimator)
+                keep = (samples > 0) & np.isfinite(values)
+                null_points = [at(n, v) for n, v in zip(samples[keep], values[keep])]
+                null_pen = QPen(color, 1.0)
+                null_pen.setStyle(Qt.PenStyle.DashLine)
+                painter.setPen(null_pen)
+                for a, b in zip(null_points[:-1], null_points[1:]):
+                    painter.drawLine(a, b)
                 samples, values = result.reliability(estimator)
                 keep = (samples > 0) & np.isfinite(values)
                 points = [at(n, v) for n, v in zip(samples[keep], values[keep])]
-                color = QColor(*ESTIMATOR_COLORS.get(estimator, (0, 0, 0)))
                 painter.setPen(QPen(color, 1.8))
                 for a, b in zip(points[:-1], points[1:]):
                     painter.drawLine(a, b)

@@ -252,6 +252,13 @@ class Panel(QWidget):
         self.restored()
         self._show_active_form()
 
+    def adopt_model(self, model: LoadedModel) -> None:
+        """The session's own model, now loaded (a TorchScript model the user trusted): the forms offer its layers
+        and classes again (settings waiting for them come back); runs and views stay as they are."""
+        self.model = model
+        for form in self.forms.values():
+            form.set_model(model)
+
     def restored(self) -> None:
         """Hook: the states were replaced (choose the view to show, say)."""
 

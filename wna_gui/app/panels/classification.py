@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from ... import figures
-from ...core.classification import KIND, ClassificationSnapshot, figure_title
+from ...core.classification import KIND, ClassificationSnapshot, figure_title, mapped_reliability_text
 from ...core.estimators import ESTIMATOR_NAMES, ESTIMATORS, memory_text
 from ...core.experiment import plan_run
 from ..plots import ClassFrequencyPlot, ConvergencePlot, MapGrid, MapTile, RaceCurve, export_view
@@ -35,9 +35,10 @@ from .base import ExportTarget, Panel
 VIEW_HELP = ("One colour scale for all maps. A grey tile has no map yet. z-maps are in standard errors under a "
              "null observer: |z| > 1.96 marks pixels unlikely by chance.")
 RELIABILITY_MODES = {"corrected": "Spearman–Brown (whole run)", "raw": "raw split-half r"}
-RELIABILITY_HELP = ("Convergence: the correlation of each class's map from even vs odd noise blocks, averaged "
-                    "over all classes (a class without a map counts 0). Spearman–Brown, 2r/(1 + r), is the "
-                    "reliability of the map of all samples; the raw r is that of half of them.")
+RELIABILITY_HELP = ("Convergence: the correlation of each class's map from even vs odd noise blocks. The race "
+                    "averages over all classes (a class without a map counts 0, so estimators compare); the facts "
+                    "line averages over the classes with a map and says how many have none. Spearman–Brown, "
+                    "2r/(1 + r), is the reliability of the map of all samples; the raw r is that of half of them.")
 HOVER_HINT = "Hover over a map to read its pixel values."
 NOT_RECORDED = "not recorded at this checkpoint"
 
@@ -402,9 +403,8 @@ class ClassificationPanel(Panel):
         parts = [f"{info.title}: maps of {with_maps} of {snapshot.n_classes:,} classes from "
                  f"{estimated.samples:,} samples"]
         convergence = snapshot.convergence.get(estimator)
-        if convergence is not None and convergence.per_class.shape[0] and np.isfinite(convergence.mean()[-1]):
-            parts.append(f"reliability {convergence.mean()[-1]:.2f} (Spearman–Brown; mean over all classes, "
-                         "an absent class or r < 0 counting as 0)")
+        if convergence is not None and convergence.per_class.shape[0] and np.isfinite(convergence.mapped_mean()[-1]):
+            parts.append(mapped_reliability_text(convergence))
         if estimator == "gradient":
             parts.append(f"every {snapshot.gradient_every} block{'s' if snapshot.gradient_every > 1 else ''}")
             if snapshot.stein_cosine is not None and np.isfinite(snapshot.stein_cosine).any():

@@ -7,6 +7,8 @@ The plots are the export figure's items (figures.defences), drawn live.
 
 from __future__ import annotations
 
+import html
+
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
@@ -49,15 +51,17 @@ class DefencesPanel(Panel):
                                  + (f" · control: {snapshot.base}" if snapshot.base else ""))
         made = {name: f"{snapshot.architecture if name == snapshot.model_name else 'tadros_fc'}, this run"
                 for name in snapshot.models}
-        accuracy = ", ".join(f"{k} {v:.3f}" for k, v in snapshot.accuracy.items())
-        self._list_models(made, accuracy)
+        accuracy = ", ".join(f"{k} {v:.3f}" + (" <b>(at chance)</b>" if k in snapshot.at_chance else "")
+                             for k, v in snapshot.accuracy.items())
+        self._list_models(made, accuracy, snapshot.notes)
 
-    def _list_models(self, made: dict[str, str], accuracy: str = "") -> None:
+    def _list_models(self, made: dict[str, str], accuracy: str = "", notes: tuple[str, ...] = ()) -> None:
         rows = {**self._other_models, **made}
         lines = ["<b>Models made</b> (stored in the session; the robustness run compares them)"]
         lines += [f"• {name} — {how}" for name, how in rows.items()] or ["• none yet"]
         if accuracy:
             lines.append(f"Held-out accuracy of this run: {accuracy}")
+        lines += [html.escape(note) for note in notes]
         self.models_label.setText("<br>".join(lines))
 
     def clear_views(self) -> None:

@@ -32,7 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...core.robustness import DISTORTIONS, KIND, STATUS_WORDS, RobustnessSnapshot
+from ...core.censoring import INSIDE, censored_text
+from ...core.robustness import DISTORTIONS, KIND, RobustnessSnapshot
 from ...figures.robustness import (
     BACKGROUND,
     CurvesFigure,
@@ -258,21 +259,26 @@ class RobustnessPanel(Panel):
                     rows.append([result.label, name, snapshot.losses[m], _number(result.accuracy[m, 0]),
                                  f"{measured}/{len(result.levels)} levels", "", "", "", "", ""])
                     continue
+                masking = result.masking[m] if result.masking else ""
                 if curve.fit is None:
-                    rows.append([result.label, name, snapshot.losses[m], _number(curve.clean), "no fit", "", "", "",
-                                 "", curve.note])
+                    rows.append([result.label, name, snapshot.losses[m], _number(curve.clean),
+                                 curve.threshold_text(), "", "", "", "", "; ".join(t for t in (curve.note, masking)
+                                                                                  if t)])
                     continue
-                status = STATUS_WORDS[curve.status]
-                threshold = _number(curve.threshold) if status == "reached" else status
+                inside = curve.censored == INSIDE  # outside the grid: a bound ("> 0.9"), no interval or Δ
                 delta, delta_ci = "", ""
-                if m != reference:
+                if m != reference and inside:
                     delta = _number(result.differences[m, reference])
                     delta_ci = _interval(result.difference_ci[m, reference])
                 note = ("⚠ " + ", ".join(curve.flags)) if curve.flags else ""
-                if status == "reached" and curve.threshold > result.levels[-1]:
-                    note = (note + " beyond the levels measured").strip()
-                rows.append([result.label, name, snapshot.losses[m], _number(curve.clean), threshold,
-                             _interval(curve.threshold_ci), delta, delta_ci, _number(curve.fit.lapse), note])
+                if not inside:
+                    note = (note + f" fitted {_number(curve.threshold)}, outside the levels measured").strip()
+                if masking:
+                    note = (note + " ⚠ " + masking).strip()
+                rows.append([result.label, name, snapshot.losses[m], _number(curve.clean),
+                             censored_text(curve.threshold, *curve.grid, ".3g"),
+                             _interval(curve.threshold_ci) if inside else "", delta, delta_ci,
+                             _number(curve.fit.lapse), note])
         self.table.setRowCount(len(rows))
         for r, texts in enumerate(rows):
             for c, text in enumerate(texts):

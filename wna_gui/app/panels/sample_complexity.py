@@ -1,7 +1,7 @@
 """Sample complexity: how many samples each kind of noise needs for classification maps (Figs. 4, 14, 15).
 
 Settings on the left; on the right, live: the split-half reliability of every estimator against samples, one
-plot per stimulus type, and below it the maps of one stimulus type and estimator (every class, each scaled to
+plot per stimulus type, each beside the same curve of a signal-free observer on the same noise (dashed), and below it the maps of one stimulus type and estimator (every class, each scaled to
 its own peak) at the sample count picked, with the structured sources' fits in words.
 """
 
@@ -125,6 +125,12 @@ class SampleComplexityPanel(Panel):
         lines = [f"{STIMULUS_TITLES[result.stimulus]} · {ESTIMATORS[estimator].label}: maps from "
                  f"{maps.samples:,} samples (every class row by row, each scaled to its own peak); reliability "
                  f"now {reliability}" + (f", ≥ 0.8 from {reached:,} samples" if reached else "")]
+        excess, cosine = result.excess(estimator)[1], result.template_cosine(estimator)[1]
+        if excess.size:
+            lines.append(f"excess over the signal-free observer (dashed) {excess[-1]:+.2f}"
+                         + (f"; known-template observer's cosine with its templates {cosine[-1]:.2f}" if cosine.size
+                            else "")
+                         + ": correlated noise raises reliability without signal, so compare stimuli on these")
         if result.fit:
             lines.append(result.fit)
         self.caption.setText("\n".join(lines))

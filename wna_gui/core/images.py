@@ -1,0 +1,104 @@
+"""Image subsets: every subset of a data set is drawn seeded and class-stratified.
+
+The bundled digits (and many data sets on disk) are stored sorted by class, so
+"the first N" of them is a few classes only. :func:`stratified_subset` is the
+one way experiments draw N images: equal counts per class where possible
+(the remainder goes to classes picked by the seed), images within a class
+chosen by the seed, and the chosen indices returned in file order so that
+reading them stays sequential.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# What a run records about a subset, so a reader can redraw it: the rule's name and version.
+SUBSET_RULE = "stratified-v1"
+
+
+@dataclass(frozen=True)
+class Subset:
+    """The indices drawn and what a run records about them."""
+
+    indices: np.ndarray  # int64, ascending (file order)
+    seed: int
+    requested: int  # the N asked for (None-like 0: every image)
+    label_counts: tuple[int, ...]  # images per class in the subset
+
+    def record(self) -> dict:
+        """JSON-able: how to redraw the subset and what it holds."""
+        return {"rule": SUBSET_RULE, "seed": int(self.seed), "requested": int(self.requested),
+                "size": int(self.indices.size), "label_counts": [int(c) for c in self.label_counts]}
+
+    def describe(self) -> str:
+        """One line for panels, `wna info` and exports: '500 images, 50 per class (0–9)'."""
+        return describe_counts(self.label_counts)
+
+
+def describe_counts(label_counts) -> str:
+    """'500 images, 50 per class' from the images per class (what :meth:`Subset.describe` and
+    :func:`describe_record` print)."""
+    counts = [int(c) for c in label_counts]
+    present = [c for c in counts if c > 0]
+    if not present:
+        return "no images"
+    if min(present) == max(present):
+        per = f"{present[0]} per class"
+    else:
+        per = f"{min(present)}–{max(present)} per class"
+    missing = len(counts) - len(present)
+    return f"{sum(counts):,} images, {per}" + (f"; {missing} classes have none" if missing else "")
+
+
+def describe_record(record: dict | None) -> str:
+    """The line of a recorded subset (:meth:`Subset.record`), with how it was drawn when not stratified."""
+    if not record:
+        return "images not recorded"
+    if "label_counts" not in record:
+        return f"the {record.get('rule', SUBSET_RULE)} {record.get('requested') or 'all'} images"
+    text = describe_counts(record["label_counts"])
+    rule = record.get("rule", SUBSET_RULE)
+    return text if rule == SUBSET_RULE else f"{text} ({rule} N, drawn before subsets were stratified)"
+
+
+def stratified_subset(labels, n: int | None, seed: int, n_classes: int | None = None) -> Subset:
+    """A seeded, class-stratified subset of ``n`` of the images labelled ``labels`` (None or ≥ all: every image).
+
+    Each class gets ⌊n / k⌋ images (k = classes present) and the remaining n mod k go one each to classes
+    the seed picks; a class with fewer images than its share gives all it has and the rest is spread over
+    the others, so the subset has exactly min(n, len(labels)) images.
+    """
+    labels = np.asarray(labels).astype(np.int64, copy=False).ravel()
+    n_classes = int(n_classes if n_classes is not None else (labels.max() + 1 if labels.size else 0))
+    total = labels.size
+    want = total if n is None or n <= 0 or n >= total else int(n)
+    rng = np.random.default_rng([int(seed), 0x5EB5E7])
+    if want == total:
+        indices = np.arange(total, dtype=np.int64)
+    else:
+        by_class = [np.flatnonzero(labels == c) for c in range(n_classes)]
+        available = np.array([idx.size for idx in by_class], dtype=np.int64)
+        quota = _quotas(available, want, rng)
+        chosen = [rng.choice(idx, size=q, replace=False) for idx, q in zip(by_class, quota) if q > 0]
+        indices = np.sort(np.concatenate(chosen)) if chosen else np.empty(0, dtype=np.int64)
+    counts = np.bincount(labels[indices], minlength=n_classes)[:n_classes] if n_classes else np.zeros(0, int)
+    return Subset(indices.astype(np.int64), int(seed), int(n or 0), tuple(int(c) for c in counts))
+
+
+def _quotas(available: np.ndarray, want: int, rng: np.random.Generator) -> np.ndarray:
+    """Images per class: as equal as the classes' sizes allow, summing to ``want`` (≤ available.sum())."""
+    quota = np.zeros_like(available)
+    remaining = want
+    open_classes = np.flatnonzero(available > 0)
+    while remaining > 0 and open_classes.size:
+        share, extra = divmod(remaining, open_classes.size)
+        give = np.full(open_classes.size, share, dtype=np.int64)
+        give[rng.permutation(open_classes.size)[:extra]] += 1
+        room = available[open_classes] - quota[open_classes]
+        give = np.minimum(give, room)
+        quota[open_classes] += give
+        remaining -= int(give.sum())
+        open_classes = open_classes[quota[open_classes] < available[open_classes]]
+    return quota
