@@ -16,6 +16,7 @@ from wna_gui.core.psychometric import KIND, PsychometricConfig, PsychometricExpe
 from wna_gui.core.psychometric_grid import KIND as GRID_KIND
 from wna_gui.core.psychometric_grid import PsychometricGridConfig, PsychometricGridExperiment
 from wna_gui.core.psychometric_report import PSYCHOMETRIC_COLUMNS, gamma_grid
+from wna_gui.core.psyfit import guess_max
 from wna_gui.app.panels.psychometric import WARNING_BACKGROUND
 from wna_gui.core.session import Session, save_session
 
@@ -37,7 +38,10 @@ def open_window(qtbot, tmp_path, name="settings.ini"):
 
 @pytest.fixture
 def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *a, **k: QMessageBox.StandardButton.Discard))
+    # Discard unsaved results when asked; a file another window holds opens read-only (Open).
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(
+        lambda parent, title, *a, **k: QMessageBox.StandardButton.Open if title == "Session in use"
+        else QMessageBox.StandardButton.Discard))
     return open_window(qtbot, tmp_path)
 
 
@@ -254,8 +258,9 @@ def test_table_marks_failed_fits_and_out_of_range_thresholds(window):
     panel.show_snapshot(failed, KIND)
     assert table_texts(panel)[1][1].startswith("no fit: every trial is correct")
     assert panel.table.columnSpan(1, 1) == len(PSYCHOMETRIC_COLUMNS) - 1
-    # The CNN calls most pure noise an 8: its threshold lies below γ = 0, an extrapolation, not a number.
-    magnet = headless(PsychometricConfig(target=8, **coarse))
+    # The CNN calls most pure noise an 8: with the guess held at chance its threshold lies below γ = 0, an
+    # extrapolation, not a number.
+    magnet = headless(PsychometricConfig(target=8, guess="chance", **coarse))
     panel.show_snapshot(magnet, KIND)
     assert table_texts(panel)[0][1] == "< 0 (out of range)"
     assert panel.table.columnSpan(0, 1) == 1
@@ -288,7 +293,7 @@ def test_the_table_shows_the_model_its_tests_and_shared_parameters_once(window):
 
 def test_an_estimate_at_a_limit_is_marked_in_the_table_and_the_plot(window):
     panel = psychometric_panel(window)
-    # The CNN calls most pure noise an 8: a guess per k runs to its limit 0.5.
+    # The CNN calls most pure noise an 8 (floor ≈0.9): excited, a guess per k runs to its limit 1 − the largest lapse.
     snapshot = headless(PsychometricConfig(target=8, layer="fc1", k_values=(0, 10), gammas=gamma_grid(6), n_boot=0,
                                            gof_samples=0, lr_samples=0, guess_across_k="per-k"))
     panel.show_snapshot(snapshot, KIND)
@@ -296,11 +301,12 @@ def test_an_estimate_at_a_limit_is_marked_in_the_table_and_the_plot(window):
     flagged = [row for row in range(2) if snapshot.warnings(row)]
     assert flagged
     for row in flagged:
-        assert texts[row][-1].startswith("⚠ guess=0.5")
-        assert "upper limit 0.5" in panel.table.item(row, len(PSYCHOMETRIC_COLUMNS) - 1).toolTip()
+        assert texts[row][-1].startswith(f"⚠ guess={guess_max('bounded'):g}")
+        tooltip = panel.table.item(row, len(PSYCHOMETRIC_COLUMNS) - 1).toolTip()
+        assert f"upper limit {guess_max('bounded'):g}" in tooltip
         assert panel.table.item(row, 7).background().color() == WARNING_BACKGROUND
         assert panel.plot.is_dashed(row)
-    assert texts[0][3] == "none: floor 0.50 ≥ 0.50"  # no γ where P(target) = 0.5: said in words
+    assert texts[0][3].startswith("none: floor 0.") and texts[0][3].endswith("≥ 0.50")  # no γ where P = 0.5: in words
     assert panel.flags_label.isVisibleTo(panel) and "⚠ k = " in panel.flags_label.text()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from wna_gui.cli import main
+from wna_gui.core.psyfit import guess_max
 from wna_gui.core.psychometric_report import format_k_values, parse_k_values
 from wna_gui.core.control import Cancelled, RunControl
 from wna_gui.core.models import load_default
@@ -157,8 +159,9 @@ def test_info_and_export_of_a_small_multiples_grid(tmp_path, capsys):
 @pytest.mark.parametrize("argv, note", [
     # Strong conv2 excitation makes every stimulus a 2: nothing to fit, and the table says why.
     (["--target", "2", "--layer", "conv2"], "10  no fit: every trial is correct at every level"),
-    # The CNN calls most pure noise an 8: the 8's threshold lies below γ = 0 and is not given as a number.
-    (["--target", "8", "--layer", "none"], "0  < 0 (out of range)"),
+    # The CNN calls most pure noise an 8: with the guess held at chance the 8's threshold lies below γ = 0 and is
+    # not given as a number.
+    (["--target", "8", "--layer", "none", "--guess", "chance"], "0  < 0 (out of range)"),
 ])
 def test_summary_shows_failed_fits_and_out_of_range_thresholds(tmp_path, capsys, argv, note):
     assert main([*RUN, "--boot", "0", "--gof-samples", "0", *argv, "--out", str(tmp_path / "p.h5")]) == 0
@@ -251,12 +254,14 @@ def test_new_flags_give_samples_per_image_a_fit_per_k_a_level_and_tests(tmp_path
 
 
 def test_flagged_estimates_are_listed_with_their_reason(tmp_path, capsys):
-    # The CNN calls most pure noise an 8: a guess per k runs to its limit 0.5, and the output says so.
+    # The CNN calls most pure noise an 8 (floor ≈0.9): excited at k = 10 the floor rises above 1 − the largest
+    # lapse, a guess per k runs to that limit, and the output says so; at k = 0 the floor is fitted.
     assert main([*RUN, "--target", "8", "--guess-across-k", "per-k", "--boot", "0", "--gof-samples", "0",
                  "--lr-samples", "0", "--out", str(tmp_path / "p.h5")]) == 0
     printed = capsys.readouterr().out
-    assert "⚠ guess=0.5" in printed
-    assert "⚠ k = 0: the guess rate stopped at its upper limit 0.5" in printed
-    assert "none: floor 0.50 ≥ 0.50" in printed
+    limit = f"{guess_max('bounded'):g}"
+    assert f"⚠ guess={limit}" in printed
+    assert f"⚠ k = 10: the guess rate stopped at its upper limit {limit}" in printed
+    assert re.search(r"none: floor 0\.[89]\d ≥ 0\.50", printed)
     assert main(["info", str(tmp_path / "p.h5")]) == 0
-    assert "⚠ guess=0.5" in capsys.readouterr().out
+    assert f"⚠ guess={limit}" in capsys.readouterr().out

@@ -22,6 +22,7 @@ from wna_gui.core.psyfit import (
     bootstrap_fit,
     bound_flags,
     fit_batch,
+    guess_max,
     fit_psychometric,
     lr_test_batch,
     performance_threshold,
@@ -152,8 +153,8 @@ def test_a_rising_floor_is_read_right_by_the_joint_fit_and_the_performance_thres
     """Stimulation moves the whole curve left until its lower part lies below γ = 0: the observed floor rises
     from 0.07 to 0.94 while the performance threshold falls. The joint fit with one guess, width and lapse
     recovers every shift, and so does the performance threshold, read even off fits that give each curve its
-    own (free) guess. Those fits cannot place the top curves' floor: their guess runs to a limit (0.5 or 0;
-    test_free_guesses_of_out_of_range_floors_end_at_a_limit), is flagged, and their midpoint shift is off."""
+    own (free) guess. Those fits cannot place the top curve's floor (≈0.94, above 1 − the largest lapse): its
+    guess runs to the limit, is flagged, and its midpoint shift is off."""
     thresholds = np.array([0.20, 0.13, 0.06, -0.02, -0.10, -0.16])
     guess, lapse, width, level = 0.05, 0.02, 0.3, 0.5
     psi = psi_of("logistic", X, thresholds, width, guess, lapse)
@@ -181,10 +182,11 @@ def test_a_rising_floor_is_read_right_by_the_joint_fit_and_the_performance_thres
 
     flags = [bound_flags(f, X, None, "bounded") for f in free.fits]
     limited = [c for c, fl in enumerate(flags) if any(f.parameter == "guess" and f.side == "upper" for f in fl)]
-    assert limited == [4, 5], "the free guesses of the curves whose lower part is out of range reach 0.5"
+    assert limited == [5], "the free guess of the curve whose floor is above 1 − lapse reaches its limit"
     for c in limited:
         flag = next(f for f in flags[c] if f.parameter == "guess")
-        assert flag.severity == WARNING and flag.label == "guess=0.5" and "threshold shift" in flag.reason
+        assert flag.severity == WARNING and flag.label == f"guess={guess_max('bounded'):g}"
+        assert "threshold shift" in flag.reason
         free_shift = free.fits[c].threshold - free.fits[0].threshold
         assert abs(free_shift - (thresholds[c] - thresholds[0])) > 0.02  # the flagged estimate is off
 
@@ -294,8 +296,9 @@ def test_estimates_at_a_search_limit_are_flagged_with_a_reason():
         return PsychometricFit(**{**base, **values})
 
     assert bound_flags(fit(), X, None, "bounded") == ()
-    (flag,) = bound_flags(fit(guess=0.5), X, None, "bounded")
-    assert (flag.parameter, flag.side, flag.bound, flag.severity) == ("guess", "upper", 0.5, WARNING)
+    assert bound_flags(fit(guess=0.5), X, None, "bounded") == ()  # a floor of 0.5 is no limit: [0, 1 − lapse)
+    (flag,) = bound_flags(fit(guess=guess_max("bounded")), X, None, "bounded")
+    assert (flag.parameter, flag.side, flag.bound, flag.severity) == ("guess", "upper", guess_max("bounded"), WARNING)
     (flag,) = bound_flags(fit(lapse=0.06), X, None, "bounded", shared=("lapse",))
     assert flag.severity == WARNING and flag.label == "lapse=0.06" and flag.reason.startswith("the shared lapse")
     assert bound_flags(fit(lapse=0.06), X, None, "free") == ()  # free lapse: the limit is 0.5
@@ -317,12 +320,18 @@ def test_estimates_at_a_search_limit_are_flagged_with_a_reason():
 
 
 def test_fits_stuck_at_a_limit_are_found_and_flagged():
-    """A curve that starts above 0.5 drives a free guess to its limit; a top that sags, the lapse."""
+    """A curve that starts above 1 − the largest lapse drives a free guess to its limit (one that starts at 0.6 is
+    fitted: the limit is not 0.5); a top that sags, the lapse."""
     rng = np.random.default_rng(3)
     floor = 0.6 + 0.38 * sigmoid_cdf("logistic", X, 0.3, 0.2)
     fit = fit_psychometric(X, rng.binomial(1000, floor), np.full(21, 1000), guess=None)
-    assert fit.guess == pytest.approx(0.5, abs=1e-6)
-    assert [f.label for f in bound_flags(fit, X, None, "bounded") if f.severity == WARNING] == ["guess=0.5"]
+    assert fit.guess == pytest.approx(0.6, abs=0.02)
+    assert not [f for f in bound_flags(fit, X, None, "bounded") if f.parameter == "guess"]
+    floor = 0.96 + 0.03 * sigmoid_cdf("logistic", X, 0.3, 0.2)
+    fit = fit_psychometric(X, rng.binomial(1000, floor), np.full(21, 1000), guess=None)
+    assert fit.guess == pytest.approx(guess_max("bounded"), abs=1e-6)
+    assert f"guess={guess_max('bounded'):g}" in [f.label for f in bound_flags(fit, X, None, "bounded")
+                                                  if f.severity == WARNING]
     sag = 0.02 + 0.88 * sigmoid_cdf("logistic", X, 0.4, 0.2)
     fit = fit_psychometric(X, rng.binomial(1000, sag), np.full(21, 1000), guess=None)
     assert "lapse=0.06" in [f.label for f in bound_flags(fit, X, None, "bounded")]

@@ -136,7 +136,8 @@ def mutate(source: Path, target: Path, kind: str, rng: random.Random) -> None:
             if choice < 0.3:
                 _replace_dataset(f, name, np.asarray(values).astype(np.float32) + 0.5)
             elif choice < 0.6:
-                _replace_dataset(f, name, np.asarray(values).astype(np.int8))
+                with np.errstate(invalid="ignore"):  # NaN cast to an integer: damage is the point
+                    _replace_dataset(f, name, np.asarray(values).astype(np.int8))
             elif choice < 0.8:
                 _replace_dataset(f, name, np.array([b"text"] * max(1, np.size(values))))
             else:

@@ -230,7 +230,7 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
 
 
 def _load_model_from_args(args):
-    return load_model(args.model, args.weights, input_shape=_parse_shape(args.input_shape), download=args.download,
+    return load_model(args.model, args.weights, input_shape=args.input_shape, download=args.download,
                       input_size=args.input_size)
 
 
@@ -504,9 +504,50 @@ def session_summary(path: str | Path) -> dict:
         spec = spec_of(kind)
         entry = {"kind": kind, "config": header["runs"][name]["meta"].get("config"),
                  "inputs": session.inputs.get(name, {})}
-        entry.update(spec.summary(state) if spec.summary else {"samples_done": state.progress_done})
+
+        def summarise(entry=entry, spec=spec, state=state):
+            entry.update(spec.summary(state) if spec.summary else {"samples_done": state.progress_done})
+            if spec.describe:
+                spec.describe(entry)  # what `wna info` prints must be printable
+        _damage_named(path, f"runs/{name} ({kind})", summarise)
         summary["experiments"][name] = entry
+    _damage_named(path, "model", lambda: _model_lines(summary))
     return summary
+
+
+# What reading damaged values raises in code that trusted them (a list where a number was, an array of the
+# wrong rank): refused as damage of the object named, like load_session's own checks.
+DAMAGE_ERRORS = (KeyError, ValueError, TypeError, IndexError, ZeroDivisionError, AttributeError, OverflowError)
+
+
+def _damage_named(path, what: str, call):
+    try:
+        return call()
+    except SessionError:
+        raise
+    except DAMAGE_ERRORS as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise SessionError(f"{Path(path).name} is damaged: {what}: {type(exc).__name__}"
+                           + (f": {detail}" if detail else "")) from None
+
+
+def _model_lines(summary: dict) -> list[str]:
+    """`wna info`'s lines about the session's models."""
+    model = summary["model"]
+    accuracy = f", held-out accuracy {model['heldout_accuracy']:.1%}" if model.get("heldout_accuracy") else ""
+    lines = [f"  model: {model['kind']} {model['architecture']}, {model['n_parameters']:,} parameters, "
+             f"input {model['input_spec']['shape']}{accuracy}",
+             f"  weights sha256 {model['weights_sha256'][:16]}…"]
+    if model.get("kind") in CODE_KINDS:  # the full archive sha256: what --trust-model takes
+        lines.append(f"  TorchScript archive (code; not loaded until trusted): sha256 {model.get('archive_sha256')}")
+    for name, desc in summary["models"].items():
+        accuracy = "" if desc.get("heldout_accuracy") is None else \
+            f", held-out accuracy {desc['heldout_accuracy']:.1%}" + (" (at chance)" if desc.get("at_chance") else "")
+        lines.append(f"  model {name!r}: {desc['kind']} {desc['architecture']}{accuracy}, "
+                     f"sha256 {desc['weights_sha256'][:16]}…")
+        if desc.get("kind") in CODE_KINDS:
+            lines.append(f"    TorchScript archive (code; not loaded until trusted): sha256 {desc.get('archive_sha256')}")
+    return lines
 
 
 def cmd_info(args) -> int:
@@ -514,22 +555,10 @@ def cmd_info(args) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    model = summary["model"]
     print(f"{summary['file']}  (session format {summary['format_version']}, wna-gui {summary['app_version']})")
     print(f"  created {summary['created']}, modified {summary['modified']}")
-    accuracy = f", held-out accuracy {model['heldout_accuracy']:.1%}" if model.get("heldout_accuracy") else ""
-    print(f"  model: {model['kind']} {model['architecture']}, {model['n_parameters']:,} parameters, "
-          f"input {model['input_spec']['shape']}{accuracy}")
-    print(f"  weights sha256 {model['weights_sha256'][:16]}…")
-    if model.get("kind") in CODE_KINDS:  # the full archive sha256: what --trust-model takes
-        print(f"  TorchScript archive (code; not loaded until trusted): sha256 {model.get('archive_sha256')}")
-    for name, desc in summary["models"].items():
-        accuracy = "" if desc.get("heldout_accuracy") is None else \
-            f", held-out accuracy {desc['heldout_accuracy']:.1%}" + (" (at chance)" if desc.get("at_chance") else "")
-        print(f"  model {name!r}: {desc['kind']} {desc['architecture']}{accuracy}, "
-              f"sha256 {desc['weights_sha256'][:16]}…")
-        if desc.get("kind") in CODE_KINDS:
-            print(f"    TorchScript archive (code; not loaded until trusted): sha256 {desc.get('archive_sha256')}")
+    for line in _model_lines(summary):
+        print(line)
     for name, entry in summary["experiments"].items():
         spec = spec_of(entry["kind"])
         label = entry["kind"] if name == entry["kind"] else f"{entry['kind']} {name!r}"
@@ -548,7 +577,10 @@ def cmd_export(args) -> int:
     from .figures.page import FigureSize, sized  # Qt painting: only when exporting
 
     with sized(FigureSize(args.width_mm, args.dpi)):
-        written = export_runs(session.runs, session.model, out_dir, args.view)
+        written = []
+        for name, state in session.runs.items():
+            written += _damage_named(args.session, f"runs/{name}",
+                                     lambda: export_runs({name: state}, session.model, out_dir, args.view))
     if not written:
         raise SessionError(f"{args.session} holds nothing to export yet")
     print(f"wrote {len(written)} files to {out_dir}")
@@ -737,9 +769,28 @@ def _write_crash_log(argv: list[str] | None) -> Path | None:
     return None
 
 
+def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (numpy's "invalid value in sqrt"…) go to warnings.log in the log folder, not the terminal:
+    the user cannot act on them, and an error stays one line."""
+    import warnings
+
+    try:
+        directory = _log_directory()
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / "warnings.log", "a") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} "
+                     f"{warnings.formatwarning(message, category, filename, lineno, line)}")
+    except OSError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     parser = build_parser()
     speaks = os.environ.get("RANK", "0") in ("", "0")  # under torchrun every rank fails alike: rank 0 says why
+    shown = warnings.showwarning
+    warnings.showwarning = _log_warning
     try:
         args = parser.parse_args(argv)  # a bad command line is a CommandLineError, before any work
         return args.func(args)
@@ -758,6 +809,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wna: internal error: {type(exc).__name__}{': ' + detail if detail else ''} ({where})",
                   file=sys.stderr)
         return 1
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ one chosen in the panel's Stimulus settings (uniform U[0, 1] by default).</p>
 <li><b>Microstimulation</b> (paper Eq. 6) raises (excite) or lowers (inhibit) each bias of a layer by
 λ·k·ā, ā the map's mean activation for the target; one curve per level <i>k</i>. Curves moving left mean the
 target is reported at weaker signal.</li>
-<li>The fit is ψ = guess + (1 − guess − lapse)·F(γ): <b>guess</b> is the floor (performance on pure noise),
+<li>The fit is ψ = guess + (1 − guess − lapse)·F(γ): <b>guess</b> is the floor (performance on pure noise;
+a free guess is fitted in [0, 1 − lapse), since a network can call most noise one digit: digit 8's floor is ≈0.9),
 <b>lapse</b> the shortfall from 1 on clean images, <b>threshold</b> where F is halfway, <b>width</b> the span
 from F = 0.05 to 0.95. 95% intervals resample the images (bootstrap). <b>p (GoF)</b> small means the sigmoid
 fits the points poorly.</li>
@@ -72,7 +73,8 @@ bars give accuracy with Wilson 95% intervals beside chance and the paper's value
 true class (rows) against prediction (columns). Class-mean images and logistic-regression weights are the
 references.</li>
 <li><b>Two-class images</b> (Fig. 1): a binary network sees digit plus noise; Ahumada's image
-c = (n̄12 + n̄22) − (n̄11 + n̄21) averages the noise by stimulus and response cell (counts shown).</li>
+c = (n̄12 + n̄22) − (n̄11 + n̄21) averages the noise by stimulus and response cell (counts shown). By default a
+short pilot run picks the γ range where all four cells fill (recorded with the run).</li>
 <li><b>Sample complexity</b>: split-half reliability against samples for white and structured noise (Gabor-PCA,
 autoencoder, VAE samples). Structured noise has correlated pixels, so its reliability rises even for an observer
 with no signal at all (dashed: a signal-free observer on the same noise reaches ≈0.8 at 1,000 Gabor-PCA samples).
@@ -86,15 +88,24 @@ the excess says so.</li>
 attack</b>: the fraction of noise or digits classified as a target once its map is mixed in with weight γ,
 beside mean images and the paper's Table 2. <b>Backdoor</b>: a poisoned copy's map reveals the trigger patch
 (outlined); the score is the patch's z against the rest, compared with the input gradient and spectral
-signatures. <b>Activation injection</b>: the mean activation of noise called class c mixed into real digits at
-a layer.</p>
+signatures. A clean map has strong windows too (the digits' shapes), so "detected" means the poisoned map's
+strongest patch-sized window (dashed) lies on the patch and beats every window of the clean twin's map; a
+poisoning the model did not learn is reported as such. <b>Activation injection</b>: the mean activation of noise
+called class c mixed into real digits at a layer (real images counted per class; a class mean from fewer than 30
+noise images is flagged).</p>
 
 <h3>Robustness lab</h3>
 <p>Accuracy against the level of a distortion (Gaussian noise variance, blur σ, FGSM/IFGSM ε) is a
 psychometric curve: the <b>threshold</b> is the level halfway between clean accuracy and chance.
 <b>κ</b> (Cohen's kappa of errors) is 1 when two models err on the same images and 0 when they agree only as
 often as their accuracies imply. Defended models (fine-tuned, distilled, slept, noisy ResNets) are trained in
-the Defences tab and stored in the session.</p>
+the Defences tab and stored in the session, each stage for 1,200 SGD steps by default (the papers' 2 epochs),
+with its held-out accuracy measured as this lab measures clean accuracy. Test and training images are seeded,
+class-stratified subsets. A threshold beyond the levels measured reads "&gt; max" (▶ on the plot), never an
+extrapolated value; a model below twice chance is <b>at chance</b> and gets no threshold or κ. FGSM and IFGSM
+are also run on logits/T of a distilled model and from the session's control (transfer): the curve is the
+strongest attack, and <b>gradient masking suspected</b> marks a model whose own-gradient attack is much weaker
+or whose input gradient is zero on most images.</p>
 
 <h3>Figures for a paper</h3>
 <p>File &gt; Export asks for the figure width (single column 85 mm, 1.5 columns 114 mm, double column

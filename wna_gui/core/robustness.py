@@ -870,30 +870,33 @@ class RobustnessExperiment(Experiment):
     def _distort(self, d, m, r, li, level, x, y, start, runtime, stochastic) -> torch.Tensor:
         draws = self.config.eot_draws if stochastic else 1
         loss = self.state.losses[m]
-        if d in ATTACKS and level > 0 and r == 0 and self.state.zero_gradient[m, start] < 0:
-            gradient = input_gradient(runtime, x, y, loss, draws)
-            self._note_zero_gradients(m, start, gradient)
-            if d == "fgsm":
-                self._gradient, self._gradient_key = gradient.sign(), (m, r, start)
         if d == "noise":  # one stream per repetition, the same for every model and variance
             return gaussian_noise(x, level, seed=self.config.seed, block=r, start=start)
         if d == "blur":
             return gaussian_blur(x, level)
+        if level > 0 and self.state.zero_gradient[m, start] < 0:  # the masking check, once per model and chunk
+            gradient = self._own_gradient(m, r, start, runtime, x, y, loss, draws, stochastic)
+            self._note_zero_gradients(m, start, gradient)
         if d == "fgsm":
             if level == 0:
                 return x.clone()
             # FGSM's direction does not depend on η: one gradient per model, repetition and chunk serves every level.
-            key = (m, r, start)
-            if self._gradient_key != key:
-                if stochastic:
-                    torch.manual_seed(_unit_seed(self.config.seed, "eot", self.state.model_names[m], r, start))
-                self._gradient = input_gradient(runtime, x, y, loss, draws).sign()
-                self._gradient_key = key
-            return (x + level * self._gradient).clamp_(0.0, 1.0)
+            return (x + level * self._own_gradient(m, r, start, runtime, x, y, loss, draws, stochastic).sign()
+                    ).clamp_(0.0, 1.0)
         if d == "ifgsm":
             return pgd(runtime, x, y, level, steps=self.config.ifgsm_steps,
                        step=self.config.ifgsm_step or None, loss=loss, draws=draws)
         raise ValueError(f"unknown distortion {d!r}")
+
+    def _own_gradient(self, m, r, start, runtime, x, y, loss, draws, stochastic) -> torch.Tensor:
+        """∇ₓ of the model's own loss at the clean chunk, kept for the chunk (FGSM at every η, masking check)."""
+        key = (m, r, start)
+        if self._gradient_key != key:
+            if stochastic:
+                torch.manual_seed(_unit_seed(self.config.seed, "eot", self.state.model_names[m], r, start))
+            self._gradient = input_gradient(runtime, x, y, loss, draws)
+            self._gradient_key = key
+        return self._gradient
 
     def after_unit(self) -> None:
         for d in self.config.distortions:
@@ -979,7 +982,8 @@ def threshold_records(snapshot: RobustnessSnapshot) -> list[dict]:
                 else censored_value(curve.threshold, *curve.grid),
                 "fitted_threshold": np.nan if curve is None else curve.threshold,
                 "threshold_ci_low": float(ci[0]), "threshold_ci_high": float(ci[1]),
-                "status": "" if curve is None else STATUS_WORDS[curve.status] if fit is not None else "no fit",
+                "status": "" if curve is None else "no fit" if fit is None else STATUS_WORDS[curve.status] if inside
+                else f"censored: {curve.censored} the levels measured",
                 "sigmoid": "" if fit is None else fit.sigmoid, "width": np.nan if fit is None else fit.width,
                 "floor_accuracy": np.nan if fit is None else fit.lapse,
                 "fitted_clean_accuracy": np.nan if fit is None else 1 - fit.guess,

@@ -46,6 +46,7 @@ from .experiment import Artefact, Experiment, ExperimentSpec
 from .models import MNIST_CLASSES, LoadedModel
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, config_from_dict, config_to_dict, param
+from .records import require_counts, require_finite, require_flags, require_shape
 from .receptive_field import (
     Geometry,
     LayerGeometry,
@@ -136,7 +137,8 @@ def is_structured(noise: NoiseSource) -> bool:
 
 @dataclass(frozen=True)
 class STAConfig:
-    layer: str = param("conv1", "Layer", "conv or linear layer whose units are mapped (all its units at once)",
+    layer: str = param("conv1", "Layer", "conv or linear layer whose units are mapped (all its units at once), "
+                       "or output: the network's outputs (the only layer of a TorchScript model)",
                        options=layer_options, group="Units")
     position: str = param("centre", "Position", "the units' place in the layer's output map: centre, or row,col "
                           "(conv layers; a linear layer's units see the whole image)", group="Units")
@@ -242,10 +244,11 @@ class ClassMeans:
 
     @classmethod
     def from_state(cls, arrays: dict, prefix: str, names: list[str]) -> "ClassMeans":
-        counts = np.asarray(arrays[f"{prefix}/counts"], dtype=np.int64)
+        counts = require_counts(arrays[f"{prefix}/counts"], f"{prefix}/counts", (None,)).astype(np.int64)
         out = cls(len(counts), {})
         out.counts = counts.copy()
-        out.sums = {name: np.array(arrays[f"{prefix}/sums/{name}"], dtype=np.float64) for name in names}
+        out.sums = {name: require_finite(arrays[f"{prefix}/sums/{name}"], f"{prefix}/sums/{name}",
+                                         (len(counts), None)).astype(np.float64) for name in names}
         return out
 
 
@@ -664,9 +667,10 @@ class STAState(BlockProgress):
             state.stc = STCAccumulator.from_state(
                 {name: arrays[f"stc/accumulator/{name}"] for name in STCAccumulator.FIELDS})
             state.null_count, state.null_shuffles = int(meta["null_count"]), int(meta["null_shuffles"])
-            state.stc_tested = np.asarray(arrays["stc/tested"]).astype(bool)
+            state.stc_tested = require_flags(arrays["stc/tested"], "stc/tested").astype(bool)
             for name in ("eigenvalues", "band", "count", "values", "vectors", "bands"):
                 setattr(state, f"stc_{name}", np.array(arrays[f"stc/{name}"]))
+            _check_stc_results(state)
         names = [m.name for m in state.map_layers]
         if "maps/noise/counts" in arrays:
             state.noise_maps = ClassMeans.from_state(arrays, "maps/noise", names)
@@ -675,6 +679,29 @@ class STAState(BlockProgress):
         state.reliability_samples = [int(s) for s in arrays.get("convergence/samples", [])]
         state.reliability = list(arrays.get("convergence/reliability", np.zeros((0, state.units))))
         return state
+
+
+def _check_stc_results(state: "STAState") -> None:
+    """The stored STC analysis agrees with its accumulator: one row per unit, finite where a unit was tested."""
+    units = state.stc.sum_a.shape[0]
+    tested = state.stc_tested
+    require_shape(tested, (units,), "stc/tested")
+    require_counts(state.stc_count, "stc/count", (units,))
+    features = state.stc.sum_ax.shape[1]
+    ranks = {"eigenvalues": 2, "band": 2, "values": 2, "vectors": 3, "bands": 3}
+    for name, rank in ranks.items():
+        values = getattr(state, f"stc_{name}")
+        if values.ndim != rank or values.shape[0] != units:
+            raise ValueError(f"stc/{name} has shape {values.shape}, expected {rank} axes and one row per unit "
+                             f"({units})")
+        if values.dtype.kind not in "biuf":
+            raise ValueError(f"stc/{name} must hold numbers, not {values.dtype}")
+        if values.dtype.kind == "f" and tested.any() and np.isinf(values[tested]).any():
+            raise ValueError(f"stc/{name} holds infinite values")
+    if state.stc_eigenvalues.shape[1] != features or state.stc_vectors.shape[2] != features or \
+            state.stc_band.shape[1] != 2 or state.stc_bands.shape[2] != 2 or \
+            state.stc_vectors.shape[1] != state.stc_values.shape[1]:
+        raise ValueError("stc results disagree in shape with each other or with the receptive field")
 
 
 def _noise_text(noise: NoiseSource) -> str:

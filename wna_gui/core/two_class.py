@@ -76,8 +76,10 @@ class TwoClassConfig:
                              "trials, recorded with the run; manual: the smallest and largest γ as set",
                              choices=GAMMA_RANGES, group=STIMULUS)
     gamma_min: float = param(0.3, "Smallest γ", "signal strength of the weakest condition, t = γ·s + (1 − γ)·n "
-                             "(0: noise alone)", low=0.0, high=0.95, step=0.05, decimals=3, group=STIMULUS)
-    gamma_max: float = param(0.7, "Largest γ", "signal strength of the strongest condition", low=0.0, high=0.95,
+                             "(0: noise alone; with the pilot γ range, set by the pilot)", low=0.0, high=0.95,
+                             step=0.05, decimals=3, group=STIMULUS)
+    gamma_max: float = param(0.7, "Largest γ", "signal strength of the strongest condition (with the pilot γ range, "
+                             "set by the pilot)", low=0.0, high=0.95,
                              step=0.05, decimals=3, group=STIMULUS)
     gamma_points: int = param(5, "γ points", "conditions evenly spaced from the smallest to the largest γ (one "
                               "point: the smallest)", low=1, high=21, group=STIMULUS)
