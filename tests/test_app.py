@@ -623,3 +623,15 @@ def test_escape_stops_after_a_menu_was_closed_with_escape(window, qtbot):
     with qtbot.waitSignal(window.engine.run_cancelled, timeout=RUN_TIMEOUT_MS):
         qtbot.keyClick(menu_bar, Qt.Key.Key_Escape)
     assert menu_bar.activeAction() is None
+
+
+def test_without_a_display_the_app_says_so_in_one_line():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    done = subprocess.run([sys.executable, "-m", "wna_gui.app.main"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "no display" in done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from PySide6.QtCore import QTimer
@@ -12,6 +13,20 @@ from PySide6.QtWidgets import QApplication
 from .. import __version__
 from ..core.resources import resource_path
 from .main_window import APPLICATION, ORGANIZATION, MainWindow
+
+
+def missing_display() -> str | None:
+    """Why no window can open here, or None. Qt itself aborts (SIGABRT) with a plugin message when the X11 or
+    Wayland platform finds no display; say it in one line first."""
+    if not sys.platform.startswith("linux"):
+        return None
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if platform and not platform.startswith(("xcb", "wayland")):
+        return None  # offscreen, vnc, eglfs…: the user chose a platform that needs no desktop display
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("no display found (DISPLAY and WAYLAND_DISPLAY are unset): start wna-gui from a desktop session, or "
+            "run experiments headless with `wna run …`")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         for path in install_desktop_entry():
             print(f"wrote {path}")
         return 0
+    problem = missing_display()
+    if problem is not None:
+        print(f"wna-gui: error: {problem}", file=sys.stderr)
+        return 2
     QApplication.setOrganizationName(ORGANIZATION)
     QApplication.setApplicationName(APPLICATION)
     QApplication.setApplicationVersion(__version__)

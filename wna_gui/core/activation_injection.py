@@ -39,6 +39,8 @@ from .images import stratified_subset
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, config_from_dict, config_to_dict, param
+from .records import require_counts, require_float, require_int, require_ints, require_shape, \
+    require_strings
 from .psychometric_report import gamma_grid
 
 KIND = "activation_injection"
@@ -211,13 +213,30 @@ class InjectionState:
 
     @classmethod
     def from_record(cls, meta: dict, arrays: dict) -> "InjectionState":
-        return cls(InjectionConfig.from_dict(meta["config"], arrays), tuple(meta["class_names"]),
-                   tuple(int(s) for s in meta["image_shape"]), tuple(meta["layers"]),
-                   np.asarray(arrays["labels"], dtype=np.int64), np.asarray(arrays["noise_counts"], dtype=np.int64),
-                   np.asarray(arrays["toward"], dtype=np.int64), np.asarray(arrays["correct"], dtype=np.int64),
-                   np.asarray(arrays["examples"], dtype=np.float32),
-                   np.asarray(arrays["example_classes"], dtype=np.int64), int(meta["layers_done"]),
-                   meta.get("noise_device", ""), float(meta.get("seconds", 0.0)))
+        config = InjectionConfig.from_dict(meta["config"], arrays)
+        class_names = require_strings(meta["class_names"], "class_names")
+        layers = require_strings(meta["layers"], "layers")
+        image_shape = require_ints(meta["image_shape"], "image_shape", low=1)
+        k, n_layers, n_gammas = len(class_names), len(layers), len(config.gammas)
+        labels = require_counts(arrays["labels"], "labels", (None,))
+        if labels.size and labels.max() >= k:
+            raise ValueError(f"labels name class {labels.max()} of a {k}-class model")
+        examples = require_shape(arrays["examples"], (k, None, int(np.prod(image_shape))), "examples")
+        example_classes = require_shape(arrays["example_classes"], (k, examples.shape[1]), "example_classes")
+        if example_classes.dtype.kind not in "iu" or (example_classes.size and not (
+                -1 <= example_classes.min() and example_classes.max() < k)):
+            raise ValueError(f"example_classes must hold class indices below {k} (or -1)")
+        # An example not yet drawn (class −1) is all NaN; a drawn one is finite.
+        if examples.dtype.kind != "f" or not np.array_equal(~np.isfinite(examples).all(axis=2), example_classes < 0) \
+                or not np.isnan(examples[example_classes < 0]).all():
+            raise ValueError("examples hold NaN or infinite values where an example was drawn")
+        return cls(config, class_names, image_shape, layers, labels.astype(np.int64),
+                   require_counts(arrays["noise_counts"], "noise_counts", (k,)).astype(np.int64),
+                   require_counts(arrays["toward"], "toward", (n_layers, k, n_gammas)).astype(np.int64),
+                   require_counts(arrays["correct"], "correct", (n_layers, k, n_gammas)).astype(np.int64),
+                   examples.astype(np.float32), np.asarray(example_classes, dtype=np.int64),
+                   require_int(meta["layers_done"], "layers_done", 0, n_layers),
+                   meta.get("noise_device", ""), require_float(meta.get("seconds", 0.0), "seconds", 0.0))
 
 
 @dataclass(frozen=True)

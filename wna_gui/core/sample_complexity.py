@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .control import csv_number
 from . import classification as ci
 from .experiment import Artefact, Experiment, ExperimentSpec
 from .driver import ProgressView
@@ -468,11 +469,10 @@ def write_reliability(snapshot: SampleComplexitySnapshot, path) -> Path:
                 for i, n in enumerate(convergence.samples):
                     row = per_class[i]
                     matched = np.flatnonzero(null_samples == n)
-                    null = f"{null_values[matched[0]]:.6g}" if matched.size else ""
-                    excess = f"{convergence.mean()[i] - null_values[matched[0]]:.6g}" if matched.size else ""
-                    writer.writerow([stimulus, estimator, int(n), f"{convergence.mean()[i]:.6g}",
-                                     int(np.isfinite(row).sum()),
-                                     *["" if not np.isfinite(v) else f"{v:.6g}" for v in row], null, excess])
+                    null = csv_number(null_values[matched[0]]) if matched.size else ""
+                    excess = csv_number(convergence.mean()[i] - null_values[matched[0]]) if matched.size else ""
+                    writer.writerow([stimulus, estimator, int(n), csv_number(convergence.mean()[i]),
+                                     int(np.isfinite(row).sum()), *[csv_number(v) for v in row], null, excess])
     return path
 
 
@@ -486,7 +486,7 @@ def write_template_cosine(snapshot: SampleComplexitySnapshot, path) -> Path:
         for stimulus, result in snapshot.results.items():
             for estimator in snapshot.estimators:
                 for n, value in zip(*result.template_cosine(estimator)):
-                    writer.writerow([stimulus, estimator, int(n), f"{value:.6g}"])
+                    writer.writerow([stimulus, estimator, int(n), csv_number(value)])
     return path
 
 
