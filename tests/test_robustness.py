@@ -203,7 +203,8 @@ def test_the_cli_runs_from_a_session_and_info_lists_thresholds(tmp_path, cnn, ml
     assert isinstance(entry["thresholds"]["fgsm"]["model"]["threshold"], float)
     assert main(["info", str(out)]) == 0
     assert "FGSM threshold" in capsys.readouterr().out
-    assert main(["run", "robustness", "--session", str(source), "--models", "nobody", "--out", str(out)]) == 2
+    assert main(["run", "robustness", "--session", str(source), "--models", "nobody",
+                 "--out", str(tmp_path / "other.h5")]) == 2
     error = capsys.readouterr().err.strip()
     assert "no model named 'nobody'" in error and len(error.splitlines()) == 1
 

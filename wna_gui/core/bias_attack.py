@@ -43,6 +43,7 @@ from .images import SUBSET_RULE, describe_record, stratified_subset
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, config_from_dict, config_to_dict, param
+from .records import require_counts, require_finite, require_int, require_ints, require_strings
 from .psychometric_report import gamma_grid
 
 KIND = "bias_attack"
@@ -345,6 +346,7 @@ class BiasAttackState:
 
     @classmethod
     def from_record(cls, meta: dict, arrays: dict) -> "BiasAttackState":
+        _check_attack_record(meta, arrays)
         return cls(config=BiasAttackConfig.from_dict(meta["config"], arrays),
                    class_names=tuple(meta["class_names"]), image_shape=tuple(int(s) for s in meta["image_shape"]),
                    targets=np.asarray(arrays["targets"], dtype=np.int64), maps=np.asarray(arrays["maps"]),
@@ -358,6 +360,28 @@ class BiasAttackState:
                    example_signal=np.asarray(arrays["example_signal"], dtype=np.int64),
                    targets_done=int(meta["targets_done"]), noise_device=meta.get("noise_device", ""),
                    seconds=float(meta.get("seconds", 0.0)))
+
+
+def _check_attack_record(meta: dict, arrays: dict) -> None:
+    """Targets, maps, means and counts agree with each other and with the classes; numbers are finite."""
+    k = len(require_strings(meta["class_names"], "class_names"))
+    pixels = int(np.prod(require_ints(meta["image_shape"], "image_shape", low=1)))
+    targets = require_counts(arrays["targets"], "targets", (None,))
+    t = targets.size
+    if t and targets.max() >= k:
+        raise ValueError(f"targets name class {targets.max()} of {k}")
+    require_finite(arrays["maps"], "maps", (t, pixels))
+    require_finite(arrays["means"], "means", (t, pixels))
+    require_finite(arrays["map_support"], "map_support", (k,))
+    counts = require_counts(arrays["counts"], "counts", (None, t, None, k))
+    require_finite(arrays["examples"], "examples", (t, None, None, pixels))
+    require_counts(arrays["example_classes"], "example_classes", (t, None, None))
+    require_counts(arrays["example_signal"], "example_signal", (t,))
+    require_counts(arrays["signal_labels"], "signal_labels", (require_int(meta["n_signals"], "n_signals"),))
+    require_int(meta["targets_done"], "targets_done", 0, t)
+    require_int(meta["map_samples"], "map_samples")
+    if counts.shape[0] != 4:
+        raise ValueError(f"counts has shape {counts.shape}, expected 4 stimulus kinds first")
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
 from .images import SUBSET_RULE, describe_record, stratified_subset
 from .models import MNIST_CLASSES, ZOO, LoadedModel, build_zoo
 from .params import config_from_dict, config_to_dict, param
-from .records import require_float, require_int
+from .records import require_finite, require_float, require_int, require_shape
 from .sleep import ControlMLP, SleepParams, Sleeper, input_scales, input_spikes
 from .train import at_chance, chance_limit, correct_answers, heldout_accuracy
 
@@ -441,6 +441,7 @@ class DefenceState:
 
     @classmethod
     def from_record(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "DefenceState":
+        _check_defence_arrays(arrays)
         config = DefenceConfig.from_dict(meta["config"], arrays)
         state = cls(config=config, architecture=meta["architecture"], class_names=tuple(meta["class_names"]),
                     input_shape=tuple(int(s) for s in meta["input_shape"]), base=meta["base"],
@@ -475,6 +476,29 @@ class DefenceState:
             state.sleep_weights = [np.asarray(arrays[f"sleep/weights/{i}"]) for i in range(layers)]
             state.sleep_potentials = [np.asarray(arrays[f"sleep/potentials/{i}"]) for i in range(layers)]
         return state
+
+
+def _check_defence_arrays(arrays: dict[str, np.ndarray]) -> None:
+    """Weights, optimiser state, logs and sleep arrays are finite numbers; each weight-change histogram has
+    increasing edges and non-negative bins (its stats may be NaN: a layer whose weights never changed)."""
+    for path, value in arrays.items():
+        if path.startswith("histograms/") and path.endswith("/stats"):
+            # (fraction changed, share of the change on negative weights: NaN when nothing changed, mean change)
+            stats = require_shape(value, (3,), path)
+            require_finite(stats[[0, 2]], path)
+            if not (0 <= stats[0] <= 1 and (np.isnan(stats[1]) or 0 <= stats[1] <= 1)):
+                raise ValueError(f"{path} holds fractions outside [0, 1]")
+            continue
+        require_finite(value, path)
+    for path in [p for p in arrays if p.startswith("histograms/") and p.endswith("/edges")]:
+        prefix = path[: -len("edges")]
+        edges = require_shape(arrays[path], (None,), path)
+        if edges.size < 2 or np.any(np.diff(edges) <= 0):
+            raise ValueError(f"{path} must increase")
+        for side in ("negative", "positive"):
+            bins = require_shape(arrays.get(prefix + side, np.zeros(0)), (edges.size - 1,), prefix + side)
+            if bins.size and bins.min() < 0:
+                raise ValueError(f"{prefix + side} holds a negative count")
 
 
 def weight_change_histograms(start: list[np.ndarray], now: list[np.ndarray]) -> dict[str, np.ndarray]:

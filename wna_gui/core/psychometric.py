@@ -72,6 +72,7 @@ from .psychometric_report import (
     write_records,
 )
 from .psyfit import (
+    LEGACY_GUESS_MAX,
     NOTE,
     SHAREABLE,
     SIGMOIDS,
@@ -558,8 +559,10 @@ class PsychometricState:
             interval = shift_interval(boot_performance[condition], boot_performance[reference])
             if interval is not None:
                 performance_shift_intervals[condition] = interval
-        flags = tuple(() if fit is None else bound_flags(fit, gammas, self.guess_value, cfg.lapse, shared)
-                      for fit in fits)
+        # A fit made by wna-gui 0.1 searched the guess rate below 0.5: its flags say where it was stopped.
+        guess_limit = LEGACY_GUESS_MAX if model is not None and model.get("legacy") else None
+        flags = tuple(() if fit is None else bound_flags(fit, gammas, self.guess_value, cfg.lapse, shared,
+                                                         guess_limit=guess_limit) for fit in fits)
         n_correct, trials = self.n_correct(), self.trials()
         return PsychometricSnapshot(
             target=cfg.target,

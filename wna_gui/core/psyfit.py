@@ -322,6 +322,10 @@ def _to_u(sigmoid: str, x: np.ndarray) -> np.ndarray:
         return np.log(x)  # x = 0 becomes -inf, where F = 0
 
 
+# The free guess rate's upper limit of wna-gui 0.1's curve-by-curve fits (stored fits of that version used it).
+LEGACY_GUESS_MAX = 0.5
+
+
 def guess_max(lapse) -> float:
     """Upper limit of a free guess rate: the curve must still rise, so guess < 1 − the largest lapse allowed."""
     lapse_max = {"bounded": BOUNDED_LAPSE_MAX, "free": FREE_RATE_MAX}.get(lapse, lapse)
@@ -976,14 +980,18 @@ def search_limits(x, sigmoid: str, guess, lapse) -> dict[str, tuple[float, float
             "guess": tuple(float(v) for v in bounds[2]), "lapse": tuple(float(v) for v in bounds[3])}
 
 
-def bound_flags(fit: PsychometricFit, x, guess, lapse, shared=()) -> tuple[BoundFlag, ...]:
+def bound_flags(fit: PsychometricFit, x, guess, lapse, shared=(), guess_limit: float | None = None
+                ) -> tuple[BoundFlag, ...]:
     """The fitted parameters of ``fit`` that sit at a bound of the search (fixed ones are not flagged).
 
     ``x``: the levels fitted; ``guess``/``lapse``: as given to the fitter (None / "bounded" /
-    "free" when fitted); ``shared``: parameters shared across conditions (their reasons say so).
+    "free" when fitted); ``shared``: parameters shared across conditions (their reasons say so);
+    ``guess_limit``: the free guess rate's upper limit when the fit used another than today's (an old fit).
     """
     u = _to_u(fit.sigmoid, np.asarray(x, dtype=float))
     bounds = _search_bounds(u, guess, lapse)
+    if guess_limit is not None and guess is None:
+        bounds[2, 1] = guess_limit
     finite = u[np.isfinite(u)]
     span = float(finite.max() - finite.min())
     values = {"threshold": float(_to_u(fit.sigmoid, np.array(fit.threshold))), "width": float(np.log(fit.width)),

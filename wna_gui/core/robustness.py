@@ -65,6 +65,7 @@ from .images import SUBSET_RULE, describe_record, stratified_subset
 from .models import LoadedModel
 from .noise import block_seed
 from .params import config_from_dict, config_to_dict, param
+from .records import require_counts, require_flags, require_int, require_shape, require_strings
 from .psychometric import DATASET_LABELS, _fingerprint, _images_for_model
 from .psychometric_report import parse_k_values, write_records
 from .psyfit import (
@@ -631,12 +632,43 @@ class RobustnessState:
                     variant_done={f"{d}/{v}": np.asarray(arrays[f"variants/{d}/{v}/done"]).astype(bool)
                                   for d, _, v in meta["variant_plan"]},
                     zero_gradient=np.array(arrays["zero_gradient"], dtype=np.int8))
+        _check_robustness_record(state, meta, arrays)
         for d, fits in meta.get("fits", {}).items():
             state.fits[d] = [None if f is None else CurveFit.from_dict(f, np.asarray(arrays[f"{d}/boot/{m}"])
                                                                        if f"{d}/boot/{m}" in arrays else None,
                                                                        config.levels(d))
                              for m, f in enumerate(fits)]
         return state
+
+
+def _check_robustness_record(state: "RobustnessState", meta: dict, arrays: dict) -> None:
+    """The stored answers agree with the run's models, levels, images and classes (a damaged file does not)."""
+    m, n, k = len(state.model_names), require_int(meta["n_images"], "n_images"), len(state.class_names)
+    require_strings(list(state.model_names), "model_names")
+    require_strings(list(state.class_names), "class_names")
+    for field in ("model_labels", "losses", "stochastic"):
+        if len(meta[field]) != m:
+            raise ValueError(f"{field} has {len(meta[field])} entries for {m} models")
+    labels = require_counts(arrays["example_labels"], "example_labels", (None,))
+    if labels.size and labels.max() >= k:
+        raise ValueError(f"example_labels name class {labels.max()} of {k}")
+    for d in state.config.distortions:
+        levels = len(state.config.levels(d))
+        correct = require_flags(arrays[f"{d}/correct"], f"{d}/correct", (m, levels, None, n))
+        require_flags(arrays[f"{d}/done"], f"{d}/done", (m, levels, correct.shape[2]))
+        predictions = require_shape(arrays[f"{d}/example_predictions"], (m, levels, labels.size),
+                                    f"{d}/example_predictions")
+        if predictions.size and not (-1 <= predictions.min() and predictions.max() < k):
+            raise ValueError(f"{d}/example_predictions must hold class indices below {k}")
+        if f"{d}/examples" in arrays:
+            require_shape(arrays[f"{d}/examples"], (levels, labels.size, None, None, None), f"{d}/examples")
+    for d, _, v in state.variant_plan:
+        correct = require_flags(arrays[f"variants/{d}/{v}/correct"], f"variants/{d}/{v}/correct")
+        if correct.ndim < 1 or correct.shape[-1] != n:
+            raise ValueError(f"variants/{d}/{v}/correct has shape {correct.shape}, expected {n} images last")
+    zero = require_shape(arrays["zero_gradient"], (m, n), "zero_gradient")
+    if zero.size and not (-1 <= zero.min() and zero.max() <= 1):
+        raise ValueError("zero_gradient must hold −1, 0 or 1")
 
 
 def wilson_interval(p, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -35,6 +35,7 @@ from .estimators import ESTIMATORS
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
 from .models import LoadedModel
 from .params import config_from_dict, config_to_dict, param
+from .records import require_counts, require_finite, require_shape
 
 KIND = "template_classifier"
 RECORD_VERSION = 1
@@ -371,14 +372,15 @@ class TemplateClassifierState:
         for key, value in arrays.items():
             group, _, source = key.partition("/")
             if group == "templates":
-                state.templates[source] = np.asarray(value, dtype=np.float64)
+                template = require_shape(value, (k, int(np.prod(state.image_shape))), key)
+                # A class without a map has a row of NaN (it is never predicted); any other row is finite.
+                rows = np.isnan(template).all(axis=1)
+                require_finite(template[~rows], key)
+                state.templates[source] = template.astype(np.float64)
             elif group == "confusion":
-                value = np.asarray(value, dtype=np.int64)
-                if value.shape != (k, k):
-                    raise ValueError(f"confusion matrix of {source} has shape {value.shape}, expected {(k, k)}")
-                state.confusion[source] = value
+                state.confusion[source] = require_counts(value, key, (k, k)).astype(np.int64)
         if "test_counts" in arrays:
-            state.test_counts = np.asarray(arrays["test_counts"], dtype=np.int64)
+            state.test_counts = require_counts(arrays["test_counts"], "test_counts", (k,)).astype(np.int64)
         missing = [s for s in state.confusion if s not in state.templates]
         if missing:
             raise ValueError(f"the templates of {missing[0]} are missing")
