@@ -18,17 +18,39 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
-from .core.control import USER_ERRORS, Cancelled, RunControl, format_duration, pick_device
-from .core.data import DATASETS
-from .core.distributed import finish_distributed, init_distributed, supports_blocks
-from .core.experiment import ExperimentSpec, export_runs, plan_run, prepare_state, resolve_inputs
-from .core.models import CODE_KINDS, MNIST_CLASSES, ZOO, load_model, unseal
-from .core.trust import normalise_sha256
-from .core.noise import NOISE_KINDS, NOISE_SOURCES, noise_source
 from .core.params import FLOAT_RANGE, INT_RANGE, Param, changed_params, changed_roles, flatten_noise_params, params
-from .core.registry import EXPERIMENTS, spec_for_state, spec_of
-from .core.locking import SessionLock, SessionLocked
-from .core.session import Session, SessionError, SessionWriteError, load_session, read_header, save_session
+from .core.trust import normalise_sha256
+
+
+def _import_engine() -> None:
+    """Bind the engine's names as this module's globals. They import torch, h5py and every experiment (seconds),
+    so `wna --version` and `wna --help` answer without them. build_parser and the functions other modules call
+    run this first (again costs nothing: modules are imported once). A name added below goes in `global` too."""
+    global USER_ERRORS, Cancelled, RunControl, format_duration, pick_device, DATASETS, OWN_DATASETS
+    global finish_distributed, init_distributed, supports_blocks
+    global ExperimentSpec, export_runs, plan_run, prepare_state, resolve_inputs
+    global CODE_KINDS, MNIST_CLASSES, ZOO, load_model, unseal, NOISE_KINDS, NOISE_SOURCES, noise_source
+    global EXPERIMENTS, spec_for_state, spec_of, SessionLock, SessionLocked
+    global Session, SessionError, SessionWriteError, load_session, read_header, save_session
+    from .core.control import USER_ERRORS, Cancelled, RunControl, format_duration, pick_device
+    from .core.data import DATASETS, OWN_DATASETS
+    from .core.distributed import finish_distributed, init_distributed, supports_blocks
+    from .core.experiment import ExperimentSpec, export_runs, plan_run, prepare_state, resolve_inputs
+    from .core.models import CODE_KINDS, MNIST_CLASSES, ZOO, load_model, unseal
+    from .core.noise import NOISE_KINDS, NOISE_SOURCES, noise_source
+    from .core.registry import EXPERIMENTS, spec_for_state, spec_of
+    from .core.locking import SessionLock, SessionLocked
+    from .core.session import Session, SessionError, SessionWriteError, load_session, read_header, save_session
+
+
+def installed_version() -> str:
+    """The version pip installed (the package metadata), else the source tree's when run uninstalled."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("wna-gui")
+    except PackageNotFoundError:
+        return __version__
 
 
 class ProgressBar:
@@ -126,6 +148,7 @@ def _add_param(group, p: Param) -> None:
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_cls) -> None:
     """One flag per declared param, grouped as the panel groups them; noise sources add their own."""
+    _import_engine()
     groups: dict[str, argparse._ArgumentGroup] = {}
     for p in params(config_cls):
         group = groups.setdefault(p.group, parser.add_argument_group(p.group.lower()))
@@ -140,6 +163,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_cls) -> None:
 
 def config_from_args(spec: ExperimentSpec, args, base, model):
     """``base`` with every flag given on the command line applied (flags not given keep ``base``'s values)."""
+    _import_engine()
     def parsed(p: Param):
         try:
             return p.parse_text(getattr(args, _dest(p)), model)
@@ -174,22 +198,34 @@ def _cli_text(p: Param, value) -> str:
 
 
 def _model_words(model) -> list[str]:
-    if model.kind == "default":
-        return ["--model", "default"]
-    spec = "torchscript" if model.kind == "torchscript" else \
+    """The model flags that load ``model`` again: its source, and its normalisation and class names where they
+    are not the ones its kind gets by default."""
+    from .core.models import own_normalisation_and_names
+
+    spec = model.kind if model.kind in ("default", *CODE_KINDS) else \
         f"torchvision:{model.architecture}" if model.kind == "torchvision" else model.architecture
     words = ["--model", spec]
-    if model.weights_path:
+    if model.weights_path and model.kind != "default":
         words += ["--weights", str(model.weights_path)]
-    if model.kind == "torchscript":
+    if model.kind in CODE_KINDS:
         words += ["--input-shape", ",".join(str(s) for s in model.input_spec.shape)]
     if model.kind == "torchvision" and model.input_spec.shape[1] != 224:
         words += ["--input-size", str(model.input_spec.shape[1])]
+    if model.kind == "torchvision" and not model.weights_path:
+        words += ["--download"]
+    mean, std, names = own_normalisation_and_names(model)
+    if model.input_spec.mean != tuple(mean):
+        words += ["--input-mean", ",".join(repr(float(v)) for v in model.input_spec.mean)]
+    if model.input_spec.std != tuple(std):
+        words += ["--input-std", ",".join(repr(float(v)) for v in model.input_spec.std)]
+    if model.class_names != tuple(names):
+        words += ["--class-names", ",".join(model.class_names)]
     return words
 
 
 def command_for(spec: ExperimentSpec, config, model, out: str = "session.h5") -> str:
     """The `wna run` command that runs ``config`` on ``model`` headless (settings at their defaults left out)."""
+    _import_engine()
     import shlex
 
     words = ["wna", "run", spec.command, *_model_words(model)]
@@ -231,7 +267,31 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
 
 def _load_model_from_args(args):
     return load_model(args.model, args.weights, input_shape=args.input_shape, download=args.download,
-                      input_size=args.input_size)
+                      input_size=args.input_size, class_names=args.class_names, mean=args.input_mean,
+                      std=args.input_std)
+
+
+def _parse_class_names(text: str) -> tuple[str, ...]:
+    from .core.models import parse_class_names
+
+    names = parse_class_names(text)
+    if not names:
+        raise ValueError(f"class names must be names separated by commas, got {text!r}")
+    return names
+
+
+def _read_class_names_file(path: str) -> tuple[str, ...]:
+    """One class name a line (blank lines skipped)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"class-names file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read class-names file {path}: {exc}".splitlines()[0]) from None
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not names:
+        raise ValueError(f"class-names file {path} holds no names (one name a line)")
+    return names
 
 
 def _session_for_out(out: Path, model) -> Session:
@@ -432,6 +492,7 @@ def drive_run(experiment, spec: ExperimentSpec, session: Session, out: Path, arg
     (``context``) rank 0 shows the world's progress and saves; the other ranks are quiet; SIGTERM (torchrun
     stopping its workers) cancels like Ctrl-C.
     """
+    _import_engine()
     control = experiment.control
     main = context is None or context.is_main
     if main:
@@ -479,6 +540,7 @@ def drive_run(experiment, spec: ExperimentSpec, session: Session, out: Path, arg
 
 def session_summary(path: str | Path) -> dict:
     """The facts `wna info --json` prints: the model, then each run by name with its kind."""
+    _import_engine()
     header = read_header(path)
     session = load_session(path)  # validates every run (an unknown or newer kind is a one-line error)
     model = header["model"]
@@ -594,7 +656,7 @@ def _variants() -> tuple[str, ...]:
 # --- training (not yet an experiment: it writes a weights file, not a session) ---
 
 def cmd_train(args) -> int:
-    from .core.data import load_dataset
+    from .core.data import fit_to_model, load_dataset
     from .core.models import serialize_state_dict
     from .core.train import TrainConfig, evaluate, train_zoo_model
 
@@ -605,6 +667,10 @@ def cmd_train(args) -> int:
     device = pick_device(args.device)  # a bad --device fails before the data are read
     train_set = load_dataset(args.dataset, args.data_dir, train=True, download=args.download)
     test_set = load_dataset(args.dataset, args.data_dir, train=False, download=args.download)
+    # own images take the architecture's input shape and keep their own classes
+    shape = ZOO[args.architecture].input_spec.shape
+    train_set = fit_to_model(train_set, shape)
+    test_set = fit_to_model(test_set, shape, train_set.class_names)
     if args.classes:
         train_set, test_set = train_set.relabelled(args.classes), test_set.relabelled(args.classes)
     arch = ZOO[args.architecture]
@@ -643,14 +709,31 @@ def _sha256_arg(text: str) -> str:
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
+    from .core.models import parse_numbers
+
     model.add_argument("--model", default="default",
-                       help=f"default (bundled MNIST CNN), a zoo name ({', '.join(ZOO)}), torchscript, "
+                       help=f"default (bundled MNIST CNN), a zoo name ({', '.join(ZOO)}), exported (a torch.export "
+                            ".pt2 program: the recommended format for other architectures), torchscript, "
                             "or torchvision:<name>")
-    model.add_argument("--weights", help="state_dict (.pt) for a zoo/torchvision model, the TorchScript file, or a "
-                                         "torchvision weights name (ResNet152_Weights.IMAGENET1K_V2: from the torch "
-                                         "hub cache; class names from its metadata)")
+    model.add_argument("--weights", help="state_dict (.pt) for a zoo/torchvision model, the .pt2 or TorchScript file, "
+                                         "or a torchvision weights name (ResNet152_Weights.IMAGENET1K_V2: from the "
+                                         "torch hub cache; class names from its metadata)")
     model.add_argument("--input-shape", type=_argument_type(_parse_shape),
-                       help="C,H,W for a TorchScript model (default 1,28,28)")
+                       help="C,H,W for a TorchScript model (default 1,28,28) or an exported program (default: the "
+                            "shape it was exported with)")
+    model.add_argument("--input-mean", metavar="M[,M,M]", type=_argument_type(
+        lambda text: parse_numbers(text, "the input mean")),
+        help="normalisation mean of [0, 1] pixels, one value or one per channel (default: the model's own; "
+             "0 for TorchScript and exported programs, ImageNet's for torchvision)")
+    model.add_argument("--input-std", metavar="S[,S,S]", type=_argument_type(
+        lambda text: parse_numbers(text, "the input std", positive=True)),
+        help="normalisation std (> 0), one value or one per channel; the model sees (pixels - mean) / std "
+             "(default: the model's own; 1 for TorchScript and exported programs)")
+    names = model.add_mutually_exclusive_group()
+    names.add_argument("--class-names", metavar="A,B,...", type=_argument_type(_parse_class_names),
+                       help="one name per output of the model (default: the model's own, else its output indices)")
+    names.add_argument("--class-names-file", dest="class_names", metavar="FILE",
+                       type=_argument_type(_read_class_names_file), help="the class names, one a line")
     model.add_argument("--input-size", type=_bounded("input size", "int", 1, MAX_SIDE),
                        help="square input size for a torchvision model (default 224; paper Table 1 also uses 32)")
     model.add_argument("--download", action="store_true", help="download torchvision weights (needs internet)")
@@ -668,12 +751,25 @@ class _Parser(argparse.ArgumentParser):
         raise CommandLineError(f"{message} (see {self.prog} --help)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """`wna` and its commands without their arguments: all that `wna --help` and `wna --version` need."""
     parser = _Parser(prog="wna", description="White-noise analysis of neural networks.")
-    parser.add_argument("--version", action="version", version=f"wna-gui {__version__}")
+    parser.add_argument("--version", action="version", version=f"wna-gui {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    return parser, {
+        "run": commands.add_parser("run", help="run an experiment and write a session file"),
+        "info": commands.add_parser("info", help="summarise a session file"),
+        "export": commands.add_parser("export", help="export every run's results: figures (PNG/PDF/SVG), arrays "
+                                                     "(.npz/.npy) and tables (.csv)"),
+        "train": commands.add_parser("train", help="train a zoo architecture and save its state_dict"),
+    }
 
-    run = commands.add_parser("run", help="run an experiment and write a session file")
+
+def build_parser() -> argparse.ArgumentParser:
+    _import_engine()
+    parser, command = _command_parsers()
+
+    run = command["run"]
     experiments = run.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     for spec in EXPERIMENTS:
         sub = experiments.add_parser(spec.command, help=spec.help, description=spec.help)
@@ -706,13 +802,12 @@ def build_parser() -> argparse.ArgumentParser:
         session.add_argument("--quiet", action="store_true")
         sub.set_defaults(func=cmd_run, spec=spec)
 
-    info = commands.add_parser("info", help="summarise a session file")
+    info = command["info"]
     info.add_argument("session")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
 
-    export = commands.add_parser("export", help="export every run's results: figures (PNG/PDF/SVG), arrays "
-                                                "(.npz/.npy) and tables (.csv)")
+    export = command["export"]
     export.add_argument("session")
     export.add_argument("--out", required=True, help="output folder")
     export.add_argument("--view", choices=(*_variants(), "all"), default="all",
@@ -725,10 +820,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="resolution of PNG figures, 50 to 2400 (default: 300)")
     export.set_defaults(func=cmd_export)
 
-    train = commands.add_parser("train", help="train a zoo architecture and save its state_dict")
+    train = command["train"]
     train.add_argument("architecture", choices=list(ZOO))
-    train.add_argument("--dataset", choices=["bundled", *DATASETS], default="bundled")
-    train.add_argument("--data-dir", help="folder holding the torchvision dataset")
+    train.add_argument("--dataset", choices=["bundled", *DATASETS, *OWN_DATASETS], default="bundled")
+    train.add_argument("--data-dir", help="folder holding the torchvision dataset; for folder: the folder of class "
+                       "sub-folders; for npz: the .npz file")
     train.add_argument("--download", action="store_true")
     train.add_argument("--classes", type=_argument_type(_parse_classes),
                        help="train a K-way model on these classes only, e.g. 1,3")
@@ -754,7 +850,7 @@ def _write_crash_log(argv: list[str] | None) -> Path | None:
     import tempfile
     import traceback
 
-    text = f"wna {__version__}: {' '.join(sys.argv[:1] + list(sys.argv[1:] if argv is None else argv))}\n"
+    text = f"wna {installed_version()}: {' '.join(sys.argv[:1] + list(sys.argv[1:] if argv is None else argv))}\n"
     text += traceback.format_exc()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for directory in (_log_directory(), Path(tempfile.gettempdir())):
@@ -787,6 +883,9 @@ def _log_warning(message, category, filename, lineno, file=None, line=None) -> N
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
+    words = sys.argv[1:] if argv is None else list(argv)
+    if words in (["--version"], ["-h"], ["--help"]):
+        _command_parsers()[0].parse_args(words)  # prints and exits, in a fraction of a second: no torch, no registry
     parser = build_parser()
     speaks = os.environ.get("RANK", "0") in ("", "0")  # under torchrun every rank fails alike: rank 0 says why
     shown = warnings.showwarning

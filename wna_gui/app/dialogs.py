@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.models import ZOO
+from ..core.models import ZOO, parse_class_names, parse_numbers
 from ..core.trust import revoke_trust, trusted_models
 from ..figures.page import DPI_CHOICES, WIDTH_PRESETS_MM, FigureSize, figure_size, sized
 from .panels.base import ExportTarget
@@ -34,6 +34,7 @@ from .worker import describe_error
 
 MODEL_SOURCES = {
     "zoo": "Zoo model + weights file",
+    "exported": "torch.export program (.pt2)",
     "torchscript": "TorchScript file",
     "torchvision": "torchvision model",
 }
@@ -60,11 +61,11 @@ class _FileField(QWidget):
         return self.edit.text().strip()
 
 
-def _floats(text: str, what: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(part) for part in text.replace(",", " ").split())
-    except ValueError:
-        raise ValueError(f"{what} must be numbers separated by commas, got {text!r}") from None
+def _shape(text: str) -> tuple[int, ...]:
+    shape = tuple(int(v) for v in parse_numbers(text, "the input shape"))
+    if len(shape) != 3:
+        raise ValueError(f"the input shape needs 3 numbers (channels, height, width), got {len(shape)}")
+    return shape
 
 
 class ModelDialog(QDialog):
@@ -77,7 +78,8 @@ class ModelDialog(QDialog):
         for key, label in MODEL_SOURCES.items():
             self.source.addItem(label, key)
         pages = QStackedWidget()
-        self.source.currentIndexChanged.connect(pages.setCurrentIndex)
+        self.source.currentIndexChanged.connect(lambda _: pages.setCurrentIndex(
+            list(MODEL_SOURCES).index(self.source.currentData())))
 
         self.zoo_architecture = QComboBox()
         for name, arch in ZOO.items():
@@ -89,18 +91,21 @@ class ModelDialog(QDialog):
         form.addRow("Weights (state_dict)", self.zoo_weights)
         pages.addWidget(zoo)
 
+        self.export_file = _FileField("torch.export program", "torch.export programs (*.pt2);;All files (*)")
+        self.export_shape = QLineEdit()
+        self.export_shape.setPlaceholderText("optional (default: the shape it was exported with)")
+        exported = QWidget()
+        form = QFormLayout(exported)
+        form.addRow("File", self.export_file)
+        form.addRow("Input shape C, H, W", self.export_shape)
+        pages.addWidget(exported)
+
         self.script_file = _FileField("TorchScript model", "TorchScript (*.pt *.pth *.ts);;All files (*)")
         self.script_shape = QLineEdit("1, 28, 28")
-        self.script_classes = QLineEdit()
-        self.script_classes.setPlaceholderText("optional, comma-separated (default: 0, 1, …)")
-        self.script_mean, self.script_std = QLineEdit("0"), QLineEdit("1")
         script = QWidget()
         form = QFormLayout(script)
         form.addRow("File", self.script_file)
         form.addRow("Input shape C, H, W", self.script_shape)
-        form.addRow("Class names", self.script_classes)
-        form.addRow("Normalise: mean", self.script_mean)
-        form.addRow("Normalise: std", self.script_std)
         pages.addWidget(script)
 
         self.vision_name = QComboBox()
@@ -112,8 +117,23 @@ class ModelDialog(QDialog):
         form = QFormLayout(vision)
         form.addRow("Model", self.vision_name)
         form.addRow("Weights (state_dict)", self.vision_weights)
+        self.vision_size = QLineEdit("224")
         form.addRow("", self.vision_download)
+        form.addRow("Input size (square)", self.vision_size)
         pages.addWidget(vision)
+
+        # Every source: empty fields keep the model's own (the same flags on the command line).
+        self.script_classes = QLineEdit()
+        self.script_classes.setPlaceholderText("optional, comma-separated (default: the model's own, else 0, 1, …)")
+        self.script_mean, self.script_std = QLineEdit(), QLineEdit()
+        self.script_mean.setPlaceholderText("optional, e.g. 0.485, 0.456, 0.406 (default: the model's own)")
+        self.script_std.setPlaceholderText("optional, e.g. 0.229, 0.224, 0.225 (default: the model's own)")
+        common = QWidget()
+        form = QFormLayout(common)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow("Class names", self.script_classes)
+        form.addRow("Normalise: mean", self.script_mean)
+        form.addRow("Normalise: std", self.script_std)
 
         self.error = QLabel()
         self.error.setStyleSheet("color: #b00020")
@@ -124,6 +144,7 @@ class ModelDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(self.source)
         layout.addWidget(pages)
+        layout.addWidget(common)
         layout.addWidget(self.error)
         layout.addWidget(buttons)
         self.source.setCurrentIndex(max(0, self.source.findData(source)))
@@ -136,14 +157,15 @@ class ModelDialog(QDialog):
                 "script_shape": self.script_shape.text(), "script_classes": self.script_classes.text(),
                 "script_mean": self.script_mean.text(), "script_std": self.script_std.text(),
                 "vision_name": self.vision_name.currentText(), "vision_weights": self.vision_weights.path(),
-                "vision_download": self.vision_download.isChecked()}
+                "vision_download": self.vision_download.isChecked(), "vision_size": self.vision_size.text(),
+                "export_file": self.export_file.path(), "export_shape": self.export_shape.text()}
 
     def set_entries(self, entries: dict, source: str | None = None) -> None:
         """Fill the fields from ``entries()`` of an earlier dialog; ``source`` picks the page shown."""
-        for name in ("script_shape", "script_classes", "script_mean", "script_std"):
+        for name in ("script_shape", "script_classes", "script_mean", "script_std", "vision_size", "export_shape"):
             if isinstance(entries.get(name), str):
                 getattr(self, name).setText(entries[name])
-        for name in ("zoo_weights", "script_file", "vision_weights"):
+        for name in ("zoo_weights", "script_file", "vision_weights", "export_file"):
             if isinstance(entries.get(name), str):
                 getattr(self, name).edit.setText(entries[name])
         index = self.zoo_architecture.findData(entries.get("zoo_architecture"))
@@ -157,26 +179,40 @@ class ModelDialog(QDialog):
             self.source.setCurrentIndex(index)
 
     def request(self) -> tuple[str, str | None, dict]:
-        """(spec, weights, keyword arguments) for load_model; ValueError if something is missing."""
+        """(spec, weights, keyword arguments) for load_model; ValueError if something is missing or malformed.
+        Each keyword has a `wna` model flag (cli._model_words writes them back)."""
         source = self.source.currentData()
+        options: dict = {}
+        if self.script_classes.text().strip():
+            options["class_names"] = parse_class_names(self.script_classes.text())
+        if self.script_mean.text().strip():
+            options["mean"] = parse_numbers(self.script_mean.text(), "the mean")
+        if self.script_std.text().strip():
+            options["std"] = parse_numbers(self.script_std.text(), "the std", positive=True)
         if source == "zoo":
             if not self.zoo_weights.path():
                 raise ValueError("choose the weights file of the zoo model")
-            return self.zoo_architecture.currentData(), self.zoo_weights.path(), {}
+            return self.zoo_architecture.currentData(), self.zoo_weights.path(), options
+        if source == "exported":
+            if not self.export_file.path():
+                raise ValueError("choose the .pt2 file (torch.export.save)")
+            if self.export_shape.text().strip():
+                options["input_shape"] = _shape(self.export_shape.text())
+            return "exported", self.export_file.path(), options
         if source == "torchscript":
             if not self.script_file.path():
                 raise ValueError("choose the TorchScript file")
-            shape = tuple(int(v) for v in _floats(self.script_shape.text(), "the input shape"))
-            if len(shape) != 3:
-                raise ValueError(f"the input shape needs 3 numbers (channels, height, width), got {len(shape)}")
-            names = tuple(n.strip() for n in self.script_classes.text().split(",") if n.strip()) or None
-            return "torchscript", self.script_file.path(), {
-                "input_shape": shape, "class_names": names,
-                "mean": _floats(self.script_mean.text(), "the mean"), "std": _floats(self.script_std.text(), "the std")}
+            return "torchscript", self.script_file.path(), {**options, "input_shape": _shape(self.script_shape.text())}
         name = self.vision_name.currentText().strip()
         if not name:
             raise ValueError("name the torchvision model")
-        return f"torchvision:{name}", self.vision_weights.path() or None, {"download": self.vision_download.isChecked()}
+        size = parse_numbers(self.vision_size.text() or "224", "the input size", positive=True)
+        if len(size) != 1 or size[0] != int(size[0]):
+            raise ValueError(f"the input size must be one whole number of pixels, got {self.vision_size.text()!r}")
+        if int(size[0]) != 224:
+            options["input_size"] = int(size[0])
+        return f"torchvision:{name}", self.vision_weights.path() or None, \
+            {**options, "download": self.vision_download.isChecked()}
 
     def accept(self) -> None:
         try:

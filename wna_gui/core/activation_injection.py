@@ -32,7 +32,7 @@ import torch
 from .control import csv_number
 from .bias_attack import NOISE_BLOCK, wilson_interval
 from .classification import _images_for_model
-from .data import DATASETS, bundled_mnist, load_dataset
+from .data import DATASETS, OWN_DATASETS, bundled_mnist, load_dataset
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
 from .images import stratified_subset
@@ -48,7 +48,7 @@ RECORD_VERSION = 1
 INPUT = "input"
 IMAGES_STREAM = 0x1A7  # the real images' subset, apart from the noise's stream
 DATASET_LABELS = {"bundled": "bundled MNIST digits (held out)",
-                  **{name: f"{name} test set (data folder)" for name in DATASETS}}
+                  **{name: f"{name} test set (data folder)" for name in DATASETS}, **OWN_DATASETS}
 GROUP = "Injection"
 MIN_NOISE_IMAGES = 30  # a class mean of fewer noise images is too noisy to read as the class's activation
 

@@ -35,7 +35,7 @@ import torch
 from .classification import KIND as MAPS_KIND
 from .classification import ClassificationImageState, _images_for_model
 from .control import EngineError, csv_number
-from .data import DATASETS, ImageSet, bundled_mnist, load_dataset
+from .data import DATASETS, OWN_DATASETS, ImageSet, bundled_mnist, load_dataset
 from .driver import ProgressView
 from .estimators import ESTIMATORS
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
@@ -64,7 +64,7 @@ SCALINGS = {"auto": "auto: image-like maps as measured, kernels min–max to [0,
             "raw": "as measured (image-like maps only)", "minmax": "min–max to [0, 1]"}
 ESTIMATOR_CHOICES = {name: info.label for name, info in ESTIMATORS.items()}
 SIGNAL_DATASETS = {"bundled": "bundled MNIST digits (held out)",
-                   **{name: f"{name} test set (data folder)" for name in DATASETS}}
+                   **{name: f"{name} test set (data folder)" for name in DATASETS}, **OWN_DATASETS}
 NOISE_BLOCK = 1000  # noise image i is image i % NOISE_BLOCK of block i // NOISE_BLOCK, whatever the batch size
 SIGNAL_STREAM = 0xB1A5  # the signal subset's draw, apart from the noise's stream
 MAPS = "Maps"

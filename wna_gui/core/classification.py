@@ -30,7 +30,7 @@ from .accumulators import (
     reliability_grid,
 )
 from .control import EngineError, csv_number
-from .data import DATASETS, ImageSet, load_dataset
+from .data import DATASETS, OWN_DATASETS, ImageSet, fit_to_model, load_dataset
 from .distributed import BlockProgress, BlockSet
 from .driver import ProgressView
 from .estimators import (
@@ -64,7 +64,7 @@ MAP_VIEW_TITLES = {"zmap": "z-map", "mean": "mean", "centered": "mean − grand 
 RECORD_VERSION = 4
 ESTIMATOR_CHOICES = {name: info.short for name, info in ESTIMATORS.items()}
 SIGNAL_DATASETS = {"bundled": "bundled MNIST digits (held out)",
-                   **{name: f"{name} test set (data folder)" for name in DATASETS}}
+                   **{name: f"{name} test set (data folder)" for name in DATASETS}, **OWN_DATASETS}
 # The signal images' draws use their own stream of (seed, block), apart from the noise's.
 SIGNAL_STREAM = 0x5167
 # Gradients are computed at most this many bytes (float32) at a time: samples × classes × pixels.
@@ -705,6 +705,7 @@ class SignalImages:
 
 def _images_for_model(images: ImageSet, model: LoadedModel) -> ImageSet:
     """The images labelled in the model's classes (a 10-class set is relabelled for a binary model)."""
+    images = fit_to_model(images, model.input_spec.shape, tuple(model.class_names))  # own images only
     if tuple(images.class_names) == tuple(model.class_names):
         return images
     missing = [name for name in model.class_names if name not in images.class_names]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
@@ -45,8 +46,11 @@ class UntrustedModelError(ModelError):
 
 
 # Model kinds stored as programs: loading a TorchScript archive runs code it carries (``__setstate__``, scripted
-# methods). Read from a session, such a model stays sealed until the user trusts its exact bytes (core/trust.py).
-CODE_KINDS = ("torchscript",)
+# methods), and torch.export.load unpickles parts of a .pt2 archive (torch.load(weights_only=False) for pickled
+# weights and constants, pickle.loads for opaque objects). Read from a session, such a model stays sealed until the
+# user trusts its exact bytes (core/trust.py).
+CODE_KINDS = ("torchscript", "exported")
+CODE_KIND_NAMES = {"torchscript": "TorchScript model", "exported": "torch.export program"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,40 @@ class InputSpec:
     @classmethod
     def from_dict(cls, data: dict) -> "InputSpec":
         return cls(tuple(int(s) for s in data["shape"]), tuple(data["mean"]), tuple(data["std"]))
+
+
+def parse_numbers(text: str, what: str, positive: bool = False) -> tuple[float, ...]:
+    """``0.485,0.456,0.406`` (commas or spaces) as finite numbers; ValueError naming ``what`` otherwise."""
+    try:
+        values = tuple(float(part) for part in text.replace(",", " ").split())
+    except ValueError:
+        raise ValueError(f"{what} must be numbers separated by commas, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{what} needs at least one number")
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{what} must be finite numbers, got {text!r}")
+    if positive and min(values) <= 0:
+        raise ValueError(f"{what} must be greater than 0, got {text!r}")
+    return values
+
+
+def parse_class_names(text: str) -> tuple[str, ...]:
+    """Comma-separated class names, blanks dropped."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def checked_input_spec(shape: tuple[int, ...], mean, std, label: str) -> InputSpec:
+    """An InputSpec whose mean and std have one value or one per channel, finite, std > 0; else ModelError."""
+    spec = InputSpec(tuple(int(s) for s in shape), tuple(float(m) for m in mean), tuple(float(s) for s in std))
+    for what, values in (("input mean", spec.mean), ("input std", spec.std)):
+        if len(values) not in (1, spec.channels):
+            raise ModelError(f"{label}: the {what} has {len(values)} values but the model takes {spec.channels} "
+                             f"channel{'s' if spec.channels > 1 else ''} (give 1 or {spec.channels})")
+        if not all(math.isfinite(v) for v in values):
+            raise ModelError(f"{label}: the {what} must be finite, got {','.join(map(str, values))}")
+    if min(spec.std) <= 0:
+        raise ModelError(f"{label}: the input std must be greater than 0, got {','.join(map(str, spec.std))}")
+    return spec
 
 
 # --- The paper's architectures (Figs. 10, 11). Layer names match the authors' code. ---
@@ -262,6 +300,8 @@ class LoadedModel:
 
     def layers(self) -> dict[str, nn.Module]:
         """Named layers that own parameters (for STA and microstimulation panels)."""
+        if self.kind == "exported":  # its graph calls aten ops, not its submodules: forward hooks would never fire
+            return {}
         return {
             name: module
             for name, module in self.net.named_modules()
@@ -354,10 +394,11 @@ def untrusted_message(model: SealedModel) -> str:
     sha = model.archive_sha256()
     source = "embedded in the session" if model.stored_sha256 is not None else \
         f"referenced file {model.weights_path}" if model.weights_path else "no stored archive"
+    what = CODE_KIND_NAMES.get(model.kind, "TorchScript model")
     if sha is None:
-        return (f"{model.label} in {model.origin} is a TorchScript model whose archive is missing "
+        return (f"{model.label} in {model.origin} is a {what} whose archive is missing "
                 f"({source}); it cannot be loaded")
-    return (f"{model.label} in {model.origin} is a TorchScript model ({source}); loading it runs code stored in "
+    return (f"{model.label} in {model.origin} is a {what} ({source}); loading it runs code stored in "
             f"the file, so it is not loaded unless you trust it: sha256 {sha}; add --trust-model {sha} "
             "(the app asks)")
 
@@ -374,14 +415,16 @@ def unseal(model: LoadedModel, trusted: tuple[str, ...] | set[str] = ()) -> Load
         raise error
     description = model.describe()
     spec = InputSpec.from_dict(description["input_spec"])
+    from_bytes = _exported_from_bytes if model.kind == "exported" else _torchscript_from_bytes
     if model.archive is not None:
-        loaded = _torchscript_from_bytes(model.archive, spec, model.class_names, model.label,
-                                         weights_path=model.weights_path)
+        loaded = from_bytes(model.archive, spec, model.class_names, model.label, weights_path=model.weights_path,
+                            stored=True)
     else:
         data = Path(model.weights_path).read_bytes()
         if sha256_of(data) != sha:  # the file changed between the check and the read
             raise UntrustedModelError(untrusted_message(model))
-        loaded = _torchscript_from_bytes(data, spec, model.class_names, model.label, weights_path=model.weights_path)
+        loaded = from_bytes(data, spec, model.class_names, model.label, weights_path=model.weights_path,
+                            stored=True)
     if loaded.weights_sha256() != model.weights_sha256():
         raise ModelError(f"{model.label} in {model.origin}: its weights do not match their recorded sha256 "
                          "(file damaged?)")
@@ -441,7 +484,9 @@ def load_zoo(
     class_names: tuple[str, ...] | None = None,
     kind: str = "zoo",
     weights_path: str | None = None,
+    input_spec: InputSpec | None = None,
 ) -> LoadedModel:
+    """``input_spec``: the architecture's own unless given (a user's normalisation, or the one a session stored)."""
     arch = ZOO.get(architecture)
     if arch is None:
         raise ModelError(f"unknown architecture {architecture!r}; the zoo has {', '.join(ZOO)}")
@@ -452,7 +497,7 @@ def load_zoo(
         _load_state_dict(net, weights, label)
         if weights_path is None and not isinstance(weights, bytes):
             weights_path = str(weights)
-    return LoadedModel(kind, architecture, net, arch.input_spec, names, weights_path=weights_path)
+    return LoadedModel(kind, architecture, net, input_spec or arch.input_spec, names, weights_path=weights_path)
 
 
 def default_model_record() -> dict:
@@ -477,14 +522,86 @@ def load_torchscript(path: str | Path, input_shape: tuple[int, ...], class_names
     if not path.is_file():
         raise ModelError(f"TorchScript file not found: {path}")
     data = path.read_bytes()
-    spec = InputSpec(tuple(int(s) for s in input_shape), tuple(mean), tuple(std))
+    spec = checked_input_spec(input_shape, mean, std, str(path))
     model = _torchscript_from_bytes(data, spec, class_names, str(path), weights_path=str(path))
     remember_trust(sha256_of(data), path.name, str(path))
     return model
 
 
+class ExportedNet(nn.Module):
+    """The module of a torch.export program. Its train/eval mode was fixed when it was exported (dropout and batch
+    norm are traced ops), and the graph module refuses ``eval()``, so switching modes here changes nothing."""
+
+    def __init__(self, program: nn.Module) -> None:
+        super().__init__()
+        self.program = program
+
+    def train(self, mode: bool = True) -> "ExportedNet":
+        self.training = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.program(x)
+
+
+def load_exported(path: str | Path, input_shape: tuple[int, ...] | None = None, class_names=None,
+                  mean=(0.0,), std=(1.0,)) -> LoadedModel:
+    """A ``torch.export`` program (.pt2) the user chose. torch.export.load unpickles parts of the archive, so
+    choosing the file is trusting it, as for TorchScript. ``input_shape`` defaults to the one it was exported with."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"exported program file not found: {path}")
+    data = path.read_bytes()
+    model = _exported_from_bytes(data, input_shape, class_names, str(path), weights_path=str(path), mean=mean,
+                                 std=std)
+    remember_trust(sha256_of(data), path.name, str(path))
+    return model
+
+
+def _exported_from_bytes(data: bytes, spec: InputSpec | tuple[int, ...] | None, class_names, label: str,
+                         weights_path: str | None = None, mean=(0.0,), std=(1.0,), stored: bool = False) \
+        -> LoadedModel:
+    """Unpickles parts of the archive: call only for a file the user chose or trusts. ``spec``: an InputSpec (from a
+    session), an input shape, or None for the exported one."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.export warns that its format is still changing
+            program = torch.export.load(io.BytesIO(data))
+    except Exception as exc:
+        raise ModelError(f"{label} is not a torch.export program ({type(exc).__name__})") from None
+    inputs = [node.meta.get("val") for node in program.graph.nodes if node.op == "placeholder"
+              and node.name in program.graph_signature.user_inputs]
+    if len(inputs) != 1 or not hasattr(inputs[0], "shape") or len(inputs[0].shape) != 4:
+        raise ModelError(f"{label}: a classifier program must take one (batch, C, H, W) tensor")
+    exported_shape = inputs[0].shape
+    if isinstance(exported_shape[0], int):
+        raise ModelError(f"{label} was exported for a fixed batch of {exported_shape[0]}; export it with "
+                         "dynamic_shapes=({0: torch.export.Dim('batch')},)")
+    if not isinstance(spec, InputSpec):
+        spec = checked_input_spec(spec or tuple(int(s) for s in exported_shape[1:]), mean, std, label)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the graph module's construction warns about torch internals
+        net = ExportedNet(program.module())
+    names = _class_names_for(net, spec, class_names, label, stored)
+    return LoadedModel("exported", "exported", net, spec, names, weights_path=weights_path, archive=data)
+
+
+def _class_names_for(net: nn.Module, spec: InputSpec, class_names, label: str, stored: bool = False) \
+        -> tuple[str, ...]:
+    """``class_names`` when they are one per output of ``net``, else ModelError; None: the output indices.
+    ``stored``: names a session recorded, checked when the model was chosen; the net is not run again."""
+    if stored and class_names:
+        return tuple(str(name) for name in class_names)
+    probed = _probe_class_names(net, spec, Path(label).name)
+    if not class_names:
+        return probed
+    if len(class_names) != len(probed):
+        raise ModelError(f"{label}: {len(class_names)} class names given but the model has {len(probed)} outputs")
+    return tuple(str(name) for name in class_names)
+
+
 def _torchscript_from_bytes(data: bytes, spec: InputSpec, class_names, label: str,
-                            weights_path: str | None = None) -> LoadedModel:
+                            weights_path: str | None = None, stored: bool = False) -> LoadedModel:
     """Runs the archive's code: call only for a file the user chose or trusts."""
     try:
         with warnings.catch_warnings():
@@ -493,7 +610,7 @@ def _torchscript_from_bytes(data: bytes, spec: InputSpec, class_names, label: st
             net = torch.jit.load(io.BytesIO(data), map_location="cpu")
     except Exception as exc:
         raise ModelError(f"{label} is not a TorchScript model ({type(exc).__name__})") from None
-    names = tuple(class_names) if class_names else _probe_class_names(net, spec, Path(label).name)
+    names = _class_names_for(net, spec, class_names, label, stored)
     return LoadedModel("torchscript", "torchscript", net, spec, names, weights_path=weights_path, archive=data)
 
 
@@ -580,28 +697,76 @@ def load_torchvision(name: str, weights: str | Path | None = None, download: boo
                        weights_path=str(weights) if weights else None)
 
 
-def load_model(spec: str, weights: str | Path | None = None, **kwargs) -> LoadedModel:
+def load_model(spec: str, weights: str | Path | None = None, *, input_shape: tuple[int, ...] | None = None,
+               class_names: tuple[str, ...] | None = None, mean: tuple[float, ...] | None = None,
+               std: tuple[float, ...] | None = None, download: bool = False, input_size: int | None = None) \
+        -> LoadedModel:
     """One entry point for the CLI and the GUI.
 
-    ``spec`` is ``default``, a zoo name (``mnist_cnn``, ``mlp``...), ``torchscript`` (weights =
-    the .pt file, ``input_shape`` required) or ``torchvision:<name>``.
+    ``spec`` is ``default``, a zoo name (``mnist_cnn``, ``mlp``...), ``torchscript`` (weights = the .pt file),
+    ``exported`` (weights = the torch.export .pt2 file) or ``torchvision:<name>``. ``class_names``, ``mean`` and
+    ``std`` replace the model's own for every kind (None keeps them): one class name per output, one mean and std
+    value or one per channel, std > 0.
     """
     if spec == "default":
-        return load_default()
+        return _customised(load_default(), class_names, mean, std, "the bundled MNIST CNN")
     if spec in ZOO:
         if weights is None:
             raise ModelError(f"zoo model {spec} needs a weights file (train one with `wna train {spec}`)")
-        return load_zoo(spec, weights, class_names=kwargs.get("class_names"))
-    if spec == "torchscript":
+        try:  # the class names set the size of the output layer the weights must fit
+            model = load_zoo(spec, weights, class_names=class_names)
+        except ModelError as exc:
+            raise ModelError(f"{exc} ({len(class_names)} class names given)" if class_names else str(exc)) from None
+        return _customised(model, None, mean, std, str(weights))
+    if spec in CODE_KINDS:
         if weights is None:
-            raise ModelError("a TorchScript model needs its .pt file")
-        return load_torchscript(weights, kwargs.get("input_shape") or (1, 28, 28), kwargs.get("class_names"),
-                                kwargs.get("mean", (0.0,)), kwargs.get("std", (1.0,)))
+            raise ModelError(f"a {CODE_KIND_NAMES[spec]} needs its file (--weights)")
+        normalisation = {"mean": mean or (0.0,), "std": std or (1.0,)}
+        if spec == "exported":
+            return load_exported(weights, input_shape, class_names, **normalisation)
+        return load_torchscript(weights, input_shape or (1, 28, 28), class_names, **normalisation)
     if spec.startswith("torchvision:"):
-        return load_torchvision(spec.split(":", 1)[1], weights, download=kwargs.get("download", False),
-                                input_size=kwargs.get("input_size"))
+        model = load_torchvision(spec.split(":", 1)[1], weights, download=download, input_size=input_size)
+        return _customised(model, class_names, mean, std, model.architecture)
     raise ModelError(f"unknown model {spec!r}: use default, a zoo name ({', '.join(ZOO)}), "
-                     "torchscript or torchvision:<name>")
+                     "torchscript, exported or torchvision:<name>")
+
+
+def _customised(model: LoadedModel, class_names, mean, std, label: str) -> LoadedModel:
+    """``model`` with the user's class names and normalisation in place of its own (checked against it)."""
+    if class_names is None and mean is None and std is None:
+        return model
+    spec = checked_input_spec(model.input_spec.shape, model.input_spec.mean if mean is None else mean,
+                              model.input_spec.std if std is None else std, label)
+    names = model.class_names
+    if class_names is not None:
+        if len(class_names) != model.n_classes:
+            raise ModelError(f"{label}: {len(class_names)} class names given but the model has "
+                             f"{model.n_classes} outputs")
+        names = tuple(str(name) for name in class_names)
+    return LoadedModel(model.kind, model.architecture, model.net, spec, names, weights_path=model.weights_path,
+                       extra=model.extra, archive=model.archive)
+
+
+def own_normalisation_and_names(model: LoadedModel) -> tuple[tuple[float, ...], tuple[float, ...], tuple[str, ...]]:
+    """(mean, std, class names) that ``load_model`` gives ``model``'s kind and file with no options: what a command
+    line may leave out. Class names of a torchvision checkpoint that carries its own count as given."""
+    if model.kind in ("default", "zoo") and model.architecture in ZOO:
+        arch = ZOO[model.architecture]
+        return arch.input_spec.mean, arch.input_spec.std, arch.class_names
+    indices = tuple(str(i) for i in range(model.n_classes))
+    if model.kind == "torchvision":
+        try:
+            import torchvision
+
+            members = torchvision.models.get_model_weights(model.architecture)
+            known = _torchvision_weights(torchvision, model.architecture, model.weights_path) \
+                if model.weights_path else members.DEFAULT
+        except Exception:  # no weights enum for this model: its classes are the indices
+            known = None
+        categories = tuple(known.meta.get("categories") or ()) if known is not None else ()
+        return IMAGENET_MEAN, IMAGENET_STD, categories if len(categories) == model.n_classes else indices
+    return (0.0,), (1.0,), indices
 
 
 # --- Session records: enough to rebuild the exact model from the session file alone. ---
@@ -641,7 +806,8 @@ def model_from_record(desc: dict, blob: bytes | None, label: str = "the model", 
     if kind in ("default", "zoo"):
         if blob is None:
             raise ModelError("the session holds no weights for its model")
-        model = load_zoo(arch, blob, class_names=names, kind=kind, weights_path=desc.get("weights_path"))
+        model = load_zoo(arch, blob, class_names=names, kind=kind, weights_path=desc.get("weights_path"),
+                         input_spec=InputSpec.from_dict(desc["input_spec"]) if "input_spec" in desc else None)
         # What a run recorded about a model it trained (its loss, how it was made) comes back with it.
         model.extra.update({k: v for k, v in desc.items() if k not in _DESCRIPTION_KEYS})
         if kind == "default":

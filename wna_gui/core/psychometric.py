@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from .control import EngineError, RunControl
-from .data import DATASETS, ImageSet, load_dataset
+from .data import DATASETS, OWN_DATASETS, ImageSet, fit_to_model, load_dataset
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec
 from .models import LoadedModel
@@ -119,7 +119,7 @@ LAPSE_LABELS = {"bounded": "bounded [0, 0.06]", "free": "free [0, 0.5]"}
 SHARING_LABELS = {"shared": "shared across k", "per-k": "free per k"}
 NOISE_INDEX_LABELS = {"value": "by condition values", "position": "by list position (wna-gui 0.1)"}
 DATASET_LABELS = {"bundled": "bundled MNIST digits (held out)",
-                  **{name: f"{name} test set (data folder)" for name in DATASETS}}
+                  **{name: f"{name} test set (data folder)" for name in DATASETS}, **OWN_DATASETS}
 STIMULATION = "Target and stimulation"
 STIMULUS = "Stimulus"
 FIT = "Fit ψ = guess + (1 − guess − lapse)·F"
@@ -352,6 +352,7 @@ def default_lambda(model: LoadedModel, layer: str) -> float:
 
 def _images_for_model(images: ImageSet, model: LoadedModel) -> ImageSet:
     """The images labelled in the model's classes: a 10-class set is relabelled for a binary model."""
+    images = fit_to_model(images, model.input_spec.shape, tuple(model.class_names))  # own images only
     if tuple(images.class_names) == tuple(model.class_names):
         return images
     missing = [name for name in model.class_names if name not in images.class_names]

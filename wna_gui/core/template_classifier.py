@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .control import EngineError, csv_number
-from .data import DATASETS, ImageSet, load_dataset
+from .data import DATASETS, OWN_DATASETS, ImageSet, load_dataset
 from .driver import ProgressView
 from .estimators import ESTIMATORS
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
@@ -44,7 +44,8 @@ SOURCE_LABELS = {**{name: f"{info.label} maps" for name, info in ESTIMATORS.item
 SOURCE_CHOICES = {**{name: info.short for name, info in ESTIMATORS.items()}, **{k: k for k in BASELINES}}
 SIMILARITIES = {"dot": "dot product (the paper's)", "cosine": "cosine",
                 "minmax-cosine": "cosine of min–max-normalised templates (the authors' Gabor notebooks)"}
-DATASET_CHOICES = {"bundled": "bundled MNIST digits", **{name: f"{name} (data folder)" for name in DATASETS}}
+DATASET_CHOICES = {"bundled": "bundled MNIST digits", **{name: f"{name} (data folder)" for name in DATASETS},
+                   **OWN_DATASETS}
 # The paper's accuracies on full MNIST (Fig. 2C): source → (accuracy, what the paper measured).
 PAPER_MNIST = {"hard": (0.258, "CNN bias maps"), "mean-image": (0.631, "class-mean images"),
                "lr-weights": (0.838, "LR weights")}
@@ -398,7 +399,7 @@ class TemplateClassifierExperiment(Experiment):
         cfg = self.state.config
         self._train_set = train_set
         self._test = images_for_model(test_set if test_set is not None else
-                                      load_dataset(cfg.dataset, cfg.data_dir or None), model)
+                                      load_dataset(cfg.dataset, cfg.data_dir or None, train=False), model)
         record = image_set_record(self._test)
         if self.state.progress_done and self.state.test_images.get("sha256") not in (None, record["sha256"]):
             raise EngineError("these test images differ from the ones the run classified; choose the same images")
