@@ -366,9 +366,10 @@ class TrustedModelsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Trusted models")
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("TorchScript models you trusted or loaded yourself. Opening a session never runs "
-                                "a model; running one needs its sha256 here (or --trust-model on the command "
-                                "line)."))
+        intro = QLabel("TorchScript models you trusted or loaded yourself. Opening a session never runs a model; "
+                       "running one needs its sha256 here (or --trust-model on the command line).")
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
         self.table = QTableWidget(0, 4)
         self.table.setHorizontalHeaderLabels(["Name", "Origin", "Trusted (UTC)", "sha256"])
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
@@ -382,7 +383,7 @@ class TrustedModelsDialog(QDialog):
         self.revoke_button.clicked.connect(self.revoke_selected)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
-        self.resize(760, 320)
+        self.resize(960, 320)  # the full sha256 fits
         self.refresh()
 
     def refresh(self) -> None:
@@ -391,7 +392,9 @@ class TrustedModelsDialog(QDialog):
         for row, (sha, entry) in enumerate(sorted(entries.items(), key=lambda item: item[1].get("trusted", ""))):
             for column, text in enumerate((entry.get("name", ""), entry.get("origin", ""),
                                            str(entry.get("trusted", "")).replace("T", " ").split("+")[0], sha)):
-                self.table.setItem(row, column, QTableWidgetItem(str(text)))
+                item = QTableWidgetItem(str(text))
+                item.setToolTip(str(text))
+                self.table.setItem(row, column, item)
         self.revoke_button.setEnabled(bool(entries))
 
     def revoke_selected(self) -> None:

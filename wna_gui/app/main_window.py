@@ -299,7 +299,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Not started: the session's TorchScript model was not trusted", 8000)
             return False
         sha = model.archive_sha256()
-        remember_trust(sha, model.label, model.origin)
+        remember_trust(sha, f"TorchScript model ({model.label})", model.origin)
         try:
             loaded = unseal(model, (sha,))
         except ValueError as exc:
@@ -318,9 +318,12 @@ class MainWindow(QMainWindow):
 
     def _show_model(self) -> None:
         shape = "×".join(str(s) for s in self.model.input_spec.shape)
-        self.model_button.setText(f"{self.model.display_name}  ")
+        sealed = " (not loaded: code, asks on Start)" if self.model.sealed else ""
+        self.model_button.setText(f"{self.model.display_name}{sealed}  ")
         self.model_button.setToolTip(f"{self.model.display_name}: {self.model.n_classes} classes, input {shape}. "
-                                     "Click to choose another model.")
+                                     + ("A TorchScript model stored in the session: it runs code, so it is loaded "
+                                        "only when you trust it. " if self.model.sealed else "")
+                                     + "Click to choose another model.")
 
     # --- keys and drops ---
 

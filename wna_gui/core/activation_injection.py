@@ -31,8 +31,7 @@ import torch
 
 from .control import csv_number
 from .bias_attack import NOISE_BLOCK, wilson_interval
-from .classification import _images_for_model
-from .data import DATASETS, OWN_DATASETS, bundled_mnist, load_dataset
+from .data import DATASETS, OWN_DATASETS, bundled_mnist, images_for_model, load_dataset
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
 from .images import stratified_subset
@@ -117,7 +116,7 @@ class InjectionConfig:
 def real_images(config: InjectionConfig, model: LoadedModel):
     images = bundled_mnist("heldout") if config.dataset == "bundled" else \
         load_dataset(config.dataset, config.data_dir or None)
-    images = _images_for_model(images, model)
+    images = images_for_model(images, model)
     k = len(images.class_names)
     chosen = stratified_subset(images.labels.numpy(), config.images * k, config.seed, k)
     return images.subset(torch.as_tensor(chosen.indices))

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 
 from .classification import KIND as MAPS_KIND
-from .classification import ClassificationImageState, _images_for_model
+from .classification import ClassificationImageState
 from .control import EngineError, csv_number
-from .data import DATASETS, OWN_DATASETS, ImageSet, bundled_mnist, load_dataset
+from .data import DATASETS, OWN_DATASETS, ImageSet, bundled_mnist, images_for_model, load_dataset
 from .driver import ProgressView
 from .estimators import ESTIMATORS
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
@@ -43,7 +43,7 @@ from .images import SUBSET_RULE, describe_record, stratified_subset
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, config_from_dict, config_to_dict, param
-from .records import require_counts, require_finite, require_int, require_ints, require_strings
+from .records import require_counts, require_finite, require_int, require_ints, require_shape, require_strings
 from .psychometric_report import gamma_grid
 
 KIND = "bias_attack"
@@ -203,7 +203,7 @@ def signal_set(config: BiasAttackConfig, model: LoadedModel, train: bool = False
         images = bundled_mnist("train" if train else "heldout")
     else:
         images = load_dataset(config.signal_dataset, config.signal_data_dir or None, train=train)
-    images = _images_for_model(images, model)
+    images = images_for_model(images, model)
     if tuple(images.images.shape[1:]) != tuple(model.input_spec.shape):
         raise ValueError(f"{images.name} images of shape {tuple(images.images.shape[1:])} do not fit the model's "
                          f"input {tuple(model.input_spec.shape)}")
@@ -375,8 +375,10 @@ def _check_attack_record(meta: dict, arrays: dict) -> None:
     require_finite(arrays["map_support"], "map_support", (k,))
     counts = require_counts(arrays["counts"], "counts", (None, t, None, k))
     require_finite(arrays["examples"], "examples", (t, None, None, pixels))
-    require_counts(arrays["example_classes"], "example_classes", (t, None, None))
-    require_counts(arrays["example_signal"], "example_signal", (t,))
+    for field, shape in (("example_classes", (t, None, None)), ("example_signal", (t,))):  # −1: not drawn yet
+        values = require_shape(arrays[field], shape, field)
+        if values.dtype.kind not in "iu" or (values.size and not -1 <= values.min()):
+            raise ValueError(f"{field} must hold indices (or −1 where none was drawn yet)")
     require_counts(arrays["signal_labels"], "signal_labels", (require_int(meta["n_signals"], "n_signals"),))
     require_int(meta["targets_done"], "targets_done", 0, t)
     require_int(meta["map_samples"], "map_samples")

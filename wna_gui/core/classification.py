@@ -30,7 +30,7 @@ from .accumulators import (
     reliability_grid,
 )
 from .control import EngineError, csv_number
-from .data import DATASETS, OWN_DATASETS, ImageSet, fit_to_model, load_dataset
+from .data import DATASETS, OWN_DATASETS, ImageSet, images_for_model, load_dataset
 from .distributed import BlockProgress, BlockSet
 from .driver import ProgressView
 from .estimators import (
@@ -672,7 +672,7 @@ class SignalImages:
     """
 
     def __init__(self, images: ImageSet, model: LoadedModel) -> None:
-        images = _images_for_model(images, model)
+        images = images_for_model(images, model)
         if tuple(images.images.shape[1:]) != tuple(model.input_spec.shape):
             raise ValueError(f"signal images of shape {tuple(images.images.shape[1:])} do not fit the model's "
                              f"input {tuple(model.input_spec.shape)}")
@@ -701,18 +701,6 @@ class SignalImages:
         within = np.minimum((rng.random(size) * self.counts[classes]).astype(np.int64), self.counts[classes] - 1)
         index = self.order[self.starts[classes] + within]
         return index, self.labels[index]
-
-
-def _images_for_model(images: ImageSet, model: LoadedModel) -> ImageSet:
-    """The images labelled in the model's classes (a 10-class set is relabelled for a binary model)."""
-    images = fit_to_model(images, model.input_spec.shape, tuple(model.class_names))  # own images only
-    if tuple(images.class_names) == tuple(model.class_names):
-        return images
-    missing = [name for name in model.class_names if name not in images.class_names]
-    if missing:
-        raise ValueError(f"{images.name} has no class {missing[0]!r} of the model "
-                         f"(model classes: {', '.join(model.class_names[:20])})")
-    return images.relabelled(tuple(images.class_names.index(name) for name in model.class_names))
 
 
 def signal_images_for(model: LoadedModel, config: ClassificationImageConfig, signals=None) -> SignalImages:

@@ -297,3 +297,16 @@ def fit_to_model(images: ImageSet, shape: tuple[int, ...], class_names: tuple[st
         x = torch.nn.functional.interpolate(x, size=(height, width), mode="bilinear", antialias=True,
                                             align_corners=False).clamp_(0.0, 1.0)
     return ImageSet(images.name, x.contiguous(), labels, tuple(class_names))
+
+
+def images_for_model(images: ImageSet, model) -> ImageSet:
+    """``images`` fitted to ``model`` (own images: its input shape) and labelled in its classes: a 10-class set is
+    relabelled for a binary model; a class of the model the set lacks is a one-line error."""
+    images = fit_to_model(images, model.input_spec.shape, tuple(model.class_names))  # own images only
+    if tuple(images.class_names) == tuple(model.class_names):
+        return images
+    missing = [name for name in model.class_names if name not in images.class_names]
+    if missing:
+        raise ValueError(f"{images.name} has no class {missing[0]!r} of the model "
+                         f"(model classes: {', '.join(model.class_names[:20])})")
+    return images.relabelled(tuple(images.class_names.index(name) for name in model.class_names))

@@ -52,7 +52,7 @@ import torch
 from torch import nn
 
 from .control import EngineError, RunControl
-from .data import DATASETS, OWN_DATASETS, ImageSet, fit_to_model, load_dataset
+from .data import DATASETS, OWN_DATASETS, ImageSet, images_for_model, load_dataset
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec
 from .models import LoadedModel
@@ -348,18 +348,6 @@ def default_lambda(model: LoadedModel, layer: str) -> float:
         return LAMBDA_FULLY_CONNECTED
     first_conv = next(name for name, m in model.net.named_modules() if isinstance(m, nn.modules.conv._ConvNd))
     return LAMBDA_FIRST_CONV if layer == first_conv else LAMBDA_DEEPER_CONV
-
-
-def _images_for_model(images: ImageSet, model: LoadedModel) -> ImageSet:
-    """The images labelled in the model's classes: a 10-class set is relabelled for a binary model."""
-    images = fit_to_model(images, model.input_spec.shape, tuple(model.class_names))  # own images only
-    if tuple(images.class_names) == tuple(model.class_names):
-        return images
-    missing = [name for name in model.class_names if name not in images.class_names]
-    if missing:
-        raise ValueError(f"{images.name} has no class {missing[0]!r} of the model "
-                         f"(model classes: {', '.join(model.class_names)})")
-    return images.relabelled(tuple(images.class_names.index(name) for name in model.class_names))
 
 
 def _fingerprint(images: torch.Tensor) -> str:
@@ -813,7 +801,7 @@ def target_images(model: LoadedModel, config: PsychometricConfig, images: ImageS
     """The target class's images the run shows (from ``images``, else the config's dataset), checked."""
     if config.target >= model.n_classes:
         raise ValueError(f"target class {config.target} is out of range: the model has {model.n_classes} classes")
-    image_set = _images_for_model(images if images is not None else
+    image_set = images_for_model(images if images is not None else
                                   load_dataset(config.dataset, config.data_dir or None), model)
     chosen = image_set.of_class(config.target)
     if len(chosen) == 0:

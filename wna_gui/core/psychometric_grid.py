@@ -15,7 +15,7 @@ from typing import Iterable
 import numpy as np
 
 from .control import RunControl
-from .data import load_dataset
+from .data import images_for_model, load_dataset
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec
 from .models import LoadedModel
@@ -272,9 +272,8 @@ class GridSnapshot(ProgressView):
 
 def _image_counts(model: LoadedModel, configs, images) -> list[int]:
     """Per plot, how many images of its target the image set holds (its stimuli per γ point)."""
-    from .psychometric import _images_for_model
 
-    labelled = _images_for_model(images, model)
+    labelled = images_for_model(images, model)
     return [int((labelled.labels == plot.target).sum()) for plot in configs]
 
 

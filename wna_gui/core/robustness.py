@@ -57,7 +57,7 @@ import torch
 from .agreement import kappa_matrix
 from .censoring import INSIDE, bound_text, censored_text, censored_value, side
 from .control import RunControl
-from .data import load_dataset
+from .data import images_for_model, load_dataset
 from .distortions import gaussian_blur, gaussian_noise, ifgsm_step, input_gradient, model_loss, pgd
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
@@ -66,7 +66,7 @@ from .models import LoadedModel
 from .noise import block_seed
 from .params import config_from_dict, config_to_dict, param
 from .records import require_counts, require_flags, require_int, require_shape, require_strings
-from .psychometric import DATASET_LABELS, _fingerprint, _images_for_model
+from .psychometric import DATASET_LABELS, _fingerprint
 from .psychometric_report import parse_k_values, write_records
 from .psyfit import (
     CEILING_BELOW,
@@ -646,9 +646,9 @@ def _check_robustness_record(state: "RobustnessState", meta: dict, arrays: dict)
     m, n, k = len(state.model_names), require_int(meta["n_images"], "n_images"), len(state.class_names)
     require_strings(list(state.model_names), "model_names")
     require_strings(list(state.class_names), "class_names")
-    for field in ("model_labels", "losses", "stochastic"):
-        if len(meta[field]) != m:
-            raise ValueError(f"{field} has {len(meta[field])} entries for {m} models")
+    for key in ("model_labels", "losses", "stochastic"):
+        if len(meta[key]) != m:
+            raise ValueError(f"{key} has {len(meta[key])} entries for {m} models")
     labels = require_counts(arrays["example_labels"], "example_labels", (None,))
     if labels.size and labels.max() >= k:
         raise ValueError(f"example_labels name class {labels.max()} of {k}")
@@ -943,7 +943,7 @@ class RobustnessExperiment(Experiment):
 def _test_images(config: RobustnessConfig, model: LoadedModel, rule: str = SUBSET_RULE):
     """(the test images, their subset record): a seeded, class-stratified subset of ``images`` of them (rule
     "first": the first N, as version-1 runs took them)."""
-    images = _images_for_model(load_dataset(config.dataset, config.data_dir or None), model)
+    images = images_for_model(load_dataset(config.dataset, config.data_dir or None), model)
     if config.images > len(images):
         raise ValueError(f"{images.name} holds {len(images):,} images; asked for {config.images:,}")
     labels = images.labels.numpy()

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .control import EngineError, csv_number
-from .data import DATASETS, OWN_DATASETS, ImageSet, load_dataset
+from .data import DATASETS, OWN_DATASETS, ImageSet, images_for_model, load_dataset
 from .driver import ProgressView
 from .estimators import ESTIMATORS
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
@@ -198,11 +198,9 @@ def logistic_regression_weights(images: ImageSet, n_classes: int, l2: float = 1e
     return out
 
 
-def images_for_model(images: ImageSet, model: LoadedModel) -> ImageSet:
+def checked_images(images: ImageSet, model: LoadedModel) -> ImageSet:
     """``images`` labelled in the model's classes, checked against its input shape."""
-    from .classification import _images_for_model  # the one place that maps a dataset's labels to a model's
-
-    images = _images_for_model(images, model)
+    images = images_for_model(images, model)
     if tuple(images.images.shape[1:]) != tuple(model.input_spec.shape):
         raise ValueError(f"{images.name} holds images of shape {tuple(images.images.shape[1:])}; the model takes "
                          f"{tuple(model.input_spec.shape)}")
@@ -398,7 +396,7 @@ class TemplateClassifierExperiment(Experiment):
         super().__init__(model, config, state, device, control, maps=maps)
         cfg = self.state.config
         self._train_set = train_set
-        self._test = images_for_model(test_set if test_set is not None else
+        self._test = checked_images(test_set if test_set is not None else
                                       load_dataset(cfg.dataset, cfg.data_dir or None, train=False), model)
         record = image_set_record(self._test)
         if self.state.progress_done and self.state.test_images.get("sha256") not in (None, record["sha256"]):
@@ -434,7 +432,7 @@ class TemplateClassifierExperiment(Experiment):
     def _training_images(self) -> ImageSet:
         if self._train_set is None:
             cfg = self.state.config
-            self._train_set = images_for_model(load_dataset(cfg.dataset, cfg.data_dir or None, train=True),
+            self._train_set = checked_images(load_dataset(cfg.dataset, cfg.data_dir or None, train=True),
                                                self.model)
         return self._train_set
 
