@@ -190,19 +190,24 @@ def test_three_workers_give_the_maps_of_one_process(model, tmp_path):
     assert sorted(state.checkpoint_maps) == sorted(reference.checkpoint_maps) == [1000]
 
 
+def wait_for_first_blocks(process, out: Path, seconds: float = 180) -> None:
+    """Until the session at ``out`` records a finished block (or the job ends)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if read_header(out)["runs"][KIND]["meta"]["blocks_done"] > 0:
+                return
+        except Exception:  # not written yet (or being replaced)
+            pass
+        time.sleep(0.02)
+
+
 def test_a_run_cut_off_under_two_workers_resumes_under_three_as_one_run(model, tmp_path):
     out = tmp_path / "cut.h5"
     args = ["classification-images", "--samples", "4000", "--batch-size", "40", "--seed", "9", "--estimators",
             "hard,prob", "--autosave-seconds", "0.01"]
     process = wna_under_torchrun(2, *args, "--out", str(out), start_new_session=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if read_header(out)["runs"][KIND]["meta"]["blocks_done"] > 0:
-                break
-        except Exception:  # not written yet (or being replaced)
-            pass
-        time.sleep(0.02)
+    wait_for_first_blocks(process, out)
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C at the terminal: torchrun and both workers
     code, _, stderr = finish(process)
     assert "interrupted after" in stderr and "--resume" in stderr
@@ -233,14 +238,7 @@ def test_a_worker_killed_stops_the_job_within_a_minute_and_one_process_resumes_t
     args = ["classification-images", "--samples", "4000", "--batch-size", "40", "--seed", "4", "--estimators",
             "hard,prob", "--autosave-seconds", "0.01"]
     process = wna_under_torchrun(2, *args, "--out", str(out))
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if read_header(out)["runs"][KIND]["meta"]["blocks_done"] > 0:
-                break
-        except Exception:  # not written yet (or being replaced)
-            pass
-        time.sleep(0.02)
+    wait_for_first_blocks(process, out)
     workers = _workers(process.pid)
     assert sorted(workers) == [0, 1], "both workers run"
     os.kill(workers[killed], signal.SIGKILL)

@@ -40,14 +40,9 @@ from wna_gui.core.robustness import (
 from wna_gui.core.robustness import describe as describe_robustness
 from wna_gui.core.robustness import summary as summarise_robustness
 
+from test_defences import train  # noqa: E402  (one way to train a defence in the tests)
+
 QUICK_STEPS = 150  # enough for the control to leave chance (≈80% held out), seconds on a CPU
-
-
-def train(method: str, base=None, **settings) -> DefenceState:
-    experiment = DefenceExperiment(load_default(), DefenceConfig(method=method, **settings), device="cpu",
-                                   base=base)
-    experiment.run_to_end()
-    return experiment.state
 
 
 @pytest.fixture(scope="module")
