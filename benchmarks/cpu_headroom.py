@@ -65,12 +65,12 @@ def main() -> None:
                 return chunked(network, v, chunk).float()
         return run
 
-    variants = {"engine (fp32, channels_last, chunks of %d)" % CPU_FORWARD_CHUNK: lambda v: runtime.logits(v)}
+    variants = {f"engine (fp32, channels_last, chunks of {CPU_FORWARD_CHUNK})": lambda v: runtime.logits(v)}
     for chunk in (128, 256, 1024, args.batch_size):
         if chunk != CPU_FORWARD_CHUNK and chunk <= args.batch_size:
             variants[f"fp32 chunks of {chunk}"] = lambda v, c=chunk: chunked(network, v, c)
     variants[f"bf16 autocast, chunks of {CPU_FORWARD_CHUNK}"] = bf16(CPU_FORWARD_CHUNK)
-    variants[f"bf16 autocast, whole block"] = bf16(args.batch_size)
+    variants["bf16 autocast, whole block"] = bf16(args.batch_size)
     if not args.no_compile:
         started = time.perf_counter()
         try:

@@ -50,7 +50,7 @@ def main() -> None:
     for round_ in range(3):  # interleaved
         for name, source in sources.items():
             results[name] = min(results[name], best_ms(
-                lambda source=source: source.block(0, round_, args.block, shape, device), args.repeats, device))
+                lambda source=source, round_=round_: source.block(0, round_, args.block, shape, device), args.repeats, device))
     print(f"date {date.today()}  torch {torch.__version__}  device {device}  threads {torch.get_num_threads()}  "
           f"{platform.machine()}  block {args.block} × 784 values")
     for kind in ("uniform", "gaussian"):

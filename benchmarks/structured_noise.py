@@ -47,7 +47,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in [*sources, "forward pass"]}
     for b in range(args.repeats):  # interleaved: a busy moment slows every source alike
         for name, source in sources.items():
-            times[name].append(cpu_ms(lambda source=source: source.block(0, b, args.block, SHAPE)))
+            times[name].append(cpu_ms(lambda source=source, b=b: source.block(0, b, args.block, SHAPE)))
         with torch.inference_mode():
             times["forward pass"].append(cpu_ms(lambda: runtime.logits(x)))
     white = statistics.median(times["uniform"])

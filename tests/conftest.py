@@ -17,10 +17,28 @@ else:
     QStandardPaths.setTestModeEnabled(True)
 
 
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true",
+                     help="also run the tests marked slow (training at the papers' budgets, fuzzing, killed "
+                          "processes, torchrun, every kind through the app): the full suite, what .ci/run runs")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow are skipped unless --run-slow is given (or -m names the marker), so a plain `pytest`
+    stays a few minutes' check while CI runs everything."""
+    if config.getoption("--run-slow") or "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow (.ci/run does)")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def isolated_trust_store(tmp_path_factory, monkeypatch):
     """Remembered model trust (core/trust.py) lives in a fresh folder per test, never the user's."""
     monkeypatch.setenv("WNA_GUI_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+    monkeypatch.setenv("WNA_GUI_LOG_DIR", str(tmp_path_factory.mktemp("logs")))  # core/logs.py: not the user's log
 
 
 if QThread is not None:

@@ -401,7 +401,10 @@ def test_exports_write_valid_files(window, qtbot, tmp_path):
     figure = written[(MAPS_FIGURE, ".png")]
     assert figure.width() >= 5 * 28 * 8 and figure.height() >= 2 * 28 * 8  # native pixels, 8× nearest-neighbour
     plot = written[("Class-frequency plot", ".png")]
-    assert plot.width() == int(panel.frequency_plot.width() * panel.frequency_plot.devicePixelRatioF())
+    # At the export size (default: double column, 300 dpi), not the widget's screen pixels.
+    from wna_gui.figures import figure_size
+
+    assert plot.width() == round(figure_size().width_mm / 25.4 * figure_size().dpi)
     for view in ("mean", "centered", "zmap"):
         label = next(a.label for a in ClassificationImageExperiment.spec.artefacts if a.variant == view)
         arrays = written[(label, ".npz")]

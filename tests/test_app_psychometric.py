@@ -15,7 +15,8 @@ from wna_gui.core.models import load_default
 from wna_gui.core.psychometric import KIND, PsychometricConfig, PsychometricExperiment, default_lambda
 from wna_gui.core.psychometric_grid import KIND as GRID_KIND
 from wna_gui.core.psychometric_grid import PsychometricGridConfig, PsychometricGridExperiment
-from wna_gui.core.psychometric_report import PSYCHOMETRIC_COLUMNS, gamma_grid
+from wna_gui.core.psychometric_report import PSYCHOMETRIC_COLUMNS
+from wna_gui.core.stats import noise_to_image_gammas
 from wna_gui.core.psyfit import guess_max
 from wna_gui.app.panels.psychometric import WARNING_BACKGROUND
 from wna_gui.core.session import Session, save_session
@@ -77,6 +78,7 @@ def table_texts(panel):
             for r in range(table.rowCount())]
 
 
+@pytest.mark.slow
 def test_sweep_on_screen_equals_the_engine(window, qtbot):
     panel = psychometric_panel(window)
     configure(panel, UNSTIMULATED)
@@ -115,6 +117,7 @@ def test_layer_choice_sets_its_paper_lambda(window):
     assert form.config().lambda_ == pytest.approx(0.2)
 
 
+@pytest.mark.slow
 def test_session_round_trip_restores_curves_and_table_and_exports(window, qtbot, tmp_path):
     panel = psychometric_panel(window)
     configure(panel, UNSTIMULATED)
@@ -148,6 +151,7 @@ def test_session_round_trip_restores_curves_and_table_and_exports(window, qtbot,
     np.testing.assert_array_equal(data["trials"], 100)
 
 
+@pytest.mark.slow
 def test_stopped_stimulation_run_continues_to_the_same_result(window, qtbot):
     panel = psychometric_panel(window)
     configure(panel, STIMULATED)
@@ -184,6 +188,7 @@ def grid_fractions(panel, rows=10):
                      for row in range(rows)])
 
 
+@pytest.mark.slow
 def test_small_multiples_grid_runs_every_class(window, qtbot, tmp_path):
     panel = psychometric_panel(window)
     configure(panel, STIMULATED_GRID, GRID_KIND)
@@ -220,9 +225,11 @@ def test_small_multiples_grid_runs_every_class(window, qtbot, tmp_path):
     assert list(csv.DictReader(export(again, "Small multiples fit table", tmp_path / "again.csv").read_text().splitlines())) == rows
 
 
+@pytest.mark.slow
 def test_grid_saved_halfway_continues_after_reopening(window, qtbot, tmp_path):
     model = load_default()
-    config = PsychometricGridConfig(layers=("fc1",), signs=(1,), k_values=(0, 10), gammas=gamma_grid(6), seed=1)
+    config = PsychometricGridConfig(layers=("fc1",), signs=(1,), k_values=(0, 10), gammas=noise_to_image_gammas(6),
+                                    seed=1)
     grid = PsychometricGridExperiment.new_state(model, config)
     for index, plot in enumerate(grid.configs[:3]):
         experiment = PsychometricExperiment(model, plot, device="cpu")
@@ -268,7 +275,8 @@ def test_table_marks_failed_fits_and_out_of_range_thresholds(window):
 
 def test_the_table_shows_the_model_its_tests_and_shared_parameters_once(window):
     panel = psychometric_panel(window)
-    snapshot = headless(PsychometricConfig(target=3, layer="fc1", k_values=(0, 5, 10), gammas=gamma_grid(11),
+    snapshot = headless(PsychometricConfig(target=3, layer="fc1", k_values=(0, 5, 10),
+                                           gammas=noise_to_image_gammas(11),
                                            n_boot=50, gof_samples=20, lr_samples=20))
     panel.show_snapshot(snapshot, KIND)
     texts = table_texts(panel)
@@ -294,7 +302,8 @@ def test_the_table_shows_the_model_its_tests_and_shared_parameters_once(window):
 def test_an_estimate_at_a_limit_is_marked_in_the_table_and_the_plot(window):
     panel = psychometric_panel(window)
     # The CNN calls most pure noise an 8 (floor ≈0.9): excited, a guess per k runs to its limit 1 − the largest lapse.
-    snapshot = headless(PsychometricConfig(target=8, layer="fc1", k_values=(0, 10), gammas=gamma_grid(6), n_boot=0,
+    snapshot = headless(PsychometricConfig(target=8, layer="fc1", k_values=(0, 10), gammas=noise_to_image_gammas(6),
+                                           n_boot=0,
                                            gof_samples=0, lr_samples=0, guess_across_k="per-k"))
     panel.show_snapshot(snapshot, KIND)
     texts = table_texts(panel)

@@ -65,6 +65,7 @@ def psychometric(window):
     return window.panels[1]
 
 
+@pytest.mark.slow
 def test_status_bar_shows_the_shown_tabs_run_in_its_unit(window, qtbot):
     classification(window).forms[KIND].set_values(SMALL_RUN)
     run(qtbot, window)
@@ -106,32 +107,34 @@ def test_a_failed_task_clears_its_progress_message(window, qtbot, tmp_path):
     assert window.error_dialog is not None and "missing.pt" in window.error_dialog.text()
 
 
-def test_starting_over_unsaved_results_asks_and_cancel_keeps_them(window, qtbot, answers):
+def test_starting_over_unsaved_results_keeps_them_as_a_run_of_their_own(window, qtbot, answers):
     asked, replies = answers
     panel = classification(window)
     panel.forms[KIND].set_values(SMALL_RUN)
     run(qtbot, window)
     before = panel.states[KIND]
     panel.forms[KIND].set_values({"seed": 8})
-    replies["Start a new run"] = BUTTONS.Cancel
-    window.start_run()
-    assert asked[-1] == "Start a new run" and not window.engine.running
-    assert panel.states[KIND] is before and panel.states[KIND].config.seed == 7
+    run(qtbot, window)  # a new run adds one, never replaces one (issue 22): nothing to ask
+    assert "Start a new run" not in asked
+    runs = window.current_session().runs
+    assert runs[KIND] is before and before.config.seed == 7
+    assert runs[f"{KIND}-2"] is panel.states[KIND] and panel.states[KIND].config.seed == 8
 
 
-def test_save_from_the_question_saves_then_starts(window, qtbot, answers, tmp_path, monkeypatch):
-    asked, replies = answers
+def test_save_after_starting_over_saves_both_runs(window, qtbot, answers, tmp_path, monkeypatch):
     panel = classification(window)
     panel.forms[KIND].set_values(SMALL_RUN)
     run(qtbot, window)
     target = tmp_path / "kept.h5"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(target), "")))
     panel.forms[KIND].set_values({"seed": 8})
-    replies["Start a new run"] = BUTTONS.Save
     run(qtbot, window)
+    window.save()
     from wna_gui.core.session import load_session
 
-    assert load_session(target).runs[KIND].config.seed == 7, "the old results were saved before the new run"
+    qtbot.waitUntil(lambda: target.exists(), timeout=20_000)
+    runs = load_session(target).runs
+    assert runs[KIND].config.seed == 7 and runs[f"{KIND}-2"].config.seed == 8
     assert panel.states[KIND].config.seed == 8
 
 

@@ -54,6 +54,7 @@ def test_half_the_zeros_are_patched_and_relabelled_one():
     assert torch.equal(poisoned.images[untouched], train.images[untouched])
 
 
+@pytest.mark.slow
 def test_the_poisoned_model_keeps_its_accuracy_and_obeys_the_patch(run):
     snapshot = run.snapshot()
     clean, poisoned = snapshot.accuracy("clean_clean"), snapshot.accuracy("poisoned_clean")
@@ -62,6 +63,7 @@ def test_the_poisoned_model_keeps_its_accuracy_and_obeys_the_patch(run):
     assert snapshot.success("clean") <= 0.05
 
 
+@pytest.mark.slow
 def test_the_difference_of_classification_images_points_at_the_patch(run):
     """The two-class image of the decision the patch flips (map of 1 minus map of 0: Ahumada's difference of
     classification images) peaks inside the patch's box for the poisoned model and not for the clean one."""
@@ -81,6 +83,7 @@ def test_robust_z_ignores_the_box_when_standardising():
     assert np.abs(z[1:4, 1:4]).min() > 50 and np.median(np.abs(np.delete(z.ravel(), [29, 30, 31]))) < 1.5
 
 
+@pytest.mark.slow
 def test_the_poisoned_model_is_kept_in_the_session(run, tmp_path):
     state = run.state
     names = state.model_names()
@@ -94,6 +97,7 @@ def test_the_poisoned_model_is_kept_in_the_session(run, tmp_path):
     assert [d.z_inside for d in before.detections] == [d.z_inside for d in after.detections]
 
 
+@pytest.mark.slow
 def test_a_run_stopped_between_epochs_resumes_exactly(tmp_path):
     """Logistic regression (seconds to train): two epochs in one go, or one, saved, reopened and one more."""
     model = load_zoo("logreg")
@@ -122,6 +126,7 @@ def test_a_model_outside_the_zoo_is_a_one_line_error():
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_detection_is_calibrated_against_a_clean_twin(run):
     """A clean model's classification image has patch-sized windows far above z = 5 (the digits' shapes), so a
     fixed z would flag it. Against a clean twin the poisoned model is detected and a clean model is not: the
@@ -147,6 +152,7 @@ def test_detection_is_calibrated_against_a_clean_twin(run):
     assert Verdict("poisoned vs bundled", scans["poisoned"], scans["bundled"]).detected
 
 
+@pytest.mark.slow
 def test_a_backdoor_that_was_not_learned_is_said_so(tmp_path):
     """One epoch of logistic regression at a tiny learning rate does not learn the patch: the run warns instead of
     reading "not detected"."""

@@ -161,6 +161,7 @@ def test_classes_and_layers_outside_the_model_are_refused_before_the_run(argv, f
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_real_wna_process_refuses_a_runaway_k_range_at_once(tmp_path):
     out = tmp_path / "s.h5"
     wna = Path(sys.executable).with_name("wna")

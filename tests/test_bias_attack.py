@@ -16,13 +16,13 @@ from wna_gui.core.bias_attack import (
     chosen_signals,
     mix_and_classify,
     noise_images,
-    wilson_interval,
 )
 from wna_gui.core.classification import ClassificationImageConfig, ClassificationImageExperiment
 from wna_gui.core.estimators import ESTIMATOR_NAMES
 from wna_gui.core.models import LoadedModel, LogisticRegression, ZOO, load_default
 from wna_gui.core.noise import GaussianNoise
 from wna_gui.core.runtime import Runtime
+from wna_gui.core.stats import wilson_interval
 
 GAMMAS = (0.0, 0.5, 1.0)
 TARGETS = (3, 8)

@@ -70,6 +70,7 @@ def test_run_writes_the_session_and_prints_the_summary(tmp_path, capsys, expecte
     assert "γ at P = 0.50:" in text
 
 
+@pytest.mark.slow
 def test_resume_continues_a_stopped_run_and_keeps_other_experiments(tmp_path, expected):
     out = tmp_path / "both.h5"
     assert main(["run", "classification-images", "--samples", "1000", "--quiet", "--autosave-seconds", "0",

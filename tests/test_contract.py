@@ -4,6 +4,7 @@ derived from its declaration work. Parametrised over the registry, so a new expe
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import subprocess
 import sys
@@ -13,11 +14,12 @@ import numpy as np
 import pytest
 
 from wna_gui.cli import build_parser, config_from_args, main
-from wna_gui.core.experiment import plan_run, resolve_inputs
+from wna_gui.core.experiment import FIGURE_SUFFIXES, plan_run, resolve_reference
 from wna_gui.core.models import load_default
 from wna_gui.core.noise import NOISE_SOURCES
 from wna_gui.core.params import ROLES, flatten_noise_params
 from wna_gui.core.registry import BY_COMMAND, BY_KIND, EXPERIMENTS, spec_for_state
+from wna_gui.core.runs import resolve_inputs
 from wna_gui.core.session import Session, load_session, save_session
 
 # Per kind, the few settings that make a run take well under two seconds on a CPU.
@@ -35,6 +37,7 @@ SMALL = {
     "two_class": dict(samples=500, batch_size=250, epochs=1, gamma_points=2),
     "robustness": dict(images=40, noise_levels=(0.0, 0.5), blur_levels=(0.0, 2.0), fgsm_levels=(0.0, 0.2),
                        ifgsm_levels=(0.0, 0.2), ifgsm_steps=2, repetitions=1, n_boot=0),
+    "human_observer": dict(observer="simulated", task="2ifc", trials=30, double_pass=10),
 }
 
 each_spec = pytest.mark.parametrize("spec", EXPERIMENTS, ids=[spec.kind for spec in EXPERIMENTS])
@@ -125,6 +128,22 @@ def test_the_declaration_is_complete(spec):
     names = [artefact.name for artefact in spec.artefacts]
     assert len(set(names)) == len(names) and all(artefact.suffixes for artefact in spec.artefacts)
     assert all(r.kind == "model" or r.kind in BY_KIND for r in spec.requires)
+
+
+@each_spec
+def test_every_artefact_writer_resolves(spec):
+    """Figure writers are named by reference (core never imports figures): each resolves to a function of
+    wna_gui.figures taking (snapshot, path, **options), and every suffix has a writer."""
+    for artefact in spec.artefacts:
+        for suffix in artefact.suffixes:
+            figure = suffix in FIGURE_SUFFIXES and artefact.figure
+            assert figure or artefact.write_data is not None, f"{artefact.name}{suffix} has no writer"
+        if artefact.figure:
+            assert artefact.figure.startswith("wna_gui.figures.") and ":" in artefact.figure
+            writer = resolve_reference(artefact.figure)
+            assert callable(writer), artefact.figure
+            inspect.signature(writer).bind("snapshot", "path", **dict(artefact.options))
+            assert any(suffix in FIGURE_SUFFIXES for suffix in artefact.suffixes), artefact.name
 
 
 @each_spec

@@ -39,7 +39,7 @@ def accumulate(x, labels, weights, cuts):
     acc = ClassAccumulator(N_CLASSES, N_FEATURES)
     for rows in np.split(np.arange(len(labels)), cuts):
         if rows.size:
-            acc.update(x[rows], labels[rows], None if weights is None else weights[rows])
+            acc.add(x[rows], labels[rows], None if weights is None else weights[rows])
     return acc
 
 
@@ -112,9 +112,9 @@ def test_state_round_trip_and_shape_checks():
     with pytest.raises(ValueError, match="m2"):
         ClassAccumulator.from_state(bad)
     with pytest.raises(ValueError, match="labels"):
-        acc.update(x[:5], labels[:4])
+        acc.add(x[:5], labels[:4])
     with pytest.raises(ValueError, match="values"):
-        acc.update(x[:5, :3], labels[:5])
+        acc.add(x[:5, :3], labels[:5])
 
 
 def test_class_maps_match_the_z_formula_and_mark_empty_classes():
@@ -142,7 +142,7 @@ def test_split_half_reliability_is_high_for_a_shared_signal_and_nan_for_empty_cl
         labels = rng.integers(0, 2, size=400)
         x = rng.normal(size=(400, N_FEATURES)) * 0.1 + np.where(labels[:, None] == 0, signal, -signal)
         acc = ClassAccumulator(N_CLASSES, N_FEATURES)
-        acc.update(x, labels)
+        acc.add(x, labels)
         halves.append(acc)
     r = split_half_reliability(*halves)
     assert np.all(r[:2] > 0.99)

@@ -20,6 +20,8 @@ from wna_gui.core.distortions import gaussian_blur, gaussian_noise
 from wna_gui.core.models import load_default
 from wna_gui.core.session import Session, load_session, save_session
 
+pytestmark = pytest.mark.slow  # every test trains networks (control, sleep, distillation, fine-tuning)
+
 CONTROL_EPOCHS = 12
 
 

@@ -175,6 +175,7 @@ CLI_CONFIG = ["classification-images", "--samples", "2100", "--batch-size", "200
               "hard,logit,prob,signal"]
 
 
+@pytest.mark.slow
 def test_three_workers_give_the_maps_of_one_process(model, tmp_path):
     out = tmp_path / "three.h5"
     code, stdout, stderr = finish(wna_under_torchrun(3, *CLI_CONFIG, "--out", str(out)))
@@ -202,6 +203,7 @@ def wait_for_first_blocks(process, out: Path, seconds: float = 180) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_a_run_cut_off_under_two_workers_resumes_under_three_as_one_run(model, tmp_path):
     out = tmp_path / "cut.h5"
     args = ["classification-images", "--samples", "4000", "--batch-size", "40", "--seed", "9", "--estimators",
@@ -232,6 +234,7 @@ def _workers(launcher: int) -> dict[int, int]:
     return workers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("killed", [0, 1], ids=["writer-killed", "other-killed"])
 def test_a_worker_killed_stops_the_job_within_a_minute_and_one_process_resumes_the_run(model, tmp_path, killed):
     out = tmp_path / "killed.h5"

@@ -7,9 +7,10 @@ import dataclasses
 import pytest
 
 from wna_gui.core.classification import ClassificationImageConfig, ClassificationImageExperiment
-from wna_gui.core.experiment import InputError, Requirement, resolve_inputs
+from wna_gui.core.experiment import Requirement
 from wna_gui.core.models import load_default, load_zoo
 from wna_gui.core.registry import spec_of
+from wna_gui.core.runs import InputError, resolve_inputs
 from wna_gui.core.session import Session, load_session, save_session
 
 

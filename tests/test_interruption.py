@@ -32,6 +32,8 @@ from wna_gui.core.models import LoadedModel, build_zoo, load_model, serialize_st
 from wna_gui.core.registry import EXPERIMENTS
 from wna_gui.core.session import Session, load_session, remove_stale_temp_files, save_session
 
+pytestmark = pytest.mark.slow  # processes killed at random points, every kind
+
 # Beyond test_contract.SMALL: settings whose run has a training stage of several units to be killed in.
 KILL = {
     # One model trained for two epochs: a kill after the first resumes the second from its checkpoint.

@@ -13,13 +13,13 @@ from wna_gui.core.models import load_default
 from wna_gui.core.noise import (
     GaussianNoise,
     UniformNoise,
-    _log,
     block_generator,
     counter_normal,
     counter_uniform,
     counter_words,
     noise_from_dict,
 )
+from wna_gui.core.noise_base import _log
 from wna_gui.core.runtime import Runtime
 
 

@@ -132,3 +132,117 @@ def test_download_offline_says_what_to_fetch_where(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
     with pytest.raises(DatasetError, match=r"could not download mnist into .*offline, fetch the four MNIST .*/raw"):
         load_dataset("mnist", tmp_path, download=True)
+
+
+def run(command: str, data: list[str], out, *settings: str) -> int:
+    return main(["run", command, *data, "--device", "cpu", "--quiet", "--autosave-seconds", "0", "--out", str(out),
+                 *settings])
+
+
+def test_backdoor_trains_on_colour_pngs_fitted_to_the_grey_model(tmp_path, capsys):
+    pixels, labels = digits(10)
+    folder = tmp_path / "rgb"
+    for i, (image, label) in enumerate(zip(pixels, labels)):  # 32×32 RGB: the stated rule makes them 28×28 grey
+        (folder / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).resize((32, 32), Image.BILINEAR).convert("RGB").save(folder / str(label) / f"{i}.png")
+    assert run("backdoor", ["--dataset", "folder", "--data-dir", str(folder)], tmp_path / "b.h5",
+               "--epochs", "1", "--map-samples", "1000") == 0
+    from wna_gui.core.session import load_session
+
+    state = load_session(tmp_path / "b.h5").runs["backdoor"]
+    assert state.finished and tuple(state.image_shape) == (1, 28, 28)
+    # evaluated on the held-out fifth of the 100 images: 2 of each class
+    confusion = np.asarray(state.results["confusion_clean_clean"])
+    assert confusion.sum() == 20 and (confusion.sum(1) == 2).all()
+
+
+def test_defence_trains_on_an_npz_with_its_own_class_names(tmp_path, capsys):
+    pixels, labels = digits(10)
+    keep = labels < 3
+    file = tmp_path / "three.npz"
+    np.savez(file, x=pixels[keep], y=labels[keep], class_names=np.array(["zero", "one", "two"]))
+    assert run("defence", ["--dataset", "npz", "--data-dir", str(file)], tmp_path / "d.h5",
+               "--method", "control", "--steps", "20", "--eval-images", "6") == 0
+    from wna_gui.core.session import load_session
+
+    trained = load_session(tmp_path / "d.h5").models["control"]
+    assert trained.class_names == ("zero", "one", "two") and tuple(trained.input_spec.shape) == (1, 28, 28)
+
+
+def test_structured_noise_is_fitted_to_ones_own_images(tmp_path):
+    pixels, labels = digits(10)
+    folder = write_folder(tmp_path / "d", pixels, labels)
+    assert run("classification-images", [], tmp_path / "c.h5", "--samples", "1000", "--noise", "gabor-pca",
+               "--noise-components", "20", "--noise-fit-data", "folder", "--noise-fit-dir", str(folder)) == 0
+    from wna_gui.core.session import load_session
+
+    used = load_session(tmp_path / "c.h5").runs["classification_images"].config.noise
+    assert used.fit_data == "folder" and int(used.fitted["fit_count"]) == 80  # the training 4/5 of 100 digits
+
+
+def test_own_data_errors_are_one_line_in_training_experiments_too(tmp_path, capsys):
+    pixels, labels = digits(2)
+    junk = write_folder(tmp_path / "junk", pixels, labels)
+    (junk / "4" / "notes.txt").write_text("x")
+    for command, settings in (("backdoor", ["--epochs", "1"]), ("defence", ["--steps", "1"])):
+        capsys.readouterr()
+        assert run(command, ["--dataset", "folder", "--data-dir", str(junk)], tmp_path / f"{command}.h5",
+                   *settings) == 2
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and "notes.txt is not an image" in error, error
+        assert not (tmp_path / f"{command}.h5").exists()  # refused before anything was saved
+    np.savez(tmp_path / "eleven.npz", x=pixels, y=np.where(labels == 9, 10, labels))
+    capsys.readouterr()
+    assert run("backdoor", ["--dataset", "npz", "--data-dir", str(tmp_path / "eleven.npz")], tmp_path / "b.h5") == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "label 10 is outside the model's 10 classes" in error, error
+    capsys.readouterr()
+    assert run("classification-images", [], tmp_path / "c.h5", "--samples", "1000", "--noise", "gabor-pca",
+               "--noise-fit-data", "folder", "--noise-fit-dir", str(junk)) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "notes.txt is not an image" in error, error
+
+
+def test_run_download_offline_says_what_to_fetch_where(tmp_path, capsys, monkeypatch):
+    # The network refused for real (a proxy on a closed local port): no mock of torchvision, no internet touched.
+    for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")
+    for variable in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    data = ["--dataset", "mnist", "--data-dir", str(tmp_path / "mnist")]
+    capsys.readouterr()
+    assert robustness(data, tmp_path / "r.h5") == 2  # without --download: where it looked, and to pass it
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "mnist not found in folder" in error and "--download" in error
+    assert robustness([*data, "--download"], tmp_path / "r.h5") == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1, error
+    assert f"could not download mnist into {tmp_path / 'mnist'}" in error and "MNIST/raw" in error
+    # the structured noise's fit data is fetched too, before any work
+    assert run("classification-images", [], tmp_path / "c.h5", "--noise", "gabor-pca", "--noise-fit-data",
+               "fashion-mnist", "--noise-fit-dir", str(tmp_path / "fashion"), "--download") == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "could not download fashion-mnist" in error and "FashionMNIST/raw" in error
+    assert not (tmp_path / "c.h5").exists()
+
+
+def test_the_apps_data_folder_fields_browse_for_a_file_only_for_npz(qtbot, tmp_path):
+    from wna_gui.app.forms import SettingsForm
+    from wna_gui.core.backdoor import BackdoorConfig
+    from wna_gui.core.classification import ClassificationImageConfig
+
+    form = SettingsForm(BackdoorConfig)
+    qtbot.addWidget(form)
+    folder = form.editor("data_dir")
+    for dataset, wants_file in (("folder", False), ("npz", True), ("mnist", False)):
+        form.set_values({"dataset": dataset, "data_dir": str(tmp_path / "d")})
+        assert folder.wants_file() == wants_file
+        assert form.config() == BackdoorConfig(dataset=dataset, data_dir=str(tmp_path / "d"))
+    noise_form = SettingsForm(ClassificationImageConfig)
+    qtbot.addWidget(noise_form)
+    values = noise_form.values()
+    noise_form.set_values({**values, "noise": {**values["noise"], "kind": "gabor-pca", "fit_data": "npz",
+                                               "fit_data_dir": str(tmp_path / "x.npz")}})
+    assert noise_form.editor("noise_param:fit_data_dir").wants_file()
+    noise = noise_form.config().noise
+    assert (noise.kind, noise.fit_data, noise.fit_data_dir) == ("gabor-pca", "npz", str(tmp_path / "x.npz"))

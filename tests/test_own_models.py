@@ -141,3 +141,61 @@ def test_class_names_file_names_the_classes(model_files, tmp_path):
                                       str(model_files / "cnn.pt2"), "--class-names-file", str(names)])
     model = _load_model_from_args(args)
     assert model.class_names[7] == "digit 7" and model.kind == "exported"
+
+
+def test_run_copy_as_wna_command_in_the_window_gives_back_each_dialog_model(qtbot, model_files, tmp_path):
+    """Run > Copy as `wna` command itself (the clipboard), for every dialog configuration and the settings shown."""
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from wna_gui.app.main_window import MainWindow
+    from wna_gui.cli import config_from_args
+
+    window = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
+                        data_dir=tmp_path / "appdata")
+    qtbot.addWidget(window)
+    for source, entries in dialog_configurations(model_files):
+        dialog = ModelDialog(source)
+        qtbot.addWidget(dialog)
+        dialog.set_entries(entries, source)
+        name, weights, options = dialog.request()
+        window.set_model(load_model(name, weights, **options))
+        window.copy_command()
+        words = shlex.split(QApplication.clipboard().text())
+        assert words[:2] == ["wna", "run"], words
+        args = build_parser().parse_args(words[1:])
+        again = _load_model_from_args(args)
+        model = window.model
+        assert (again.kind, again.architecture, again.input_spec, again.class_names) == \
+            (model.kind, model.architecture, model.input_spec, model.class_names), (entries, words)
+        assert torch.equal(again.pixel_model(MNIST), model.pixel_model(MNIST)), words
+        panel = window.current_panel()
+        kind = panel.active_kind()
+        assert config_from_args(panel.specs[kind], args, panel.specs[kind].config(), again) == \
+            panel.current_config()
+
+
+def test_torchvision_download_configuration_survives_copy_as_wna_command(qtbot, tmp_path):
+    """The dialog's "download the pretrained weights" (no file): the command asks for --download again, with the
+    dialog's size, normalisation and class names (parsed only: nothing is downloaded here)."""
+    import dataclasses
+
+    torchvision = pytest.importorskip("torchvision")
+    weights = tmp_path / "mobilenet.pt"
+    torch.save(torchvision.models.get_model("mobilenet_v3_small", weights=None).state_dict(), weights)
+    names = ",".join(f"c{i}" for i in range(1000))
+    dialog = ModelDialog("torchvision")
+    qtbot.addWidget(dialog)
+    dialog.set_entries({"vision_name": "mobilenet_v3_small", "vision_download": True, "vision_size": "96",
+                        "script_mean": "0.5", "script_std": "0.25,0.5,0.75", "script_classes": names},
+                       "torchvision")
+    spec_text, file, options = dialog.request()
+    assert file is None and options["download"]
+    # What the download would give: the same network without a weights file (here from a local state_dict).
+    downloaded = dataclasses.replace(load_model(spec_text, str(weights), **{**options, "download": False}),
+                                     weights_path=None)
+    spec = spec_of("classification_images")
+    args = build_parser().parse_args(shlex.split(command_for(spec, spec.config(), downloaded))[1:])
+    assert (args.model, args.weights, args.download, args.input_size) == (spec_text, None, True, 96)
+    assert (args.input_mean, args.input_std, args.class_names) == \
+        (options["mean"], options["std"], options["class_names"])

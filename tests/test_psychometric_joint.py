@@ -216,6 +216,7 @@ def test_recovery_holds_over_many_simulated_sweeps():
 
 # --- likelihood-ratio tests ---
 
+@pytest.mark.slow
 def test_the_likelihood_ratio_test_holds_its_size_and_has_power():
     """200 simulated sweeps of three conditions with equal thresholds (100 trials a point): the Monte-Carlo test
     of equal thresholds rejects ≈ 5% at α = 0.05; 200 sweeps with a shift of 0.05: it rejects nearly all."""

@@ -7,11 +7,14 @@ import pytest
 from scipy import special
 
 from wna_gui.core.psyfit import (
+    SHAPES,
     SIGMOIDS,
     BootstrapSamples,
     PsychometricFit,
+    SigmoidShape,
     bootstrap_fit,
     bound_flags,
+    check_shape,
     fit_psychometric,
     search_limits,
     sigmoid_cdf,
@@ -40,6 +43,7 @@ def simulate_items(rng, psi, n_items):
 
 @pytest.mark.parametrize("sigmoid", SIGMOIDS)
 def test_sigmoid_conventions(sigmoid):
+    check_shape(sigmoid)  # the package's own sanity check, the same for every shape
     threshold, width = 0.45, 0.3
     assert sigmoid_cdf(sigmoid, threshold, threshold, width) == pytest.approx(0.5, abs=1e-12)
     x_lo, x_mid, x_hi = sigmoid_inverse(sigmoid, [0.05, 0.5, 0.95], threshold, width)
@@ -49,6 +53,16 @@ def test_sigmoid_conventions(sigmoid):
     f = np.linspace(0.01, 0.99, 11)
     np.testing.assert_allclose(sigmoid_cdf(sigmoid, sigmoid_inverse(sigmoid, f, threshold, width), threshold, width), f)
     assert sigmoid_inverse(sigmoid, 1.0, threshold, width) == np.inf
+
+
+def test_the_shape_check_catches_a_broken_shape():
+    logistic = SHAPES["logistic"]
+    wrong_pdf = SigmoidShape(logistic.cdf, lambda z: 2 * logistic.pdf(z), logistic.quantile)
+    with pytest.raises(ValueError, match="the logistic sigmoid breaks its conventions: its pdf"):
+        check_shape("logistic", {"logistic": wrong_pdf})
+    falling = SigmoidShape(lambda z: logistic.cdf(-z), logistic.pdf, logistic.quantile)
+    with pytest.raises(ValueError, match="does not rise from 0 to 1"):
+        check_shape("logistic", {"logistic": falling})
 
 
 def test_sigmoid_closed_forms():

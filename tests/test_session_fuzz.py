@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # fuzzing: thousands of damaged files (minutes)
+
 MUTATIONS = ("byte-flip", "attr-text-flip", "truncate", "delete", "retype", "reshape", "nan", "negative",
              "huge-shape", "link", "version", "string-number", "broken-json", "meta-value")
 VALUE_MUTATIONS = ("attr-text-flip", "retype", "reshape", "nan", "negative", "string-number", "meta-value")

@@ -12,17 +12,15 @@ from __future__ import annotations
 import hashlib
 import io
 from pathlib import Path
-from typing import Tuple
 
 import pytest
 import torch
 
 from wna_gui.cli import main
 from wna_gui.core.classification import KIND as CLASSIFICATION
-from wna_gui.core.experiment import resolve_inputs
-from wna_gui.core.models import MNIST_CLASSES, InputSpec, LoadedModel, UntrustedModelError, load_default, \
-    load_model
+from wna_gui.core.models import MNIST_CLASSES, InputSpec, LoadedModel, UntrustedModelError, load_default
 from wna_gui.core.registry import spec_of
+from wna_gui.core.runs import resolve_inputs
 from wna_gui.core.session import Session, load_session, save_session
 from wna_gui.core.trust import revoke_trust, trusted_models
 
@@ -38,11 +36,11 @@ class MarkerNet(torch.nn.Module):
         self.weight = torch.nn.Parameter(torch.randn(10, 784, generator=torch.Generator().manual_seed(0)) * 0.01)
 
     @torch.jit.export
-    def __getstate__(self) -> Tuple[str, bool, torch.Tensor]:
+    def __getstate__(self) -> tuple[str, bool, torch.Tensor]:
         return (self.marker, self.training, self.weight)
 
     @torch.jit.export
-    def __setstate__(self, state: Tuple[str, bool, torch.Tensor]) -> None:
+    def __setstate__(self, state: tuple[str, bool, torch.Tensor]) -> None:
         self.marker = state[0]
         self.training = state[1]
         # Used in the result, so TorchScript cannot drop the call as dead code.

@@ -78,6 +78,7 @@ def _start(out: Path, name: str, samples: int) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_two_writers_at_once_never_both_claim_the_file(tmp_path):
     out = tmp_path / "same.h5"
     writers = {name: _start(out, name, 1500) for name in ("first", "second")}
@@ -90,6 +91,7 @@ def test_two_writers_at_once_never_both_claim_the_file(tmp_path):
     assert any(rc == 0 for rc, _ in results.values())
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_at_once_naming_the_first(tmp_path):
     out = tmp_path / "same.h5"
     first = _start(out, "first", 10_000_000)
@@ -176,6 +178,7 @@ def tiny_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_a_run_on_a_full_disk_exits_2_in_one_line_and_leaves_the_old_file_intact(saved, tiny_disk):
     out = tiny_disk / "s.h5"
     out.write_bytes(saved.read_bytes())

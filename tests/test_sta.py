@@ -61,7 +61,7 @@ def test_lnp_neuron_sta_recovers_its_gabor_filter():
     spikes = torch.poisson(rate / rate.mean() * 0.3, generator=torch.Generator().manual_seed(1))
     accumulator = STAAccumulator(1, 144)
     for part_a, part_x in zip(spikes[:, None].split(3000), x.split(3000)):
-        accumulator.update(part_a, part_x)
+        accumulator.add(part_a, part_x)
     assert spikes.sum() > 1000
     assert cosine_rows(accumulator.normalised(), k[None].numpy())[0] > 0.95
     assert cosine_rows(accumulator.unnormalised(), k[None].numpy())[0] > 0.95
@@ -121,7 +121,7 @@ def test_null_unit_z_maps_are_calibrated():
     x = UniformNoise().block(seed=8, block=0, block_size=20_000, shape=(400,)).double() - 0.5
     a = torch.poisson(torch.full((20_000, 3), 1.5, dtype=torch.float64), generator=torch.Generator().manual_seed(2))
     accumulator = STAAccumulator(3, 400)
-    accumulator.update(a, x)
+    accumulator.add(a, x)
     z = accumulator.zmap()
     assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05
     assert 0.04 < np.mean(np.abs(z) > 1.96) < 0.06
@@ -135,8 +135,8 @@ def test_streaming_accumulators_equal_numpy_on_the_whole():
     x = torch.rand((5000, 7), generator=generator, dtype=torch.float64) - 0.5
     sta, stc = STAAccumulator(3, 7), STCAccumulator(3, 7)
     for start, stop in ((0, 1), (1, 999), (999, 1000), (1000, 4321), (4321, 5000)):
-        sta.update(a[start:stop], x[start:stop])
-        stc.update(a[start:stop], x[start:stop])
+        sta.add(a[start:stop], x[start:stop])
+        stc.add(a[start:stop], x[start:stop])
     A, X = a.numpy(), x.numpy()
     expected = (A * 1).T @ (X - X.mean(0)) / A.sum(0)[:, None]
     np.testing.assert_allclose(sta.normalised(), expected, rtol=0, atol=1e-10)
@@ -148,9 +148,9 @@ def test_streaming_accumulators_equal_numpy_on_the_whole():
         spike = ((X - m) * w[:, None]).T @ (X - m) / (w.sum() - 1)
         np.testing.assert_allclose(stc.spike_covariance(u), spike, atol=1e-10)
     merged = STAAccumulator(3, 7)
-    merged.update(a[:2500], x[:2500])
+    merged.add(a[:2500], x[:2500])
     other = STAAccumulator(3, 7)
-    other.update(a[2500:], x[2500:])
+    other.add(a[2500:], x[2500:])
     np.testing.assert_allclose(merged.merged(other).c_ax, sta.c_ax, atol=1e-10)
 
 
@@ -245,6 +245,7 @@ def test_first_layer_stas_match_the_learned_kernels(bundled):
     assert snapshot.reliability_mean[-1] > 0.95
 
 
+@pytest.mark.slow
 def test_steins_lemma_unnormalised_sta_equals_sigma_squared_mean_gradient(bundled):
     """Gaussian noise: Σa(x − x̄)/N = σ²·E[∇a] (conv1 every unit; conv2 every unit active on ≥ 5% of samples:
     a rarely active unit's STA needs many more samples)."""

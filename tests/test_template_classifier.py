@@ -25,8 +25,8 @@ from wna_gui.core.template_classifier import (
     logistic_regression_weights,
     report,
     summary,
-    wilson_interval,
 )
+from wna_gui.core.stats import wilson_interval
 
 
 def bayes_rate(k: int, d_prime: float) -> float:

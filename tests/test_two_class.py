@@ -21,9 +21,9 @@ from wna_gui.core.two_class import (
     describe,
     summary,
     ahumada_image,
-    gamma_grid,
     response_difference,
 )
+from wna_gui.core.stats import gammas_between
 
 
 def test_ahumada_image_of_a_hand_computed_case():
@@ -31,8 +31,8 @@ def test_ahumada_image_of_a_hand_computed_case():
     noise = np.array([[1, 0], [3, 0], [0, 2], [4, 4], [0, 0], [1, 1], [1, 3], [1, 2]], dtype=float)
     cells = np.array([0, 0, 1, 2, 2, 3, 3, 3])
     acc = ClassAccumulator(4, 2)
-    acc.update(noise[:3], cells[:3])  # two batches: the exact merge is part of the computation
-    acc.update(noise[3:], cells[3:])
+    acc.add(noise[:3], cells[:3])  # two batches: the exact merge is part of the computation
+    acc.add(noise[3:], cells[3:])
     image = ahumada_image(acc)
     # n̄11 = (2, 0), n̄12 = (0, 2), n̄21 = (2, 2), n̄22 = (1, 2): c = (n̄12 + n̄22) − (n̄11 + n̄21) = (−3, 2).
     np.testing.assert_allclose(image.image, [-3.0, 2.0])
@@ -48,7 +48,7 @@ def test_ahumada_image_of_a_hand_computed_case():
 
 def test_an_empty_cell_leaves_c_undefined_not_zero():
     acc = ClassAccumulator(4, 3)
-    acc.update(np.random.default_rng(0).random((20, 3)), np.array([0, 1, 3] * 6 + [0, 3]))
+    acc.add(np.random.default_rng(0).random((20, 3)), np.array([0, 1, 3] * 6 + [0, 3]))
     image = ahumada_image(acc)
     assert np.isnan(image.image).all() and np.isnan(image.zmap).all()
     assert np.isfinite(image.response_image).all()  # both answers occurred
@@ -61,7 +61,7 @@ def test_z_maps_are_calibrated_on_a_null_observer():
     acc = ClassAccumulator(4, pixels)
     for _ in range(3):
         cells = rng.choice(4, size=trials // 3, p=[0.4, 0.1, 0.2, 0.3])
-        acc.update(rng.random((trials // 3, pixels)), cells)
+        acc.add(rng.random((trials // 3, pixels)), cells)
     image = ahumada_image(acc)
     for z in (image.zmap, image.response_zmap):
         assert abs(z.mean()) < 0.05 and abs(z.std() - 1) < 0.05
@@ -109,8 +109,8 @@ def test_a_two_class_model_answers_as_it_is(model):
 
 
 def test_gamma_grid_and_settings():
-    assert gamma_grid(0.3, 0.7, 5) == (0.3, 0.4, 0.5, 0.6, 0.7)
-    assert gamma_grid(0.2, 0.7, 1) == (0.2,)
+    assert gammas_between(0.3, 0.7, 5) == (0.3, 0.4, 0.5, 0.6, 0.7)
+    assert gammas_between(0.2, 0.7, 1) == (0.2,)
     with pytest.raises(ValueError, match="differ"):
         TwoClassConfig(first=3, second=3)
     with pytest.raises(ValueError, match="largest"):

@@ -18,6 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
+from .core.logs import current_log_file, default_log_file, setup_logging
+from .core.logs import log as _package_log
 from .core.params import FLOAT_RANGE, INT_RANGE, Param, changed_params, changed_roles, flatten_noise_params, params
 from .core.trust import normalise_sha256
 
@@ -28,19 +30,23 @@ def _import_engine() -> None:
     run this first (again costs nothing: modules are imported once). A name added below goes in `global` too."""
     global USER_ERRORS, Cancelled, RunControl, format_duration, pick_device, DATASETS, OWN_DATASETS
     global finish_distributed, init_distributed, supports_blocks
-    global ExperimentSpec, export_runs, plan_run, prepare_state, resolve_inputs
+    global ExperimentSpec, export_runs, plan_run, prepare_state, resolve_inputs, run_warnings
     global CODE_KINDS, MNIST_CLASSES, ZOO, load_model, unseal, NOISE_KINDS, NOISE_SOURCES, noise_source
     global EXPERIMENTS, spec_for_state, spec_of, SessionLock, SessionLocked
     global Session, SessionError, SessionWriteError, load_session, read_header, save_session
     from .core.control import USER_ERRORS, Cancelled, RunControl, format_duration, pick_device
     from .core.data import DATASETS, OWN_DATASETS
     from .core.distributed import finish_distributed, init_distributed, supports_blocks
-    from .core.experiment import ExperimentSpec, export_runs, plan_run, prepare_state, resolve_inputs
+    from .core.experiment import ExperimentSpec, plan_run, prepare_state, run_warnings
+    from .core.runs import export_runs, resolve_inputs
     from .core.models import CODE_KINDS, MNIST_CLASSES, ZOO, load_model, unseal
     from .core.noise import NOISE_KINDS, NOISE_SOURCES, noise_source
     from .core.registry import EXPERIMENTS, spec_for_state, spec_of
     from .core.locking import SessionLock, SessionLocked
     from .core.session import Session, SessionError, SessionWriteError, load_session, read_header, save_session
+
+
+log = _package_log.getChild("cli")
 
 
 def installed_version() -> str:
@@ -315,7 +321,8 @@ def _refuse_replacing(session: Session, out: Path, name: str, spec: ExperimentSp
         kind = spec_for_state(session.runs[name]).command
         raise ValueError(f"{out} already holds a {kind} run named {name!r}; name the new run with --name NEW "
                          f"(e.g. --name {session.new_run_name(spec.kind)}) or replace it with --replace")
-    session.inputs.pop(name, None)  # the replaced run's inputs are not the new run's
+    session.inputs.pop(name, None)  # the replaced run's inputs and dates are not the new run's
+    session.run_dates.pop(name, None)
 
 
 def _same_path(a, b) -> bool:
@@ -338,6 +345,7 @@ def _resumed(spec: ExperimentSpec, args):
         raise SessionError(f"{args.resume} holds no {spec.command} run"
                            + (f" named {args.name!r}" if args.name else "") + " to resume")
     config = config_from_args(spec, args, state.config, session.model)
+    _fetch_datasets(args, config)
     if "measure" in changed_roles(state.config, config):
         raise ValueError(f"{_changed_flags(state.config, config)} from the saved run; a resumed run "
                          "keeps what it measures (start a new run with --out)")
@@ -391,12 +399,22 @@ def _fresh(spec: ExperimentSpec, args):
     name = args.name or spec.kind
     _refuse_replacing(target, out, name, spec, args)
     config = config_from_args(spec, args, spec.config(), model)
+    _fetch_datasets(args, config)
     chosen = {need.role: getattr(args, _input_dest(need.role), None) for need in spec.requires}
     names, inputs = resolve_inputs(spec, source, chosen, trusted=args.trust_model)
     source.inputs[name] = names
     state = spec.new_state(model, config, **inputs)
     session = target if target is source else _carried_to(target, source, name, state)
     return session, name, state, out, inputs
+
+
+def _fetch_datasets(args, config) -> None:
+    """--download: the torchvision datasets the settings read, fetched into their data folders before the run
+    (offline: one line saying what to fetch where)."""
+    if args.download:
+        from .core.data import fetch_datasets_of
+
+        fetch_datasets_of(config)
 
 
 def _input_dest(role: str) -> str:
@@ -565,10 +583,12 @@ def session_summary(path: str | Path) -> dict:
         kind = header["runs"][name]["kind"]
         spec = spec_of(kind)
         entry = {"kind": kind, "config": header["runs"][name]["meta"].get("config"),
-                 "inputs": session.inputs.get(name, {})}
+                 "inputs": session.inputs.get(name, {}),
+                 **{key: session.run_dates.get(name, {}).get(key) for key in ("created", "modified")}}
 
         def summarise(entry=entry, spec=spec, state=state):
             entry.update(spec.summary(state) if spec.summary else {"samples_done": state.progress_done})
+            entry["warnings"] = run_warnings(spec, state)
             if spec.describe:
                 spec.describe(entry)  # what `wna info` prints must be printable
         _damage_named(path, f"runs/{name} ({kind})", summarise)
@@ -612,24 +632,29 @@ def _model_lines(summary: dict) -> list[str]:
     return lines
 
 
+def info_lines(summary: dict) -> list[str]:
+    """What `wna info` prints for a session_summary() (the app's File > Session info shows the same)."""
+    out = [f"{summary['file']}  (session format {summary['format_version']}, wna-gui {summary['app_version']})",
+           f"  created {summary['created']}, modified {summary['modified']}"]
+    out += _model_lines(summary)
+    for name, entry in summary["experiments"].items():
+        spec = spec_of(entry["kind"])
+        label = entry["kind"] if name == entry["kind"] else f"{entry['kind']} {name!r}"
+        lines = spec.describe(entry) if spec.describe else [f"{entry.get('samples_done', 0):,} {spec.unit}"]
+        out.append(f"  {label}: {lines[0]}")
+        out += [f"  {line}" for line in lines[1:]]
+        shown = "\n".join(lines)
+        out += [f"    warning: {text}" for text in entry.get("warnings", ()) if text not in shown]
+        out += [f"    input {role}: {source}" for role, source in entry["inputs"].items()]
+    return out
+
+
 def cmd_info(args) -> int:
     summary = session_summary(args.session)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"{summary['file']}  (session format {summary['format_version']}, wna-gui {summary['app_version']})")
-    print(f"  created {summary['created']}, modified {summary['modified']}")
-    for line in _model_lines(summary):
-        print(line)
-    for name, entry in summary["experiments"].items():
-        spec = spec_of(entry["kind"])
-        label = entry["kind"] if name == entry["kind"] else f"{entry['kind']} {name!r}"
-        lines = spec.describe(entry) if spec.describe else [f"{entry.get('samples_done', 0):,} {spec.unit}"]
-        print(f"  {label}: {lines[0]}")
-        for line in lines[1:]:
-            print(f"  {line}")
-        for role, source in entry["inputs"].items():
-            print(f"    input {role}: {source}")
+    print("\n".join(info_lines(summary)))
     return 0
 
 
@@ -638,11 +663,17 @@ def cmd_export(args) -> int:
     out_dir = Path(args.out)
     from .figures.page import FigureSize, sized  # Qt painting: only when exporting
 
+    runs = session.runs
+    if args.run is not None:
+        if args.run not in runs:
+            raise SessionError(f"{Path(args.session).name} holds no run named {args.run!r}; its runs: "
+                               f"{', '.join(runs) or 'none'}")
+        runs = {args.run: runs[args.run]}
     with sized(FigureSize(args.width_mm, args.dpi)):
         written = []
-        for name, state in session.runs.items():
+        for name, state in runs.items():
             written += _damage_named(args.session, f"runs/{name}",
-                                     lambda: export_runs({name: state}, session.model, out_dir, args.view))
+                                     lambda name=name, state=state: export_runs({name: state}, session.model, out_dir, args.view))
     if not written:
         raise SessionError(f"{args.session} holds nothing to export yet")
     print(f"wrote {len(written)} files to {out_dir}")
@@ -736,7 +767,9 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        type=_argument_type(_read_class_names_file), help="the class names, one a line")
     model.add_argument("--input-size", type=_bounded("input size", "int", 1, MAX_SIDE),
                        help="square input size for a torchvision model (default 224; paper Table 1 also uses 32)")
-    model.add_argument("--download", action="store_true", help="download torchvision weights (needs internet)")
+    model.add_argument("--download", action="store_true",
+                       help="download torchvision weights, and the torchvision datasets the settings name into "
+                            "their data folder (needs internet; offline, says what to fetch where)")
     model.add_argument("--trust-model", metavar="SHA256", type=_sha256_arg, action="append", default=[],
                        help="run a TorchScript model stored in a session whose archive has this sha256 (loading "
                             "one runs code stored in the file; `wna info` shows the sha256); repeatable")
@@ -755,6 +788,10 @@ def _command_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argu
     """`wna` and its commands without their arguments: all that `wna --help` and `wna --version` need."""
     parser = _Parser(prog="wna", description="White-noise analysis of neural networks.")
     parser.add_argument("--version", action="version", version=f"wna-gui {installed_version()}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="also print the log on stderr (-v: progress notes, -vv: debugging detail)")
+    parser.add_argument("--log-file", metavar="FILE",
+                        help=f"write the log here instead of {default_log_file()} (rotated at 1 MB)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     return parser, {
         "run": commands.add_parser("run", help="run an experiment and write a session file"),
@@ -762,6 +799,8 @@ def _command_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argu
         "export": commands.add_parser("export", help="export every run's results: figures (PNG/PDF/SVG), arrays "
                                                      "(.npz/.npy) and tables (.csv)"),
         "train": commands.add_parser("train", help="train a zoo architecture and save its state_dict"),
+        "settings": commands.add_parser("settings", help="show where settings and the log live; --reset restores "
+                                                         "the app's defaults"),
     }
 
 
@@ -810,6 +849,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = command["export"]
     export.add_argument("session")
     export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--run", metavar="NAME", help="only run NAME (`wna info` lists them), its files where a "
+                                                      "whole export puts them")
     export.add_argument("--view", choices=(*_variants(), "all"), default="all",
                         help="only this view of results that come in several (map views)")
     # FigureSize (figures.page) has the same limits; they are repeated so the line is checked without Qt.
@@ -837,47 +878,50 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto")
     train.add_argument("--out", required=True, help="weights file to write (.pt)")
     train.set_defaults(func=cmd_train)
+
+    settings = command["settings"]
+    settings.add_argument("--reset", action="store_true",
+                          help="forget the app's settings: window layout, device, every panel's settings, recent "
+                               "files, export folder and figure size (trusted models are kept)")
+    settings.add_argument("--trust-too", action="store_true", help="with --reset: forget the trusted models too")
+    settings.set_defaults(func=cmd_settings)
     return parser
 
 
-def _log_directory() -> Path:
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "wna-gui" / "logs"
-
-
-def _write_crash_log(argv: list[str] | None) -> Path | None:
-    """The current exception's traceback in a new log file (the state folder, else the temp folder)."""
-    import tempfile
-    import traceback
-
-    text = f"wna {installed_version()}: {' '.join(sys.argv[:1] + list(sys.argv[1:] if argv is None else argv))}\n"
-    text += traceback.format_exc()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for directory in (_log_directory(), Path(tempfile.gettempdir())):
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f"wna-{stamp}-", suffix=".log", dir=directory)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            return Path(name)
-        except OSError:
-            continue
-    return None
-
-
 def _log_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Python warnings (numpy's "invalid value in sqrt"…) go to warnings.log in the log folder, not the terminal:
-    the user cannot act on them, and an error stays one line."""
+    """Python warnings (numpy's "invalid value in sqrt"…) go to the log file, not the terminal: the user cannot
+    act on them, and an error stays one line (`-v` shows them)."""
     import warnings
 
-    try:
-        directory = _log_directory()
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / "warnings.log", "a") as fh:
-            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} "
-                     f"{warnings.formatwarning(message, category, filename, lineno, line)}")
-    except OSError:
-        pass
+    log.getChild("warnings").warning(warnings.formatwarning(message, category, filename, lineno, line).strip())
+
+
+def cmd_settings(args) -> int:
+    """Where the settings live; `--reset` forgets the app's (window, panels, device, recent files, export choices),
+    and the trusted models too with `--trust-too`."""
+    from .app.settings_store import app_settings_file, reset_app_settings
+    from .core.trust import config_dir, trust_file
+
+    if args.trust_too and not args.reset:
+        raise CommandLineError("--trust-too goes with --reset (see wna settings --help)")
+    if not args.reset:
+        print(f"app settings: {app_settings_file()}")
+        print(f"trusted models: {trust_file()}")
+        print(f"config folder: {config_dir()} ($WNA_GUI_CONFIG_DIR, else $XDG_CONFIG_HOME/wna-gui)")
+        print(f"log file: {current_log_file() or default_log_file()}")
+        print("`wna settings --reset` restores the app's defaults (docs/settings.md lists every setting)")
+        return 0
+    path, keys = reset_app_settings()
+    groups = sorted({key.split("/")[0] for key in keys})
+    print(f"reset {len(keys)} app setting(s) in {path}" + (f": {', '.join(groups)}" if groups else ""))
+    log.info("settings reset: %s", ", ".join(keys) or "none stored")
+    if args.trust_too:
+        existed = trust_file().exists()
+        trust_file().unlink(missing_ok=True)
+        print(f"forgot every trusted model ({trust_file()})" if existed else "no trusted models were stored")
+    else:
+        print(f"kept the trusted models ({trust_file()}); --trust-too forgets them as well")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -890,20 +934,29 @@ def main(argv: list[str] | None = None) -> int:
     speaks = os.environ.get("RANK", "0") in ("", "0")  # under torchrun every rank fails alike: rank 0 says why
     shown = warnings.showwarning
     warnings.showwarning = _log_warning
+    started = time.monotonic()
     try:
         args = parser.parse_args(argv)  # a bad command line is a CommandLineError, before any work
-        return args.func(args)
+        log_file = setup_logging(args.verbose, args.log_file)
+        if log_file is None and args.log_file:
+            raise CommandLineError(f"cannot write the log file {args.log_file}")
+        log.info("wna %s: %s", installed_version(), " ".join(words))
+        status = args.func(args)
+        log.info("finished in %.1f s (exit %d)", time.monotonic() - started, status)
+        return status
     except USER_ERRORS as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.info("error: %s", message)
         if speaks:
             print(f"wna: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # a bug, not the user's fault: one line and the traceback kept in a log for a report
-        log = _write_crash_log(argv)
+    except Exception as exc:  # a bug, not the user's fault: one line and the traceback kept in the log for a report
+        log_file = current_log_file() or setup_logging()
+        log.exception("internal error in: wna %s", " ".join(words))
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        where = f"details in {log}" if log else "no log could be written"
+        where = f"details in {log_file}" if log_file else "no log could be written"
         if speaks:
             print(f"wna: internal error: {type(exc).__name__}{': ' + detail if detail else ''} ({where})",
                   file=sys.stderr)

@@ -7,7 +7,6 @@ Kept for the record: the files in tests/data are what that release wrote.
 """
 import sys
 import numpy as np
-from dataclasses import replace
 from wna_gui.core.models import load_default
 from wna_gui.core.psychometric import PsychometricConfig, PsychometricExperiment
 from wna_gui.core.psychometric_grid import PsychometricGridConfig, PsychometricGridExperiment

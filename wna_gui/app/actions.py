@@ -39,6 +39,10 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("export", "&Export…", "Export plots, figures or data", "Ctrl+E"),
     ActionSpec("export_all", "Export &all results…", "Export every run's results to a folder, as wna export does",
                "Ctrl+Shift+E"),
+    ActionSpec("session_info", "Session &info", "What `wna info` prints about the session: model, runs, warnings",
+               "Ctrl+I"),
+    ActionSpec("reset_layout", "&Reset layout", "Put the window's size, toolbar and plot splitters back as at the "
+                                               "first launch"),
     ActionSpec("quit", "&Quit", "Quit wna-gui", "Ctrl+Q"),
     ActionSpec("start_pause", "&Start", "Start, pause or resume the run", "Space",
                QStyle.StandardPixmap.SP_MediaPlay),
@@ -49,8 +53,15 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("guide", "&User guide", "What each panel measures, how to read its plots, a glossary", "F1"),
     ActionSpec("shortcuts", "&Keyboard shortcuts", "List the keyboard shortcuts", "Ctrl+F1"),
     ActionSpec("about", "&About wna-gui", "About wna-gui"),
+    ActionSpec("compare_runs", "&Compare runs…",
+               "Two runs (or two models or estimators of one run) side by side on one scale, and their difference",
+               "Ctrl+Shift+D"),
     ActionSpec("trusted_models", "&Trusted models…",
                "TorchScript models allowed to run (their code is in the file): list and revoke"),
+    ActionSpec("restore_defaults", "&Restore defaults…",
+               "Forget the window layout, device, panel settings, recent files and export choices (trusted models "
+               "are kept)"),
+    ActionSpec("open_log_folder", "Open &log folder", "Show the folder of the log file (attach it to a bug report)"),
 )
 
 

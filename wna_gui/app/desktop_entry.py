@@ -17,7 +17,10 @@ from ..core.resources import resource_path
 def install_desktop_entry(data_home: str | Path | None = None) -> list[Path]:
     """Write the entry and the icon; returns the paths written."""
     data_home = Path(data_home or os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    command = shutil.which("wna-gui") or f"{sys.executable} -m wna_gui"
+    if getattr(sys, "frozen", False):  # the app bundle (packaging/build_app.py): its own executable
+        command = sys.executable
+    else:
+        command = shutil.which("wna-gui") or f"{sys.executable} -m wna_gui"
     entry = data_home / "applications" / "wna-gui.desktop"
     icon = data_home / "icons" / "hicolor" / "scalable" / "apps" / "wna-gui.svg"
     entry.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -29,7 +30,6 @@ from PySide6.QtWidgets import (
 from ..core.models import ZOO, parse_class_names, parse_numbers
 from ..core.trust import revoke_trust, trusted_models
 from ..figures.page import DPI_CHOICES, WIDTH_PRESETS_MM, FigureSize, figure_size, sized
-from .panels.base import ExportTarget
 from .worker import describe_error
 
 MODEL_SOURCES = {
@@ -39,6 +39,13 @@ MODEL_SOURCES = {
     "torchvision": "torchvision model",
 }
 WEIGHTS_FILTER = "PyTorch weights (*.pt *.pth *.bin);;All files (*)"
+
+
+class ExportTarget:
+    """Something a panel can export; ``write(path)`` picks the format from the path's suffix."""
+
+    def __init__(self, label: str, suffixes: tuple[str, ...], write: Callable[[Path], object]) -> None:
+        self.label, self.suffixes, self.write = label, suffixes, write
 
 
 class _FileField(QWidget):

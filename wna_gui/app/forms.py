@@ -14,15 +14,19 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QGridLayout,
     QGroupBox,
+    QHBoxLayout,
     QLineEdit,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from ..core.dataset_choices import dataset_field_of
 from ..core.noise import NOISE_SOURCES, noise_source
 from ..core.params import Param, flatten_noise_params, inactive, params
 
@@ -63,6 +67,46 @@ class _ChecksWidget(QWidget):
             box.setChecked(value in values)
 
 
+class _DataPathEdit(QWidget):
+    """A data folder's line edit with a Browse button: a file chooser when the paired dataset choice is ``npz``,
+    else a folder chooser (torchvision datasets, a folder of class sub-folders)."""
+
+    textChanged = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dataset_of = lambda: ""  # the paired choice's current value; set by the form
+        self.edit = QLineEdit()
+        self.edit.textChanged.connect(self.textChanged)
+        self.browse = QToolButton()
+        self.browse.setText("…")
+        self.browse.setObjectName("browse")
+        self.browse.setToolTip("Choose the folder (or, for npz, the file)")
+        self.browse.clicked.connect(self._choose)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.edit, 1)
+        layout.addWidget(self.browse)
+
+    def text(self) -> str:
+        return self.edit.text()
+
+    def setText(self, text: str) -> None:
+        self.edit.setText(text)
+
+    def wants_file(self) -> bool:
+        return self.dataset_of() == "npz"
+
+    def _choose(self) -> None:
+        if self.wants_file():
+            path, _ = QFileDialog.getOpenFileName(self, "Images (.npz with x and y)", self.text(),
+                                                  "NumPy archive (*.npz)")
+        else:
+            path = QFileDialog.getExistingDirectory(self, "Data folder", self.text())
+        if path:
+            self.setText(path)
+
+
 def _combo() -> QComboBox:
     """A choice box whose long entries elide instead of widening the settings column."""
     combo = QComboBox()
@@ -97,6 +141,9 @@ def _widget(p: Param):
         if p.optional:
             box.setSpecialValueText("—")
         return box, box.valueChanged
+    if p.name.endswith("data_dir"):
+        path = _DataPathEdit()
+        return path, path.textChanged
     edit = QLineEdit()
     return edit, edit.textChanged
 
@@ -133,6 +180,7 @@ class SettingsForm(QWidget):
                     self._add_row(form, source_param, f"noise_param:{source_param.key}")
                 continue
             self._add_row(form, p, p.key)
+        self._pair_data_folders()
         self._pending: dict = {}  # values of model-dependent params written before a model gave their choices
         self._fill_static_choices()
         self.set_values(self.default_values())
@@ -150,6 +198,17 @@ class SettingsForm(QWidget):
             widget.setText(p.label)
         self._editors[name] = widget
         self._rows[name] = (form, widget)
+
+    def _pair_data_folders(self) -> None:
+        """Each data-folder editor asks its dataset choice (the form's or the noise source's) what to browse for."""
+        for group, prefix in ((self.params, ""), (self._noise_params, "noise_param:")):
+            by_name = {p.name: p for p in group}
+            for p in group:
+                choice = dataset_field_of(p.name, by_name)
+                editor = self._editors.get(prefix + p.key)
+                if choice is not None and isinstance(editor, _DataPathEdit):
+                    combo = self._editors[prefix + by_name[choice].key]
+                    editor.dataset_of = combo.currentData
 
     def _fill_static_choices(self) -> None:
         for p in self.params:

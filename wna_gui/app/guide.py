@@ -112,6 +112,16 @@ or whose input gradient is zero on most images.</p>
 174 mm) and the PNG resolution; text is 8 pt at that width, PDF and SVG are that size, maps are embedded
 losslessly at their native pixels. Titles name the model, the noise and the number of samples.</p>
 
+<h3>Runs and comparisons</h3>
+<p>A session keeps every run: a new run (changed settings, or <b>New run</b> in the Runs list) never replaces
+one, it gets a name of its own (<tt>classification_images-2</tt>). The <b>Runs</b> list (View &gt; Runs list)
+shows each run's experiment, progress, dates and model; selecting a run shows it in its panel, where Start
+continues it. Rename (F2), Duplicate settings (a new empty run with its settings), Delete (Del; asks first)
+and Continue work on the selected run. <b>Compare runs</b> (select two, or View &gt; Compare runs) shows two
+runs, or two sources of one run (two estimators, the clean and the poisoned model, two models of a robustness
+run), side by side: maps on one colour scale, curves on shared axes, tables cell by cell, with the difference
+A − B wherever the shapes match.</p>
+
 <h3>Glossary</h3>
 <dl>
 <dt>sample / stimulus</dt><dd>one noise image (classification images) / one image-plus-noise trial

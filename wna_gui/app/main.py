@@ -5,14 +5,34 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QSplashScreen
 
 from .. import __version__
+from ..core.logs import log as _package_log
+from ..core.logs import setup_logging
 from ..core.resources import resource_path
-from .main_window import APPLICATION, ORGANIZATION, MainWindow
+from .settings_store import APPLICATION, ORGANIZATION
+
+log = _package_log.getChild("app")
+
+
+def show_splash(icon: QIcon) -> QSplashScreen:
+    splash = QSplashScreen(icon.pixmap(256, 256))
+    splash.showMessage(f"wna-gui {__version__}\nloading torch…",
+                       Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignHCenter)
+    splash.show()
+    QApplication.processEvents()  # paint it now: the imports that follow block the event loop
+    return splash
+
+
+def log_uncaught(kind, value, traceback) -> None:
+    """An exception escaping a slot: into the log (Qt goes on running), then the usual printout."""
+    log.error("uncaught exception", exc_info=(kind, value, traceback))
+    sys.__excepthook__(kind, value, traceback)
 
 
 def missing_display() -> str | None:
@@ -30,6 +50,7 @@ def missing_display() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
     argv = sys.argv if argv is None else argv
     parser = argparse.ArgumentParser(prog="wna-gui", description="White-noise analysis of neural networks.")
     parser.add_argument("session", nargs="?", help="a session file (.h5) to open")
@@ -50,10 +71,21 @@ def main(argv: list[str] | None = None) -> int:
     QApplication.setOrganizationName(ORGANIZATION)
     QApplication.setApplicationName(APPLICATION)
     QApplication.setApplicationVersion(__version__)
+    log_file = setup_logging()
+    sys.excepthook = log_uncaught
     app = QApplication.instance() or QApplication([argv[0], *qt_args])
-    app.setWindowIcon(QIcon(str(resource_path("wna-gui.svg"))))
+    icon = QIcon(str(resource_path("wna-gui.svg")))
+    app.setWindowIcon(icon)
+    splash = show_splash(icon)
+    log.info("wna-gui %s started, splash shown %.1f s after main(); log %s", __version__,
+             time.perf_counter() - started, log_file)
+    # Only now, under the splash: the window imports torch and every experiment (seconds, more on a busy machine).
+    from .main_window import MainWindow
+
     window = MainWindow()
     window.show()
+    splash.finish(window)
+    log.info("window shown %.1f s after main()", time.perf_counter() - started)
     # After the event loop starts, so the question appears over a visible window.
     if args.session:
         QTimer.singleShot(0, lambda: window.open_session(args.session))

@@ -16,24 +16,35 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from PySide6.QtCore import QEvent, QSettings, QStandardPaths, Qt, QTimer, Slot
-from PySide6.QtGui import QCloseEvent, QKeySequence
+from PySide6.QtCore import QEvent, QSettings, QStandardPaths, Qt, QTimer, QUrl, Slot
+from PySide6.QtGui import QCloseEvent, QDesktopServices, QFontDatabase, QKeySequence
 from PySide6.QtWidgets import (
+    QAbstractScrollArea,
     QAbstractSpinBox,
     QApplication,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
     QFileDialog,
+    QGraphicsView,
     QLabel,
     QLineEdit,
     QMainWindow,
     QMenu,
     QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QScrollArea,
+    QSlider,
     QSplitter,
     QStyle,
+    QSystemTrayIcon,
     QTableWidget,
     QTabWidget,
     QToolBar,
     QToolButton,
+    QVBoxLayout,
 )
 
 from .. import __version__
@@ -51,17 +62,21 @@ from ..core.session import (
     load_session,
     made_models,
     save_session,
+    utc_now,
 )
 from ..cli import command_for
-from ..core.experiment import export_runs
+from ..core.runs import export_runs
 from .actions import ActionRegistry, ShortcutsDialog
 from .guide import GuideDialog
 from .dialogs import MODEL_SOURCES, ExportDialog, ModelDialog, TrustedModelsDialog, trust_question
 from .panels import Panel, build_panels
+from .compare import CompareWindow
+from .runs_dock import RunsDock
 from .worker import EngineThread, describe_error
+from .settings_store import APPLICATION, ORGANIZATION, app_settings, reset_app_settings  # noqa: F401 (re-exported)
+from ..core.logs import current_log_file, default_log_file, log as _package_log
 
-ORGANIZATION = "wna-gui"
-APPLICATION = "wna-gui"
+log = _package_log.getChild("app")
 SESSION_FILTER = "wna-gui sessions (*.h5 *.hdf5);;All files (*)"
 SESSION_SUFFIXES = (".h5", ".hdf5")
 MODEL_SUFFIXES = (".pt", ".pth", ".ts", ".bin")
@@ -69,7 +84,10 @@ REPAINT_HZ = 30
 GUI_CPU_BUDGET = 0.10  # share of the GUI thread's time that drawing snapshots may take during a run
 MAX_REPAINT_DELAY_SECONDS = 1.0  # however slow drawing is, the plots refresh at least this often
 AUTOSAVE_SECONDS = 60
+NOTIFY_AFTER_SECONDS = 60  # a run that took longer ends with a desktop notification (the user may have left)
 MAX_RECENT_FILES = 8
+DOCK_HEIGHT = 140  # px: a bottom dock's first height (three rows of the Runs list)
+DEFAULT_SIZE = (1400, 900)  # the first launch's window (View > Reset layout goes back to it)
 
 
 def selection_text(table: QTableWidget) -> str:
@@ -109,7 +127,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings | None = None, data_dir: str | Path | None = None,
                  model: LoadedModel | None = None) -> None:
         super().__init__()
-        self.store = settings if settings is not None else QSettings(ORGANIZATION, APPLICATION)
+        self.store = settings if settings is not None else app_settings()
         location = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
         self.autosave_file = autosave_path(data_dir if data_dir is not None else location)
         self.model = model or load_default()
@@ -119,6 +137,8 @@ class MainWindow(QMainWindow):
         self._pending_snapshot: Any = None
         self._last_draw = (0.0, 0.0)  # (wall clock, GUI thread CPU time) when the last snapshot was drawn
         self._running_panel: Panel | None = None
+        self._run_started = 0.0  # time.monotonic() at the last Start
+        self._tray: QSystemTrayIcon | None = None
         self._progress: dict[Panel, Any] = {}  # per tab, the snapshot its status bar shows
         self.error_dialog: QMessageBox | None = None
         self.export_dialog: ExportDialog | None = None
@@ -138,13 +158,19 @@ class MainWindow(QMainWindow):
         self._run_names: dict[tuple[str, str], str] = {}  # (panel, kind) → its run's name when not the kind
         self._other_models: dict = {}
         self._other_inputs: dict = {}
+        self._run_dates: dict[str, dict[str, str]] = {}  # run name → created/modified (Session.run_dates)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         for panel in self.panels:
             self.tabs.addTab(panel, panel.title)
             panel.restore({}, self.model)
+        self._default_panel_settings = {panel.name: panel.settings() for panel in self.panels}  # Restore defaults
         self.tabs.currentChanged.connect(self._tab_changed)
         self.setCentralWidget(self.tabs)
+        self.runs_dock = RunsDock(self)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.runs_dock)
+        self.runs_dock.compare_requested.connect(self.compare_runs)
+        self.compare_window: CompareWindow | None = None
         self._build_menus()
         self._build_toolbar()
         self._build_status_bar()
@@ -165,7 +191,13 @@ class MainWindow(QMainWindow):
 
         self.setAcceptDrops(True)
         self._install_key_filters()
+        self.resize(*DEFAULT_SIZE)
+        # Docks start short: the panels keep the height they need on a 700 px screen.
+        docks = self.findChildren(QDockWidget)
+        self.resizeDocks(docks, [DOCK_HEIGHT] * len(docks), Qt.Orientation.Vertical)
+        self._default_layout = self._layout_state()  # what View > Reset layout goes back to
         self._restore_settings()
+        self._session_models_changed()
         self._show_model()
         self._update_actions()
         self._update_title()
@@ -185,7 +217,17 @@ class MainWindow(QMainWindow):
         file_menu.addAction(actions["export"])
         file_menu.addAction(actions["export_all"])
         file_menu.addSeparator()
+        file_menu.addAction(actions["session_info"])
+        file_menu.addSeparator()
         file_menu.addAction(actions["quit"])
+        view_menu = self.menuBar().addMenu("&View")
+        view_menu.addAction(actions["reset_layout"])
+        view_menu.addSeparator()
+        runs_action = self.runs_dock.toggleViewAction()
+        runs_action.setText("&Runs list")
+        view_menu.addAction(runs_action)
+        view_menu.addAction(actions["compare_runs"])
+        actions["compare_runs"].triggered.connect(lambda: self.compare_runs())
         run_menu = self.menuBar().addMenu("&Run")
         run_menu.addAction(actions["start_pause"])
         run_menu.addAction(actions["stop"])
@@ -193,9 +235,11 @@ class MainWindow(QMainWindow):
         run_menu.addAction(actions["copy_command"])
         settings_menu = self.menuBar().addMenu("Se&ttings")
         settings_menu.addAction(actions["trusted_models"])
+        settings_menu.addAction(actions["restore_defaults"])
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(actions["guide"])
         help_menu.addAction(actions["shortcuts"])
+        help_menu.addAction(actions["open_log_folder"])
         help_menu.addAction(actions["about"])
 
         actions["new"].triggered.connect(self.new_session)
@@ -212,6 +256,10 @@ class MainWindow(QMainWindow):
         actions["shortcuts"].triggered.connect(self.show_shortcuts)
         actions["about"].triggered.connect(self.show_about)
         actions["trusted_models"].triggered.connect(self.show_trusted_models)
+        actions["restore_defaults"].triggered.connect(self.ask_restore_defaults)
+        actions["open_log_folder"].triggered.connect(self.open_log_folder)
+        actions["session_info"].triggered.connect(self.show_session_info)
+        actions["reset_layout"].triggered.connect(self.reset_layout)
 
     def _build_toolbar(self) -> None:
         toolbar = QToolBar("Run")
@@ -219,6 +267,8 @@ class MainWindow(QMainWindow):
         toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         toolbar.addAction(self.commands["start_pause"])
         toolbar.addAction(self.commands["stop"])
+        for name in ("start_pause", "stop"):  # Tab reaches them (toolbar buttons take no focus by default)
+            toolbar.widgetForAction(self.commands[name]).setFocusPolicy(Qt.FocusPolicy.TabFocus)
         toolbar.addSeparator()
         toolbar.addWidget(QLabel(" Model "))
         self.model_button = QToolButton()
@@ -244,6 +294,13 @@ class MainWindow(QMainWindow):
         self.addToolBar(toolbar)
 
     def _build_status_bar(self) -> None:
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setObjectName("run_progress")
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setTextVisible(False)
+        self.progress_bar.setMaximumWidth(160)
+        self.progress_bar.setToolTip("Progress of the shown tab's run")
+        self.statusBar().addPermanentWidget(self.progress_bar)
         self.samples_label = QLabel()
         self.rate_label = QLabel()
         self.eta_label = QLabel()
@@ -329,17 +386,30 @@ class MainWindow(QMainWindow):
 
     def _install_key_filters(self) -> None:
         """Space reaches Start/Pause from spin boxes and combo boxes (they have no use for it); Ctrl+C in a table
-        copies its selection, not one cell."""
-        for widget in (*self.findChildren(QAbstractSpinBox), *self.findChildren(QComboBox)):
+        copies its selection, not one cell. The mouse wheel changes a value only in the field that has the focus
+        (a click or Tab gives it): over any other it scrolls the panel, so scrolling never edits a setting."""
+        for widget in (*self.findChildren(QAbstractSpinBox), *self.findChildren(QComboBox),
+                       *self.findChildren(QSlider)):
             widget.installEventFilter(self)
+            # Wheel-driven values take no focus from the wheel: only a click or Tab focuses them.
+            widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
             if isinstance(widget, QAbstractSpinBox):
                 widget.findChild(QLineEdit).installEventFilter(self)
         for table in self.findChildren(QTableWidget):
             table.installEventFilter(self)
+        # Tab stops only where something visibly takes the keyboard: not the frames that scroll a panel, not plots.
+        for area in self.findChildren(QAbstractScrollArea):
+            if type(area) is QScrollArea:
+                area.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            elif isinstance(area, QGraphicsView):
+                area.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         # After a menu closes with Esc the menu bar keeps the keyboard, and would swallow the next Esc (Stop).
         self.menuBar().installEventFilter(self)
 
     def eventFilter(self, watched, event) -> bool:
+        if event.type() == QEvent.Type.Wheel and isinstance(watched, (QAbstractSpinBox, QComboBox, QSlider)) \
+                and not watched.hasFocus():
+            return self._scroll_instead(watched, event)
         if watched is self.menuBar() and event.type() == QEvent.Type.KeyPress \
                 and event.key() == Qt.Key.Key_Escape and QApplication.activePopupWidget() is None:
             self.menuBar().setActiveAction(None)
@@ -355,6 +425,17 @@ class MainWindow(QMainWindow):
             QApplication.clipboard().setText(selection_text(watched))
             return True
         return super().eventFilter(watched, event)
+
+    @staticmethod
+    def _scroll_instead(widget, event) -> bool:
+        """Hand a wheel event over an unfocused value field to the scroll area around it (none: dropped)."""
+        area = widget.parent()
+        while area is not None and not isinstance(area, QAbstractScrollArea):
+            area = area.parent()
+        if area is not None:
+            bar = area.horizontalScrollBar() if event.angleDelta().y() == 0 else area.verticalScrollBar()
+            QApplication.sendEvent(bar, event)
+        return True
 
     def dragEnterEvent(self, event) -> None:
         if self._dropped_file(event) is not None and not self.engine.running:
@@ -405,15 +486,14 @@ class MainWindow(QMainWindow):
     def start_run(self) -> None:
         panel = self.current_panel()
         kind = panel.active_kind()
+        # A new run never replaces one, saved or not: the current run stays in the session (Runs dock) under its
+        # name and the new run gets a name of its own.
         starts_over = panel.plan().action == "new" and panel.has_results()
-        # A run the file holds is never replaced: the new run gets a name of its own. Only results that were
-        # never saved are at stake, so only they are asked about.
-        if starts_over and self._run_name(panel, kind) not in self._saved_names and not self._confirm_discard(
-                "Start a new run", "Start begins a new run and replaces the current results, which are not "
-                "saved."):
-            return
         previous = panel.states.get(kind), panel.session_inputs().get(kind)  # before the factory replaces them
         if self.model.sealed and not self._trust_and_load(self.model):
+            return
+        if panel.start_in_panel(self.model, self.device()):  # a person answers in the panel's own run screen
+            self.dirty = True
             return
         try:
             factory = panel.experiment_factory(self.model, self.device(), self.current_session())
@@ -424,12 +504,13 @@ class MainWindow(QMainWindow):
         except ValueError as exc:
             self.show_error("Cannot start", str(exc))
             return
-        note = ""
-        if starts_over and self._run_name(panel, kind) in self._saved_names:
-            note = self._set_aside(panel, kind, *previous)
+        note = self._set_aside(panel, kind, *previous) if starts_over else ""
+        self._run_dates.setdefault(self._run_name(panel, kind), {"created": utc_now()})
         self._running_panel = panel
         panel.set_running(True)
         self.engine.start_run(factory)
+        self._run_started = time.monotonic()
+        self.dirty = True  # a running run is unsaved work from its first unit
         self.statusBar().showMessage(f"Running… {note}".strip())
 
     def _run_name(self, panel: Panel, kind: str) -> str:
@@ -437,7 +518,7 @@ class MainWindow(QMainWindow):
         return self._run_names.get((panel.name, kind), kind)
 
     def _set_aside(self, panel: Panel, kind: str, state, inputs: dict | None) -> str:
-        """Keep the panel's saved run in the session under its name; the panel's new run gets a fresh name.
+        """Keep the panel's current run in the session under its name; the panel's new run gets a fresh name.
 
         Returns a note for the status bar."""
         name = self._run_name(panel, kind)
@@ -446,7 +527,159 @@ class MainWindow(QMainWindow):
             self._other_inputs[name] = inputs
         fresh = self.current_session().new_run_name(kind)
         self._run_names[(panel.name, kind)] = fresh
-        return f"(new run {fresh!r}; the saved run {name!r} stays in the session)"
+        return f"(new run {fresh!r}; the run {name!r} stays in the session)"
+
+    # --- every run of the session (the Runs dock) ---
+
+    def shown_run(self, name: str) -> tuple[Panel, str] | None:
+        """(panel, kind) when run ``name`` is the one its panel shows and Start continues, else None."""
+        for panel in self.panels:
+            for kind in panel.session_states():
+                if self._run_name(panel, kind) == name:
+                    return panel, kind
+        return None
+
+    def running_run(self) -> str | None:
+        """The name of the run in progress (None when none runs)."""
+        panel = self._running_panel
+        return self._run_name(panel, panel.running_kind) if panel is not None and panel.running_kind else None
+
+    def run_dates(self, name: str) -> dict[str, str]:
+        """{"created", "modified"} of a run, as far as known (an unsaved run has no "modified")."""
+        return self._run_dates.get(name, {})
+
+    def _refuse_if_running(self, name: str, what: str) -> None:
+        if name == self.running_run():
+            raise ValueError(f"run {name!r} is running: stop it before you {what} it")
+
+    def _panel_for(self, kind: str) -> Panel:
+        return next(panel for panel in self.panels if kind in panel.specs)
+
+    def _keep_current(self, panel: Panel, kind: str) -> None:
+        """The panel's run of ``kind`` (if any) joins the runs no panel shows, under its name."""
+        state = panel.states.get(kind)
+        if state is not None:
+            name = self._run_name(panel, kind)
+            self._other_runs[name] = state
+            inputs = panel.session_inputs().get(kind)
+            if inputs:
+                self._other_inputs[name] = inputs
+
+    def show_run(self, name: str) -> Panel:
+        """Show run ``name`` in its panel (its tab comes forward) as the run Start continues; the run that panel
+        showed stays in the session. ValueError (one line) when that panel's run of this kind is running."""
+        from ..core.registry import spec_for_state
+
+        if self.shown_run(name) is None:
+            state = self._other_runs[name]
+            kind = spec_for_state(state).kind
+            panel = self._panel_for(kind)
+            if panel is self._running_panel and panel.running_kind == kind:
+                raise ValueError(f"run {self.running_run()!r} is running in {panel.title}: stop it to show another")
+            self._keep_current(panel, kind)
+            del self._other_runs[name]
+            panel.adopt_run(kind, state, self._other_inputs.pop(name, None))
+            self._run_names[(panel.name, kind)] = name
+            self._redraw(panel)
+        panel = self.shown_run(name)[0]
+        self.tabs.setCurrentWidget(panel)
+        return panel
+
+    def _redraw(self, panel: Panel) -> None:
+        preview = panel.preview_factory(self.model)
+        if preview is not None:
+            self.engine.submit(preview, on_done=lambda shown: self._show_restored(panel, shown),
+                               failure_title="Could not show the run")
+
+    def continue_run(self, name: str) -> None:
+        """Show run ``name`` in its panel and start it when its settings allow (continue, extend or refit)."""
+        if self.engine.running:
+            raise ValueError("another run is in progress: stop it first")
+        panel = self.show_run(name)
+        plan = panel.plan()
+        if plan.action not in ("continue", "extend", "refit"):
+            raise ValueError(f"run {name!r} cannot continue: {plan.message.rstrip('.')}")
+        self.start_run()
+
+    def new_run(self, kind: str, config=None) -> str:
+        """An empty new run of ``kind`` in its panel (the form shows ``config`` when given); the panel's current
+        run stays in the session. Returns the new run's name (it joins the session when Start measures)."""
+        panel = self._panel_for(kind)
+        if panel is self._running_panel and panel.running_kind == kind:
+            raise ValueError(f"run {self.running_run()!r} is running in {panel.title}: stop it first")
+        self._keep_current(panel, kind)
+        panel.adopt_run(kind, None, None, config)
+        name = self.current_session().new_run_name(kind)
+        self._run_names[(panel.name, kind)] = name
+        self.tabs.setCurrentWidget(panel)
+        self.statusBar().showMessage(f"New run {name!r}: Start measures it", 8000)
+        return name
+
+    def duplicate_run(self, name: str) -> str:
+        """A new empty run with the settings of run ``name``; returns its name."""
+        state = self.current_session().runs[name]
+        from ..core.registry import spec_for_state
+
+        return self.new_run(spec_for_state(state).kind, state.config)
+
+    def rename_run(self, old: str, new: str) -> None:
+        """Rename run ``old``; the runs that read it follow. ValueError (one line) for a name that cannot be."""
+        new = new.strip()
+        runs = self.current_session().runs
+        if not new or "/" in new or new in (".", ".."):
+            raise ValueError(f"{new!r} cannot name a run: use letters, digits, '-' or '_' (no '/')")
+        if new in runs or new in self._other_models:
+            raise ValueError(f"the session already holds a run or model named {new!r}")
+        self._refuse_if_running(old, "rename")
+        shown = self.shown_run(old)
+        if shown is not None:
+            self._run_names[(shown[0].name, shown[1])] = new
+        else:
+            self._other_runs = {new if key == old else key: value for key, value in self._other_runs.items()}
+            if old in self._other_inputs:
+                self._other_inputs[new] = self._other_inputs.pop(old)
+        if old in self._run_dates:
+            self._run_dates[new] = self._run_dates.pop(old)
+
+        def renamed(roles: dict) -> dict:
+            return {role: ",".join(new if part == old else part for part in used.split(","))
+                    for role, used in roles.items()}
+
+        self._other_inputs = {name: renamed(roles) for name, roles in self._other_inputs.items()}
+        for panel in self.panels:
+            panel.input_names = {kind: renamed(roles) for kind, roles in panel.input_names.items()}
+        self.dirty = True
+
+    def compare_runs(self, first: str | None = None, second: str | None = None) -> CompareWindow:
+        """The compare window (one, reused) on runs ``first`` and ``second`` (default: the first two runs)."""
+        if self.compare_window is None:
+            self.compare_window = CompareWindow(self)
+        self.compare_window.compare(self.current_session(), first, second)
+        self.compare_window.show()
+        self.compare_window.activateWindow()
+        return self.compare_window
+
+    def delete_run(self, name: str) -> None:
+        """Remove run ``name`` from the session (and the models only it trained); the next save drops it."""
+        self._refuse_if_running(name, "delete")
+        session = self.current_session()
+        state = session.runs[name]
+        shown = self.shown_run(name)
+        if shown is not None:
+            panel, kind = shown
+            panel.adopt_run(kind, None, None, state.config)
+            self._run_names[(panel.name, kind)] = session.new_run_name(kind)  # never a name another run holds
+            self._redraw(panel)
+        else:
+            del self._other_runs[name]
+        self._other_inputs.pop(name, None)
+        self._run_dates.pop(name, None)
+        still_used = {part for roles in self.current_session().inputs.values() for used in roles.values()
+                      for part in used.split(",")}
+        for model_name in getattr(state, "made_models", dict)():
+            if model_name not in still_used:
+                self._other_models.pop(model_name, None)
+        self.dirty = True
 
     @Slot()
     def stop_run(self) -> None:
@@ -480,11 +713,27 @@ class MainWindow(QMainWindow):
         self._pending_snapshot = snapshot
         self._draw_pending()
         self._running_panel.set_running(False)
+        title = self._running_panel.title
         self._running_panel = None
         self.eta_label.setText("ETA —")
         self.dirty = True
         self.autosave()
         self.statusBar().showMessage(message, 10000)
+        self._session_models_changed()  # the run may have trained models (defences, backdoor, two-class)
+        if time.monotonic() - self._run_started > NOTIFY_AFTER_SECONDS:
+            self.notify(f"{title}: {message}")
+
+    def notify(self, message: str) -> None:
+        """A desktop notification where the desktop has a tray (else the status bar), and the taskbar entry
+        asks for attention."""
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            if self._tray is None:
+                self._tray = QSystemTrayIcon(self.windowIcon(), self)
+            self._tray.show()
+            self._tray.showMessage("wna-gui", message, QSystemTrayIcon.MessageIcon.Information, 10000)
+        else:
+            self.statusBar().showMessage(message, 30000)
+        QApplication.alert(self)
 
     @Slot(str, str)
     def _run_failed(self, message: str, details: str) -> None:
@@ -516,6 +765,8 @@ class MainWindow(QMainWindow):
     def _show_progress(self, snapshot: Any) -> None:
         """The status bar: progress of the shown tab's run, in its unit (samples, stimuli…)."""
         unit = self.current_panel().progress_unit()
+        total = getattr(snapshot, "samples_total", 0)
+        self.progress_bar.setValue(round(1000 * snapshot.samples_done / total) if total else 0)
         if snapshot is None:
             self.samples_label.setText(f"{unit.capitalize()} —")
             self.rate_label.setText(f"— {unit}/s")
@@ -570,7 +821,7 @@ class MainWindow(QMainWindow):
         return answer == buttons.Discard
 
     def _reset_session(self) -> None:
-        self._other_runs, self._other_models, self._other_inputs = {}, {}, {}
+        self._other_runs, self._other_models, self._other_inputs, self._run_dates = {}, {}, {}, {}
         for panel in self.panels:
             panel.restore({}, self.model)
         self.session_path, self._created = None, None
@@ -579,6 +830,13 @@ class MainWindow(QMainWindow):
         self._progress = {}
         self._show_progress(None)
         self.dirty = False
+        self._session_models_changed()
+
+    def _session_models_changed(self) -> None:
+        """Panels that pick among the session's models (Robustness) list them again."""
+        session = self.current_session()
+        for panel in self.panels:
+            panel.session_changed(session)
 
     @Slot()
     def new_session(self) -> None:
@@ -625,7 +883,7 @@ class MainWindow(QMainWindow):
             panel.restore(session.runs, self.model, session.inputs)
             shown |= {id(state) for state in panel.session_states().values()}
         self._other_runs = {name: state for name, state in session.runs.items() if id(state) not in shown}
-        self._other_models, self._other_inputs = session.models, session.inputs
+        self._other_models, self._other_inputs, self._run_dates = session.models, session.inputs, session.run_dates
         names = {id(state): name for name, state in session.runs.items()}
         self._run_names = {(panel.name, kind): names[id(state)] for panel in self.panels
                            for kind, state in panel.session_states().items()}
@@ -641,6 +899,7 @@ class MainWindow(QMainWindow):
         self.session_path = path
         self._created = session.created
         self.dirty = recovered
+        self._session_models_changed()
         if not recovered:
             self._remember_recent(session.path)
         self.statusBar().showMessage(f"Opened {session.path.name}", 5000)
@@ -663,7 +922,8 @@ class MainWindow(QMainWindow):
                     inputs[self._run_name(panel, kind)] = panel_inputs[kind]
         session = Session(self.model, runs, models={**self._other_models, **made_models(runs)},
                           inputs={name: roles for name, roles in inputs.items() if name in runs},
-                          origin=str(self.session_path or ""), path=self.session_path, fingerprint=self._fingerprint)
+                          origin=str(self.session_path or ""), path=self.session_path, fingerprint=self._fingerprint,
+                          run_dates={name: dates for name, dates in self._run_dates.items() if name in runs})
         if self._created:
             session.created = self._created
         return session
@@ -760,6 +1020,7 @@ class MainWindow(QMainWindow):
 
     def _saved(self, session: Session) -> None:
         self.session_path, self._fingerprint, self._saved_names = session.path, session.fingerprint, set(session.runs)
+        self._run_dates = {**self._run_dates, **session.run_dates}
         self.read_only = False
         self.dirty = self.engine.running
         self._remember_recent(session.path)
@@ -905,6 +1166,33 @@ class MainWindow(QMainWindow):
             f"<b>wna-gui {__version__}</b><p>White-noise analysis of neural networks: classification images "
             "from noise, after Borji &amp; Lin, <i>White Noise Analysis of Neural Networks</i>, ICLR 2020.</p>"))
 
+    @Slot()
+    def open_log_folder(self) -> None:
+        log_file = current_log_file() or default_log_file()
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(log_file.parent))):
+            self.show_error("Open log folder", f"No file manager opened {log_file.parent}; the log is {log_file}")
+
+    @Slot()
+    def ask_restore_defaults(self) -> None:
+        answer = QMessageBox.question(
+            self, "Restore defaults",
+            "Forget the window layout, the device, every panel's settings, the recent files and the export folder "
+            "and figure size? Trusted models are kept; the open session is not touched.")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.restore_defaults()
+
+    def restore_defaults(self) -> None:
+        """Empty the settings store and show the defaults now (`wna settings --reset` empties the same store)."""
+        path, keys = reset_app_settings(self.store)
+        log.info("restored defaults: removed %d setting(s) from %s", len(keys), path)
+        for panel in self.panels:
+            panel.apply_settings(self._default_panel_settings[panel.name])
+        self.device_combo.setCurrentIndex(0)
+        self.tabs.setCurrentIndex(0)
+        self.reset_layout()
+        self.statusBar().showMessage(f"Restored the default settings ({len(keys)} removed)", 8000)
+
     @Slot(str, str, str)
     def _task_failed(self, title: str, message: str, details: str) -> None:
         self.statusBar().clearMessage()  # "Loading the model…" / "Opening …" must not outlive a failure
@@ -920,6 +1208,10 @@ class MainWindow(QMainWindow):
         box.setEscapeButton(QMessageBox.StandardButton.Ok)
         if details:
             box.setDetailedText(details)
+            log.error("%s: %s\n%s", title, message, details.rstrip())
+            log_file = current_log_file()
+            if log_file is not None:  # what a bug report needs, also after the box is closed
+                box.setInformativeText(f"The details are in the log: {log_file} (Help > Open log folder).")
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
         self.error_dialog = box
@@ -931,7 +1223,7 @@ class MainWindow(QMainWindow):
         if store.contains("window/geometry"):
             self.restoreGeometry(store.value("window/geometry"))
         else:
-            self.resize(1400, 900)
+            self.resize(*DEFAULT_SIZE)
         if store.contains("window/state"):
             self.restoreState(store.value("window/state"))
         device_index = self.device_combo.findData(store.value("device", "auto"))
@@ -948,6 +1240,64 @@ class MainWindow(QMainWindow):
                 if state is not None:
                     splitter.restoreState(state)
         self.tabs.setCurrentIndex(int(store.value("window/tab", 0)))
+
+    def _layout_state(self) -> tuple:
+        return self.saveState(), {(panel.name, splitter.objectName()): splitter.saveState()
+                                  for panel in self.panels for splitter in panel.findChildren(QSplitter)}
+
+    @Slot()
+    def reset_layout(self) -> None:
+        """The first launch's window size, toolbar and splitters (settings and results stay)."""
+        window_state, splitters = self._default_layout
+        self.showNormal()
+        self.resize(*DEFAULT_SIZE)
+        self.restoreState(window_state)
+        for panel in self.panels:
+            for splitter in panel.findChildren(QSplitter):
+                state = splitters.get((panel.name, splitter.objectName()))
+                if state is not None:
+                    splitter.restoreState(state)
+        self.statusBar().showMessage("Layout reset", 5000)
+
+    @Slot()
+    def show_session_info(self) -> None:
+        """What `wna info` prints about this session (unsaved results included), in a dialog."""
+        import tempfile
+
+        from ..cli import info_lines, session_summary
+
+        session, path, unsaved = self.current_session(), self.session_path, self._dirty or self.session_path is None
+
+        def summarise() -> str:
+            if not unsaved:
+                return "\n".join(info_lines(session_summary(path)))
+            with tempfile.TemporaryDirectory() as folder:  # `wna info` reads files: give it the unsaved session
+                copy = save_session(session, Path(folder) / "session.h5")
+                summary = session_summary(copy)
+            summary["file"] = f"{path.name if path else 'Untitled'} (unsaved changes included)"
+            return "\n".join(info_lines(summary))
+
+        self.statusBar().showMessage("Reading the session…")
+        self.engine.submit(summarise, on_done=self._show_session_info, failure_title="Could not read the session")
+
+    def _show_session_info(self, text: str) -> None:
+        self.statusBar().clearMessage()
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Session info")
+        view = QPlainTextEdit(text)
+        view.setObjectName("session_info_text")
+        view.setReadOnly(True)
+        view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        view.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, dialog)
+        buttons.rejected.connect(dialog.reject)
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(view)
+        layout.addWidget(buttons)
+        dialog.resize(820, 480)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        self.session_info_dialog = dialog
 
     def _store_settings(self) -> None:
         store = self.store

@@ -15,22 +15,20 @@ import numpy as np
 import pyqtgraph as pg
 from typing import Callable
 
-from PySide6.QtCore import QPoint, QPointF, QRect, QSize, Qt, Signal
+from PySide6.QtCore import QPoint, QPointF, Qt, Signal
 from PySide6.QtGui import QCursor, QPainter, QPixmap
-from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
-    QFileDialog,
     QLabel,
     QMenu,
-    QMessageBox,
     QScrollArea,
     QVBoxLayout,
     QWidget,
 )
 
 from .. import figures
+from ..figures.page import FIGURE_FORMATS, check_suffix, write_painted, write_view
 from ..figures.style import TEXT_COLOR, style_plot
 
 EMPTY_TILE_COLOR = (205, 205, 205)
@@ -193,6 +191,18 @@ class MapGrid(pg.GraphicsLayoutWidget):
         self.enlarged = dialog
         return dialog
 
+    def write_figure(self, path: Path) -> Path:
+        """The grid as the paper figure `wna export` writes (figures.save_map_grid): the maps, titles and colour
+        limits on screen, at the figure size (export_view)."""
+        tiles = getattr(self, "_tile_data", [])
+        if not tiles:
+            raise ValueError("the map grid shows no maps yet")
+        maps = np.stack([np.asarray(t.image, dtype=np.float64) if t.image is not None
+                         else np.full(self._shape, np.nan) for t in tiles])
+        note = next((t.note for t in tiles if t.image is None), "no samples")
+        return figures.save_map_grid(maps, [t.title for t in tiles], path, view=self._view, levels=self.levels,
+                                     label=self._label or None, note=note, colormap=self._colormap)
+
     def _menu_actions(self) -> list:
         position = self.mapToScene(self.mapFromGlobal(QCursor.pos()))
         tile = self.tile_at(position)
@@ -217,7 +227,7 @@ def copy_text(text: str) -> None:
 def add_plot_menu(widget: QWidget, extra: Callable[[], list] | None = None,
                   data: Callable[[], str] | None = None) -> None:
     """A right-click menu on a plot: ``extra()`` actions (label, callable), Copy data (``data()``: CSV text)
-    and Export this plot… (PNG or SVG as on screen)."""
+    and Export this plot… (PNG, PDF or SVG at the export size, as File > Export writes it)."""
 
     def show(point) -> None:
         menu = QMenu(widget)
@@ -232,13 +242,19 @@ def add_plot_menu(widget: QWidget, extra: Callable[[], list] | None = None,
     widget.customContextMenuRequested.connect(show)
 
 
-def _export_plot(widget: QWidget) -> None:
-    path, _ = QFileDialog.getSaveFileName(widget, "Export this plot", "plot.png", "PNG image (*.png);;SVG (*.svg)")
-    if path:
-        try:
-            export_view(widget, Path(path))
-        except (OSError, ValueError) as exc:
-            QMessageBox.warning(widget, "Could not export", str(exc))
+def _export_plot(widget: QWidget) -> QDialog:
+    """File > Export's dialog for this plot alone: the same width, DPI and formats, written by export_view."""
+    from .dialogs import ExportDialog, ExportTarget  # the panels import this module and the dialogs
+
+    window = widget.window()
+    size = window.export_size() if hasattr(window, "export_size") else figures.figure_size()
+    directory = getattr(window, "store", None) and window.store.value("export_dir", "")
+    target = ExportTarget("This plot", FIGURE_FORMATS, lambda path: export_view(widget, path))
+    dialog = ExportDialog([target], directory or str(Path.home()), widget, widget.objectName() or "plot", size)
+    dialog.setWindowTitle("Export this plot")
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.open()
+    return dialog
 
 
 class ClassFrequencyPlot(pg.PlotWidget):
@@ -304,14 +320,15 @@ class ConvergencePlot(pg.PlotWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent, background="w")
-        style_plot(self, "Convergence: reliability of the maps", "r (Spearman–Brown)", "samples")
+        style_plot(self, "Convergence of the maps", "r (Spearman–Brown)", "samples")
         item = self.getPlotItem()
         item.setLogMode(x=True, y=False)
         item.setMouseEnabled(x=False, y=False)
         self.setYRange(-0.2, 1.0, padding=0)
         item.getAxis("left").setTicks([[(v, f"{v:g}") for v in (0.0, 0.5, 1.0)], [(v, "") for v in (-0.25, 0.25, 0.75)]])
-        # Top left: curves start at a few hundred samples and rise to the right.
-        self._legend = item.addLegend(offset=(8, 8), labelTextColor=TEXT_COLOR, brush=(255, 255, 255, 200))
+        # Top left, where curves that rise to the right leave room; compact so it covers little of a small plot.
+        self._legend = item.addLegend(offset=(4, 4), labelTextColor=TEXT_COLOR, brush=(255, 255, 255, 200),
+                                      labelTextSize="7pt", verSpacing=-8)
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._class_curves: dict[int, pg.PlotDataItem] = {}
         self._axis_text = ""
@@ -389,7 +406,7 @@ class ConvergencePlot(pg.PlotWidget):
                 if item.xData is not None}
 
     def clear_curves(self) -> None:
-        for estimator, curve in list(self._curves.items()):
+        for curve in list(self._curves.values()):
             self._legend.removeItem(curve)
             self.removeItem(curve)
         self._curves.clear()
@@ -416,27 +433,26 @@ def log_ticks(up_to_exponent: float) -> list[list[tuple[float, str]]]:
 
 
 def export_view(widget: QWidget, path: Path) -> Path:
-    """A plot or view as on screen: PNG at device pixels, or SVG (curves and text as vectors, images raster)."""
+    """A plot or view as a paper figure (.png, .pdf or .svg) at the figure size chosen for exports
+    (figures.figure_size: width in mm, PNG at its DPI): a view with a paper figure of its own (``write_figure``:
+    the map grid) writes that; a pyqtgraph plot is laid out afresh across the width, fonts at their point sizes
+    (figures.page.write_view, as `wna export` lays out its plots); any other widget is drawn as on screen,
+    scaled to the width."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".png":
-        if not widget.grab().save(str(path), "PNG"):
-            raise OSError(f"could not write {path}")
-    elif suffix == ".svg":
-        generator = QSvgGenerator()
-        generator.setFileName(str(path))
-        generator.setSize(QSize(widget.width(), widget.height()))
-        generator.setViewBox(QRect(0, 0, widget.width(), widget.height()))
-        painter = QPainter()
-        if not painter.begin(generator):
-            raise OSError(f"could not write {path}")
-        try:
-            QWidget.render(widget, painter, QPoint())  # pyqtgraph views override render() to draw the scene
-        finally:
-            painter.end()
-    else:
-        raise ValueError(f"a view exports as .png or .svg, not {suffix or 'a file without suffix'}")
-    return path
+    check_suffix(path, "a view")
+    write_figure = getattr(widget, "write_figure", None)
+    if write_figure is not None:
+        return write_figure(path)
+    if isinstance(widget, pg.GraphicsView) and widget.centralWidget is not None:
+        return write_view(widget, path)
+    width = figures.figure_size().logical_width
+    scale = width / max(widget.width(), 1)
+
+    def paint(painter: QPainter) -> None:
+        painter.scale(scale, scale)
+        QWidget.render(widget, painter, QPoint())  # pyqtgraph views override render() to draw the scene
+
+    return write_painted(path, (width, max(widget.height(), 1) * scale), paint, path.stem)
 
 
 class FigureView(QScrollArea):

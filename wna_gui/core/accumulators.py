@@ -3,16 +3,53 @@
 Batches are reduced on the device and merged into float64 accumulators with
 Chan et al.'s parallel update, so any split of the data into batches, blocks
 or workers gives the same result as one pass over everything.
+
+Every accumulator of a run (this module's, core.estimators' and core.spike_triggered's
+STAAccumulator) follows :class:`Accumulator`; tests/test_accumulator_protocol.py checks each.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from .records import require_moments
+
+
+@runtime_checkable
+class Accumulator(Protocol):
+    """A running statistic of a run, kept in two halves (even and odd blocks) for split-half reliability.
+
+    - ``add(*batch)``: fold in one batch (its arguments depend on the estimator: noise and labels, a
+      NoiseBlock, gradients, signal trials, activations and features);
+    - ``merge(other)``: fold in another accumulator; exact, so adding batches A then merging an
+      accumulator of batches B equals adding A and B (to rounding);
+    - ``state()`` / ``from_state(state)``: the arrays a session stores, and back, bit for bit;
+    - ``maps(even, odd, classes)``: the run's maps from its two halves, for the classes (units) asked;
+    - ``reliability(even, odd)``: the split-half r per class (unit), NaN where a half has too little;
+    - ``samples``: how many samples it holds.
+    """
+
+    @property
+    def samples(self) -> int: ...
+
+    def add(self, *batch: Any) -> None: ...
+
+    def merge(self, other: Any) -> None: ...
+
+    def state(self) -> dict[str, np.ndarray]: ...
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> Any: ...
+
+    @staticmethod
+    def maps(even: Any, odd: Any, classes: Any) -> Any: ...
+
+    @staticmethod
+    def reliability(even: Any, odd: Any) -> np.ndarray: ...
 
 
 @dataclass
@@ -104,7 +141,7 @@ class ClassAccumulator:
         out[self.classes] = getattr(self, name)
         return out
 
-    def update(self, x, labels, weights=None) -> None:
+    def add(self, x, labels, weights=None) -> None:
         """Add a batch: x (B, ...) stimuli, labels (B,) class indices, optional weights (B,)."""
         x = torch.as_tensor(x)
         labels = torch.as_tensor(labels)
@@ -149,10 +186,22 @@ class ClassAccumulator:
         self.weight_sq = self.weight_sq + other.weight_sq
         self.count = self.count + other.count
 
+    def merge(self, other: "ClassAccumulator") -> None:
+        self.merge_stats(other)
+
     def merged(self, other: "ClassAccumulator") -> "ClassAccumulator":
         out = self.copy()
         out.merge_stats(other)
         return out
+
+    @staticmethod
+    def maps(even: "ClassAccumulator", odd: "ClassAccumulator", classes=None) -> "ClassMaps":
+        """The bias maps of both halves together (ClassMaps.of picks the classes)."""
+        return class_maps(even.merged(odd))
+
+    @staticmethod
+    def reliability(even: "ClassAccumulator", odd: "ClassAccumulator") -> np.ndarray:
+        return split_half_reliability(even, odd)
 
     def copy(self) -> "ClassAccumulator":
         out = ClassAccumulator(self.n_classes, self.n_features)

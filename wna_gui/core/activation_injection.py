@@ -30,24 +30,24 @@ import numpy as np
 import torch
 
 from .control import csv_number
-from .bias_attack import NOISE_BLOCK, wilson_interval
-from .data import DATASETS, OWN_DATASETS, bundled_mnist, images_for_model, load_dataset
-from .driver import ProgressView
+from .bias_attack import NOISE_BLOCK
+from .data import bundled_mnist, images_for_model, load_dataset
+from .dataset_choices import DATA_DIR_HELP
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
-from .images import stratified_subset
+from .images import dataset_labels, stratified_subset
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
-from .params import config_arrays, config_from_dict, config_to_dict, param
+from .params import config_arrays, param
 from .records import require_counts, require_float, require_int, require_ints, require_shape, \
     require_strings
-from .psychometric_report import gamma_grid
+from .state import RunConfig, RunSnapshot, RunState, class_options
+from .stats import noise_to_image_gammas, wilson_interval
 
 KIND = "activation_injection"
 RECORD_VERSION = 1
 INPUT = "input"
 IMAGES_STREAM = 0x1A7  # the real images' subset, apart from the noise's stream
-DATASET_LABELS = {"bundled": "bundled MNIST digits (held out)",
-                  **{name: f"{name} test set (data folder)" for name in DATASETS}, **OWN_DATASETS}
+DATASET_LABELS = dataset_labels("test")
 GROUP = "Injection"
 MIN_NOISE_IMAGES = 30  # a class mean of fewer noise images is too noisy to read as the class's activation
 
@@ -62,20 +62,16 @@ def _layer_options(model: LoadedModel) -> dict:
     return {name: name for name in injectable_layers(model)}
 
 
-def _class_options(model: LoadedModel) -> dict:
-    return dict(enumerate(model.class_names))
-
-
 @dataclass(frozen=True)
-class InjectionConfig:
+class InjectionConfig(RunConfig):
     layers: tuple[str, ...] = param((), "Layers", "layers to inject at, comma-separated (all: input and every "
                                     "hidden layer)", kind="multi", options=_layer_options, group=GROUP)
     classes: tuple[int, ...] = param((), "Injected classes", "classes whose noise activation is injected (all: "
                                      "every class some noise is classified as)", kind="multi",
-                                     options=_class_options, group=GROUP)
-    gammas: tuple[float, ...] = param(gamma_grid(11), "γ points in [0, 1]", "points of the γ grid from 0 (the "
+                                     options=class_options, group=GROUP)
+    gammas: tuple[float, ...] = param(noise_to_image_gammas(11), "γ points in [0, 1]", "points of the γ grid from 0 (the "
                                       "noise activation alone) to 1 (the real image's)", kind="int", encode=len,
-                                      decode=gamma_grid, low=2, high=101, group=GROUP)
+                                      decode=noise_to_image_gammas, low=2, high=101, group=GROUP)
     samples: int = param(10_000, "Noise images", "noise images whose activations are averaged per predicted class",
                          low=100, high=10_000_000, step=1000, group=GROUP)
     images: int = param(50, "Real images per class", "real images of each class the activation is injected into "
@@ -83,7 +79,7 @@ class InjectionConfig:
                         high=100_000, step=10, group=GROUP)
     dataset: str = param("bundled", "Real images from", "images the activation is injected into",
                          choices=DATASET_LABELS, group=GROUP)
-    data_dir: str = param("", "Data folder", "folder of a torchvision dataset (not needed for bundled)", kind="text",
+    data_dir: str = param("", "Data folder", DATA_DIR_HELP, kind="text",
                           role="runtime", group=GROUP)
     seed: int = param(0, "Seed", "seed of the counter-based noise (0: a classification-image run's default)", low=0,
                       high=2**31 - 1, group=GROUP)
@@ -104,13 +100,6 @@ class InjectionConfig:
                 raise ValueError(f"{name.replace('_', ' ')} must be positive")
         if self.dataset not in DATASET_LABELS:
             raise ValueError(f"unknown images {self.dataset!r}; use {', '.join(DATASET_LABELS)}")
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, arrays: dict | None = None) -> "InjectionConfig":
-        return config_from_dict(cls, data, arrays)
 
 
 def real_images(config: InjectionConfig, model: LoadedModel):
@@ -141,7 +130,7 @@ class _Injector:
 
 
 @dataclass
-class InjectionState:
+class InjectionState(RunState):
     config: InjectionConfig
     class_names: tuple[str, ...]
     image_shape: tuple[int, ...]
@@ -175,14 +164,6 @@ class InjectionState:
     def progress_total(self) -> int:
         return len(self.layers)
 
-    @property
-    def finished(self) -> bool:
-        return self.layers_done >= len(self.layers)
-
-    @staticmethod
-    def budget_of(config: InjectionConfig) -> int:
-        return config.samples
-
     @staticmethod
     def new_run_text(config: InjectionConfig) -> str:
         return (f"Start averages {config.samples:,} noise images' activations per class and injects them into "
@@ -195,8 +176,7 @@ class InjectionState:
 
     def snapshot(self, samples_per_second: float = 0.0) -> "InjectionSnapshot":
         return InjectionSnapshot(
-            samples_done=self.layers_done, samples_total=len(self.layers), samples_per_second=samples_per_second,
-            finished=self.finished, seconds=self.seconds, class_names=self.class_names,
+            **self.progress_fields(samples_per_second), class_names=self.class_names,
             image_shape=tuple(self.image_shape), layers=self.layers, layers_done=self.layers_done,
             gammas=np.asarray(self.config.gammas), labels=self.labels, noise_counts=self.noise_counts.copy(),
             toward=self.toward.copy(), correct=self.correct.copy(), examples=self.examples.copy(),
@@ -239,12 +219,7 @@ class InjectionState:
 
 
 @dataclass(frozen=True)
-class InjectionSnapshot(ProgressView):
-    samples_done: int
-    samples_total: int
-    samples_per_second: float
-    finished: bool
-    seconds: float
+class InjectionSnapshot(RunSnapshot):
     class_names: tuple[str, ...]
     image_shape: tuple[int, ...]
     layers: tuple[str, ...]
@@ -427,28 +402,17 @@ def write_arrays(snapshot: InjectionSnapshot, path) -> Path:
     return path
 
 
-def write_curves(snapshot: InjectionSnapshot, path) -> Path:
-    from ..figures.adversarial import save_injection_plot
-
-    return save_injection_plot(snapshot, path)
-
-
-def write_examples(snapshot: InjectionSnapshot, path) -> Path:
-    from ..figures.adversarial import save_injection_examples
-
-    return save_injection_examples(snapshot, path)
-
-
-
 ARTEFACTS = (
     Artefact("injection", "Misclassification ratio per layer and γ, pooled and per class (.csv)", (".csv",),
              write_table, available=lambda s: s.layers_done > 0),
     Artefact("injection_arrays", "Injection arrays (.npz)", (".npz",), write_arrays,
              available=lambda s: s.layers_done > 0),
     Artefact("injection_curves", "Misclassification ratio against γ, one curve per layer (Fig. 21)",
-             (".png", ".pdf"), write_curves, available=lambda s: s.layers_done > 0),
+             (".png", ".pdf"), figure="wna_gui.figures.adversarial:save_injection_plot",
+             available=lambda s: s.layers_done > 0),
     Artefact("injection_examples", "Input-layer injection: example images (Fig. 7C)", (".png", ".pdf", ".svg"),
-             write_examples, available=lambda s: s.layers_done > 0 and INPUT in s.layers[:s.layers_done]),
+             figure="wna_gui.figures.adversarial:save_injection_examples",
+             available=lambda s: s.layers_done > 0 and INPUT in s.layers[:s.layers_done]),
 )
 
 
@@ -474,8 +438,7 @@ def describe(entry: dict) -> list[str]:
     for layer, values in entry["ratio"].items():
         if values[half] is not None:
             lines.append(f"  {layer:>8}: ratio {values[half]:.3f} at γ = {entry['gammas'][half]:g}")
-    lines += [f"  warning: {w}" for w in entry.get("warnings", [])]
-    return lines
+    return lines  # its warnings: `wna info` prints every run's (core.experiment.run_warnings)
 
 
 def report(snapshot: InjectionSnapshot) -> list[str]:
@@ -509,6 +472,7 @@ EXPERIMENT = ExperimentSpec(
     summary=summary,
     describe=describe,
     report=report,
+    warnings=lambda snapshot: list(snapshot.warnings),
 )
 InjectionExperiment.spec = EXPERIMENT
 

@@ -44,14 +44,16 @@ from torch import nn
 
 from .classification import ClassificationImageConfig, ClassificationImageExperiment, ClassificationImageState
 from .control import EngineError
-from .data import DATASETS, ImageSet, bundled_mnist, load_dataset
-from .driver import ProgressView
+from .data import ImageSet, bundled_mnist, fit_to_model, load_dataset
+from .dataset_choices import DATA_DIR_HELP
 from .estimators import ESTIMATORS
 from .experiment import Artefact, Experiment, ExperimentSpec
+from .images import dataset_labels
 from .models import ZOO, LoadedModel, build_zoo, serialize_state_dict
 from .noise import NoiseSource, UniformNoise
-from .params import config_arrays, config_from_dict, config_to_dict, param
-from .train import TrainConfig, train_epoch
+from .params import config_arrays, param
+from .state import RunConfig, RunSnapshot, RunState
+from .train import TrainConfig, at_chance, train_epoch
 
 KIND = "backdoor"
 RECORD_VERSION = 1
@@ -68,7 +70,7 @@ ATTACKS = {
 }
 CLEAN_SOURCES = {"train": "train a clean copy the same way (same seed, epochs, order)",
                  "session": "the session's model (when trained exactly like the copies)"}
-DATASET_LABELS = {"bundled": "bundled MNIST digits", **{name: f"{name} (data folder)" for name in DATASETS}}
+DATASET_LABELS = dataset_labels(None)
 MARGIN = 1  # pixels between the patch and the image border
 SELECT_STREAM = 0xBAD  # the poisoned images' draw, apart from the training order
 MODELS = ("clean", "poisoned")
@@ -78,7 +80,7 @@ MAPS = "Classification images"
 
 
 @dataclass(frozen=True)
-class BackdoorConfig:
+class BackdoorConfig(RunConfig):
     attack: str = param("zero-to-one", "Attack", "patch, source and target classes (paper §3.2)",
                         choices={k: v[0] for k, v in ATTACKS.items()}, group=TRAINING)
     fraction: float = param(0.5, "Poisoned fraction", "fraction of the source class's training images that get "
@@ -89,9 +91,9 @@ class BackdoorConfig:
     clean: str = param("train", "Clean reference", "the model the poisoned one is compared with",
                        choices=CLEAN_SOURCES, group=TRAINING)
     dataset: str = param("bundled", "Training data", "bundled: the 4,000 bundled training digits (tested on the "
-                         "1,000 held out); or a torchvision dataset", choices=DATASET_LABELS, group=TRAINING)
-    data_dir: str = param("", "Data folder", "folder of a torchvision dataset (not needed for bundled)", kind="text",
-                          role="runtime", group=TRAINING)
+                         "1,000 held out); a torchvision dataset; or your own images (fitted to the model's input, 1/5 "
+                         "held out for testing)", choices=DATASET_LABELS, group=TRAINING)
+    data_dir: str = param("", "Data folder", DATA_DIR_HELP, kind="text", role="runtime", group=TRAINING)
     epochs: int = param(10, "Epochs", "training epochs of each copy", low=1, high=1000, group=TRAINING)
     train_batch: int = param(128, "Training batch", "images per optimiser step", low=1, high=100_000, group=TRAINING)
     lr: float = param(1e-3, "Learning rate", "Adam's learning rate", kind="float", low=1e-6, high=1.0, step=1e-4,
@@ -133,13 +135,6 @@ class BackdoorConfig:
     @property
     def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.train_batch, lr=self.lr, seed=self.train_seed)
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, arrays: dict | None = None) -> "BackdoorConfig":
-        return config_from_dict(cls, data, arrays)
 
 
 # --- the poison ---
@@ -193,10 +188,11 @@ def poison(train: ImageSet, attack: str, fraction: float, value: float, seed: in
     return ImageSet(f"{train.name}+{attack}", images, labels, train.class_names), chosen
 
 
-def load_split(config: BackdoorConfig, train: bool) -> ImageSet:
+def load_split(config: BackdoorConfig, train: bool, shape: tuple[int, ...], class_names: tuple[str, ...]) -> ImageSet:
+    """The training or test images, own images fitted to a model of input ``shape`` and ``class_names``."""
     if config.dataset == "bundled":
         return bundled_mnist("train" if train else "heldout")
-    return load_dataset(config.dataset, config.data_dir or None, train=train)
+    return fit_to_model(load_dataset(config.dataset, config.data_dir or None, train=train), shape, class_names)
 
 
 # --- detection ---
@@ -372,7 +368,7 @@ def _unblob(array: np.ndarray):
 
 
 @dataclass
-class BackdoorState:
+class BackdoorState(RunState):
     config: BackdoorConfig
     architecture: str
     class_names: tuple[str, ...]
@@ -414,10 +410,6 @@ class BackdoorState:
     @property
     def finished(self) -> bool:
         return self.evaluated
-
-    @staticmethod
-    def budget_of(config: BackdoorConfig) -> int:
-        return config.map_samples
 
     @staticmethod
     def new_run_text(config: BackdoorConfig) -> str:
@@ -474,8 +466,7 @@ class BackdoorState:
             verdicts.append(Verdict("mean loss gradient", WindowScan.of(r["gradient_poisoned"], box),
                                     WindowScan.of(r["gradient_clean"], box)))
         return BackdoorSnapshot(
-            samples_done=self.progress_done, samples_total=self.progress_total, samples_per_second=samples_per_second,
-            finished=self.finished, seconds=self.seconds, attack=cfg.attack, class_names=self.class_names,
+            **self.progress_fields(samples_per_second), attack=cfg.attack, class_names=self.class_names,
             image_shape=shape, source=source, target=target, box=box, mask=patch_mask(cfg.attack, shape),
             estimator=cfg.estimator, map_samples=queries, epochs_done=dict(self.epochs_done),
             losses={m: list(v) for m, v in self.losses.items()}, maps=maps, detections=tuple(detections),
@@ -527,12 +518,7 @@ class BackdoorState:
 
 
 @dataclass(frozen=True)
-class BackdoorSnapshot(ProgressView):
-    samples_done: int
-    samples_total: int
-    samples_per_second: float
-    finished: bool
-    seconds: float
+class BackdoorSnapshot(RunSnapshot):
     attack: str
     class_names: tuple[str, ...]
     image_shape: tuple[int, ...]
@@ -568,11 +554,19 @@ class BackdoorSnapshot(ProgressView):
     @property
     def warnings(self) -> tuple[str, ...]:
         """Why the verdicts cannot be read as they stand (a poisoning that did not take)."""
-        if self.finished and self.success("poisoned") < LEARNED:
-            return (f"backdoor not learned: train longer (patched {self.class_names[self.source]} → "
-                    f"{self.class_names[self.target]} on only {self.success('poisoned'):.0%} of test images; "
-                    f"more epochs or a higher learning rate), so 'not detected' says nothing",)
-        return ()
+        if not self.finished:
+            return ()
+        lines = []
+        if self.success("poisoned") < LEARNED:
+            lines.append(f"backdoor not learned: train longer (patched {self.class_names[self.source]} → "
+                         f"{self.class_names[self.target]} on only {self.success('poisoned'):.0%} of test images; "
+                         f"more epochs or a higher learning rate), so 'not detected' says nothing")
+        for m in MODELS:
+            accuracy = self.accuracy(m + "_clean")
+            if at_chance(accuracy, len(self.class_names)):
+                lines.append(f"the {m} model is at chance on clean test images (accuracy {accuracy:.0%}): train "
+                             "longer; its maps and verdicts mean little")
+        return tuple(lines)
 
 
 class BackdoorExperiment(Experiment):
@@ -591,6 +585,8 @@ class BackdoorExperiment(Experiment):
         classes_of(config.attack, tuple(model.class_names))
         if config.dataset == "bundled" and tuple(model.input_spec.shape) != (1, 28, 28):
             raise ValueError("the bundled digits are 28×28 grey images; choose the dataset the model was trained on")
+        if config.dataset != "bundled":  # read once here so that bad images are refused before anything is saved
+            load_split(config, False, tuple(model.input_spec.shape), tuple(model.class_names))
         state = BackdoorState(config, model.architecture, tuple(model.class_names), tuple(model.input_spec.shape))
         if config.clean == "session":
             state.models["clean"] = model
@@ -598,7 +594,7 @@ class BackdoorExperiment(Experiment):
 
     def _training_set(self, which: str) -> ImageSet:
         if self._train_set is None:
-            train = load_split(self.config, train=True)
+            train = load_split(self.config, True, self.state.image_shape, self.state.class_names)
             if tuple(train.class_names) != tuple(self.state.class_names):
                 raise EngineError(f"{train.name}'s classes differ from the model's")
             cfg = self.config
@@ -672,7 +668,7 @@ class BackdoorExperiment(Experiment):
         state, cfg = self.state, self.config
         source, target = classes_of(cfg.attack, state.class_names)
         k = len(state.class_names)
-        test = load_split(cfg, train=False)
+        test = load_split(cfg, False, state.image_shape, state.class_names)
         patched = test.images.clone()
         is_source = test.labels == source
         patched[is_source] = add_patch(test.images[is_source], cfg.attack, cfg.patch_value)
@@ -756,27 +752,17 @@ def write_arrays(snapshot: BackdoorSnapshot, path) -> Path:
     return path
 
 
-def write_maps_figure(snapshot: BackdoorSnapshot, path) -> Path:
-    from ..figures.adversarial import save_backdoor_maps
-
-    return save_backdoor_maps(snapshot, path)
-
-
-def write_confusions(snapshot: BackdoorSnapshot, path) -> Path:
-    from ..figures.adversarial import save_confusions
-
-    return save_confusions(snapshot, path)
-
-
 ARTEFACTS = (
     Artefact("backdoor_detection", "Backdoor: which method finds the patch, accuracies (.csv)", (".csv",),
              write_summary, available=lambda s: bool(s.detections)),
     Artefact("backdoor", "Backdoor arrays: maps, gradients, confusions, spectral scores (.npz)", (".npz",),
              write_arrays, available=lambda s: s.finished),
     Artefact("backdoor_maps", "Clean and poisoned classification images, difference, gradients, patch outlined",
-             (".png", ".pdf", ".svg"), write_maps_figure, available=lambda s: s.finished),
+             (".png", ".pdf", ".svg"), figure="wna_gui.figures.adversarial:save_backdoor_maps",
+             available=lambda s: s.finished),
     Artefact("backdoor_confusions", "Confusion matrices on clean and patched test images (Figs. 7A, 18)",
-             (".png", ".pdf", ".svg"), write_confusions, available=lambda s: s.finished),
+             (".png", ".pdf", ".svg"), figure="wna_gui.figures.adversarial:save_confusions",
+             available=lambda s: s.finished),
 )
 
 
@@ -805,8 +791,7 @@ def describe(entry: dict) -> list[str]:
         lines += [f"  {d['method']}: |z| in patch {d['z_inside']:.1f}, peak at {tuple(d['peak'])}"
                   f"{' (in patch)' if d['in_patch'] else ''}" for d in entry["detections"]]
         lines += [f"  against the clean twin: {line}" for line in entry.get("verdict_lines", [])]
-        lines += [f"  warning: {w}" for w in entry.get("warnings", [])]
-    return lines
+    return lines  # its warnings: `wna info` prints every run's (core.experiment.run_warnings)
 
 
 def report(snapshot: BackdoorSnapshot) -> list[str]:
@@ -842,6 +827,7 @@ EXPERIMENT = ExperimentSpec(
     summary=summary,
     describe=describe,
     report=report,
+    warnings=lambda snapshot: list(snapshot.warnings),
 )
 BackdoorExperiment.spec = EXPERIMENT
 

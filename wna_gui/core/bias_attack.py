@@ -35,16 +35,17 @@ import torch
 from .classification import KIND as MAPS_KIND
 from .classification import ClassificationImageState
 from .control import EngineError, csv_number
-from .data import DATASETS, OWN_DATASETS, ImageSet, bundled_mnist, images_for_model, load_dataset
-from .driver import ProgressView
+from .data import ImageSet, bundled_mnist, images_for_model, load_dataset
+from .dataset_choices import DATA_DIR_HELP
 from .estimators import ESTIMATORS
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
-from .images import SUBSET_RULE, describe_record, stratified_subset
+from .images import SUBSET_RULE, dataset_labels, describe_record, stratified_subset
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
-from .params import config_arrays, config_from_dict, config_to_dict, param
+from .params import config_arrays, param
 from .records import require_counts, require_finite, require_int, require_ints, require_shape, require_strings
-from .psychometric_report import gamma_grid
+from .state import RunConfig, RunSnapshot, RunState, class_options
+from .stats import noise_to_image_gammas, wilson_interval
 
 KIND = "bias_attack"
 RECORD_VERSION = 2  # 2: signal images drawn class-stratified (images.stratified_subset)
@@ -63,32 +64,15 @@ PAPER_TABLE2 = {
 SCALINGS = {"auto": "auto: image-like maps as measured, kernels min–max to [0, 1]",
             "raw": "as measured (image-like maps only)", "minmax": "min–max to [0, 1]"}
 ESTIMATOR_CHOICES = {name: info.label for name, info in ESTIMATORS.items()}
-SIGNAL_DATASETS = {"bundled": "bundled MNIST digits (held out)",
-                   **{name: f"{name} test set (data folder)" for name in DATASETS}, **OWN_DATASETS}
+SIGNAL_DATASETS = dataset_labels("test")
 NOISE_BLOCK = 1000  # noise image i is image i % NOISE_BLOCK of block i // NOISE_BLOCK, whatever the batch size
 SIGNAL_STREAM = 0xB1A5  # the signal subset's draw, apart from the noise's stream
 MAPS = "Maps"
 ATTACK = "Attack"
 
 
-def _class_options(model: LoadedModel) -> dict:
-    return dict(enumerate(model.class_names))
-
-
-def wilson_interval(successes, trials, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of binomial proportions (elementwise); NaN where there are no trials."""
-    k = np.asarray(successes, dtype=np.float64)
-    n = np.asarray(trials, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        denominator = 1 + z**2 / n
-        centre = (p + z**2 / (2 * n)) / denominator
-        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denominator
-    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
-
-
 @dataclass(frozen=True)
-class BiasAttackConfig:
+class BiasAttackConfig(RunConfig):
     estimator: str = param("hard", "Maps of", "which estimator's maps to add: hard label (the paper's, black-box: "
                            "hard labels only), or a map for every class (logit kernel, probability-weighted, "
                            "gradient, signal + noise); the classification-image run must have measured it",
@@ -100,10 +84,10 @@ class BiasAttackConfig:
                                "noise images (hard label: its count) to be a target: a map of one noise image is "
                                "that image", kind="float", low=1.0, high=1e9, step=10, decimals=1, group=MAPS)
     targets: tuple[int, ...] = param((), "Targets", "target classes, comma-separated (all: every class with a "
-                                     "map)", kind="multi", options=_class_options, group=ATTACK)
-    gammas: tuple[float, ...] = param(gamma_grid(11), "γ points in [0, 1]", "points of the γ grid from 0 (no "
+                                     "map)", kind="multi", options=class_options, group=ATTACK)
+    gammas: tuple[float, ...] = param(noise_to_image_gammas(11), "γ points in [0, 1]", "points of the γ grid from 0 (no "
                                       "map) to 1 (the map alone); 11: the paper's 0, 0.1, …, 1", kind="int",
-                                      encode=len, decode=gamma_grid, low=2, high=101, group=ATTACK)
+                                      encode=len, decode=noise_to_image_gammas, low=2, high=101, group=ATTACK)
     samples: int = param(1000, "Noise images", "noise images per target and γ (the same images at every γ and "
                          "target)", low=1, high=200_000, step=500, group=ATTACK)
     signals: int = param(1000, "Signal images", "real images of every class per target and γ (a seeded, "
@@ -111,7 +95,7 @@ class BiasAttackConfig:
     signal_dataset: str = param("bundled", "Signal images from", "real images the maps are added to; mean "
                                 "images come from the same dataset's training split", choices=SIGNAL_DATASETS,
                                 group=ATTACK)
-    signal_data_dir: str = param("", "Data folder", "folder of a torchvision dataset (not needed for bundled)",
+    signal_data_dir: str = param("", "Data folder", DATA_DIR_HELP,
                                  kind="text", role="runtime", group=ATTACK)
     seed: int = param(0, "Seed", "seed of the counter-based noise and of the signal subset", low=0,
                       high=2**31 - 1, group=ATTACK)
@@ -137,13 +121,6 @@ class BiasAttackConfig:
             raise ValueError(f"seed must be non-negative, got {self.seed}")
         if self.signal_dataset not in SIGNAL_DATASETS:
             raise ValueError(f"unknown signal images {self.signal_dataset!r}; use {', '.join(SIGNAL_DATASETS)}")
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, arrays: dict | None = None) -> "BiasAttackConfig":
-        return config_from_dict(cls, data, arrays)
 
 
 def map_rule(estimator: str, scaling: str) -> str:
@@ -257,7 +234,7 @@ def mix_and_classify(runtime, base: torch.Tensor, target: torch.Tensor, gamma: f
 
 
 @dataclass
-class BiasAttackState:
+class BiasAttackState(RunState):
     config: BiasAttackConfig
     class_names: tuple[str, ...]
     image_shape: tuple[int, ...]
@@ -307,14 +284,6 @@ class BiasAttackState:
     def progress_total(self) -> int:
         return len(self.targets) * self.per_target
 
-    @property
-    def finished(self) -> bool:
-        return self.targets_done >= len(self.targets)
-
-    @staticmethod
-    def budget_of(config: BiasAttackConfig) -> int:
-        return config.samples
-
     @staticmethod
     def new_run_text(config: BiasAttackConfig) -> str:
         return (f"Start attacks every target with the {ESTIMATORS[config.estimator].label} maps at "
@@ -324,8 +293,7 @@ class BiasAttackState:
         trials = np.array([self.config.samples, self.n_signals] * 2, dtype=np.int64)
         fooled = np.stack([self.counts[c, np.arange(len(self.targets)), :, self.targets] for c in range(len(CURVES))])
         return BiasAttackSnapshot(
-            samples_done=self.progress_done, samples_total=self.progress_total, samples_per_second=samples_per_second,
-            finished=self.finished, seconds=self.seconds, class_names=self.class_names,
+            **self.progress_fields(samples_per_second), class_names=self.class_names,
             image_shape=tuple(self.image_shape), estimator=self.config.estimator, map_rule=self.map_rule,
             gammas=np.asarray(self.config.gammas), targets=self.targets.copy(), targets_done=self.targets_done,
             fooled=fooled.copy(), trials=trials, counts=self.counts.copy(), maps=self.maps, means=self.means,
@@ -387,12 +355,7 @@ def _check_attack_record(meta: dict, arrays: dict) -> None:
 
 
 @dataclass(frozen=True)
-class BiasAttackSnapshot(ProgressView):
-    samples_done: int
-    samples_total: int
-    samples_per_second: float
-    finished: bool
-    seconds: float
+class BiasAttackSnapshot(RunSnapshot):
     class_names: tuple[str, ...]
     image_shape: tuple[int, ...]
     estimator: str
@@ -558,19 +521,6 @@ def write_arrays(snapshot: BiasAttackSnapshot, path) -> Path:
     return path
 
 
-def write_curves(snapshot: BiasAttackSnapshot, path) -> Path:
-    from ..figures.adversarial import save_fooling_plot  # Qt painting, only when asked
-
-    return save_fooling_plot(snapshot, path)
-
-
-def write_examples(snapshot: BiasAttackSnapshot, path) -> Path:
-    from ..figures.adversarial import save_attack_examples
-
-    return save_attack_examples(snapshot, path)
-
-
-
 def _done(snapshot) -> bool:
     return snapshot.targets_done > 0
 
@@ -581,9 +531,9 @@ ARTEFACTS = (
     Artefact("attack", "Attack arrays: class counts, rates, maps, means, examples (.npz)", (".npz",), write_arrays,
              available=_done),
     Artefact("fooling_curves", "Fooling rate against γ, four curves with the paper's (Fig. 6C)", (".png", ".pdf"),
-             write_curves, available=_done),
+             figure="wna_gui.figures.adversarial:save_fooling_plot", available=_done),
     Artefact("attack_examples", "Example stimuli at γ = 0.5 and 0.8 (Figs. 6A/B, 17)", (".png", ".pdf", ".svg"),
-             write_examples, available=_done),
+             figure="wna_gui.figures.adversarial:save_attack_examples", available=_done),
 )
 
 
@@ -654,4 +604,4 @@ EXPERIMENT = ExperimentSpec(
 BiasAttackExperiment.spec = EXPERIMENT
 
 __all__ = ["CURVES", "CURVE_LABELS", "EXPERIMENT", "PAPER_TABLE2", "BiasAttackConfig", "BiasAttackExperiment",
-           "BiasAttackSnapshot", "BiasAttackState", "wilson_interval"]
+           "BiasAttackSnapshot", "BiasAttackState"]

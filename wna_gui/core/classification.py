@@ -11,7 +11,6 @@ noise block; core.driver runs them.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,9 +29,9 @@ from .accumulators import (
     reliability_grid,
 )
 from .control import EngineError, csv_number
-from .data import DATASETS, OWN_DATASETS, ImageSet, images_for_model, load_dataset
-from .distributed import BlockProgress, BlockSet
-from .driver import ProgressView
+from .data import ImageSet, images_for_model, load_dataset
+from .dataset_choices import DATA_DIR_HELP
+from .distributed import BlockSet
 from .estimators import (
     ACCUMULATORS,
     DEFAULT_ESTIMATORS,
@@ -49,10 +48,12 @@ from .estimators import (
     stein_cosines,
 )
 from .experiment import Artefact, Experiment, ExperimentSpec
+from .images import dataset_labels, images_sha256
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise, log_spaced_checkpoints
-from .params import config_arrays, config_from_dict, config_to_dict, param
+from .params import config_arrays, param
 from .runtime import Runtime
+from .state import BlockState, RunConfig, RunSnapshot
 from .structured_noise import has_scores, score_space_maps
 
 KIND = "classification_images"
@@ -63,8 +64,7 @@ MAP_VIEW_TITLES = {"zmap": "z-map", "mean": "mean", "centered": "mean − grand 
 # (config.estimators, estimators/<name>/…); 2: the hard label only.
 RECORD_VERSION = 4
 ESTIMATOR_CHOICES = {name: info.short for name, info in ESTIMATORS.items()}
-SIGNAL_DATASETS = {"bundled": "bundled MNIST digits (held out)",
-                   **{name: f"{name} test set (data folder)" for name in DATASETS}, **OWN_DATASETS}
+SIGNAL_DATASETS = dataset_labels("test")
 # The signal images' draws use their own stream of (seed, block), apart from the noise's.
 SIGNAL_STREAM = 0x5167
 # Gradients are computed at most this many bytes (float32) at a time: samples × classes × pixels.
@@ -75,7 +75,7 @@ ESTIMATORS_GROUP = "Maps for every class"
 
 
 @dataclass(frozen=True)
-class ClassificationImageConfig:
+class ClassificationImageConfig(RunConfig):
     noise: NoiseSource = param(kind="noise", default_factory=UniformNoise, label="Noise",
                                help="noise source: uniform U[low, high] (the paper's) or gaussian N(mean, std²)",
                                cli="--noise", group="Noise stimulus")
@@ -103,8 +103,8 @@ class ClassificationImageConfig:
                                 group=ESTIMATORS_GROUP)
     signal_dataset: str = param("bundled", "Signal images", "images of every class shown through the noise",
                                 choices=SIGNAL_DATASETS, group=ESTIMATORS_GROUP)
-    signal_data_dir: str = param("", "Signal data folder", "folder of a torchvision dataset (not needed for "
-                                 "bundled)", kind="text", role="runtime", group=ESTIMATORS_GROUP)
+    signal_data_dir: str = param("", "Signal data folder", DATA_DIR_HELP, kind="text", role="runtime",
+                                 group=ESTIMATORS_GROUP)
     snapshot_seconds: float = 0.2  # how often a run shows progress; not a result setting
 
     def __post_init__(self) -> None:
@@ -139,13 +139,6 @@ class ClassificationImageConfig:
         if "signal" not in self.estimators:
             out += ["signal_gamma", "signal_dataset", "signal_data_dir"]
         return tuple(out)
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, arrays: dict | None = None) -> "ClassificationImageConfig":
-        return config_from_dict(cls, data, arrays)
 
 
 @dataclass(frozen=True)
@@ -204,7 +197,7 @@ def mapped_reliability_text(convergence: "Convergence | None") -> str:
 
 
 @dataclass
-class ClassificationImageState(BlockProgress):
+class ClassificationImageState(BlockState):
     """Everything needed to continue a run exactly: accumulators, progress, history."""
 
     config: ClassificationImageConfig
@@ -259,16 +252,8 @@ class ClassificationImageState(BlockProgress):
         return self.reliability.get("hard", [])
 
     @staticmethod
-    def budget_of(config: ClassificationImageConfig) -> int:
-        return config.samples
-
-    @staticmethod
     def new_run_text(config: ClassificationImageConfig) -> str:
         return f"Start begins a new run of {config.samples:,} samples."
-
-    @property
-    def finished(self) -> bool:
-        return self.blocks_done >= self.config.n_blocks
 
     def total(self) -> ClassAccumulator:
         """The hard label's accumulators of the whole run."""
@@ -276,18 +261,6 @@ class ClassificationImageState(BlockProgress):
 
     def accumulator_bytes(self) -> dict[str, int]:
         return accumulator_bytes(self.estimators, self.n_classes, self.n_features)
-
-    def with_budget(self, samples: int) -> "ClassificationImageState":
-        """The same run with a larger (or smaller, not below what is done) sample budget."""
-        if samples < self.samples_done:
-            raise ValueError(f"budget {samples} is below the {self.samples_done} samples already done")
-        if self.samples_done % self.config.batch_size and samples != self.samples_done:
-            raise ValueError("a run that ended on a partial batch cannot be extended")
-        if self.done.end * self.config.batch_size > samples:
-            raise ValueError(f"budget {samples} leaves out blocks already done (up to sample "
-                             f"{self.done.end * self.config.batch_size:,})")
-        self.config = replace(self.config, samples=samples)
-        return self
 
     # --- blocks for workers (core.distributed): a blank state, its statistics, merges ---
 
@@ -382,8 +355,7 @@ class ClassificationImageState(BlockProgress):
             signal_correct = self.halves["signal"][0].merged(self.halves["signal"][1]).correct
         hard = convergence.get("hard")
         return ClassificationSnapshot(
-            samples_done=self.samples_done,
-            samples_total=self.config.samples,
+            **self.progress_fields(samples_per_second),
             blocks_done=self.blocks_done,
             image_shape=tuple(self.image_shape),
             class_names=tuple(self.class_names),
@@ -391,9 +363,6 @@ class ClassificationImageState(BlockProgress):
             map_predictions=map_predictions,
             reliability_samples=np.asarray(self.reliability_samples, dtype=np.int64),
             reliability_per_class=hard.per_class if hard is not None else np.zeros((0, self.n_classes)),
-            samples_per_second=samples_per_second,
-            seconds=self.seconds,
-            finished=self.finished,
             noise_mean=self.config.noise.expected_mean,
             estimators=self.estimators,
             estimator_maps=estimator_maps,
@@ -569,11 +538,9 @@ def _migrate_v3(meta: dict, arrays: dict) -> tuple[dict, dict]:
 
 
 @dataclass(frozen=True)
-class ClassificationSnapshot(ProgressView):
+class ClassificationSnapshot(RunSnapshot):
     """An immutable view of a run for plots and progress bars (arrays are copies or never changed again)."""
 
-    samples_done: int
-    samples_total: int
     blocks_done: int
     image_shape: tuple[int, ...]
     class_names: tuple[str, ...]
@@ -582,9 +549,6 @@ class ClassificationSnapshot(ProgressView):
     map_predictions: np.ndarray | None
     reliability_samples: np.ndarray
     reliability_per_class: np.ndarray  # (T, K) the hard label's raw split-half r
-    samples_per_second: float
-    seconds: float
-    finished: bool
     noise_mean: float = 0.5  # the noise's pixel mean: the mean view is shown about it
     estimators: tuple[str, ...] = ("hard",)
     estimator_maps: Mapping[str, EstimatorMaps] = field(default_factory=dict)
@@ -687,9 +651,7 @@ class SignalImages:
         self.order = np.argsort(self.labels, kind="stable")
         self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         self.counts = counts
-        digest = hashlib.sha256(self.images.numpy().tobytes())
-        digest.update(self.labels.astype(np.int64).tobytes())
-        self.sha256 = digest.hexdigest()
+        self.sha256 = images_sha256(self.images, self.labels)
 
     def record(self) -> dict:
         return {"name": self.name, "count": int(len(self.labels)), "sha256": self.sha256}
@@ -865,44 +827,12 @@ def run_classification_images(model: LoadedModel, config: ClassificationImageCon
 
 def write_maps(snapshot: ClassificationSnapshot, path, view: str) -> Path:
     """The hard label's maps in one view (the paper's classification images): .npz arrays (``maps`` (R, C, H, W)
-    of the classes seen, their ``classes``, ``counts`` and ``class_names`` of all K classes, ``samples``) or a
-    publication figure (.png, .pdf, .svg)."""
+    of the classes seen, their ``classes``, ``counts`` and ``class_names`` of all K classes, ``samples``)."""
     path = Path(path)
-    if path.suffix.lower() == ".npz":
-        np.savez_compressed(path, maps=getattr(snapshot.maps, view).reshape(-1, *snapshot.image_shape),
-                            classes=snapshot.maps.classes, counts=snapshot.counts,
-                            class_names=np.asarray(snapshot.class_names), samples=snapshot.samples_done)
-        return path
-    from ..figures import levels_caption, map_levels, map_titles, save_map_grid, shown_classes  # Qt, when asked
-
-    shown = shown_classes(snapshot.counts)
-    titles = map_titles(snapshot.class_names, snapshot.counts, snapshot.map_predictions)
-    maps = snapshot.maps.of(view, shown).reshape(len(shown), *snapshot.image_shape)
-    counts = snapshot.counts[shown]
-    levels = map_levels(maps, view, snapshot.noise_mean if view == "mean" else None, counts)
-    return save_map_grid(maps, [titles[k] for k in shown], path, view=view, levels=levels,
-                         title=figure_title(snapshot, f"Classification images ({view})"),
-                         caption=levels_caption(counts))
-
-
-def write_score_maps(snapshot: ClassificationSnapshot, path, view: str = "centered") -> Path:
-    """Structured noise: the hard label's maps averaged in score space and mapped back (k = B·STA_a), one view
-    as a figure (.png, .pdf, .svg; the session keeps the score accumulators they come from)."""
-    path, maps = Path(path), snapshot.score_maps
-    if maps is None:  # white noise has no scores: every map NaN (grey "no map" tiles), as for an empty class
-        blank = np.full((0, int(np.prod(snapshot.image_shape))), np.nan)
-        maps = EstimatorMaps("hard", np.zeros(0, np.int64), blank, blank, blank,
-                             np.zeros(snapshot.n_classes), 0)
-    from ..figures import levels_caption, map_levels, map_titles, save_map_grid, shown_classes  # Qt, when asked
-
-    shown = shown_classes(snapshot.counts)
-    titles = map_titles(snapshot.class_names, snapshot.counts, None)
-    images = maps.of(view, shown).reshape(len(shown), *snapshot.image_shape)
-    counts = snapshot.counts[shown]
-    return save_map_grid(images, [titles[k] for k in shown], path, view=view,
-                         levels=map_levels(images, view, 0.0, counts),
-                         title=figure_title(snapshot, f"Maps in score space, mapped back ({view})"),
-                         caption=levels_caption(counts))
+    np.savez_compressed(path, maps=getattr(snapshot.maps, view).reshape(-1, *snapshot.image_shape),
+                        classes=snapshot.maps.classes, counts=snapshot.counts,
+                        class_names=np.asarray(snapshot.class_names), samples=snapshot.samples_done)
+    return path
 
 
 def figure_title(snapshot: ClassificationSnapshot, what: str, samples: int | None = None) -> str:
@@ -918,35 +848,17 @@ ROW_VIEW_TITLES = {"mean": "raw maps", "centered": "class-specific (centred) map
 def write_estimators(snapshot: ClassificationSnapshot, path, view: str) -> Path:
     """Every estimator's maps in one view: .npz arrays (per estimator ``<name>_maps`` (R, C, H, W) of the classes
     with a map, ``<name>_classes``, ``<name>_support`` per class (samples or weight behind each map) and
-    ``<name>_samples``; and ``estimators``, ``class_names``, ``counts``, ``run_samples``, ``view``) or a figure
-    (.png, .pdf, .svg) with one row per estimator, each on its own colour scale (their units differ)."""
+    ``<name>_samples``; and ``estimators``, ``class_names``, ``counts``, ``run_samples``, ``view``)."""
     path = Path(path)
-    if path.suffix.lower() == ".npz":
-        arrays = {}
-        for estimator in snapshot.estimators:
-            estimated = snapshot.maps_of(estimator)
-            arrays.update({f"{estimator}_maps": getattr(estimated, view).reshape(-1, *snapshot.image_shape),
-                           f"{estimator}_classes": estimated.classes, f"{estimator}_support": estimated.support,
-                           f"{estimator}_samples": estimated.samples})
-        np.savez_compressed(path, estimators=np.asarray(snapshot.estimators), class_names=np.asarray(
-            snapshot.class_names), counts=snapshot.counts, run_samples=snapshot.samples_done, view=view, **arrays)
-        return path
-    from ..figures import MapRow, save_map_rows, shown_classes  # Qt painting, only when asked
-
-    shown = shown_classes(snapshot.counts)
-    rows = []
+    arrays = {}
     for estimator in snapshot.estimators:
-        info, estimated = ESTIMATORS[estimator], snapshot.maps_of(estimator)
-        reliability = snapshot.convergence[estimator].mean()
-        reliability = f" · r̄ {reliability[-1]:.2f}" if reliability.size and np.isfinite(reliability[-1]) else ""
-        rows.append(MapRow(f"{info.label}\n{estimated.samples:,} samples{reliability}",
-                           estimated.of(view, shown).reshape(len(shown), *snapshot.image_shape),
-                           snapshot.noise_mean if view == "mean" and info.image_like else 0.0, view,
-                           estimated.support[shown] if estimated.support.shape == snapshot.counts.shape else None))
-    return save_map_rows(rows, [snapshot.class_names[k] for k in shown], path,
-                         title=figure_title(snapshot, f"Every estimator's {ROW_VIEW_TITLES[view]}"),
-                         caption="each row on its own colour scale (the estimators' units differ): its centre ± "
-                                 "the value at its right; r̄: split-half reliability (Spearman–Brown)")
+        estimated = snapshot.maps_of(estimator)
+        arrays.update({f"{estimator}_maps": getattr(estimated, view).reshape(-1, *snapshot.image_shape),
+                       f"{estimator}_classes": estimated.classes, f"{estimator}_support": estimated.support,
+                       f"{estimator}_samples": estimated.samples})
+    np.savez_compressed(path, estimators=np.asarray(snapshot.estimators), class_names=np.asarray(
+        snapshot.class_names), counts=snapshot.counts, run_samples=snapshot.samples_done, view=view, **arrays)
+    return path
 
 
 def progression_rows(snapshot: ClassificationSnapshot, estimator: str) -> list[tuple[int, EstimatorMaps]]:
@@ -956,22 +868,6 @@ def progression_rows(snapshot: ClassificationSnapshot, estimator: str) -> list[t
     if not rows or rows[-1][0] < snapshot.samples_done:
         rows.append((snapshot.samples_done, snapshot.maps_of(estimator)))
     return rows
-
-
-def write_progression(snapshot: ClassificationSnapshot, path, view: str = "centered") -> Path:
-    """How each estimator's maps built up (paper Figs. 4, 14): for every estimator, one row per checkpoint
-    (1e3, 1e4, … samples) and one for now, each row on its own colour scale (.png, .pdf, .svg)."""
-    from ..figures import MapRow, save_map_rows, shown_classes
-
-    shown = shown_classes(snapshot.counts)
-    rows = []
-    for estimator in snapshot.estimators:
-        for samples, estimated in progression_rows(snapshot, estimator):
-            used = "" if estimated.samples in (samples, 0) else f" ({estimated.samples:,} used)"
-            rows.append(MapRow(f"{ESTIMATORS[estimator].label}\n{samples:,} samples{used}",
-                               estimated.of(view, shown).reshape(len(shown), *snapshot.image_shape), 0.0, view))
-    return save_map_rows(rows, [snapshot.class_names[k] for k in shown], path,
-                         title=figure_title(snapshot, f"How the maps built up: {ROW_VIEW_TITLES[view]}"))
 
 
 def write_class_table(snapshot: ClassificationSnapshot, path) -> Path:
@@ -999,7 +895,6 @@ def write_reliability(snapshot: ClassificationSnapshot, path) -> Path:
         for n, row in zip(snapshot.reliability_samples, snapshot.reliability_per_class):
             writer.writerow([int(n), *("" if not np.isfinite(v) else f"{v:.6f}" for v in row)])
     return path
-
 
 
 def write_estimator_reliability(snapshot: ClassificationSnapshot, path) -> Path:
@@ -1054,12 +949,14 @@ def _has(estimator: str):
 ARTEFACTS = (
     *(Artefact(f"maps_{view}", f"Maps, {MAP_VIEW_TITLES[view]}: publication figure or arrays (.npz)",
                (".npz", ".png", ".pdf"), lambda snapshot, path, view=view: write_maps(snapshot, path, view),
-               variant=view, available=_has("hard")) for view in MAP_VIEWS),
+               figure="wna_gui.figures.classification:save_maps", options=(("view", view),), variant=view,
+               available=_has("hard")) for view in MAP_VIEWS),
     *(Artefact(f"estimators_{view}", f"Every estimator's {ROW_VIEW_TITLES[view]}: figure or arrays (.npz)",
                (".npz", ".png", ".pdf"), lambda snapshot, path, view=view: write_estimators(snapshot, path, view),
-               variant=view, available=_has_samples) for view in MAP_VIEWS),
+               figure="wna_gui.figures.classification:save_estimators", options=(("view", view),), variant=view,
+               available=_has_samples) for view in MAP_VIEWS),
     Artefact("progression", "How the maps built up: every estimator at 1e3, 1e4, … samples (figure)",
-             (".png", ".pdf"), write_progression, available=_has_samples),
+             (".png", ".pdf"), figure="wna_gui.figures.classification:save_progression", available=_has_samples),
     Artefact("class_counts", "Class table: counts, map predictions, split-half r", (".csv",), write_class_table),
     Artefact("reliability", "Split-half reliability per class over samples", (".csv",), write_reliability,
              available=lambda snapshot: snapshot.reliability_per_class.size > 0),
@@ -1069,7 +966,7 @@ ARTEFACTS = (
              "Spearman–Brown)", (".csv",), write_estimator_reliability,
              available=lambda snapshot: snapshot.reliability_samples.size > 0),
     Artefact("score_maps", "Structured noise: hard-label maps averaged in score space, mapped back (k = B·STA_a)",
-             (".png", ".pdf"), write_score_maps,
+             (".png", ".pdf"), figure="wna_gui.figures.classification:save_score_maps",
              available=lambda snapshot: snapshot.score_maps is not None and snapshot.samples_done > 0),
 )
 
@@ -1135,6 +1032,20 @@ def describe(entry: dict) -> list[str]:
     return lines
 
 
+MIN_CLASS_SAMPLES = 30  # a hard-label map (a class mean) of fewer noise images is mostly noise
+
+
+def result_warnings(snapshot: ClassificationSnapshot) -> list[str]:
+    """Hard-label maps that are the mean of too few noise images to be read."""
+    counts = snapshot.counts
+    thin = [k for k in range(len(counts)) if 0 < counts[k] < MIN_CLASS_SAMPLES]
+    if not thin:
+        return []
+    listed = ", ".join(f"{snapshot.class_names[k]} ({int(counts[k])})" for k in thin)
+    return [f"class means from fewer than {MIN_CLASS_SAMPLES} noise images: {listed}; their hard-label maps are "
+            "mostly noise (run more samples)"]
+
+
 def report(snapshot: ClassificationSnapshot) -> list[str]:
     counts = snapshot.counts
     top = ", ".join(f"{snapshot.class_names[k]}: {counts[k]:,}" for k in np.argsort(counts)[::-1][:5] if counts[k])
@@ -1172,6 +1083,7 @@ EXPERIMENT = ExperimentSpec(
     describe=describe,
     report=report,
     annotate=annotate,
+    warnings=result_warnings,
 )
 ClassificationImageExperiment.spec = EXPERIMENT
 

@@ -79,6 +79,11 @@ def pick_device(requested: str | None = None) -> torch.device:
         device = torch.device(requested)
     except RuntimeError:
         device = None
+    if device is not None and device.type == "mps":
+        # Not picked by auto either: the runs reduce each batch on the device in float64 (and draw Gaussian noise
+        # in float64), which Apple's MPS backend does not support.
+        raise EngineError("the Apple GPU (mps) cannot run wna: its runs need float64 on the device, which MPS "
+                          "lacks; use --device cpu")
     if device is None or device.type not in ("cpu", "cuda"):
         raise EngineError(f"unknown device {requested!r}; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda":

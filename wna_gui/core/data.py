@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .dataset_choices import OWN_DATASETS, dataset_field_of
 from .images import stratified_subset
 from .models import CIFAR10_CLASSES, FASHION_CLASSES, MNIST_CLASSES
 from .resources import resource_path
@@ -19,11 +20,6 @@ DATASETS = {
     "mnist": ("MNIST", MNIST_CLASSES),
     "fashion-mnist": ("FashionMNIST", FASHION_CLASSES),
     "cifar10": ("CIFAR10", CIFAR10_CLASSES),
-}
-# The user's own images, read from --data-dir; fitted to each model's input by fit_to_model.
-OWN_DATASETS = {
-    "folder": "your images: a folder with one sub-folder per class (data folder)",
-    "npz": "your images: an .npz file with x and y (data folder = the file)",
 }
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 HELDOUT_FRACTION = 5  # own images have no split: a seeded, stratified 1/5 is held out when one is asked for
@@ -111,17 +107,12 @@ def load_dataset(name: str, root: str | Path | None = None, train: bool | None =
         images = read_image_folder(root) if name == "folder" else read_npz(root)
         return images if train is None else own_split(images, train)
     train = bool(train)
+    if download:
+        fetch_dataset(name, root)
     cls_name, class_names = DATASETS[name]
     try:
-        import torchvision
+        dataset = getattr(_torchvision().datasets, cls_name)(str(root), train=train, download=False)
     except Exception as exc:
-        raise DatasetError(f"torchvision is not usable here: {exc}".splitlines()[0]) from None
-    try:
-        dataset = getattr(torchvision.datasets, cls_name)(str(root), train=train, download=download)
-    except Exception as exc:
-        if download:  # most likely offline: say what to fetch and where it goes
-            raise DatasetError(f"could not download {name} into {root} ({str(exc).splitlines()[0]}); offline, "
-                               f"fetch {_OFFLINE_FILES[name]}") from None
         raise DatasetError(f"{name} not found in folder {root} (pass --download when online): "
                            f"{str(exc).splitlines()[0]}") from None
     data = dataset.data
@@ -133,6 +124,54 @@ def load_dataset(name: str, root: str | Path | None = None, train: bool | None =
     images = data.to(torch.float32).div_(255.0).contiguous()
     labels = torch.as_tensor(np.asarray(dataset.targets), dtype=torch.long)
     return ImageSet(f"{name}-{'train' if train else 'test'}", images, labels, class_names)
+
+
+def _torchvision():
+    try:
+        import torchvision
+    except Exception as exc:
+        raise DatasetError(f"torchvision is not usable here: {exc}".splitlines()[0]) from None
+    return torchvision
+
+
+def fetch_dataset(name: str, root: str | Path | None) -> None:
+    """Download both splits of torchvision dataset ``name`` into ``root`` (nothing when they are there already);
+    offline, a one-line DatasetError says which files to fetch and where to put them."""
+    if root is None or not str(root).strip():
+        raise DatasetError(f"downloading {name} needs a folder to put it in (--data-dir)")
+    root = Path(root).expanduser()
+    dataset_class = getattr(_torchvision().datasets, DATASETS[name][0])
+    try:
+        for train in (True, False):
+            dataset_class(str(root), train=train, download=True)
+    except Exception as exc:  # most likely offline: say what to fetch and where it goes
+        raise DatasetError(f"could not download {name} into {root} ({str(exc).splitlines()[0]}); offline, "
+                           f"fetch {_OFFLINE_FILES[name]}") from None
+
+
+def datasets_named(config) -> list[tuple[str, str]]:
+    """(dataset, data folder) of every image source a config names: each ``<x>data_dir`` field beside its
+    ``<x>dataset`` (or ``<x>data``) choice, in the config and in its noise source (structured noise's fit data)."""
+    found = []
+    for obj in (config, getattr(config, "noise", None)):
+        if not dataclasses.is_dataclass(obj):
+            continue
+        names = [field.name for field in dataclasses.fields(obj)]
+        for name in names:
+            choice = dataset_field_of(name, names)
+            if choice is not None:
+                found.append((getattr(obj, choice), getattr(obj, name)))
+    return found
+
+
+def fetch_datasets_of(config) -> list[str]:
+    """Download the torchvision datasets ``config`` reads (`wna run --download`); the names fetched."""
+    fetched = []
+    for name, root in datasets_named(config):
+        if name in DATASETS:
+            fetch_dataset(name, root)
+            fetched.append(name)
+    return fetched
 
 
 # --- the user's own images ---

@@ -57,15 +57,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import DATASETS, ImageSet, bundled_mnist, load_dataset
+from .data import ImageSet, bundled_mnist, fit_to_model, load_dataset
+from .dataset_choices import DATA_DIR_HELP
 from .distortions import gaussian_blur, gaussian_noise, pgd
-from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
-from .images import SUBSET_RULE, describe_record, stratified_subset
-from .models import MNIST_CLASSES, ZOO, LoadedModel, build_zoo
-from .params import config_from_dict, config_to_dict, param
+from .images import SUBSET_RULE, dataset_labels, describe_record, stratified_subset
+from .models import ZOO, LoadedModel, build_zoo
+from .params import param
 from .records import require_finite, require_float, require_int, require_shape
 from .sleep import ControlMLP, SleepParams, Sleeper, input_scales, input_spikes
+from .state import RunConfig, RunSnapshot, RunState
 from .train import at_chance, chance_limit, correct_answers, heldout_accuracy
 
 KIND = "defence"
@@ -83,8 +84,8 @@ METHODS = {
 }
 NEEDS_CONTROL = ("finetune-noise", "finetune-blur", "distill-authors", "sleep")
 NOISY = ("noisy-resnet", "noisy-ensemble")
-DATASET_LABELS = {"bundled": "bundled MNIST sample (offline)", "mnist": "MNIST", "fashion-mnist": "Fashion-MNIST",
-                  "cifar10": "CIFAR-10"}
+DATASET_LABELS = dataset_labels(None)
+OWN_SHAPE = (1, 28, 28)  # own images are fitted to the control network's input (and the MNIST-sized noisy ResNets')
 DEPTHS = {"resnet20": "ResNet20 (3 blocks per stage)", "resnet8": "ResNet8 (1 block per stage; quick)"}
 CONTROL_ARCH, DISTILL_ARCH = "tadros_fc", "tadros_fc_logits"
 NOISE_LEVELS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9)  # variances, the lab's
@@ -104,14 +105,14 @@ class DefenceError(ValueError):
 
 
 @dataclass(frozen=True)
-class DefenceConfig:
+class DefenceConfig(RunConfig):
     method: str = param("control", "Method", "which defended model to train", choices=METHODS)
     model_name: str = param("", "Model name", "name of the trained model in the session (empty: the method's "
                             "name)", kind="text")
-    dataset: str = param("bundled", "Training images", "images to train on (torchvision datasets need a folder)",
+    dataset: str = param("bundled", "Training images", "images to train on (torchvision datasets need a folder; "
+                         "your own are fitted to 28×28 grey and keep their classes, 1/5 held out)",
                          choices=DATASET_LABELS)
-    data_dir: str = param("", "Data folder", "folder of a torchvision dataset (not needed for bundled)",
-                          kind="text", role="runtime")
+    data_dir: str = param("", "Data folder", DATA_DIR_HELP, kind="text", role="runtime")
     train_images: int = param(0, "Images used", "train on a seeded, class-stratified subset of N images of the "
                               "set (0: all)", low=0, high=10**7)
     eval_images: int = param(1000, "Held-out images", "held-out test images (a seeded, class-stratified subset) "
@@ -160,13 +161,6 @@ class DefenceConfig:
             out.append("data_dir")
         return tuple(out)
 
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, arrays: dict | None = None) -> "DefenceConfig":
-        return config_from_dict(cls, data, arrays)
-
 
 # --- data ---
 
@@ -178,8 +172,9 @@ def training_images(config: DefenceConfig, rule: str = SUBSET_RULE) -> tuple[Ima
         train, test = bundled_mnist("train"), bundled_mnist("heldout")
     else:
         root = config.data_dir or None
-        train = load_dataset(config.dataset, root, train=True)
-        test = load_dataset(config.dataset, root, train=False)
+        # own images: the networks' input, their own classes (torchvision's and the bundled are left as they are)
+        train = fit_to_model(load_dataset(config.dataset, root, train=True), OWN_SHAPE)
+        test = fit_to_model(load_dataset(config.dataset, root, train=False), OWN_SHAPE, train.class_names)
     records = {}
     picked = []
     for role, images, n in (("train", train, config.train_images), ("heldout", test, config.eval_images)):
@@ -197,11 +192,7 @@ def training_images(config: DefenceConfig, rule: str = SUBSET_RULE) -> tuple[Ima
 
 
 def _data_shape(config: DefenceConfig) -> tuple[int, int, int]:
-    return (3, 32, 32) if config.dataset == "cifar10" else (1, 28, 28)
-
-
-def _class_names(config: DefenceConfig) -> tuple[str, ...]:
-    return MNIST_CLASSES if config.dataset == "bundled" else DATASETS[config.dataset][1]
+    return (3, 32, 32) if config.dataset == "cifar10" else OWN_SHAPE
 
 
 def architecture_of(config: DefenceConfig) -> str:
@@ -271,7 +262,7 @@ def _batches(n: int, batch_size: int) -> int:
 
 
 @dataclass
-class DefenceState:
+class DefenceState(RunState):
     config: DefenceConfig
     architecture: str
     class_names: tuple[str, ...]
@@ -324,10 +315,6 @@ class DefenceState:
         return self.stage >= len(self.stages)
 
     @staticmethod
-    def budget_of(config: DefenceConfig) -> int:
-        return config.epochs or config.steps
-
-    @staticmethod
     def new_run_text(config: DefenceConfig) -> str:
         return f"Start trains {METHODS[config.method].lower()} and stores it as model {config.name!r}."
 
@@ -368,8 +355,7 @@ class DefenceState:
         epochs = np.asarray(self.epoch_log, dtype=np.float64).reshape(-1, 4)
         spikes = np.asarray(self.spike_log, dtype=np.float64).reshape(-1, 5)
         return DefenceSnapshot(
-            samples_done=self.steps_done, samples_total=self.progress_total, samples_per_second=rate,
-            seconds=self.seconds, finished=self.finished, phase=phase, method=self.config.method,
+            **self.progress_fields(rate), phase=phase, method=self.config.method,
             model_name=self.model_name, architecture=self.architecture, base=self.base,
             stage_titles=tuple(s["title"] for s in self.stages), loss_log=loss, epoch_log=epochs,
             spike_log=spikes, raster=tuple(np.array(r) for r in self.raster), raster_start=self.raster_start,
@@ -522,12 +508,7 @@ def weight_change_histograms(start: list[np.ndarray], now: list[np.ndarray]) -> 
 
 
 @dataclass(frozen=True)
-class DefenceSnapshot(ProgressView):
-    samples_done: int
-    samples_total: int
-    samples_per_second: float
-    seconds: float
-    finished: bool
+class DefenceSnapshot(RunSnapshot):
     phase: str
     method: str
     model_name: str
@@ -630,8 +611,9 @@ class DefenceExperiment(Experiment):
         shape = _data_shape(config)
         if config.method not in NOISY and config.dataset == "cifar10":
             raise DefenceError(f"{config.method} trains the 784-input control network: use MNIST-sized images "
-                               "(bundled, mnist or fashion-mnist)")
-        names = _class_names(config)
+                               "(bundled, mnist, fashion-mnist, or your own folder or npz)")
+        train, _, subsets = training_images(config)
+        names = tuple(train.class_names)
         source, start = "", None
         if config.method in NEEDS_CONTROL:
             if base is not None:
@@ -645,7 +627,6 @@ class DefenceExperiment(Experiment):
                                    f"{config.dataset} images {len(names)}")
         architecture = architecture_of(config)
         stages = plan_stages(config, train_control=source == "trained in this run")
-        train, _, subsets = training_images(config)
         if start is not None:
             net = copy.deepcopy(start.net).cpu()
         else:
@@ -907,16 +888,11 @@ def write_sleep_npz(snapshot: DefenceSnapshot, path: Path) -> Path:
     return path
 
 
-def write_figure(snapshot: DefenceSnapshot, path: Path) -> Path:
-    from ..figures.defences import save_defence_figure
-
-    return save_defence_figure(snapshot, path)
-
-
 ARTEFACTS = (
     Artefact("defence_curves", "Training curves (.csv)", (".csv",), write_curves_csv,
              available=lambda s: len(s.epoch_log) > 0),
-    Artefact("defence", "Training curves and sleep (.png, .svg)", (".png", ".svg"), write_figure),
+    Artefact("defence", "Training curves and sleep (.png, .svg)", (".png", ".svg"),
+             figure="wna_gui.figures.defences:save_defence_figure"),
     Artefact("sleep", "Sleep raster and weight changes (.npz)", (".npz",), write_sleep_npz,
              available=lambda s: s.has_sleep),
 )
@@ -1002,6 +978,8 @@ EXPERIMENT = ExperimentSpec(
     summary=summary,
     describe=describe,
     report=report,
+    warnings=lambda snapshot: [note.removeprefix("warning: ") for note in snapshot.notes
+                               if note.startswith("warning: ")],
 )
 DefenceExperiment.spec = EXPERIMENT
 

@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .noise import counter_normal
+from .noise_base import counter_normal
 
 
 class DistortionError(ValueError):
@@ -224,7 +224,7 @@ def pgd(model, images: torch.Tensor, labels: torch.Tensor, eps: float, steps: in
         return x0.clone()
     x = x0.clone()
     if random_start:
-        from .noise import counter_uniform
+        from .noise_base import counter_uniform
 
         u = counter_uniform(seed, 0, x0.numel(), x0.device).reshape(x0.shape).to(x0.dtype)
         x = (x0 + eps * (2 * u - 1)).clamp_(0.0, 1.0)

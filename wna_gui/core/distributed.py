@@ -151,31 +151,6 @@ class BlockSet:
         return cls(map(tuple, array.reshape(-1, 2).tolist()))
 
 
-class BlockProgress:
-    """Progress of a state whose work is noise blocks: ``done`` (a BlockSet) of ``config.n_blocks`` blocks of
-    ``config.batch_size`` samples, the last one cut to ``config.samples``."""
-
-    @property
-    def blocks_done(self) -> int:
-        return self.done.count_below(self.config.n_blocks)
-
-    @blocks_done.setter
-    def blocks_done(self, n: int) -> None:  # blocks 0 … n − 1 (a run done in order)
-        self.done = BlockSet.prefix(n)
-
-    @property
-    def samples_done(self) -> int:
-        cfg = self.config
-        last_short = cfg.n_blocks * cfg.batch_size - cfg.samples  # the last block is cut to the budget
-        return self.blocks_done * cfg.batch_size - (last_short if cfg.n_blocks - 1 in self.done else 0)
-
-    progress_done = samples_done
-
-    @property
-    def progress_total(self) -> int:
-        return self.config.samples
-
-
 def split_blocks(pending: Iterable[int], workers: int, worker: int) -> Iterator[int]:
     """Worker ``worker``'s share of ``pending``: every ``workers``-th block from its own index (deterministic, so
     each block goes to exactly one worker and the workers advance through the run together)."""

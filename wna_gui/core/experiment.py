@@ -11,32 +11,66 @@ app's tabs. See docs/architecture.md for a walk-through of adding one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cache
+from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .control import RunControl
 from .driver import drive
-from .models import LoadedModel, unseal
+from .models import LoadedModel
 from .params import changed_roles, params
 from .runtime import Runtime
 
 
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+@cache
+def resolve_reference(reference: str) -> Callable:
+    """The function a ``"package.module:function"`` reference names, imported on first use.
+
+    Artefacts name their figure writers this way: figures import the core (for
+    the snapshots they draw), so the core naming them by reference keeps the
+    import graph one-way and Qt out of runs that never draw
+    (tests/test_layering.py; tests/test_contract.py resolves every reference).
+    """
+    module, _, name = reference.partition(":")
+    return getattr(import_module(module), name)
+
+
 @dataclass(frozen=True)
 class Artefact:
-    """One exported result, written by one function that both `wna export` and File > Export use.
+    """One exported result, written the same way by `wna export` and File > Export.
 
     ``write(snapshot, path)`` picks the format from the path's suffix and
-    returns the path. `wna export` writes ``name`` + each suffix; ``variant``
-    groups artefacts that `wna export --view` can pick between (map views).
+    returns the path: the figure formats (.png, .pdf, .svg) by ``figure``, a
+    reference to a headless writer ``function(snapshot, path, **options)`` in
+    ``wna_gui.figures``; the others (.npz, .csv, .npy) by ``write_data``.
+    `wna export` writes ``name`` + each suffix; ``variant`` groups artefacts
+    that `wna export --view` can pick between (map views).
     ``available(snapshot)`` says whether there is anything to write yet.
     """
 
     name: str
     label: str
     suffixes: tuple[str, ...]
-    write: Callable[[Any, Path], Path]
+    write_data: Callable[[Any, Path], Path] | None = None
+    figure: str = ""  # "wna_gui.figures.<module>:<function>", resolved on first use
     variant: str = ""
     available: Callable[[Any], bool] = lambda snapshot: True
+    options: tuple[tuple[str, Any], ...] = ()  # keywords the figure writer takes (a map view)
+
+    def __post_init__(self) -> None:
+        if self.figure:  # every figure is written at paper size as PNG, PDF and SVG (figures.page), never fewer
+            data = tuple(suffix for suffix in self.suffixes if suffix not in FIGURE_SUFFIXES)
+            object.__setattr__(self, "suffixes", data + FIGURE_SUFFIXES)
+
+    def write(self, snapshot, path) -> Path:
+        path = Path(path)
+        if self.figure and (self.write_data is None or path.suffix.lower() in FIGURE_SUFFIXES):
+            return resolve_reference(self.figure)(snapshot, path, **dict(self.options))
+        return self.write_data(snapshot, path)
 
 
 @dataclass(frozen=True)
@@ -61,63 +95,6 @@ class Requirement:
         return "--" + self.role.replace("_", "-")
 
 
-class InputError(ValueError):
-    """A required input is missing from the session; one line naming it and how to make it."""
-
-
-def resolve_inputs(spec: "ExperimentSpec", session, chosen: dict[str, str | None] | None = None,
-                   trusted: tuple[str, ...] = ()) -> tuple[dict[str, str], dict[str, Any]]:
-    """(role → recorded name, role → object) of ``spec``'s inputs in ``session``.
-
-    ``chosen`` names a run or model per role (None: the default); a missing
-    input that is not optional raises InputError. Models a run will use are
-    loaded: a sealed code-bearing one only if ``trusted`` (or remembered trust)
-    holds its sha256, else UntrustedModelError (core/trust.py).
-    """
-    from .registry import spec_of
-
-    names: dict[str, str] = {}
-    objects: dict[str, Any] = {}
-    for need in spec.requires:
-        wanted = (chosen or {}).get(need.role)
-        if need.kind == "model":
-            available = session.models
-            picked = [w.strip() for w in wanted.split(",") if w.strip()] if wanted else \
-                (list(available) if need.many else [])
-            for name in picked:
-                if name not in available:
-                    raise InputError(f"the session holds no model named {name!r} "
-                                     f"(it has: {', '.join(available) or 'none'})")
-            if not picked and not need.optional:
-                raise InputError(f"{spec.command} needs a model for {need.role}: name one with {need.cli} "
-                                 f"(the session has: {', '.join(available) or 'none'})")
-            for name in picked:
-                available[name] = unseal(available[name], trusted)
-            if need.many:
-                objects[need.role] = {name: available[name] for name in picked}
-            elif picked:
-                objects[need.role] = available[picked[0]]
-            if picked:
-                names[need.role] = ",".join(picked)
-            continue
-        runs = session.runs_of(need.kind)
-        if wanted:
-            if wanted not in runs:
-                raise InputError(f"the session holds no {need.kind} run named {wanted!r} "
-                                 f"(it has: {', '.join(runs) or 'none'})")
-            name = wanted
-        else:
-            name = need.kind if need.kind in runs else next(reversed(runs), None)
-        if name is None:
-            if need.optional:
-                continue
-            raise InputError(f"{spec.command} reads a {need.kind} run and the session has none: run "
-                             f"`wna run {spec_of(need.kind).command}` into it first")
-        names[need.role] = name
-        objects[need.role] = runs[name]
-    return names, objects
-
-
 @dataclass(frozen=True)
 class ExperimentSpec:
     kind: str  # key in session files and settings
@@ -128,7 +105,7 @@ class ExperimentSpec:
     state: type  # to_record() / from_record(meta, arrays); snapshot() needs no model
     experiment: type  # Experiment subclass: (model, config=None, state=None, device=None, control=None, **inputs)
     unit: str  # progress unit: samples, stimuli, epochs, steps
-    panel: str  # module of wna_gui.app.panels that shows it (several kinds may share one)
+    panel: str  # module of wna_gui.app.panels that shows it (several kinds may share one); a plugin's: full name
     artefacts: tuple[Artefact, ...] = ()
     # What a changed setting does to a started run: "extend" (budget), "refit" (fit settings).
     can_extend: bool = False
@@ -141,6 +118,9 @@ class ExperimentSpec:
     describe: Callable[[dict], list[str]] | None = None  # those facts → lines for `wna info`
     report: Callable[[Any], list[str]] | None = None  # final snapshot → lines `wna run` prints
     annotate: Callable[[Any, LoadedModel], Any] | None = None  # snapshot + model → snapshot with model extras
+    # snapshot → why its results cannot mean much (a model at chance, a mean of few images, a fit at a bound):
+    # one line each, shown on the panel's warning strip and printed by `wna info`
+    warnings: Callable[[Any], list[str]] | None = None
 
     def params(self):
         return params(self.config)
@@ -156,6 +136,21 @@ class ExperimentSpec:
         if model is not None and not model.sealed and self.annotate is not None:
             snapshot = self.annotate(snapshot, model)
         return snapshot
+
+
+def defaulted_choices(config) -> list[str]:
+    """Multi-choice settings left empty, which silently mean "every choice" (no class ticked: all classes)."""
+    return [f"{p.label}: none ticked, so every one is used" for p in params(type(config))
+            if p.kind == "multi" and getattr(config, p.name) == ()]
+
+
+def run_warnings(spec: ExperimentSpec, state, snapshot=None) -> list[str]:
+    """What the app's warning strip and `wna info` say about a run: its settings that defaulted to "all", then
+    the kind's own warnings on ``snapshot`` (made from ``state`` when not given)."""
+    lines = defaulted_choices(state.config)
+    if spec.warnings is not None and state.progress_done > 0:
+        lines += spec.warnings(snapshot if snapshot is not None else spec.snapshot(state))
+    return lines
 
 
 @dataclass(frozen=True)
@@ -181,7 +176,8 @@ def plan_run(spec: ExperimentSpec, state, config) -> RunPlan:
         return RunPlan("new", spec.state.new_run_text(config))
     roles = changed_roles(state.config, config)
     if "measure" in roles or ("fit" in roles and not spec.can_refit) or ("budget" in roles and not spec.can_extend):
-        return RunPlan("new", "Settings differ from the current run: Start begins a new run and replaces its results.")
+        return RunPlan("new", "Settings differ from the current run: Start begins a new run; the current one stays "
+                              "in the session (Runs list).")
     if "budget" in roles:
         wanted = spec.state.budget_of(config)
         if wanted <= state.progress_done:
@@ -214,35 +210,6 @@ def prepare_state(spec: ExperimentSpec, state, config, model: LoadedModel, **inp
     state.config = replace(config, **{p.name: getattr(state.config, p.name)
                                       for p in params(spec.config) if p.role in ("measure", "budget", "fit")})
     return state
-
-
-def export_run(spec: ExperimentSpec, snapshot, out_dir: Path, variant: str = "all") -> list[Path]:
-    """Write every artefact of one run that has something to show, in each of its formats."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for artefact in spec.artefacts:
-        if variant != "all" and artefact.variant and artefact.variant != variant:
-            continue
-        if not artefact.available(snapshot):
-            continue
-        written += [artefact.write(snapshot, out_dir / f"{artefact.name}{suffix}") for suffix in artefact.suffixes]
-    return written
-
-
-def export_runs(runs: dict, model: LoadedModel, out_dir: Path, variant: str = "all") -> list[Path]:
-    """Every run's artefacts (what `wna export` and the app's Export all write).
-
-    A run named after its kind (the usual: one per kind) exports into ``out_dir``
-    itself, others into a folder named after the run.
-    """
-    from .registry import spec_for_state
-
-    written = []
-    for name, state in runs.items():
-        spec = spec_for_state(state)
-        folder = Path(out_dir) if name == spec.kind else Path(out_dir) / name
-        written += export_run(spec, spec.snapshot(state, model), folder, variant)
-    return written
 
 
 class Experiment:
@@ -306,6 +273,6 @@ class Experiment:
 
     def run_to_end(self):
         snapshot = None
-        for snapshot in self.run():
+        for snapshot in self.run():  # noqa: B007 (only the last one is wanted)
             pass
         return snapshot  # drive() always ends with a final snapshot

@@ -1,4 +1,6 @@
-"""Image subsets: every subset of a data set is drawn seeded and class-stratified.
+"""Images as experiments use them: subsets, fingerprints and the one wording of the image sources.
+
+Subsets: every subset of a data set is drawn seeded and class-stratified.
 
 The bundled digits (and many data sets on disk) are stored sorted by class, so
 "the first N" of them is a few classes only. :func:`stratified_subset` is the
@@ -10,9 +12,40 @@ reading them stays sequential.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from .dataset_choices import OWN_DATASETS
+
+# The torchvision data sets by the name a run records (core.data.DATASETS loads them), as the user reads them.
+TORCHVISION_LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+_BUNDLED_LABELS = {"test": "bundled MNIST digits (held out)", "train": "bundled MNIST digits (training split)",
+                   None: "bundled MNIST digits"}
+_SPLIT_WORDS = {"test": " test set", "train": " training set", None: ""}
+
+
+def dataset_labels(split: str | None, own: bool = True) -> dict[str, str]:
+    """The image sources a setting offers, name → label, in one wording for every experiment.
+
+    ``split``: "test" (the run reads held-out images), "train" (training images) or None (both: the run trains
+    and tests); ``own``: offer the user's own images (a folder or an .npz file) too.
+    """
+    labels = {"bundled": _BUNDLED_LABELS[split],
+              **{name: f"{label}{_SPLIT_WORDS[split]} (data folder)" for name, label in TORCHVISION_LABELS.items()}}
+    return {**labels, **OWN_DATASETS} if own else labels
+
+
+def images_sha256(images, labels=None) -> str:
+    """The fingerprint a run records of the images it read: sha256 of their values (C order, as stored) and,
+    when given, of their labels as int64."""
+    values = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+    digest = hashlib.sha256(values.tobytes())
+    if labels is not None:
+        labels = labels.detach().cpu().numpy() if hasattr(labels, "detach") else labels
+        digest.update(np.asarray(labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()
 
 # What a run records about a subset, so a reader can redraw it: the rule's name and version.
 SUBSET_RULE = "stratified-v1"

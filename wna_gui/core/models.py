@@ -505,6 +505,14 @@ def default_model_record() -> dict:
     return json.loads(resource_path(DEFAULT_MODEL_RECORD).read_text())
 
 
+def recorded_heldout_accuracy(model: LoadedModel) -> float | None:
+    """The held-out accuracy recorded with a model (the bundled CNN's record, or what the run that trained it
+    measured); None when nothing was recorded."""
+    if model.kind == "default":
+        return default_model_record().get("heldout_accuracy")
+    return model.extra.get("heldout_accuracy")
+
+
 def load_default() -> LoadedModel:
     """The bundled MNIST CNN trained on real digits; works offline."""
     path = resource_path(DEFAULT_MODEL_FILE)

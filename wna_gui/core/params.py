@@ -126,8 +126,6 @@ class Param:
                 return
             raise ValueError(f"{self.label.lower()} must be {self._accepted()}, got none")
         if self.kind == "noise":
-            from .noise import NOISE_SOURCES
-
             if type(value) not in NOISE_SOURCES.values():
                 raise ValueError(f"{self.label.lower()} must be a noise source ({', '.join(NOISE_SOURCES)}), "
                                  f"got {_shown(value)}")
@@ -200,8 +198,6 @@ class Param:
 
     def from_json(self, value, arrays: dict | None = None):
         if self.kind == "noise":
-            from .noise import noise_from_dict
-
             return noise_from_dict(value, arrays)
         if isinstance(value, list):
             return tuple(value)
@@ -302,6 +298,18 @@ def params(config_cls) -> tuple[Param, ...]:
 
 _CACHE: dict[type, tuple[Param, ...]] = {}
 
+# Noise sources by kind, for params of kind "noise". Sources are declared with param(), so core.noise builds on
+# this module and fills the dict when it is imported (every config with a noise param imports it for its default).
+NOISE_SOURCES: dict[str, type] = {}
+
+
+def noise_from_dict(data: dict, arrays: dict | None = None):
+    """A noise source from its ``to_dict()`` (keys of other sources' parameters are ignored)."""
+    kind = data.get("kind", "uniform")
+    if kind not in NOISE_SOURCES:
+        raise ValueError(f"unknown noise kind {kind!r}; expected one of {', '.join(NOISE_SOURCES)}")
+    return NOISE_SOURCES[kind].from_dict(data, arrays)
+
 
 def config_to_dict(config) -> dict:
     """The config as JSON-friendly settings: {key: value}."""
@@ -329,14 +337,12 @@ def config_from_dict(config_cls, data: dict, arrays: dict | None = None):
             _checked(p, _check_noise_record, p, data[p.key])
             values[p.name] = p.from_json(data[p.key], own)
         else:
-            values[p.name] = _checked(p, lambda value: p.check(value) or value, p.from_json(data[p.key]))
+            values[p.name] = _checked(p, lambda value, p=p: p.check(value) or value, p.from_json(data[p.key]))
     return config_cls(**values)
 
 
 def _check_noise_record(p: Param, record) -> None:
     """A stored noise source: a known kind whose stored parameters its declarations accept."""
-    from .noise import NOISE_SOURCES
-
     kind = record.get("kind", "uniform") if isinstance(record, dict) else None
     if kind not in NOISE_SOURCES:
         raise ValueError(f"{p.label.lower()} must be one of {', '.join(NOISE_SOURCES)}, got {_shown(record)}")

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -52,15 +51,16 @@ import torch
 from torch import nn
 
 from .control import EngineError, RunControl
-from .data import DATASETS, OWN_DATASETS, ImageSet, images_for_model, load_dataset
+from .data import ImageSet, images_for_model, load_dataset
+from .dataset_choices import DATA_DIR_HELP
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec
+from .images import dataset_labels, images_sha256
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
-from .params import config_arrays, config_from_dict, config_to_dict, param
+from .params import config_arrays, param
 from .psychometric_report import (
     format_k_values,
-    gamma_grid,
     parse_k_values,
     psychometric_data_records,
     psychometric_fit_records,
@@ -71,6 +71,8 @@ from .psychometric_report import (
     stimulation_text,
     write_records,
 )
+from .state import RunConfig, RunState, class_options
+from .stats import noise_to_image_gammas
 from .psyfit import (
     LEGACY_GUESS_MAX,
     NOTE,
@@ -95,16 +97,12 @@ GUESS_MODES = ("chance", "free")
 LAPSE_MODES = ("bounded", "free")  # bounded: [0, 0.06]; free: [0, 0.5]
 SHARING_MODES = ("shared", "per-k")
 NOISE_INDEXING = ("value", "position")
-DEFAULT_GAMMAS = tuple(float(g) for g in np.round(np.linspace(0.0, 1.0, 21), 10))
+DEFAULT_GAMMAS = noise_to_image_gammas(21)
 DEFAULT_K_VALUES = tuple(float(k) for k in range(11))
 # The paper's λ per layer type (§3.4): sensitivity of the output to a bias differs by layer.
 LAMBDA_FULLY_CONNECTED = 0.01
 LAMBDA_FIRST_CONV = 0.1
 LAMBDA_DEEPER_CONV = 1.0
-
-
-def _class_options(model: LoadedModel) -> dict:
-    return dict(enumerate(model.class_names))
 
 
 def _layer_options(model: LoadedModel) -> dict:
@@ -118,8 +116,7 @@ GUESS_LABELS = {"free": "free (fitted in [0, 1 − lapse))", "chance": "chance (
 LAPSE_LABELS = {"bounded": "bounded [0, 0.06]", "free": "free [0, 0.5]"}
 SHARING_LABELS = {"shared": "shared across k", "per-k": "free per k"}
 NOISE_INDEX_LABELS = {"value": "by condition values", "position": "by list position (wna-gui 0.1)"}
-DATASET_LABELS = {"bundled": "bundled MNIST digits (held out)",
-                  **{name: f"{name} test set (data folder)" for name in DATASETS}, **OWN_DATASETS}
+DATASET_LABELS = dataset_labels("test")
 STIMULATION = "Target and stimulation"
 STIMULUS = "Stimulus"
 FIT = "Fit ψ = guess + (1 − guess − lapse)·F"
@@ -143,49 +140,51 @@ LEVEL_HELP = ("the performance threshold is the γ at which the fitted P(target)
               "floor is above the level, or that never reach it, say so")
 
 
-def _k_values_param(group: str = STIMULATION, default=DEFAULT_K_VALUES):
+def k_values_param(default=DEFAULT_K_VALUES):
+    """The k values of a curve or of the grid's columns (their defaults differ)."""
     return param(default, "k values", "stimulation levels k: 0:10, 0:10:2 or 0,1,2,5; k = 0 is the reference",
-                 kind="text", cli="--k", encode=format_k_values, decode=parse_k_values, group=group)
+                 kind="text", cli="--k", encode=format_k_values, decode=parse_k_values, group=STIMULATION)
 
 
-def _gammas_param():
-    return param(DEFAULT_GAMMAS, "γ points in [0, 1]", "points of the γ grid, evenly spaced from 0 (pure noise) "
-                 "to 1 (clean image)", kind="int", encode=len, decode=gamma_grid, low=2, high=201, group=STIMULUS)
+@dataclass(frozen=True)
+class PsychometricSettings:
+    """What the curves and the small-multiples grid share: the stimulus (γ grid, noise, images) and the fit.
 
+    A config lists its own stimulation fields first (forms and `wna run --help` show them first), so it
+    inherits them from a base of their own placed after this one: dataclass fields follow the reversed MRO.
+    """
 
-def _shared_params() -> dict:
-    """Declarations the curves and the small-multiples grid share (fresh fields for each dataclass)."""
-    return dict(
-        gammas=_gammas_param(),
-        repeats=param(1, "Noise samples per image", "fresh noise samples of every image at each (k, γ): a point "
-                      "has images × this many trials; the bootstrap resamples images with all their trials",
-                      low=1, high=1000, group=STIMULUS),
-        seed=param(0, "Seed", "seed of the counter-based noise", low=0, high=2**31 - 1, group=STIMULUS),
-        noise=param(kind="noise", default_factory=UniformNoise, label="Noise", cli="--noise", group=STIMULUS,
-                    help="noise source mixed with the images: uniform (the paper's) or gaussian"),
-        noise_index=param("value", "Noise blocks", "how a cell finds its noise: by its values (target, stimulation, "
-                          "k, γ, sample: a condition gets the same noise in any run, grid or k list) or by its "
-                          "list positions (how wna-gui 0.1 drew it; its sessions keep that)",
-                          choices=NOISE_INDEX_LABELS, group=STIMULUS),
-        dataset=param("bundled", "Images", "where the target's images come from", choices=DATASET_LABELS,
-                      group=STIMULUS),
-        data_dir=param("", "Data folder", "folder of a torchvision dataset (not needed for bundled)",
-                       kind="text", role="runtime", group=STIMULUS),
-        sigmoid=param("logistic", "Sigmoid F", SIGMOID_HELP, choices={name: name for name in SIGMOIDS}, role="fit",
-                      group=FIT),
-        guess=param("free", "Guess rate", GUESS_HELP, choices=GUESS_LABELS, role="fit", group=FIT),
-        lapse=param("bounded", "Lapse rate", LAPSE_HELP, choices=LAPSE_LABELS, role="fit", group=FIT),
-        width_across_k=param("shared", "Width across k", WIDTH_SHARING_HELP, choices=SHARING_LABELS, role="fit",
-                             group=FIT),
-        guess_across_k=param("shared", "Guess across k", GUESS_SHARING_HELP, choices=SHARING_LABELS, role="fit",
-                             group=FIT),
-        lapse_across_k=param("shared", "Lapse across k", LAPSE_SHARING_HELP, choices=SHARING_LABELS, role="fit",
-                             group=FIT),
-        performance_level=param(0.5, "Performance level", LEVEL_HELP, kind="float", low=0.01, high=0.99, step=0.05,
-                                decimals=3, role="fit", group=FIT),
-        batch_size=param(2100, "Batch size", "stimuli per forward pass; whole γ points are grouped up to it",
-                         low=1, high=1_000_000, step=100, role="runtime", group=STIMULUS),
-    )
+    gammas: tuple[float, ...] = param(DEFAULT_GAMMAS, "γ points in [0, 1]", "points of the γ grid, evenly spaced "
+                                      "from 0 (pure noise) to 1 (clean image)", kind="int", encode=len,
+                                      decode=noise_to_image_gammas, low=2, high=201, group=STIMULUS)
+    repeats: int = param(1, "Noise samples per image", "fresh noise samples of every image at each (k, γ): a point "
+                         "has images × this many trials; the bootstrap resamples images with all their trials",
+                         low=1, high=1000, group=STIMULUS)
+    seed: int = param(0, "Seed", "seed of the counter-based noise", low=0, high=2**31 - 1, group=STIMULUS)
+    noise: NoiseSource = param(kind="noise", default_factory=UniformNoise, label="Noise", cli="--noise", group=STIMULUS,
+                               help="noise source mixed with the images: uniform (the paper's) or gaussian")
+    noise_index: str = param("value", "Noise blocks", "how a cell finds its noise: by its values (target, stimulation, "
+                             "k, γ, sample: a condition gets the same noise in any run, grid or k list) or by its "
+                             "list positions (how wna-gui 0.1 drew it; its sessions keep that)",
+                             choices=NOISE_INDEX_LABELS, group=STIMULUS)
+    dataset: str = param("bundled", "Images", "where the target's images come from", choices=DATASET_LABELS,
+                         group=STIMULUS)
+    data_dir: str = param("", "Data folder", DATA_DIR_HELP,
+                          kind="text", role="runtime", group=STIMULUS)
+    sigmoid: str = param("logistic", "Sigmoid F", SIGMOID_HELP, choices={name: name for name in SIGMOIDS}, role="fit",
+                         group=FIT)
+    guess: str = param("free", "Guess rate", GUESS_HELP, choices=GUESS_LABELS, role="fit", group=FIT)
+    lapse: str = param("bounded", "Lapse rate", LAPSE_HELP, choices=LAPSE_LABELS, role="fit", group=FIT)
+    width_across_k: str = param("shared", "Width across k", WIDTH_SHARING_HELP, choices=SHARING_LABELS, role="fit",
+                                group=FIT)
+    guess_across_k: str = param("shared", "Guess across k", GUESS_SHARING_HELP, choices=SHARING_LABELS, role="fit",
+                                group=FIT)
+    lapse_across_k: str = param("shared", "Lapse across k", LAPSE_SHARING_HELP, choices=SHARING_LABELS, role="fit",
+                                group=FIT)
+    performance_level: float = param(0.5, "Performance level", LEVEL_HELP, kind="float", low=0.01, high=0.99, step=0.05,
+                                     decimals=3, role="fit", group=FIT)
+    batch_size: int = param(2100, "Batch size", "stimuli per forward pass; whole γ points are grouped up to it",
+                            low=1, high=1_000_000, step=100, role="runtime", group=STIMULUS)
 
 
 def _check_shared_settings(config) -> None:
@@ -203,31 +202,21 @@ def _check_shared_settings(config) -> None:
 
 
 @dataclass(frozen=True)
-class PsychometricConfig:
-    target: int = param(0, "Target class", "class index or name", options=_class_options, group=STIMULATION)
+class _CurveStimulation:
+    target: int = param(0, "Target class", "class index or name", options=class_options, group=STIMULATION)
     layer: str | None = param(None, "Layer", "layer whose biases are stimulated, e.g. fc1 (none: unstimulated)",
                               options=_layer_options, optional=True, group=STIMULATION)
     # None: the layer's default (see default_lambda); a run records the λ it used.
     lambda_: float | None = param(None, "λ", "b ← b ± λ·k·ā (default: the paper's, 0.01 fully connected / 0.1 "
                                   "first conv / 1 deeper conv)", kind="float", key="lambda", optional=True,
                                   low=0.0001, high=1000.0, step=0.01, decimals=4, group=STIMULATION)
-    k_values: tuple[float, ...] = _k_values_param()
+    k_values: tuple[float, ...] = k_values_param()
     sign: int = param(1, "Sign", "excite (raise biases) or inhibit (lower them)", choices=SIGNS, tokens=SIGN_WORDS,
                       group=STIMULATION)
-    gammas: tuple[float, ...] = _shared_params()["gammas"]
-    repeats: int = _shared_params()["repeats"]
-    seed: int = _shared_params()["seed"]
-    noise: NoiseSource = _shared_params()["noise"]
-    noise_index: str = _shared_params()["noise_index"]
-    dataset: str = _shared_params()["dataset"]
-    data_dir: str = _shared_params()["data_dir"]
-    sigmoid: str = _shared_params()["sigmoid"]
-    guess: str = _shared_params()["guess"]
-    lapse: str = _shared_params()["lapse"]
-    width_across_k: str = _shared_params()["width_across_k"]
-    guess_across_k: str = _shared_params()["guess_across_k"]
-    lapse_across_k: str = _shared_params()["lapse_across_k"]
-    performance_level: float = _shared_params()["performance_level"]
+
+
+@dataclass(frozen=True)
+class PsychometricConfig(RunConfig, PsychometricSettings, _CurveStimulation):
     n_boot: int = param(200, "Bootstrap", "bootstrap resamples of the images (each with all its trials, at every k "
                         "and γ) for 95% intervals and paired shifts (0: none)",
                         cli="--boot", low=0, high=100_000, step=50, role="fit", group=FIT)
@@ -237,7 +226,6 @@ class PsychometricConfig:
     lr_samples: int = param(200, "LR-test samples", "data sets simulated under each null hypothesis for the "
                             "likelihood-ratio tests' Monte-Carlo p-values (0: χ² p-values only)",
                             low=0, high=100_000, step=50, role="fit", group=FIT)
-    batch_size: int = _shared_params()["batch_size"]
     snapshot_seconds: float = 0.2  # how often a run shows progress; not a result setting
 
     def __post_init__(self) -> None:
@@ -298,13 +286,6 @@ class PsychometricConfig:
         """Cells to measure: (k, γ, noise sample) triples, each every image once."""
         return len(self.conditions) * len(self.gammas) * self.repeats
 
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, arrays: dict | None = None) -> "PsychometricConfig":
-        return config_from_dict(cls, data, arrays)
-
 
 def condition_key(target: int, layer: str | None, sign: int, k: float, gamma: float, repeat: int) -> str:
     """The values that choose a cell's noise (see the module doc): stimulation only where it is applied."""
@@ -350,12 +331,8 @@ def default_lambda(model: LoadedModel, layer: str) -> float:
     return LAMBDA_FIRST_CONV if layer == first_conv else LAMBDA_DEEPER_CONV
 
 
-def _fingerprint(images: torch.Tensor) -> str:
-    return hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
-
-
 @dataclass
-class PsychometricState:
+class PsychometricState(RunState):
     """Everything needed to continue a run exactly: per cell, what the model answered; then the fits."""
 
     config: PsychometricConfig
@@ -831,7 +808,7 @@ class PsychometricExperiment(Experiment):
             if tuple(state.class_names) != tuple(model.class_names):
                 raise EngineError(f"session was measured on classes {', '.join(state.class_names)}; "
                                   f"this model has {', '.join(model.class_names)}")
-            if state.images_sha256 != _fingerprint(chosen):
+            if state.images_sha256 != images_sha256(chosen):
                 raise EngineError("these target images differ from the ones the session was measured on")
         super().__init__(model, state=state, device=device, control=control)
         self._images = chosen.to(self.device)
@@ -851,7 +828,7 @@ class PsychometricExperiment(Experiment):
             _layer_with_bias(model, config.layer)
             if config.lambda_ is None:
                 config = replace(config, lambda_=default_lambda(model, config.layer))
-        return PsychometricState(config, tuple(model.class_names), len(chosen), _fingerprint(chosen))
+        return PsychometricState(config, tuple(model.class_names), len(chosen), images_sha256(chosen))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         context = f"with {self.config.layer} stimulated" if self.config.layer else ""
@@ -953,12 +930,6 @@ def run_psychometric(model: LoadedModel, config: PsychometricConfig, images: Ima
 
 # --- exports: one writer per artefact, shared by `wna export` and File > Export ---
 
-def _write_curves_plot(snapshot: PsychometricSnapshot, path) -> Path:
-    from ..figures.psychometric import save_curves_plot  # Qt painting, only when asked
-
-    return save_curves_plot(snapshot, path)
-
-
 def _measured(snapshot: PsychometricSnapshot) -> bool:
     return snapshot.cells_done > 0
 
@@ -968,7 +939,8 @@ ARTEFACTS = (
              lambda snapshot, path: write_records(psychometric_fit_records(snapshot), path), available=_measured),
     Artefact("psychometric_data", "Curve data: targets / trials per k and γ", (".csv", ".npy"),
              lambda snapshot, path: write_records(psychometric_data_records(snapshot), path), available=_measured),
-    Artefact("psychometric_curves", "Psychometric curves plot", (".png", ".pdf", ".svg"), _write_curves_plot,
+    Artefact("psychometric_curves", "Psychometric curves plot", (".png", ".pdf", ".svg"),
+             figure="wna_gui.figures.psychometric:save_curves_plot",
              available=_measured),
     Artefact("psychometric_tests", "Likelihood-ratio tests of the thresholds", (".csv",),
              lambda snapshot, path: write_records(psychometric_test_records(snapshot), path),
@@ -1047,6 +1019,25 @@ def describe(entry: dict) -> list[str]:
     return lines
 
 
+def result_warnings(snapshot: PsychometricSnapshot) -> list[str]:
+    """Fits held by a limit of their search, and threshold intervals reaching past the γ range measured (a γ
+    below 0 or above 1 is no mixture at all)."""
+    lines = []
+    low, high = float(snapshot.gammas[0]), float(snapshot.gammas[-1])
+    for index, k in enumerate(snapshot.k_values):
+        fit = snapshot.fits[index] if index < len(snapshot.fits) else None
+        if fit is None:
+            continue
+        held = snapshot.warnings(index)
+        if held:
+            lines.append(f"k = {k:g}: fit at a bound of its search ({', '.join(flag.label for flag in held)})")
+        if fit.threshold_ci is not None and np.all(np.isfinite(fit.threshold_ci)) and \
+                (fit.threshold_ci[0] < low or fit.threshold_ci[1] > high):
+            lines.append(f"k = {k:g}: threshold interval [{fit.threshold_ci[0]:.3g}, {fit.threshold_ci[1]:.3g}] "
+                         f"crosses the γ range measured ({low:g}–{high:g}): an extrapolation")
+    return lines
+
+
 def report(snapshot: PsychometricSnapshot) -> list[str]:
     stimulation = stimulation_text(snapshot.layer, snapshot.sign, snapshot.lambda_)
     samples = f" × {snapshot.repeats} noise samples" if snapshot.repeats > 1 else ""
@@ -1074,6 +1065,7 @@ EXPERIMENT = ExperimentSpec(
     summary=summary,
     describe=describe,
     report=report,
+    warnings=result_warnings,
 )
 PsychometricExperiment.spec = EXPERIMENT
 

@@ -8,7 +8,7 @@ and a grid stopped mid-way continues where it stopped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -19,8 +19,7 @@ from .data import images_for_model, load_dataset
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec
 from .models import LoadedModel
-from .noise import NoiseSource
-from .params import config_arrays, config_from_dict, config_to_dict, param
+from .params import config_arrays, param
 from .psychometric import (
     SIGN_WORDS,
     SIGNS,
@@ -29,9 +28,8 @@ from .psychometric import (
     PsychometricExperiment,
     PsychometricSnapshot,
     PsychometricState,
-    _class_options,
-    _k_values_param,
-    _shared_params,
+    PsychometricSettings,
+    k_values_param,
     stimulable_layers,
 )
 from .psychometric_report import (
@@ -42,6 +40,7 @@ from .psychometric_report import (
     psychometric_test_records,
     write_records,
 )
+from .state import RunConfig, RunState, class_options
 
 KIND = "psychometric_grid"
 DEFAULT_LAYERS = ("conv1", "conv2", "fc1")  # the MNIST CNN's, as in Fig. 23
@@ -52,29 +51,18 @@ def _layer_options(model: LoadedModel) -> dict:
 
 
 @dataclass(frozen=True)
-class PsychometricGridConfig:
+class _GridAxes:
     targets: tuple[int, ...] = param((), "Classes", "rows: class indices or names, comma-separated (all: every "
-                                     "class)", kind="multi", options=_class_options, group=STIMULATION)
+                                     "class)", kind="multi", options=class_options, group=STIMULATION)
     layers: tuple[str, ...] = param(DEFAULT_LAYERS, "Layers", "columns: stimulated layers, comma-separated, each "
                                     "with its paper λ", kind="multi", options=_layer_options, group=STIMULATION)
     signs: tuple[int, ...] = param((1,), "Signs", "excite, inhibit or both (comma-separated)", kind="multi",
                                    choices={1: "excite", -1: "inhibit"}, tokens=SIGN_WORDS, group=STIMULATION)
-    k_values: tuple[float, ...] = _k_values_param(default=(0.0, 5.0, 10.0))
-    gammas: tuple[float, ...] = _shared_params()["gammas"]
-    repeats: int = _shared_params()["repeats"]
-    seed: int = _shared_params()["seed"]
-    noise: NoiseSource = _shared_params()["noise"]
-    noise_index: str = _shared_params()["noise_index"]
-    dataset: str = _shared_params()["dataset"]
-    data_dir: str = _shared_params()["data_dir"]
-    sigmoid: str = _shared_params()["sigmoid"]
-    guess: str = _shared_params()["guess"]
-    lapse: str = _shared_params()["lapse"]
-    width_across_k: str = _shared_params()["width_across_k"]
-    guess_across_k: str = _shared_params()["guess_across_k"]
-    lapse_across_k: str = _shared_params()["lapse_across_k"]
-    performance_level: float = _shared_params()["performance_level"]
-    batch_size: int = _shared_params()["batch_size"]
+    k_values: tuple[float, ...] = k_values_param(default=(0.0, 5.0, 10.0))
+
+
+@dataclass(frozen=True)
+class PsychometricGridConfig(RunConfig, PsychometricSettings, _GridAxes):
     snapshot_seconds: float = 0.2
 
     def __post_init__(self) -> None:
@@ -86,7 +74,7 @@ class PsychometricGridConfig:
             raise ValueError("a grid needs at least one layer")
         if not self.signs or any(s not in SIGNS for s in self.signs):
             raise ValueError("a grid needs excite, inhibit or both")
-        self.base  # validates the shared settings
+        _ = self.base  # validates the shared settings
 
     def inactive_params(self) -> tuple[str, ...]:
         """Sharing means nothing with one k; the guess's sharing nothing with the guess fixed at chance."""
@@ -98,12 +86,8 @@ class PsychometricGridConfig:
     def base(self) -> PsychometricConfig:
         """What every plot shares; no bootstrap and no simulated tests: the grid shows curves and shifts
         (its tests give χ² p-values)."""
-        return PsychometricConfig(k_values=self.k_values, gammas=self.gammas, repeats=self.repeats, seed=self.seed,
-                                  noise=self.noise, noise_index=self.noise_index, dataset=self.dataset,
-                                  data_dir=self.data_dir, sigmoid=self.sigmoid, guess=self.guess, lapse=self.lapse,
-                                  width_across_k=self.width_across_k, guess_across_k=self.guess_across_k,
-                                  lapse_across_k=self.lapse_across_k, performance_level=self.performance_level,
-                                  n_boot=0, gof_samples=0, lr_samples=0, batch_size=self.batch_size,
+        shared = {f.name: getattr(self, f.name) for f in fields(PsychometricSettings)}
+        return PsychometricConfig(**shared, k_values=self.k_values, n_boot=0, gof_samples=0, lr_samples=0,
                                   snapshot_seconds=self.snapshot_seconds)
 
     def plot_configs(self, n_classes: int) -> tuple[PsychometricConfig, ...]:
@@ -111,13 +95,6 @@ class PsychometricGridConfig:
         targets = self.targets or tuple(range(n_classes))
         return tuple(replace(self.base, target=target, layer=layer, sign=sign, k_values=self.k_values)
                      for sign in self.signs for target in targets for layer in self.layers)
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, arrays: dict | None = None) -> "PsychometricGridConfig":
-        return config_from_dict(cls, data, arrays)
 
 
 def small_multiples_configs(base: PsychometricConfig, digits: Iterable[int] = range(10),
@@ -130,7 +107,7 @@ def small_multiples_configs(base: PsychometricConfig, digits: Iterable[int] = ra
 
 
 @dataclass
-class PsychometricGridState:
+class PsychometricGridState(RunState):
     """The grid's plots and their runs: ``runs[i]`` measures ``configs[i]``, None until its turn comes."""
 
     config: PsychometricGridConfig
@@ -317,8 +294,7 @@ class PsychometricGridExperiment(Experiment):
             self.state.runs[index] = plot.state
             self._current = plot
             plot.prepare()
-            for unit in plot.pending():
-                yield unit
+            yield from plot.pending()
             self._current = None
 
     def run_unit(self, unit) -> None:
@@ -332,12 +308,6 @@ class PsychometricGridExperiment(Experiment):
 
 
 # --- exports ---
-
-def _write_plot(snapshot: GridSnapshot, path) -> Path:
-    from ..figures.psychometric import save_grid_plot  # Qt painting, only when asked
-
-    return save_grid_plot(snapshot.configs, snapshot.snapshots, snapshot.class_names, path)
-
 
 def _records(records_of):
     def write(snapshot: GridSnapshot, path) -> Path:
@@ -358,7 +328,8 @@ ARTEFACTS = (
              available=_measured),
     Artefact("psychometric_grid_data", "Small multiples data", (".csv", ".npy"), _records(psychometric_data_records),
              available=_measured),
-    Artefact("psychometric_grid", "Small multiples plot", (".png", ".pdf", ".svg"), _write_plot, available=_measured),
+    Artefact("psychometric_grid", "Small multiples plot", (".png", ".pdf", ".svg"),
+             figure="wna_gui.figures.psychometric:save_small_multiples", available=_measured),
     Artefact("psychometric_grid_tests", "Small multiples likelihood-ratio tests (χ²)", (".csv",),
              _records(psychometric_test_records),
              available=lambda snapshot: any(s is not None and s.lr_tests for s in snapshot.snapshots)),

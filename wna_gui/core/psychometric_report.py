@@ -56,13 +56,6 @@ def format_k_values(values) -> str:
     return ", ".join(f"{v:g}" for v in values)
 
 
-def gamma_grid(points: int) -> tuple[float, ...]:
-    """``points`` evenly spaced signal fractions γ from 0 (pure noise) to 1 (clean image)."""
-    if points < 2:
-        raise ValueError(f"the γ grid needs at least 2 points, got {points}")
-    return tuple(float(g) for g in np.round(np.linspace(0.0, 1.0, points), 10))
-
-
 def _interval_text(interval, signed: bool = False) -> str:
     if interval is None or np.isnan(np.asarray(interval, dtype=float)).any():
         return ""

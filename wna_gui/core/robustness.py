@@ -58,15 +58,15 @@ from .agreement import kappa_matrix
 from .censoring import INSIDE, bound_text, censored_text, censored_value, side
 from .control import RunControl
 from .data import images_for_model, load_dataset
+from .dataset_choices import DATA_DIR_HELP
 from .distortions import gaussian_blur, gaussian_noise, ifgsm_step, input_gradient, model_loss, pgd
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
-from .images import SUBSET_RULE, describe_record, stratified_subset
+from .images import SUBSET_RULE, dataset_labels, describe_record, images_sha256, stratified_subset
 from .models import LoadedModel
 from .noise import block_seed
-from .params import config_from_dict, config_to_dict, param
+from .params import param
 from .records import require_counts, require_flags, require_int, require_shape, require_strings
-from .psychometric import DATASET_LABELS, _fingerprint
 from .psychometric_report import parse_k_values, write_records
 from .psyfit import (
     CEILING_BELOW,
@@ -81,6 +81,8 @@ from .psyfit import (
     shift_interval,
 )
 from .runtime import Runtime
+from .state import RunConfig, RunState
+from .stats import wilson_interval
 from .train import at_chance, chance_limit, correct_answers
 
 KIND = "robustness"
@@ -91,7 +93,6 @@ DISTORTIONS = {"noise": "Gaussian noise", "blur": "Gaussian blur", "fgsm": "FGSM
 LEVEL_NAMES = {"noise": "variance", "blur": "σ (pixels)", "fgsm": "η", "ifgsm": "ε"}
 ATTACKS = ("fgsm", "ifgsm")
 EXAMPLES = 8  # example images stored per level (the first test images, distorted for the session's model)
-WILSON_Z = 1.959963984540054
 STATUS_WORDS = {REACHED: "reached", FLOOR_ABOVE: "below at level 0", CEILING_BELOW: "never reached"}
 # Attacks beside each model's own gradient (Carlini & Wagner 2016): on logits/T for a distilled model, and
 # crafted on the undefended control and shown to the model (transfer). The strongest is its robustness.
@@ -138,7 +139,7 @@ FIT = "Fit: error rate ψ = guess + (1 − guess − lapse)·F(level)"
 
 
 @dataclass(frozen=True)
-class RobustnessConfig:
+class RobustnessConfig(RunConfig):
     distortions: tuple[str, ...] = param(tuple(DISTORTIONS), "Distortions", "which distortions to measure "
                                          "(comma-separated: noise, blur, fgsm, ifgsm)", kind="multi",
                                          choices=DISTORTIONS, group=GRIDS)
@@ -164,8 +165,8 @@ class RobustnessConfig:
     seed: int = param(0, "Seed", "seed of the counter-based noise and of stochastic models' passes", low=0,
                       high=2**31 - 1, group=RUN)
     dataset: str = param("bundled", "Images", "test images: the bundled held-out MNIST digits, or a torchvision "
-                         "test set from the data folder", choices=DATASET_LABELS, group=RUN)
-    data_dir: str = param("", "Data folder", "folder of a torchvision dataset (not needed for bundled)",
+                         "test set from the data folder", choices=dataset_labels("test"), group=RUN)
+    data_dir: str = param("", "Data folder", DATA_DIR_HELP,
                           kind="text", role="runtime", group=RUN)
     images: int = param(0, "Test images", "how many of the test images (a seeded, class-stratified subset; 0: "
                         "all)", low=0, high=10_000_000, step=100, group=RUN)
@@ -216,13 +217,6 @@ class RobustnessConfig:
         if not any(d in ATTACKS for d in self.distortions):
             out.append("eot_draws")
         return tuple(out)
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, arrays: dict | None = None) -> "RobustnessConfig":
-        return config_from_dict(cls, data, arrays)
 
 
 # --- analysis of one model's curve under one distortion ---
@@ -340,7 +334,7 @@ def fit_curve(levels, wrong: np.ndarray, trials: int, chance: float, sigmoid: st
 # --- the state ---
 
 @dataclass
-class RobustnessState:
+class RobustnessState(RunState):
     """Per model, distortion, level and repetition: which test images it classified correctly; then the fits."""
 
     config: RobustnessConfig
@@ -431,10 +425,6 @@ class RobustnessState:
         plain = sum(len(self.config.levels(d)) * self.repetitions(m, d) for d in self.config.distortions
                     for m in range(self.n_models))
         return (plain + sum(len(self.config.levels(d)) for d, _, _ in self.variant_plan)) * self.n_images
-
-    @property
-    def finished(self) -> bool:
-        return self.progress_done == self.progress_total
 
     @staticmethod
     def new_run_text(config: RobustnessConfig) -> str:
@@ -527,7 +517,7 @@ class RobustnessState:
             several = counted > 1
             if several.any():
                 spread[i, several] = np.array([values[li, done[li]].std(ddof=1) for li in np.flatnonzero(several)])
-        low, high = wilson_interval(accuracy, n)
+        low, high = wilson_interval(accuracy * n, n)  # accuracy: a mean over n test images
         guarded = [i for i in range(m) if self.clean_at_chance(i, d)]
         kappa = np.full((len(levels), m, m), np.nan)
         for li in range(len(levels)):
@@ -671,13 +661,14 @@ def _check_robustness_record(state: "RobustnessState", meta: dict, arrays: dict)
         raise ValueError("zero_gradient must hold −1, 0 or 1")
 
 
-def wilson_interval(p, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """95% Wilson score interval of proportions ``p`` observed on ``n`` trials (NaN stays NaN)."""
-    p = np.asarray(p, dtype=float)
-    z2 = WILSON_Z**2
-    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = WILSON_Z * np.sqrt(np.clip(p * (1 - p), 0, None) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return centre - half, centre + half
+def incompatibility(other: LoadedModel, model: LoadedModel) -> str | None:
+    """Why ``other`` cannot be measured beside the session's ``model`` (another task), or None."""
+    if tuple(other.input_spec.shape) != tuple(model.input_spec.shape):
+        return (f"takes inputs of shape {'×'.join(map(str, other.input_spec.shape))}, the session's model "
+                f"{'×'.join(map(str, model.input_spec.shape))}")
+    if other.n_classes != model.n_classes:
+        return f"has {other.n_classes} classes, the session's model {model.n_classes}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -795,9 +786,9 @@ class RobustnessExperiment(Experiment):
             if tuple(other.input_spec.shape) != tuple(images.images.shape[1:]):
                 raise ValueError(f"model {name!r} takes inputs of shape {tuple(other.input_spec.shape)} but the "
                                  f"{images.name} images are {tuple(images.images.shape[1:])}")
-            if other.n_classes != model.n_classes:
-                raise ValueError(f"model {name!r} has {other.n_classes} classes, the session's model "
-                                 f"{model.n_classes}: compare models of one task")
+            reason = incompatibility(other, model)
+            if reason:
+                raise ValueError(f"model {name!r} {reason}: compare models of one task")
         labels = tuple(model.display_name if name == PRIMARY else name for name in names)
         temperatures = tuple(_temperature(m) for m in every)
         source = _transfer_source(names, every)
@@ -807,11 +798,11 @@ class RobustnessExperiment(Experiment):
         return RobustnessState(
             config, tuple(names), labels, tuple(model_loss(m) for m in every),
             tuple(_is_stochastic(m, images.images) for m in every), tuple(model.class_names), len(images),
-            _fingerprint(images.images), images.labels[:EXAMPLES].numpy().astype(np.int64),
+            images_sha256(images.images), images.labels[:EXAMPLES].numpy().astype(np.int64),
             subset=dict(subset or {}), temperatures=temperatures, transfer_source=source, variant_plan=plan)
 
     def prepare(self) -> None:
-        if _fingerprint(self._images.images) != self.state.images_sha256:
+        if images_sha256(self._images.images) != self.state.images_sha256:
             raise ValueError("these test images differ from the ones the run started on (dataset, folder or count)")
         if not self.state.noise_device:
             self.state.noise_device = self.device.type  # the noise is counter-based: any device continues it
@@ -1074,18 +1065,6 @@ def write_examples(snapshot: RobustnessSnapshot, path) -> Path:
     return path
 
 
-def _write_curves(snapshot: RobustnessSnapshot, path) -> Path:
-    from ..figures.robustness import save_curves  # Qt painting, only when asked
-
-    return save_curves(snapshot, path)
-
-
-def _write_kappa(snapshot: RobustnessSnapshot, path) -> Path:
-    from ..figures.robustness import save_kappa_curves
-
-    return save_kappa_curves(snapshot, path)
-
-
 def _measured(snapshot: RobustnessSnapshot) -> bool:
     return snapshot.samples_done > 0
 
@@ -1095,15 +1074,16 @@ def _fitted(snapshot: RobustnessSnapshot) -> bool:
 
 
 ARTEFACTS = (
-    Artefact("robustness_curves", "Accuracy curves plot", (".png", ".svg"), _write_curves, available=_measured),
+    Artefact("robustness_curves", "Accuracy curves plot", (".png", ".svg"),
+             figure="wna_gui.figures.robustness:save_curves", available=_measured),
     Artefact("robustness_accuracy", "Accuracy per level", (".csv", ".npy"), _table(accuracy_records),
              available=_measured),
     Artefact("robustness_thresholds", "Thresholds table", (".csv",), _table(threshold_records), available=_fitted),
     Artefact("robustness_differences", "Threshold differences (paired)", (".csv",), _table(difference_records),
              available=_fitted),
     Artefact("robustness_kappa", "Error consistency κ", (".csv",), _table(kappa_records), available=_measured),
-    Artefact("robustness_kappa_plot", "Error consistency plot", (".png", ".svg"), _write_kappa,
-             available=_measured),
+    Artefact("robustness_kappa_plot", "Error consistency plot", (".png", ".svg"),
+             figure="wna_gui.figures.robustness:save_kappa_curves", available=_measured),
     Artefact("robustness_examples", "Example distorted images", (".npz",), write_examples, available=_measured),
 )
 
@@ -1145,6 +1125,18 @@ def threshold_text(entry: dict | None) -> str:
     if "text" in entry:
         return entry["text"]
     return entry["status"]
+
+
+def result_warnings(snapshot: RobustnessSnapshot) -> list[str]:
+    """Models at chance (no threshold, no κ) and fits held by a limit of their search."""
+    guarded = sorted({snapshot.model_names[m] for result in snapshot.distortions
+                      for m, flag in enumerate(result.at_chance) if flag})
+    lines = [f"{name} at chance: no thresholds, no κ" for name in guarded]
+    for result in snapshot.distortions:
+        for name, curve in zip(snapshot.model_names, result.fits):
+            if curve is not None and curve.flags:
+                lines.append(f"{result.label}, {name}: fit at a bound ({', '.join(curve.flags)})")
+    return lines
 
 
 def describe(entry: dict) -> list[str]:
@@ -1202,5 +1194,6 @@ EXPERIMENT = ExperimentSpec(
     summary=summary,
     describe=describe,
     report=report,
+    warnings=result_warnings,
 )
 RobustnessExperiment.spec = EXPERIMENT

@@ -31,11 +31,12 @@ from torch import nn
 from .control import csv_number
 from . import classification as ci
 from .experiment import Artefact, Experiment, ExperimentSpec
-from .driver import ProgressView
 from .estimators import ESTIMATORS, canonical_estimators
 from .models import InputSpec, LoadedModel
 from .noise import NOISE_SOURCES, NoiseSource, log_spaced_checkpoints
-from .params import config_from_dict, config_to_dict, param
+from .params import param
+from .dataset_choices import DATA_DIR_HELP
+from .state import RunConfig, RunSnapshot, RunState
 from .structured_noise import FIT_DATASETS, FittedSource
 
 KIND = "sample_complexity"
@@ -107,7 +108,7 @@ def observer_model(which: str, model: LoadedModel) -> LoadedModel:
 
 
 @dataclass(frozen=True)
-class SampleComplexityConfig:
+class SampleComplexityConfig(RunConfig):
     stimuli: tuple[str, ...] = param(tuple(STIMULI), "Stimuli", "noise types compared (none checked means all)",
                                      kind="multi", choices=STIMULI, cli="--stimuli", group="Stimuli",
                                      cli_help="noise types, comma-separated: uniform, gaussian, gabor-pca, "
@@ -120,9 +121,8 @@ class SampleComplexityConfig:
     fit_data: str = param("bundled", "Fit data", "training images the structured noise is fitted to (bundled: "
                           "the bundled MNIST training digits, for 28×28 greyscale models)", choices=FIT_DATASETS,
                           group="Stimuli")
-    fit_data_dir: str = param("", "Fit data folder", "folder of the torchvision dataset to fit to (not needed for "
-                              "bundled)", kind="text", role="runtime", group="Stimuli")
-    samples: int = param(1_000_000, "Sample budget", "noise images per stimulus type (with --resume: the new "
+    fit_data_dir: str = param("", "Fit data folder", DATA_DIR_HELP, kind="text", role="runtime", group="Stimuli")
+    samples: int = param(20_000, "Sample budget", "noise images per stimulus type (with --resume: the new "
                          "total)", low=1, high=2_000_000_000, step=10_000, role="budget", group="Run")
     batch_size: int = param(100, "Batch size", "noise images per block; maps are kept when a stimulus first "
                             "reaches 1e2, 1e3, … samples (exactly there when the batch size divides them)",
@@ -172,13 +172,6 @@ class SampleComplexityConfig:
         return ci.ClassificationImageConfig(noise=noise if noise is not None else self.source(stimulus),
                                             samples=self.samples, batch_size=self.batch_size, seed=self.seed,
                                             estimators=self.estimators, gradient_every=self.gradient_every)
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, arrays: dict | None = None) -> "SampleComplexityConfig":
-        return config_from_dict(cls, data, arrays)
 
 
 @dataclass(frozen=True)
@@ -248,18 +241,15 @@ class StimulusResult:
 
 
 @dataclass(frozen=True)
-class SampleComplexitySnapshot(ProgressView):
-    samples_done: int  # over every stimulus type
-    samples_total: int
-    samples_per_second: float
-    finished: bool
+class SampleComplexitySnapshot(RunSnapshot):
+    """Progress in samples over every stimulus type."""
+
     samples: int  # budget per stimulus type
     stimuli: tuple[str, ...]
     estimators: tuple[str, ...]
     class_names: tuple[str, ...]
     image_shape: tuple[int, ...]
     results: Mapping[str, StimulusResult] = field(default_factory=dict)
-    seconds: float = 0.0
 
     def checkpoint_counts(self) -> list[int]:
         """Every sample count any stimulus type kept maps at, ascending."""
@@ -268,7 +258,7 @@ class SampleComplexitySnapshot(ProgressView):
 
 
 @dataclass
-class SampleComplexityState:
+class SampleComplexityState(RunState):
     config: SampleComplexityConfig
     runs: dict[str, ci.ClassificationImageState]  # stimulus → its classification-image run
     seconds: float = 0.0  # compute time spent so far (the driver adds to it)
@@ -316,10 +306,9 @@ class SampleComplexityState:
                          else None)
             results[stimulus] = StimulusResult(stimulus, run.snapshot(), fit, observers, templates)
         return SampleComplexitySnapshot(
-            samples_done=self.progress_done, samples_total=self.progress_total,
-            samples_per_second=samples_per_second, finished=self.finished, samples=self.config.samples,
-            stimuli=self.config.stimuli, estimators=self.config.estimators, class_names=tuple(first.class_names),
-            image_shape=tuple(first.image_shape), results=results, seconds=self.seconds)
+            **self.progress_fields(samples_per_second), samples=self.config.samples, stimuli=self.config.stimuli,
+            estimators=self.config.estimators, class_names=tuple(first.class_names),
+            image_shape=tuple(first.image_shape), results=results)
 
     def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
         meta = {"config": self.config.to_dict(), "runs": {}, "run_record_version": ci.RECORD_VERSION,
@@ -428,27 +417,16 @@ class SampleComplexityExperiment(Experiment):
 # --- exports ---
 
 def write_maps(snapshot: SampleComplexitySnapshot, path, view: str = "centered") -> Path:
-    """Maps against samples (rows: stimulus × estimator, columns: sample counts) as .png/.pdf, or .npz arrays."""
-    path = Path(path)
-    if path.suffix.lower() == ".npz":
-        arrays = {}
-        for stimulus, result in snapshot.results.items():
-            for estimator in snapshot.estimators:
-                for n, maps in result.checkpoint_maps(estimator).items():
-                    key = f"{stimulus}/{estimator}/{n}"
-                    arrays[f"{key}/classes"] = maps.classes
-                    arrays[f"{key}/{view}"] = maps.of(view).reshape(-1, *snapshot.image_shape)
-        np.savez_compressed(path, class_names=np.asarray(snapshot.class_names), **arrays)
-        return path
-    from ..figures.sample_complexity import save_maps_figure  # Qt painting, only when asked
-
-    return save_maps_figure(snapshot, path, view)
-
-
-def write_reliability_plot(snapshot: SampleComplexitySnapshot, path) -> Path:
-    from ..figures.sample_complexity import save_reliability_plot
-
-    return save_reliability_plot(snapshot, path)
+    """Maps against samples as .npz arrays (the figure: figures.sample_complexity.save_maps_figure)."""
+    arrays = {}
+    for stimulus, result in snapshot.results.items():
+        for estimator in snapshot.estimators:
+            for n, maps in result.checkpoint_maps(estimator).items():
+                key = f"{stimulus}/{estimator}/{n}"
+                arrays[f"{key}/classes"] = maps.classes
+                arrays[f"{key}/{view}"] = maps.of(view).reshape(-1, *snapshot.image_shape)
+    np.savez_compressed(path, class_names=np.asarray(snapshot.class_names), **arrays)
+    return Path(path)
 
 
 def write_reliability(snapshot: SampleComplexitySnapshot, path) -> Path:
@@ -496,9 +474,11 @@ def _has_samples(snapshot: SampleComplexitySnapshot) -> bool:
 
 ARTEFACTS = (
     Artefact("sample_complexity_maps", "Maps against samples: stimulus × estimator rows, sample-count columns "
-             "(figure or arrays)", (".png", ".pdf", ".npz"), write_maps, available=_has_samples),
+             "(figure or arrays)", (".png", ".pdf", ".npz"), write_maps,
+             figure="wna_gui.figures.sample_complexity:save_maps_figure", available=_has_samples),
     Artefact("sample_complexity_reliability", "Split-half reliability against samples per stimulus type (plot)",
-             (".png", ".svg"), write_reliability_plot, available=_has_samples),
+             (".png", ".svg"), figure="wna_gui.figures.sample_complexity:save_reliability_plot",
+             available=_has_samples),
     Artefact("sample_complexity", "Split-half reliability against samples, every stimulus and estimator, with the "
              "signal-free observer's and the excess over it (CSV)", (".csv",), write_reliability, available=_has_samples),
     Artefact("sample_complexity_template", "Known-template observer: cosine of its maps with its templates against "

@@ -5,7 +5,7 @@ models (a backdoored copy, a distilled student…) and any number of runs, each
 under its own name with its kind, its record version and the inputs it read
 (another run, an extra model). Each run's state provides ``to_record()`` →
 (JSON-able meta, {path: array}) and ``from_record(meta, arrays)``; kinds come
-from ``core.registry``, and older records are brought up to date by the
+from the registry (read through ``core.runs``), and older records are brought up to date by the
 kind's migrations. This module is the only one that touches h5py.
 """
 
@@ -55,7 +55,7 @@ class SessionConflict(SessionError):
         self.saved_to = saved_to
 
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -65,7 +65,7 @@ class Session:
     runs: dict[str, Any] = field(default_factory=dict)  # run name → state (its kind: core.registry)
     models: dict[str, LoadedModel] = field(default_factory=dict)  # extra named models
     inputs: dict[str, dict[str, str]] = field(default_factory=dict)  # run name → {role: run or model name}
-    created: str = field(default_factory=_now)
+    created: str = field(default_factory=utc_now)
     modified: str = ""
     app_version: str = __version__
     path: Path | None = None
@@ -74,10 +74,12 @@ class Session:
     # file_fingerprint(path) when the session was read from or last written to ``path`` (None: no file there);
     # save_session refuses to replace a file that no longer matches it.
     fingerprint: tuple[int, int, int] | None = None
+    # run name → {"created", "modified": ISO times, "mark": what the run held then}; save_session stamps them
+    run_dates: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def runs_of(self, kind: str) -> dict[str, Any]:
         """This kind's runs by name, in the order they were added."""
-        from .registry import spec_for_state
+        from .runs import spec_for_state
 
         return {name: state for name, state in self.runs.items() if spec_for_state(state).kind == kind}
 
@@ -104,7 +106,8 @@ def save_session(session: Session, path: str | Path) -> Path:
     alone and the session goes to a side file the message names, so neither side is lost.
     """
     path = Path(path)
-    session.modified = _now()
+    session.modified = utc_now()
+    _stamp_run_dates(session)
     image = _file_image(session)
     on_disk = file_fingerprint(path)
     if session.path is not None and _same_file(session.path, path) and on_disk not in (None, session.fingerprint):
@@ -116,6 +119,26 @@ def save_session(session: Session, path: str | Path) -> Path:
     session.fingerprint = _write_atomically(image, path)
     session.path = path
     return path
+
+
+def _run_mark(state) -> str:
+    """A cheap stamp of what a run holds (its progress and settings): a run whose mark changed was modified."""
+    return _digest([int(state.progress_done), repr(state.config)])
+
+
+def _stamp_run_dates(session: Session) -> None:
+    """Each run's creation time (kept; its first save when unknown) and last modification (this save when its
+    progress or settings changed since the last stamp); runs no longer held lose theirs."""
+    dates = {}
+    for name, state in session.runs.items():
+        entry, mark = dict(session.run_dates.get(name, {})), _run_mark(state)
+        entry.setdefault("created", session.modified)
+        if "mark" not in entry and "modified" in entry:
+            entry["mark"] = mark  # dates carried over from a file written before runs had their own
+        elif entry.get("mark") != mark or "modified" not in entry:
+            entry["modified"], entry["mark"] = session.modified, mark
+        dates[name] = entry
+    session.run_dates = dates
 
 
 def file_fingerprint(path: str | Path) -> tuple[int, int, int] | None:
@@ -290,7 +313,7 @@ def _write_model(group: h5py.Group, model: LoadedModel) -> None:
 
 
 def _write(f: h5py.File, session: Session) -> None:
-    from .registry import spec_for_state
+    from .runs import spec_for_state
 
     f.attrs["format"] = FORMAT_NAME
     f.attrs["format_version"] = FORMAT_VERSION
@@ -299,6 +322,8 @@ def _write(f: h5py.File, session: Session) -> None:
     f.attrs["modified"] = session.modified
     f.attrs["notes"] = session.notes
     f.attrs["origin"] = session.origin
+    f.attrs["run_dates"] = json.dumps({name: session.run_dates[name] for name in session.runs
+                                       if name in session.run_dates})
     f.attrs["digest"] = _digest(_root_attrs(f))
     _write_model(f.create_group("model"), session.model)
     models = f.create_group("models")
@@ -477,7 +502,7 @@ def _run_attrs(group: h5py.Group, where: str) -> dict:
 
 def _run_groups(f: h5py.File) -> dict[str, tuple[str, int, dict, dict, h5py.Group]]:
     """name → (kind, record version, inputs, meta, group), for either format; attributes checked."""
-    from .registry import BY_KIND
+    from .runs import BY_KIND
 
     if "runs" not in f:  # format 1
         return {kind: (kind, 1, {}, _json_attr(group, "meta", f"experiments/{kind}"), group)
@@ -593,7 +618,7 @@ def _rebuild_model(path: Path, description: dict, blob: bytes | None, label: str
 
 def load_session(path: str | Path) -> Session:
     """Read a session file (any format version up to this one). Any problem raises SessionError, one line."""
-    from .registry import BY_KIND
+    from .runs import BY_KIND
 
     path = Path(path)
     fingerprint = file_fingerprint(path)  # taken before reading: a change made during the read still counts
@@ -603,13 +628,15 @@ def load_session(path: str | Path) -> Session:
         records = {name: (kind, version, inputs, meta, _read_arrays(group, f"runs/{name}"))
                    for name, (kind, version, inputs, meta, group) in _run_groups(f).items()}
         attrs = _root_attrs(f)
+        run_dates = _json_attr(f, "run_dates", "the file", "{}")  # absent before run dates were kept
     model = _rebuild_model(path, *primary, "the session's model")
     models = {name: _rebuild_model(path, *record, f"model {name!r}") for name, record in extra.items()}
     runs, inputs = {}, {}
     for name, (kind, version, run_inputs, meta, arrays) in records.items():
         spec = BY_KIND.get(kind)
         if spec is None:
-            raise SessionError(f"{path.name} holds a {kind!r} run this version cannot read; update wna-gui")
+            raise SessionError(f"{path.name} holds a {kind!r} run this version cannot read; update wna-gui, or "
+                               "install the plugin that adds it")
         if version > spec.record_version:
             raise SessionError(f"{path.name}: its {kind} run {name!r} was written by a newer wna-gui "
                                f"(record version {version} > {spec.record_version}); update wna-gui")
@@ -630,7 +657,15 @@ def load_session(path: str | Path) -> Session:
             attach(models)
     return Session(model=model, runs=runs, models=models, inputs=inputs, created=attrs.get("created", ""),
                    modified=attrs.get("modified", ""), app_version=attrs.get("app_version", ""),
-                   path=path, notes=attrs.get("notes", ""), origin=attrs.get("origin", ""), fingerprint=fingerprint)
+                   path=path, notes=attrs.get("notes", ""), origin=attrs.get("origin", ""), fingerprint=fingerprint,
+                   run_dates={name: _dates_of(run_dates.get(name), attrs) for name in runs})
+
+
+def _dates_of(dates, attrs: dict) -> dict[str, str]:
+    """A run's recorded dates; a file from before runs had their own gives them the session's."""
+    if isinstance(dates, dict) and dates:
+        return {key: str(value) for key, value in dates.items()}
+    return {"created": str(attrs.get("created", "")), "modified": str(attrs.get("modified", ""))}
 
 
 def autosave_path(directory: str | Path) -> Path:

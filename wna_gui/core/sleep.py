@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .noise import counter_uniform
+from .noise_base import counter_uniform
 
 HIDDEN = 1200
 DROPOUT = 0.2

@@ -87,7 +87,7 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class STAAccumulator:
     """First and second moments of activations (U) and features (P) and their co-moment, in float64.
 
-    ``update`` folds in a block; ``merge`` adds another accumulator; both
+    ``add`` folds in a block; ``merge`` adds another accumulator; both
     use Chan et al.'s parallel update, so any split of the same samples into
     blocks gives the same result to rounding, and the same split gives it
     bit for bit.
@@ -112,7 +112,11 @@ class STAAccumulator:
     def features(self) -> int:
         return self.mean_x.shape[0]
 
-    def update(self, a: torch.Tensor, x: torch.Tensor) -> None:
+    @property
+    def samples(self) -> int:
+        return int(self.count)
+
+    def add(self, a: torch.Tensor, x: torch.Tensor) -> None:
         """Fold in a block: activations (B, U) and features (B, P), any device and float type."""
         n = int(a.shape[0])
         if n == 0:
@@ -153,6 +157,17 @@ class STAAccumulator:
         self.count = int(total)
 
     # --- results ---
+
+    @staticmethod
+    def maps(even: "STAAccumulator", odd: "STAAccumulator", units=None) -> np.ndarray:
+        """(U, P) spike-triggered averages of both halves together (the units asked, or all)."""
+        maps = even.merged(odd).normalised()
+        return maps if units is None else maps[np.asarray(units, dtype=np.int64)]
+
+    @staticmethod
+    def reliability(even: "STAAccumulator", odd: "STAAccumulator") -> np.ndarray:
+        """(U,) split-half r of each unit's activation–stimulus covariance."""
+        return pearson_rows(even.c_ax, odd.c_ax)
 
     @property
     def sum_a(self) -> np.ndarray:
@@ -237,7 +252,7 @@ class STCAccumulator:
     def nbytes(units: int, features: int) -> int:
         return 8 * (units + 1) * (features * (features + 1) // 2 + features)
 
-    def update(self, a: torch.Tensor, x: torch.Tensor) -> None:
+    def add(self, a: torch.Tensor, x: torch.Tensor) -> None:
         """Fold in activations (B, U) and mean-subtracted features (B, P)."""
         n = int(a.shape[0])
         if n == 0:
@@ -454,7 +469,7 @@ def spike_triggered_covariance(x: torch.Tensor, a: torch.Tensor, shuffles: int =
     if a.ndim == 1:
         a = a[:, None]
     accumulator = STCAccumulator(a.shape[1], x.shape[1])
-    accumulator.update(a, x)
+    accumulator.add(a, x)
     stimulus = accumulator.stimulus_covariance()
     null = shuffle_null(x, a, permutations(len(x), shuffles, seed), stimulus)
     return [nested_test(accumulator.spike_covariance(u) - stimulus, null[u], max_dims) for u in range(a.shape[1])]

@@ -40,12 +40,11 @@ from torch import nn
 
 from .accumulators import reliability_grid
 from .control import EngineError
-from .distributed import BlockProgress, BlockSet
-from .driver import ProgressView
+from .distributed import BlockSet
 from .experiment import Artefact, Experiment, ExperimentSpec
 from .models import MNIST_CLASSES, LoadedModel
 from .noise import NoiseSource, UniformNoise
-from .params import config_arrays, config_from_dict, config_to_dict, param
+from .params import config_arrays, param
 from .records import require_counts, require_finite, require_flags, require_shape
 from .receptive_field import (
     Geometry,
@@ -70,6 +69,7 @@ from .spike_triggered import (
     permutations,
     shuffle_null,
 )
+from .state import BlockState, RunConfig, RunSnapshot
 
 KIND = "sta"
 # 2: the blocks done as ranges (done_blocks), so the sampling splits over workers; 1: a count of blocks.
@@ -136,7 +136,7 @@ def is_structured(noise: NoiseSource) -> bool:
 
 
 @dataclass(frozen=True)
-class STAConfig:
+class STAConfig(RunConfig):
     layer: str = param("conv1", "Layer", "conv or linear layer whose units are mapped (all its units at once), "
                        "or output: the network's outputs (the only layer of a TorchScript model)",
                        options=layer_options, group="Units")
@@ -205,13 +205,6 @@ class STAConfig:
     @property
     def map_limit(self) -> int:
         return min(self.map_samples, self.samples)
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, arrays: dict | None = None) -> "STAConfig":
-        return config_from_dict(cls, data, arrays)
 
 
 # --- per-class mean activations of every layer (Fig. 20) ---
@@ -305,7 +298,7 @@ def mean_pairwise_distance(means: np.ndarray, counts: np.ndarray, min_count: int
 # --- the state ---
 
 @dataclass
-class STAState(BlockProgress):
+class STAState(BlockState):
     """Everything needed to continue a run exactly (accumulators, progress) and to show it without the model."""
 
     config: STAConfig
@@ -358,10 +351,6 @@ class STAState(BlockProgress):
 
     # --- progress ---
 
-
-    @staticmethod
-    def budget_of(config: STAConfig) -> int:
-        return config.samples
 
     @staticmethod
     def new_run_text(config: STAConfig) -> str:
@@ -417,18 +406,6 @@ class STAState(BlockProgress):
 
     def total(self) -> STAAccumulator:
         return self.even.merged(self.odd)
-
-    def with_budget(self, samples: int) -> "STAState":
-        """The same run with a larger (or smaller, not below what is done) sample budget."""
-        if samples < self.samples_done:
-            raise ValueError(f"budget {samples} is below the {self.samples_done} samples already done")
-        if self.samples_done % self.config.batch_size and samples != self.samples_done:
-            raise ValueError("a run that ended on a partial batch cannot be extended")
-        if self.done.end * self.config.batch_size > samples:
-            raise ValueError(f"budget {samples} leaves out blocks already done (up to sample "
-                             f"{self.done.end * self.config.batch_size:,})")
-        self.config = replace(self.config, samples=samples)
-        return self
 
     # --- blocks for workers (core.distributed): a blank state, its statistics, merges ---
 
@@ -491,7 +468,7 @@ class STAState(BlockProgress):
         due = grid[(grid > recorded) & (grid <= n)]
         if (due.size or self.blocks_done >= self.config.n_blocks) and n != recorded:
             self.reliability_samples.append(n)
-            self.reliability.append(pearson_rows(self.even.c_ax, self.odd.c_ax))
+            self.reliability.append(STAAccumulator.reliability(self.even, self.odd))
 
     # --- the view ---
 
@@ -516,8 +493,7 @@ class STAState(BlockProgress):
                 vectors=to_crop(self.stc_vectors.reshape(-1, self.features)).reshape(self.units, MAX_STC_DIMS, c, h, w),
                 bands=self.stc_bands.copy(), structured=self.structured)
         return STASnapshot(
-            samples_done=self.samples_done, samples_total=self.config.samples,
-            samples_per_second=samples_per_second, seconds=self.seconds, finished=self.finished,
+            **self.progress_fields(samples_per_second),
             phase=phase or self.phase_text(),
             layer=self.config.layer, layer_type=self.layer_type, units=self.units,
             position=tuple(self.position), output_size=tuple(self.output_size), field_size=tuple(self.field_size),
@@ -751,14 +727,9 @@ class ActivationMaps:
 
 
 @dataclass(frozen=True)
-class STASnapshot(ProgressView):
+class STASnapshot(RunSnapshot):
     """An immutable view of a run for plots, progress bars and exports (arrays are copies)."""
 
-    samples_done: int
-    samples_total: int
-    samples_per_second: float
-    seconds: float
-    finished: bool
     phase: str
     layer: str
     layer_type: str
@@ -1074,11 +1045,11 @@ class STAExperiment(Experiment):
             x, scores, size = self._draw(block)
         a = self.activations(x, cropped=self._crop_only(block))
         features = self.features(x, scores, cropped=self._crop_only(block))
-        (state.even if block % 2 == 0 else state.odd).update(a, features)
+        (state.even if block % 2 == 0 else state.odd).add(a, features)
         start = block * cfg.batch_size
         stc_rows = max(0, min(size, cfg.stc_limit - start))
         if state.stc is not None and stc_rows:
-            state.stc.update(a[:stc_rows], features[:stc_rows])
+            state.stc.add(a[:stc_rows], features[:stc_rows])
             if state.null_count:
                 state.reset_null()  # the STC grew (an extended run): its test runs again
             self._stc_data = None
@@ -1216,115 +1187,82 @@ def gradient_sta(model: LoadedModel, config: STAConfig, samples: int, device: st
 # --- exports: one writer per artefact, shared by `wna export` and File > Export ---
 
 def write_sta(snapshot: STASnapshot, path) -> Path:
-    """The STAs: .npz arrays (both forms and their z-maps, unit indices, receptive-field size/offset), or the grid
-    figure (.png, .pdf)."""
+    """The STAs as .npz arrays: both forms and their z-maps, unit indices, receptive-field size/offset."""
     path = Path(path)
-    if path.suffix.lower() == ".npz":
-        sign = np.sign(snapshot.sum_activation)[:, None, None, None]
-        np.savez_compressed(
-            path, units=np.arange(snapshot.units), sta=snapshot.sta, sta_z=snapshot.zmap * sign,
-            sta_unnormalised=snapshot.unnormalised, sta_unnormalised_z=snapshot.zmap,
-            rf_size=np.asarray(snapshot.field_size), rf_offset=np.asarray(snapshot.field_offset),
-            crop_offset=np.asarray(snapshot.crop[:2]), crop_size=np.asarray(snapshot.crop[2:]),
-            position=np.asarray(snapshot.position), layer=np.asarray(snapshot.layer),
-            activation=np.asarray(snapshot.activation), post=np.asarray(snapshot.post_description),
-            noise=np.asarray(snapshot.noise_label), samples=snapshot.samples_done,
-            sum_activation=snapshot.sum_activation, mean_activation=snapshot.mean_activation,
-            active_fraction=snapshot.active_fraction, reliability_samples=snapshot.reliability_samples,
-            reliability=snapshot.reliability,
-            **({} if snapshot.kernels is None else {"kernels": snapshot.kernels,
-                                                    "kernel_cosines": snapshot.kernel_cosines}))
-        return path
-    from ..figures.sta import save_sta_grid  # Qt painting, only when asked
-
-    return save_sta_grid(snapshot, "sta", path)
-
-
-def write_zmaps(snapshot: STASnapshot, path) -> Path:
-    from ..figures.sta import save_sta_grid
-
-    return save_sta_grid(snapshot, "zmap", path)
+    sign = np.sign(snapshot.sum_activation)[:, None, None, None]
+    np.savez_compressed(
+        path, units=np.arange(snapshot.units), sta=snapshot.sta, sta_z=snapshot.zmap * sign,
+        sta_unnormalised=snapshot.unnormalised, sta_unnormalised_z=snapshot.zmap,
+        rf_size=np.asarray(snapshot.field_size), rf_offset=np.asarray(snapshot.field_offset),
+        crop_offset=np.asarray(snapshot.crop[:2]), crop_size=np.asarray(snapshot.crop[2:]),
+        position=np.asarray(snapshot.position), layer=np.asarray(snapshot.layer),
+        activation=np.asarray(snapshot.activation), post=np.asarray(snapshot.post_description),
+        noise=np.asarray(snapshot.noise_label), samples=snapshot.samples_done,
+        sum_activation=snapshot.sum_activation, mean_activation=snapshot.mean_activation,
+        active_fraction=snapshot.active_fraction, reliability_samples=snapshot.reliability_samples,
+        reliability=snapshot.reliability,
+        **({} if snapshot.kernels is None else {"kernels": snapshot.kernels,
+                                                "kernel_cosines": snapshot.kernel_cosines}))
+    return path
 
 
 def write_kernels(snapshot: STASnapshot, path) -> Path:
-    """STA against learned kernel per unit: side-by-side grid (.png, .pdf) or the cosines (.csv)."""
+    """Cosine of each unit's STA with its learned kernel (.csv)."""
     path = Path(path)
-    if path.suffix.lower() == ".csv":
-        with path.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["unit", "cosine_sta_kernel", "mean_activation", "active_fraction"])
-            for u in range(snapshot.units):
-                cosine = snapshot.kernel_cosines[u]
-                writer.writerow([u, f"{cosine:.6f}" if np.isfinite(cosine) else "",
-                                 f"{snapshot.mean_activation[u]:.6g}", f"{snapshot.active_fraction[u]:.6f}"])
-        return path
-    from ..figures.sta import save_kernel_comparison
-
-    return save_kernel_comparison(snapshot, path)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["unit", "cosine_sta_kernel", "mean_activation", "active_fraction"])
+        for u in range(snapshot.units):
+            cosine = snapshot.kernel_cosines[u]
+            writer.writerow([u, f"{cosine:.6f}" if np.isfinite(cosine) else "",
+                             f"{snapshot.mean_activation[u]:.6g}", f"{snapshot.active_fraction[u]:.6f}"])
+    return path
 
 
 def write_stc(snapshot: STASnapshot, path) -> Path:
-    """The STC: .npz (spectra, null bands, significant eigenvalues and eigenvectors as crops) or the spectra (.png)."""
+    """The STC as .npz: spectra, null bands, significant eigenvalues and eigenvectors as crops."""
     path = Path(path)
     stc = snapshot.stc
-    if path.suffix.lower() == ".npz":
-        np.savez_compressed(path, units=np.arange(snapshot.units), eigenvalues=stc.eigenvalues, null_band=stc.band,
-                            significant_count=stc.count, significant_values=stc.values,
-                            significant_vectors=stc.vectors, round_bands=stc.bands, tested=stc.tested,
-                            samples=stc.samples, shuffles=stc.shuffles, crop_offset=np.asarray(snapshot.crop[:2]),
-                            crop_size=np.asarray(snapshot.crop[2:]), layer=np.asarray(snapshot.layer))
-        return path
-    from ..figures.sta import save_stc_figure
-
-    return save_stc_figure(snapshot, path)
-
-
-def write_stc_vectors(snapshot: STASnapshot, path) -> Path:
-    from ..figures.sta import save_stc_vectors
-
-    return save_stc_vectors(snapshot, path)
+    np.savez_compressed(path, units=np.arange(snapshot.units), eigenvalues=stc.eigenvalues, null_band=stc.band,
+                        significant_count=stc.count, significant_values=stc.values,
+                        significant_vectors=stc.vectors, round_bands=stc.bands, tested=stc.tested,
+                        samples=stc.samples, shuffles=stc.shuffles, crop_offset=np.asarray(snapshot.crop[:2]),
+                        crop_size=np.asarray(snapshot.crop[2:]), layer=np.asarray(snapshot.layer))
+    return path
 
 
 def write_activation_maps(snapshot: STASnapshot, path) -> Path:
     """Per-class mean activations of every layer: .npz (per layer, noise and real, as displayed: a conv map averaged
-    over channels, a vector on a near-square grid) or the figure (.png, .pdf)."""
+    over channels, a vector on a near-square grid)."""
     path = Path(path)
     maps = snapshot.maps
-    if path.suffix.lower() == ".npz":
-        arrays = {"layers": np.asarray(maps.layers), "forms": np.asarray(maps.forms),
-                  "class_names": np.asarray(snapshot.class_names), "noise_counts": maps.noise_counts,
-                  "noise_distance": maps.noise_distance}
-        for name, image in zip(maps.layers, maps.noise):
-            arrays[f"noise/{name}"] = image
-        if maps.real is not None:
-            arrays.update(real_counts=maps.real_counts, real_distance=maps.real_distance, similarity=maps.similarity)
-            for name, image in zip(maps.layers, maps.real):
-                arrays[f"real/{name}"] = image
-        np.savez_compressed(path, **arrays)
-        return path
-    from ..figures.sta import save_activation_figure
-
-    return save_activation_figure(snapshot, path)
+    arrays = {"layers": np.asarray(maps.layers), "forms": np.asarray(maps.forms),
+              "class_names": np.asarray(snapshot.class_names), "noise_counts": maps.noise_counts,
+              "noise_distance": maps.noise_distance}
+    for name, image in zip(maps.layers, maps.noise):
+        arrays[f"noise/{name}"] = image
+    if maps.real is not None:
+        arrays.update(real_counts=maps.real_counts, real_distance=maps.real_distance, similarity=maps.similarity)
+        for name, image in zip(maps.layers, maps.real):
+            arrays[f"real/{name}"] = image
+    np.savez_compressed(path, **arrays)
+    return path
 
 
 def write_layer_distances(snapshot: STASnapshot, path) -> Path:
-    """Mean L2 distance between class means per layer, noise and real (.csv), or the bar plot (.png)."""
+    """Mean L2 distance between class means per layer, noise and real (.csv)."""
     path = Path(path)
     maps = snapshot.maps
-    if path.suffix.lower() == ".csv":
-        with path.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["layer", "kept_as", "noise_mean_l2_between_classes", "real_mean_l2_between_classes",
-                             "noise_real_similarity_r"])
-            for i, name in enumerate(maps.layers):
-                real = maps.real_distance[i] if maps.real_distance is not None else float("nan")
-                similarity = maps.similarity[i] if maps.similarity is not None else float("nan")
-                writer.writerow([name, maps.forms[i], *("" if not np.isfinite(v) else f"{v:.6g}"
-                                                        for v in (maps.noise_distance[i], real, similarity))])
-        return path
-    from ..figures.sta import save_distance_plot
-
-    return save_distance_plot(snapshot, path)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["layer", "kept_as", "noise_mean_l2_between_classes", "real_mean_l2_between_classes",
+                         "noise_real_similarity_r"])
+        for i, name in enumerate(maps.layers):
+            real = maps.real_distance[i] if maps.real_distance is not None else float("nan")
+            similarity = maps.similarity[i] if maps.similarity is not None else float("nan")
+            writer.writerow([name, maps.forms[i], *("" if not np.isfinite(v) else f"{v:.6g}"
+                                                    for v in (maps.noise_distance[i], real, similarity))])
+    return path
 
 
 def _has_samples(snapshot: STASnapshot) -> bool:
@@ -1349,18 +1287,19 @@ def _has_maps(snapshot: STASnapshot) -> bool:
 
 ARTEFACTS = (
     Artefact("sta", "STAs: arrays (.npz: both forms, z-maps, unit indices, receptive field) or filter grid",
-             (".npz", ".png", ".pdf"), write_sta, available=_has_samples),
-    Artefact("sta_zmap", "STA z-maps: filter grid", (".png", ".pdf"), write_zmaps, available=_has_samples),
+             (".npz", ".png", ".pdf"), write_sta, figure="wna_gui.figures.sta:save_sta_grid", available=_has_samples),
+    Artefact("sta_zmap", "STA z-maps: filter grid", (".png", ".pdf"),
+             figure="wna_gui.figures.sta:save_sta_grid", options=(("view", "zmap"),), available=_has_samples),
     Artefact("kernels", "STA against learned kernels: side-by-side grid, cosines (.csv)", (".png", ".pdf", ".csv"),
-             write_kernels, available=_has_kernels),
+             write_kernels, figure="wna_gui.figures.sta:save_kernel_comparison", available=_has_kernels),
     Artefact("stc", "STC: spectra with null bands (.png), all results (.npz)", (".npz", ".png"), write_stc,
-             available=_has_stc),
-    Artefact("stc_vectors", "STC: significant eigenvectors", (".png", ".pdf"), write_stc_vectors,
-             available=_has_stc_vectors),
+             figure="wna_gui.figures.sta:save_stc_figure", available=_has_stc),
+    Artefact("stc_vectors", "STC: significant eigenvectors", (".png", ".pdf"),
+             figure="wna_gui.figures.sta:save_stc_vectors",              available=_has_stc_vectors),
     Artefact("activation_maps", "Layer activation maps per class, noise and real digits", (".npz", ".png", ".pdf"),
-             write_activation_maps, available=_has_maps),
+             write_activation_maps, figure="wna_gui.figures.sta:save_activation_figure", available=_has_maps),
     Artefact("layer_distances", "Distances between class means per layer (Fig. 20)", (".csv", ".png"),
-             write_layer_distances, available=_has_maps),
+             write_layer_distances, figure="wna_gui.figures.sta:save_distance_plot", available=_has_maps),
 )
 
 

@@ -38,8 +38,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .images import stratified_subset
-from .noise import NoiseSource, counter_normal, counter_uniform, register_noise_source
+from .dataset_choices import DATA_DIR_HELP
+from .images import dataset_labels, stratified_subset
+from .noise_base import NoiseSource, counter_normal, counter_uniform
 from .params import param, params
 
 # Paper Appendix: cycles per image of each wavelet scale, by image side.
@@ -49,9 +50,8 @@ GABOR_ORIENTATIONS = (0.0, 45.0, 90.0, 135.0)
 DEFAULT_COMPONENTS = {28: 250, 32: 600}
 # Envelope σ as a fraction of the wavelength: about a one-octave bandwidth.
 SIGMA_PER_WAVELENGTH = 0.5
-FIT_DATASETS = {"bundled": "bundled MNIST digits (training split)", "mnist": "MNIST training set (data folder)",
-                "fashion-mnist": "Fashion-MNIST training set (data folder)",
-                "cifar10": "CIFAR-10 training set (data folder)"}
+# own images: the training split (4/5), fitted to the model's input (core.data.fit_to_model)
+FIT_DATASETS = dataset_labels("train")
 SCALINGS = {"minmax": "min–max to [0, 1] per image (the authors')", "none": "none (offset + scores·basis)"}
 # Images of generated noise used to estimate the sources' pixel mean and variance (fixed seed, not the run's).
 MOMENT_SAMPLES = 4096
@@ -88,11 +88,11 @@ def gabor_bank(side: int, cycles: tuple[int, ...] | None = None) -> np.ndarray:
 
 def _training_images(dataset: str, data_dir: str, limit: int, shape: tuple[int, ...]) -> np.ndarray:
     """(N, C, H, W) float64 training images in [0, 1] of the model's shape."""
-    from .data import bundled_mnist, load_dataset
+    from .data import bundled_mnist, fit_to_model, load_dataset
 
     try:
         images = bundled_mnist("train") if dataset == "bundled" else \
-            load_dataset(dataset, data_dir or None, train=True)
+            fit_to_model(load_dataset(dataset, data_dir or None, train=True), shape)
     except ValueError as exc:
         raise StructuredNoiseError(f"structured noise cannot read its training images: {exc}") from None
     x = images.images
@@ -221,8 +221,8 @@ class FittedSource(NoiseSource):
 _FIT_DATA = dict(label="Fit data", help="training images the noise is fitted to (bundled: the bundled MNIST "
                  "training digits, for 28×28 greyscale models)", cli="--noise-fit-data", choices=FIT_DATASETS,
                  group="Noise stimulus")
-_FIT_DIR = dict(label="Fit data folder", help="folder of the torchvision dataset to fit to (not needed for "
-                "bundled)", kind="text", cli="--noise-fit-dir", group="Noise stimulus")
+_FIT_DIR = dict(label="Fit data folder", help=DATA_DIR_HELP, kind="text", cli="--noise-fit-dir",
+                group="Noise stimulus")
 _FIT_IMAGES = dict(label="Fit images", help="training images used for the fit (0: all)", cli="--noise-fit-images",
                    low=0, high=10_000_000, step=1000, group="Noise stimulus")
 
@@ -577,9 +577,7 @@ class VAENoise(DecoderNoise):
         return torch.sigmoid(h)
 
 
-STRUCTURED_SOURCES: tuple[type[NoiseSource], ...] = (GaborPCANoise, AutoencoderNoise, VAENoise)
-for _source in STRUCTURED_SOURCES:
-    register_noise_source(_source)
+STRUCTURED_SOURCES: tuple[type[NoiseSource], ...] = (GaborPCANoise, AutoencoderNoise, VAENoise)  # core.noise lists them
 
 __all__ = ["AutoencoderNoise", "GaborPCANoise", "STRUCTURED_SOURCES", "StructuredNoiseError", "VAENoise",
            "gabor_bank"]

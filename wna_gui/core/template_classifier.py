@@ -19,8 +19,6 @@ The unit of work is one template source: build its templates, classify the whole
 from __future__ import annotations
 
 import csv
-import hashlib
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -29,13 +27,16 @@ import numpy as np
 import torch
 
 from .control import EngineError, csv_number
-from .data import DATASETS, OWN_DATASETS, ImageSet, images_for_model, load_dataset
-from .driver import ProgressView
+from .data import ImageSet, images_for_model, load_dataset
+from .dataset_choices import DATA_DIR_HELP
 from .estimators import ESTIMATORS
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
+from .images import dataset_labels, images_sha256
 from .models import LoadedModel
-from .params import config_from_dict, config_to_dict, param
+from .params import param
 from .records import require_counts, require_finite, require_shape
+from .state import RunConfig, RunSnapshot, RunState
+from .stats import wilson_interval
 
 KIND = "template_classifier"
 RECORD_VERSION = 1
@@ -44,14 +45,12 @@ SOURCE_LABELS = {**{name: f"{info.label} maps" for name, info in ESTIMATORS.item
 SOURCE_CHOICES = {**{name: info.short for name, info in ESTIMATORS.items()}, **{k: k for k in BASELINES}}
 SIMILARITIES = {"dot": "dot product (the paper's)", "cosine": "cosine",
                 "minmax-cosine": "cosine of min–max-normalised templates (the authors' Gabor notebooks)"}
-DATASET_CHOICES = {"bundled": "bundled MNIST digits", **{name: f"{name} (data folder)" for name in DATASETS},
-                   **OWN_DATASETS}
+DATASET_CHOICES = dataset_labels(None)
 # The paper's accuracies on full MNIST (Fig. 2C): source → (accuracy, what the paper measured).
 PAPER_MNIST = {"hard": (0.258, "CNN bias maps"), "mean-image": (0.631, "class-mean images"),
                "lr-weights": (0.838, "LR weights")}
 PAPER_LR_BIAS_MAPS = 0.476  # LR bias maps: a classification-image run of a logistic-regression model
 INTERVAL = "Wilson score interval, 95%"
-Z_95 = 1.959963984540054
 GROUP = "Templates"
 TEST_ROWS = 4096  # test images scored at a time
 
@@ -65,7 +64,7 @@ def _canonical_sources(names) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class TemplateClassifierConfig:
+class TemplateClassifierConfig(RunConfig):
     sources: tuple[str, ...] = param(
         (), "Template sources", "the maps run's estimators and the references trained on real images; none "
         "checked means every estimator the maps run holds and both references", kind="multi",
@@ -78,7 +77,7 @@ class TemplateClassifierConfig:
                                 "classes that have one, before matching", group=GROUP)
     dataset: str = param("bundled", "Images", "test images (held-out split) and training images of the "
                          "references (train split)", choices=DATASET_CHOICES, group="Images")
-    data_dir: str = param("", "Data folder", "folder of a torchvision dataset (not needed for bundled)",
+    data_dir: str = param("", "Data folder", DATA_DIR_HELP,
                           kind="text", role="runtime", group="Images")
     lr_l2: float = param(1e-3, "LR L2 penalty", "weight decay of the logistic regression (mean loss + λ/2·|W|²)",
                          low=0.0, high=10.0, step=1e-4, decimals=6, group="Logistic regression")
@@ -97,13 +96,6 @@ class TemplateClassifierConfig:
 
     def inactive_params(self) -> tuple[str, ...]:
         return () if not self.sources or "lr-weights" in self.sources else ("lr_l2", "lr_steps")
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, arrays: dict | None = None) -> "TemplateClassifierConfig":
-        return config_from_dict(cls, data, arrays)
 
 
 # --- the classifier ---
@@ -149,17 +141,6 @@ def confusion_matrix(labels, predictions, n_classes: int) -> np.ndarray:
     labels, predictions = np.asarray(labels, dtype=np.int64), np.asarray(predictions, dtype=np.int64)
     return np.bincount(labels * n_classes + predictions, minlength=n_classes * n_classes).reshape(n_classes,
                                                                                                   n_classes)
-
-
-def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (NaNs without trials)."""
-    if trials <= 0:
-        return float("nan"), float("nan")
-    p = successes / trials
-    denom = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denom
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def class_means(images: ImageSet, n_classes: int) -> np.ndarray:
@@ -208,9 +189,7 @@ def checked_images(images: ImageSet, model: LoadedModel) -> ImageSet:
 
 
 def image_set_record(images: ImageSet) -> dict:
-    digest = hashlib.sha256(images.images.numpy().tobytes())
-    digest.update(images.labels.to(torch.int64).numpy().tobytes())
-    return {"name": images.name, "count": len(images), "sha256": digest.hexdigest()}
+    return {"name": images.name, "count": len(images), "sha256": images_sha256(images.images, images.labels)}
 
 
 # --- results ---
@@ -253,12 +232,9 @@ class SourceResult:
 
 
 @dataclass(frozen=True)
-class TemplateSnapshot(ProgressView):
-    samples_done: int  # template sources done
-    samples_total: int
-    samples_per_second: float
-    seconds: float
-    finished: bool
+class TemplateSnapshot(RunSnapshot):
+    """Progress in template sources done."""
+
     class_names: tuple[str, ...]
     image_shape: tuple[int, ...]
     sources: tuple[str, ...]
@@ -293,7 +269,7 @@ class TemplateSnapshot(ProgressView):
 # --- state ---
 
 @dataclass
-class TemplateClassifierState:
+class TemplateClassifierState(RunState):
     config: TemplateClassifierConfig
     class_names: tuple[str, ...]
     image_shape: tuple[int, ...]
@@ -318,14 +294,6 @@ class TemplateClassifierState:
     def progress_total(self) -> int:
         return len(self.sources)
 
-    @property
-    def finished(self) -> bool:
-        return self.progress_done >= self.progress_total
-
-    @staticmethod
-    def budget_of(config) -> int:
-        return 0
-
     @staticmethod
     def new_run_text(config: TemplateClassifierConfig) -> str:
         return "Start classifies the test images by each source's templates."
@@ -341,8 +309,7 @@ class TemplateClassifierState:
     def snapshot(self, samples_per_second: float = 0.0) -> TemplateSnapshot:
         counts = self.test_counts if self.test_counts is not None else np.zeros(self.n_classes, np.int64)
         return TemplateSnapshot(
-            samples_done=self.progress_done, samples_total=self.progress_total,
-            samples_per_second=samples_per_second, seconds=self.seconds, finished=self.finished,
+            **self.progress_fields(samples_per_second),
             class_names=tuple(self.class_names), image_shape=tuple(self.image_shape), sources=tuple(self.sources),
             templates={s: t for s, t in self.templates.items()},
             results={s: self.result(s) for s in self.sources if s in self.confusion},
@@ -501,35 +468,18 @@ def write_data(snapshot: TemplateSnapshot, path) -> Path:
     return path
 
 
-def write_accuracy_figure(snapshot: TemplateSnapshot, path) -> Path:
-    from ..figures.template_classifier import save_accuracy_figure  # Qt painting, only when asked
-
-    return save_accuracy_figure(snapshot, path)
-
-
-def write_confusion_figure(snapshot: TemplateSnapshot, path) -> Path:
-    from ..figures.template_classifier import save_confusion_figure
-
-    return save_confusion_figure(snapshot, path)
-
-
-def write_templates_figure(snapshot: TemplateSnapshot, path) -> Path:
-    from ..figures.template_classifier import save_templates_figure
-
-    return save_templates_figure(snapshot, path)
-
-
 def _has_results(snapshot: TemplateSnapshot) -> bool:
     return bool(snapshot.results)
 
 
 ARTEFACTS = (
     Artefact("accuracy", "Accuracy per template source with chance and 95% intervals (figure)",
-             (".png", ".pdf", ".svg"), write_accuracy_figure, available=_has_results),
-    Artefact("confusion", "Confusion matrices with counts (figure)", (".png", ".pdf", ".svg"),
-             write_confusion_figure, available=_has_results),
-    Artefact("templates", "The templates of every source (figure)", (".png", ".pdf"), write_templates_figure,
+             (".png", ".pdf", ".svg"), figure="wna_gui.figures.template_classifier:save_accuracy_figure",
              available=_has_results),
+    Artefact("confusion", "Confusion matrices with counts (figure)", (".png", ".pdf", ".svg"),
+             figure="wna_gui.figures.template_classifier:save_confusion_figure", available=_has_results),
+    Artefact("templates", "The templates of every source (figure)", (".png", ".pdf"),
+             figure="wna_gui.figures.template_classifier:save_templates_figure", available=_has_results),
     Artefact("template_results", "Accuracy, intervals and per-class recall (CSV)", (".csv",), write_results),
     Artefact("template_data", "Confusion matrices and templates (.npz)", (".npz",), write_data),
 )
@@ -607,5 +557,5 @@ EXPERIMENT = ExperimentSpec(
 TemplateClassifierExperiment.spec = EXPERIMENT
 
 __all__ = ["EXPERIMENT", "TemplateClassifierConfig", "TemplateClassifierExperiment", "TemplateClassifierState",
-           "TemplateSnapshot", "SourceResult", "classify", "confusion_matrix", "wilson_interval", "class_means",
+           "TemplateSnapshot", "SourceResult", "classify", "confusion_matrix", "class_means",
            "logistic_regression_weights", "run_template_classifier"]

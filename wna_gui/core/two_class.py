@@ -31,12 +31,13 @@ from .accumulators import ClassAccumulator, batch_class_stats
 from .classification import SignalImages
 from .control import EngineError
 from .data import bundled_mnist
-from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
-from .params import config_arrays, config_from_dict, config_to_dict, param
+from .params import config_arrays, param
 from .runtime import Runtime
+from .state import RunConfig, RunSnapshot, RunState
+from .stats import gammas_between
 
 KIND = "two_class"
 # 2: the γ range may come from a pilot run (config gamma_range, meta "pilot"); 1: always as set.
@@ -53,13 +54,8 @@ STIMULUS = "Stimulus"
 OBSERVER = "Binary CNN"
 
 
-def gamma_grid(gamma_min: float, gamma_max: float, points: int) -> tuple[float, ...]:
-    """``points`` signal strengths evenly spaced from ``gamma_min`` to ``gamma_max`` (one point: γ_min)."""
-    return tuple(float(g) for g in np.round(np.linspace(gamma_min, gamma_max, points), 10))
-
-
 @dataclass(frozen=True)
-class TwoClassConfig:
+class TwoClassConfig(RunConfig):
     first: int = param(1, "First class", "first digit of the pair (response 1); a two-class session model uses "
                        "its own classes", low=0, high=9, group=OBSERVER)
     second: int = param(7, "Second class", "second digit of the pair (response 2); the paper's pairs: 1 vs 7 "
@@ -86,7 +82,7 @@ class TwoClassConfig:
     noise: NoiseSource = param(kind="noise", default_factory=UniformNoise, label="Noise",
                                help="noise source: uniform U[low, high] (the paper's) or gaussian", cli="--noise",
                                group=STIMULUS)
-    samples: int = param(100_000, "Trials per γ", "trials at each γ (with --resume: the new total)", low=1,
+    samples: int = param(10_000, "Trials per γ", "trials at each γ (with --resume: the new total)", low=1,
                          high=2_000_000_000, step=10_000, role="budget", group="Run")
     batch_size: int = param(1000, "Batch size", "trials per block (the unit of work; a run keeps its block size)",
                             low=1, high=1_000_000, step=100, group="Run")
@@ -109,18 +105,11 @@ class TwoClassConfig:
 
     @property
     def gammas(self) -> tuple[float, ...]:
-        return gamma_grid(self.gamma_min, self.gamma_max, self.gamma_points)
+        return gammas_between(self.gamma_min, self.gamma_max, self.gamma_points)
 
     @property
     def n_blocks(self) -> int:
         return -(-self.samples // self.batch_size)
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, arrays: dict | None = None) -> "TwoClassConfig":
-        return config_from_dict(cls, data, arrays)
 
 
 # --- the estimate ---
@@ -193,7 +182,7 @@ def cell_stimulus_means(stimuli: ClassAccumulator) -> np.ndarray:
 # --- state ---
 
 @dataclass
-class TwoClassState:
+class TwoClassState(RunState):
     config: TwoClassConfig
     class_names: tuple[str, ...]  # the observer's two classes
     image_shape: tuple[int, ...]
@@ -206,6 +195,8 @@ class TwoClassState:
     signal_images: dict = field(default_factory=dict)
     binary: LoadedModel | None = None  # the trained observer (not part of the record: saved under /models)
     pilot: dict = field(default_factory=dict)  # how the γ range was chosen (empty: as set)
+
+    budget_unit = "trials"
 
     def __post_init__(self) -> None:
         n_features = int(np.prod(self.image_shape))
@@ -224,27 +215,11 @@ class TwoClassState:
     def progress_total(self) -> int:
         return self.config.samples
 
-    @property
-    def finished(self) -> bool:
-        return self.blocks_done >= self.config.n_blocks
-
-    @staticmethod
-    def budget_of(config: TwoClassConfig) -> int:
-        return config.samples
-
     @staticmethod
     def new_run_text(config: TwoClassConfig) -> str:
         return (f"Start runs {config.samples:,} trials at each of {len(config.gammas)} γ "
                 f"({', '.join(f'{g:g}' for g in config.gammas)}), after training a binary CNN for "
                 f"{config.first} vs {config.second} unless the model has two classes.")
-
-    def with_budget(self, samples: int) -> "TwoClassState":
-        if samples < self.samples_done:
-            raise ValueError(f"budget {samples} is below the {self.samples_done} trials already done")
-        if self.samples_done % self.config.batch_size and samples != self.samples_done:
-            raise ValueError("a run that ended on a partial batch cannot be extended")
-        self.config = replace(self.config, samples=samples)
-        return self
 
     def observer(self, model: LoadedModel) -> LoadedModel:
         """The network that answers: the trained binary CNN, or the session's two-class model."""
@@ -264,8 +239,7 @@ class TwoClassState:
     def snapshot(self, samples_per_second: float = 0.0) -> "TwoClassSnapshot":
         images = tuple(ahumada_image(acc) for acc in self.noise)
         return TwoClassSnapshot(
-            samples_done=self.samples_done, samples_total=self.config.samples,
-            samples_per_second=samples_per_second, seconds=self.seconds, finished=self.finished,
+            **self.progress_fields(samples_per_second),
             class_names=tuple(self.class_names), image_shape=tuple(self.image_shape),
             gammas=tuple(self.config.gammas), images=images,
             stimulus_means=tuple(cell_stimulus_means(acc) for acc in self.stimuli),
@@ -309,12 +283,9 @@ class TwoClassState:
 
 
 @dataclass(frozen=True)
-class TwoClassSnapshot(ProgressView):
-    samples_done: int  # trials per γ
-    samples_total: int
-    samples_per_second: float
-    seconds: float
-    finished: bool
+class TwoClassSnapshot(RunSnapshot):
+    """Progress in trials per γ."""
+
     class_names: tuple[str, ...]
     image_shape: tuple[int, ...]
     gammas: tuple[float, ...]
@@ -488,15 +459,10 @@ def write_arrays(snapshot: TwoClassSnapshot, path) -> Path:
     return path
 
 
-def write_figure(snapshot: TwoClassSnapshot, path) -> Path:
-    from ..figures.two_class import save_two_class_figure  # Qt painting, only when asked
-
-    return save_two_class_figure(snapshot, path)
-
-
 ARTEFACTS = (
     Artefact("two_class_maps", "Cells, stimulus difference, classification image and z-map per γ (figure)",
-             (".png", ".pdf", ".svg"), write_figure, available=lambda snapshot: snapshot.samples_done > 0),
+             (".png", ".pdf", ".svg"), figure="wna_gui.figures.two_class:save_two_class_figure",
+             available=lambda snapshot: snapshot.samples_done > 0),
     Artefact("two_class_counts", "Trials per cell and fraction correct per γ (CSV)", (".csv",), write_table),
     Artefact("two_class_arrays", "Classification images, z-maps and cell means per γ (.npz)", (".npz",),
              write_arrays),
@@ -580,4 +546,4 @@ EXPERIMENT = ExperimentSpec(
 TwoClassExperiment.spec = EXPERIMENT
 
 __all__ = ["EXPERIMENT", "TwoClassConfig", "TwoClassExperiment", "TwoClassImage", "TwoClassSnapshot",
-           "TwoClassState", "ahumada_image", "gamma_grid", "response_difference"]
+           "TwoClassState", "ahumada_image", "response_difference"]

@@ -19,8 +19,8 @@ import numpy as np
 import pyqtgraph as pg
 
 from ._qt import ensure_gui_application
-from .maps import _Canvas, colormap_table
-from .page import TEXT_PT, figure_size, points, write_scene
+from .maps import Canvas, colormap_table
+from .page import TEXT_PT, figure_size, points, wrap_flags, wrapped_height, write_scene
 from .style import TEXT_COLOR, style_plot
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class TileRow:
     mode: str = "grey"  # grey: pixels in [0, 1]; diverging: symmetric about 0 (the row's own scale)
 
 
-class TileFigure(_Canvas):
+class TileFigure(Canvas):
     """Rows of labelled tiles (stimuli in grey, maps on a diverging scale), an optional outline per tile."""
 
     MAX_TILE = 112.0  # logical units (1/96 inch): ~30 mm
@@ -164,11 +164,24 @@ class TileFigure(_Canvas):
         self.LINE = float(np.ceil(metrics.height() * 1.15))
         self.width = float(figure_size().logical_width)
         self.columns = max([len(row.tiles) for row in rows] + [1])
-        label = max([metrics.horizontalAdvance(line) for row in rows for line in row.label.split("\n")] + [30.0])
+        # Diverging rows give their colour scale under their label ("±value at the left").
+        self.halves = [max([float(np.nanmax(np.abs(t.image))) for t in row.tiles
+                            if t.image is not None and np.isfinite(t.image).any()] + [1e-9]) for row in rows]
+        self.labels = [row.label + (f"\n±{half:.3g}" if row.mode == "diverging" else "")
+                       for row, half in zip(rows, self.halves)]
+        label = max([metrics.horizontalAdvance(line) for text in self.labels for line in text.split("\n")] + [30.0])
         self.label_w = min(0.3 * self.width, label + 2 * self.GAP)
         self.TILE = min(self.MAX_TILE, (self.width - self.label_w - (self.columns + 1) * self.GAP) / self.columns)
-        self.row_h = self.TILE + self.LINE + self.GAP
-        self.height = float(3 * self.LINE + 2 * self.GAP + len(rows) * self.row_h + (3 * self.LINE if caption else 0))
+        # Labels wider than their column wrap; a row is as tall as its tiles or its label, whichever is taller.
+        self.label_flags = [wrap_flags(metrics, text, self.label_w - 2 * self.GAP) for text in self.labels]
+        label_h = max([wrapped_height(self.font, text, self.label_w - 2 * self.GAP) for text in self.labels] + [0.0])
+        # Tile titles wrap onto the lines the narrowest needs ("poisoned |z| 4.2 ✓" keeps its |z|).
+        self.title_line_h = max([wrapped_height(self.font, t.title, self.TILE) for row in rows for t in row.tiles]
+                                + [self.LINE])
+        self.row_h = max(self.TILE, label_h) + self.title_line_h + self.GAP
+        self.title_h = wrapped_height(self.font, title, self.width - 2 * self.GAP) + self.GAP
+        self.caption_h = wrapped_height(self.font, caption, self.width - 2 * self.GAP) + self.GAP if caption else 0.0
+        self.height = float(2 * self.GAP + self.title_h + len(rows) * self.row_h + self.caption_h)
         self.lut = colormap_table()
 
     def paint(self, painter) -> None:
@@ -179,23 +192,24 @@ class TileFigure(_Canvas):
         painter.setFont(self.font)
         painter.setPen(QColor("black"))
         metrics = QFontMetricsF(self.font)
-        painter.drawText(QRectF(self.GAP, self.GAP, self.width - 2 * self.GAP, 3 * self.LINE),
-                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter | Qt.TextFlag.TextWordWrap,
+        painter.drawText(QRectF(self.GAP, self.GAP, self.width - 2 * self.GAP, self.title_h),
+                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap,
                          self.title)
-        top = 3 * self.LINE + 2 * self.GAP
+        top = self.title_h + 2 * self.GAP
         for r, row in enumerate(self.rows):
             y = top + r * self.row_h
             painter.setPen(QColor("black"))
-            painter.drawText(QRectF(self.GAP, y + self.LINE, self.label_w - 2 * self.GAP, self.TILE),
-                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, row.label)
-            images = [t.image for t in row.tiles if t.image is not None]
-            half = max([float(np.nanmax(np.abs(i))) for i in images if np.isfinite(i).any()] + [1e-9])
+            painter.drawText(QRectF(self.GAP, y + self.title_line_h, self.label_w - 2 * self.GAP,
+                                    self.row_h - self.title_line_h - self.GAP),
+                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter | self.label_flags[r],
+                             self.labels[r])
+            half = self.halves[r]
             for c, tile in enumerate(row.tiles):
                 x = self.label_w + c * (self.TILE + self.GAP)
                 painter.setPen(QColor("black"))
-                painter.drawText(QRectF(x, y, self.TILE, self.LINE), Qt.AlignmentFlag.AlignCenter,
-                                 metrics.elidedText(tile.title, Qt.TextElideMode.ElideRight, self.TILE))
-                box = QRectF(x, y + self.LINE, self.TILE, self.TILE)
+                painter.drawText(QRectF(x, y, self.TILE, self.title_line_h), Qt.AlignmentFlag.AlignHCenter |
+                                 Qt.AlignmentFlag.AlignBottom | wrap_flags(metrics, tile.title, self.TILE), tile.title)
+                box = QRectF(x, y + self.title_line_h, self.TILE, self.TILE)
                 if tile.image is None or not np.isfinite(tile.image).all():
                     painter.fillRect(box, QColor(205, 205, 205))
                     continue
@@ -216,15 +230,12 @@ class TileFigure(_Canvas):
                         continue
                     r0, c0, hh, ww = outline
                     painter.setPen(QPen(QColor(*OUTLINE), 2, style))
-                    painter.drawRect(QRectF(x + c0 * self.TILE / w, y + self.LINE + r0 * self.TILE / h,
+                    painter.drawRect(QRectF(x + c0 * self.TILE / w, y + self.title_line_h + r0 * self.TILE / h,
                                             ww * self.TILE / w, hh * self.TILE / h))
-            if row.mode == "diverging":
-                painter.setPen(QColor("black"))
-                painter.drawText(QRectF(self.GAP, y + self.LINE + self.TILE - self.LINE, self.label_w - 2 * self.GAP,
-                                        self.LINE), Qt.AlignmentFlag.AlignRight, f"±{half:.3g}")
         if self.caption:
-            painter.drawText(QRectF(self.GAP, self.height - 3 * self.LINE - self.GAP, self.width - 2 * self.GAP,
-                                    3 * self.LINE), Qt.AlignmentFlag.AlignLeft | Qt.TextFlag.TextWordWrap,
+            painter.setPen(QColor("black"))
+            painter.drawText(QRectF(self.GAP, self.height - self.caption_h - self.GAP, self.width - 2 * self.GAP,
+                                    self.caption_h), Qt.AlignmentFlag.AlignLeft | Qt.TextFlag.TextWordWrap,
                              self.caption)
 
 
@@ -322,7 +333,7 @@ def save_backdoor_maps(snapshot, path) -> Path:
                       + "".join(f"; {w}" for w in snapshot.warnings))
 
 
-class ConfusionFigure(_Canvas):
+class ConfusionFigure(Canvas):
     """Confusion matrices (rows: true class, columns: predicted), counts written, shaded by row fraction."""
 
     CELL = 22.0
@@ -338,12 +349,18 @@ class ConfusionFigure(_Canvas):
         self.small.setPixelSize(max(6, round(points(TEXT_PT) * 0.75)))
         self.line = float(np.ceil(QFontMetricsF(self.font).height() * 1.15))
         k = len(self.class_names)
-        self.columns = 2
+        # As wide as the figure: two matrices side by side while their cells keep room for a count, else one.
+        self.width = float(figure_size().logical_width)
+        self.columns = 1
+        for columns in (2, 1):
+            self.CELL = min(22.0, (self.width - self.GAP - columns * (self.line + self.GAP)) / (columns * k))
+            self.columns = columns
+            if self.CELL >= 18.0:
+                break
         self.block = self.line + k * self.CELL + 2 * self.line
-        self.width = float(self.GAP + self.columns * (self.line + k * self.CELL + self.GAP))
+        self.title_h = wrapped_height(self.font, title, self.width - self.GAP) + self.line / 2
         rows = -(-len(matrices) // self.columns)
-        self.height = float(2 * self.line + rows * self.block + self.GAP)
-
+        self.height = float(self.title_h + rows * self.block + self.GAP)
 
     def paint(self, painter) -> None:
         from PySide6.QtCore import QRectF, Qt
@@ -352,12 +369,13 @@ class ConfusionFigure(_Canvas):
         painter.fillRect(QRectF(0, 0, self.width, self.height), QColor("white"))
         painter.setFont(self.font)
         painter.setPen(QColor("black"))
-        painter.drawText(QRectF(self.GAP / 2, 0, self.width, 2 * self.line),
-                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, self.title)
+        painter.drawText(QRectF(self.GAP / 2, 0, self.width - self.GAP, self.title_h),
+                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter | Qt.TextFlag.TextWordWrap,
+                         self.title)
         k = len(self.class_names)
         for i, (name, matrix) in enumerate(self.matrices.items()):
             x0 = self.GAP + (i % self.columns) * (self.line + k * self.CELL + self.GAP) + self.line
-            y0 = 2 * self.line + (i // self.columns) * self.block
+            y0 = self.title_h + (i // self.columns) * self.block
             painter.setFont(self.font)
             painter.setPen(QColor("black"))
             painter.drawText(QRectF(x0, y0, k * self.CELL, self.line), Qt.AlignmentFlag.AlignCenter, name)

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ._qt import ensure_gui_application
-from .page import TEXT_PT, TITLE_PT, check_suffix, figure_size, painted_image, points, write_painted
+from .page import (TEXT_PT, TITLE_PT, check_suffix, figure_size, painted_image, points, wrap_flags,
+                   write_painted)
 
 MAP_VIEW_LABELS = {"mean": "mean noise n̄ₖ", "centered": "n̄ₖ − n̄ (grand mean)", "zmap": "z-score"}
 COLORMAP_NAME = "CET-D1"
@@ -198,7 +199,7 @@ def save_map_grid(maps: np.ndarray, titles: list[str], path, *, view: str = "cen
     if len(titles) != maps.shape[0]:
         raise ValueError(f"{len(titles)} titles for {maps.shape[0]} maps")
     ensure_gui_application()
-    figure = _GridFigure(maps, titles, view, title, levels or map_levels(maps, view), columns, label, note,
+    figure = MapGridFigure(maps, titles, view, title, levels or map_levels(maps, view), columns, label, note,
                          colormap, caption)
     return figure.write(path)
 
@@ -238,7 +239,7 @@ def save_map_rows(rows: list[MapRow], column_titles: list[str], path, *, title: 
     return _RowsFigure(rows, list(column_titles), title, caption).write(path)
 
 
-class _Canvas:
+class Canvas:
     """A figure laid out in logical units (1/96 inch) across the current figure width and drawn by
     ``paint(painter)``; written at its physical size by figures.page.write_painted."""
 
@@ -272,12 +273,14 @@ def _fonts():
 
 def _native_image(image: np.ndarray, levels, lut: np.ndarray):
     """One map at its native pixels as a QImage (the painter scales it without smoothing), or None for a map
-    with NaN."""
+    without a value (an empty class). NaN pixels (a layer's units padded onto a square grid) are grey."""
     from PySide6.QtGui import QImage
 
-    if not np.isfinite(image).all():
+    finite = np.isfinite(image).all(axis=0)
+    if not finite.any():
         return None
-    rgb = np.ascontiguousarray(tile_rgb(image, levels, lut))
+    rgb = tile_rgb(np.where(finite[None], image, 0.0), levels, lut)
+    rgb = np.ascontiguousarray(np.where(finite[..., None], rgb, np.asarray(EMPTY_TILE_GREY, np.uint8)))
     height, width, _ = rgb.shape
     return QImage(rgb.data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
 
@@ -306,8 +309,9 @@ def _title_height(font, title: str | None, width: float) -> float:
 MIN_TILE_WIDTH = 56.0
 
 
-class _GridFigure(_Canvas):
-    """A grid of maps with two-line captions and one colour bar, laid out across the figure width."""
+class MapGridFigure(Canvas):
+    """A grid of maps with captions (wrapped at " · ", never cutting n) and one colour bar, laid out across the
+    figure width."""
 
     def __init__(self, maps, titles, view, title, levels, columns, label=None, note="no samples",
                  colormap: str = COLORMAP_NAME, caption: str | None = None) -> None:
@@ -325,18 +329,24 @@ class _GridFigure(_Canvas):
         self.margin = 8.0
         self.with_colorbar = channels == 1
         self.bar_w = 8.0 if self.with_colorbar else 0.0
-        self.bar_text_w = (metrics.horizontalAdvance("−0.000e−00") + self.line + self.gap) \
-            if self.with_colorbar else 0.0
+        ticks = (self.levels[0], sum(self.levels) / 2, self.levels[1])  # as paint_colorbar writes them
+        self.bar_text_w = (max(metrics.horizontalAdvance(f"{value:.3g}") for value in ticks) + self.line
+                           + self.gap) if self.with_colorbar else 0.0
         side = (2 * self.gap + self.bar_w + self.bar_text_w) if self.with_colorbar else 0.0
         room = self.width - 2 * self.margin - side
+        # An empty tile says why inside it ("no samples"), not also in its caption.
+        self.captions = [t.replace(f" · {note}", "") if not np.isfinite(m).any() else t for t, m in zip(titles, maps)]
+        # A tile is at least as wide as its captions' widest part ("n=123,456"): n is never cut off.
+        widest = max([0.0, *(metrics.horizontalAdvance(part) for t in self.captions for part in t.split(" · "))])
         self.columns = columns or grid_columns(count)
         while columns is None and self.columns > 1 and \
-                (room - (self.columns - 1) * self.gap) / self.columns < MIN_TILE_WIDTH:
+                (room - (self.columns - 1) * self.gap) / self.columns < max(MIN_TILE_WIDTH, widest + 2):
             self.columns -= 1
         self.rows = math.ceil(count / self.columns)
         self.tile_w = (room - (self.columns - 1) * self.gap) / self.columns
         self.tile_h = self.tile_w * height / width
-        self.caption_h = 2 * self.line
+        # Every tile's caption fits above it, on as many lines as the narrowest layout needs.
+        self.caption_h = self.line * max([1, *(len(caption_lines(t, metrics, self.tile_w)) for t in self.captions)])
         self.header_h = _title_height(self.title_font, title, self.width - 2 * self.margin)
         self.grid_h = self.rows * (self.caption_h + self.tile_h) + (self.rows - 1) * self.gap
         self.footer_h = _title_height(self.font, caption, self.width - 2 * self.margin) if caption else 0.0
@@ -363,9 +373,9 @@ class _GridFigure(_Canvas):
                            self.width - 2 * self.margin, self.header_h)
         painter.setFont(self.font)
         metrics = QFontMetricsF(self.font)
-        for k, caption in enumerate(self.titles):
+        for k, caption in enumerate(self.captions):
             tile = self.tile_rect(k)
-            lines = _caption_lines(caption, metrics, self.tile_w)
+            lines = caption_lines(caption, metrics, self.tile_w)
             for i, text in enumerate(lines):
                 box = QRectF(tile.x(), tile.y() - (len(lines) - i) * self.line, self.tile_w, self.line)
                 painter.drawText(box, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, text)
@@ -383,7 +393,7 @@ class _GridFigure(_Canvas):
 
     def paint_colorbar(self, painter, top: float) -> None:
         from PySide6.QtCore import QPointF, QRectF, Qt
-        from PySide6.QtGui import QColor, QImage
+        from PySide6.QtGui import QColor, QFontMetricsF, QImage
 
         x = self.grid_right + self.gap * 2
         bar_top, bar_h = top + self.caption_h, self.grid_h - self.caption_h
@@ -403,14 +413,16 @@ class _GridFigure(_Canvas):
         painter.save()
         painter.translate(x + self.bar_w + self.bar_text_w, bar_top + bar_h / 2)
         painter.rotate(-90)
-        painter.drawText(QRectF(-bar_h / 2, -self.line, bar_h, self.line), Qt.AlignmentFlag.AlignCenter, self.label)
+        label = QFontMetricsF(self.font).elidedText(self.label, Qt.TextElideMode.ElideRight, bar_h)  # a short bar
+        painter.drawText(QRectF(-bar_h / 2, -self.line, bar_h, self.line), Qt.AlignmentFlag.AlignCenter, label)
         painter.restore()
 
 
-class _RowsFigure(_Canvas):
+class _RowsFigure(Canvas):
     """Rows of per-class maps, each row on its own colour scale (see save_map_rows)."""
 
     def __init__(self, rows: list[MapRow], column_titles, title, caption) -> None:
+        from PySide6.QtCore import QRectF
         from PySide6.QtGui import QFontMetricsF
 
         self.rows, self.column_titles, self.title = rows, column_titles, title
@@ -424,23 +436,39 @@ class _RowsFigure(_Canvas):
         self.gap = 4.0
         self.margin = 8.0
         self.header_h = _title_height(self.title_font, title, self.width - 2 * self.margin)
-        self.label_w = max(metrics.horizontalAdvance(line) for row in rows for line in row.label.split("\n")) \
-            + self.gap
-        self.label_w = min(self.label_w, 0.3 * self.width)  # long labels are elided
+        natural = max(metrics.horizontalAdvance(line) for row in rows for line in row.label.split("\n")) + self.gap
+        # A narrow figure (a single column) writes each row's label on a line above its maps, which then get the
+        # whole width; a wider one puts the labels left of the rows, wrapped onto more lines where long.
+        self.label_above = natural > 0.2 * self.width
+        if self.label_above:
+            self.labels, self.label_w = [row.label.replace("\n", " · ") for row in rows], 0.0
+            wrap_w = self.width - 2 * self.margin
+        else:
+            self.labels, self.label_w = [row.label for row in rows], min(natural, 0.3 * self.width)
+            wrap_w = self.label_w - self.gap
+        self.label_flags = [wrap_flags(metrics, text, wrap_w) for text in self.labels]
+        box = QRectF(0, 0, wrap_w, 1e4)
+        self.label_h = label_h = max(metrics.boundingRect(box, int(flags), text).height()
+                                     for text, flags in zip(self.labels, self.label_flags))
         self.scale_w = metrics.horizontalAdvance("±0.00e−00") + self.gap
         self.columns = count
         self.tile_w = (self.width - 2 * self.margin - self.label_w - self.gap - self.scale_w
                        - (count - 1) * self.gap) / count
+        # Column titles wider than a tile (class names of a narrow figure) stand upright, at most 30% tall.
+        widest = max(metrics.horizontalAdvance(str(text)) for text in column_titles)
+        self.upright = widest > self.tile_w
+        self.column_h = min(widest + self.gap, 0.3 * self.width) if self.upright else self.line_h
         # Rows may differ in map shape (layers of a network): each map fits a tile_w × tile_h box.
         self.tile_h = self.tile_w * min(1.5, max(m.shape[2] / m.shape[3] for m in self.maps))
         self.grid_w = count * self.tile_w + (count - 1) * self.gap
-        # A row is as tall as its tiles or its label, whichever is taller (labels never overlap).
-        self.row_h = max(self.tile_h, max(len(row.label.split("\n")) for row in rows) * self.line_h)
+        # A row is as tall as its tiles and the label above them, or as its tiles or the label beside them,
+        # whichever is taller (labels never overlap).
+        self.row_h = self.tile_h + label_h if self.label_above else max(self.tile_h, label_h)
         self.grid_h = len(rows) * self.row_h + (len(rows) - 1) * self.gap
         self.channels = channels
         self.caption_h = _title_height(self.font, self.caption, self.width - 2 * self.margin - self.label_w)
         self.legend_h = (2 * self.line_h if channels == 1 else 0.0) + self.caption_h
-        self.height = 2 * self.margin + self.header_h + self.line_h + self.grid_h + self.gap + self.legend_h
+        self.height = 2 * self.margin + self.header_h + self.column_h + self.grid_h + self.gap + self.legend_h
         self.lut = colormap_table()
 
     def paint(self, painter) -> None:
@@ -457,24 +485,35 @@ class _RowsFigure(_Canvas):
         top = self.margin + self.header_h
         for col, text in enumerate(self.column_titles):
             x = left + col * (self.tile_w + self.gap)
-            elided = metrics.elidedText(str(text), Qt.TextElideMode.ElideRight, self.tile_w)
-            painter.drawText(QRectF(x, top, self.tile_w, self.line_h),
-                             Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, elided)
-        top += self.line_h
-        for r, (row, maps, levels) in enumerate(zip(self.rows, self.maps, self.levels)):
+            if self.upright:
+                elided = metrics.elidedText(str(text), Qt.TextElideMode.ElideRight, self.column_h - self.gap)
+                painter.save()
+                painter.translate(x + self.tile_w / 2, top + self.column_h)
+                painter.rotate(-90)
+                painter.drawText(QRectF(0, -self.line_h / 2, self.column_h - self.gap / 2, self.line_h),
+                                 Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, elided)
+                painter.restore()
+            else:
+                painter.drawText(QRectF(x, top, self.tile_w, self.line_h),
+                                 Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, str(text))
+        top += self.column_h
+        for r, (_row, maps, levels) in enumerate(zip(self.rows, self.maps, self.levels)):
             y = top + r * (self.row_h + self.gap)
-            lines = row.label.split("\n")
-            block_top = y + (self.row_h - len(lines) * self.line_h) / 2
-            for i, text in enumerate(lines):
-                elided = metrics.elidedText(text, Qt.TextElideMode.ElideRight, self.label_w - self.gap)
-                painter.drawText(QRectF(self.margin, block_top + i * self.line_h, self.label_w - self.gap,
-                                        self.line_h), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                                 elided)
+            if self.label_above:
+                painter.drawText(QRectF(self.margin, y, self.width - 2 * self.margin, self.label_h),
+                                 Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter | self.label_flags[r],
+                                 self.labels[r])
+                y, row_h = y + self.label_h, self.tile_h
+            else:
+                painter.drawText(QRectF(self.margin, y, self.label_w - self.gap, self.row_h),
+                                 Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter | self.label_flags[r],
+                                 self.labels[r])
+                row_h = self.row_h
             height, width = maps.shape[2:]
             scale = min(self.tile_w / width, self.tile_h / height)
             for col in range(self.columns):
                 x = left + col * (self.tile_w + self.gap)
-                tile = QRectF(x + (self.tile_w - width * scale) / 2, y + (self.row_h - height * scale) / 2,
+                tile = QRectF(x + (self.tile_w - width * scale) / 2, y + (row_h - height * scale) / 2,
                               width * scale, height * scale)
                 image = _native_image(maps[col], levels, self.lut)
                 if image is None:
@@ -482,7 +521,7 @@ class _RowsFigure(_Canvas):
                 else:
                     painter.drawImage(tile, image)
             half = (levels[1] - levels[0]) / 2
-            painter.drawText(QRectF(left + self.grid_w + self.gap, y, self.scale_w, self.row_h),
+            painter.drawText(QRectF(left + self.grid_w + self.gap, y, self.scale_w, row_h),
                              Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"±{half:.3g}")
         legend_top = top + self.grid_h + self.gap
         if self.channels == 1:
@@ -505,11 +544,16 @@ class _RowsFigure(_Canvas):
                        self.caption_h)
 
 
-def _caption_lines(caption: str, metrics, width: float) -> list[str]:
-    """One line if it fits, else the class name over the rest, each elided to the tile width."""
+def caption_lines(caption: str, metrics, width: float) -> list[str]:
+    """The caption's " · " parts packed onto as few lines of ``width`` as they fit (a narrow figure gets more
+    lines, so n is never cut off); only a single part wider than a line is elided."""
     from PySide6.QtCore import Qt
 
-    if metrics.horizontalAdvance(caption) <= width:
-        return [caption]
-    head, _, rest = caption.partition(" · ")
-    return [metrics.elidedText(text, Qt.TextElideMode.ElideRight, int(width)) for text in (head, rest) if text]
+    lines: list[str] = []
+    for part in caption.split(" · "):
+        joined = f"{lines[-1]} · {part}" if lines else part
+        if lines and metrics.horizontalAdvance(joined) <= width:
+            lines[-1] = joined
+        else:
+            lines.append(part)
+    return [metrics.elidedText(line, Qt.TextElideMode.ElideRight, width) for line in lines]

@@ -260,7 +260,7 @@ class GridFigure(pg.GraphicsLayout):
         if key != self._key:
             self._rebuild(rows, columns, k_values)
             self._key = key
-        for cell, (plot, points, fits, shift_label) in self._cells.items():
+        for cell, (_plot, points, fits, shift_label) in self._cells.items():
             snapshot = snapshots.get(cell)
             for condition in range(len(points)):
                 measured = _measured(snapshot, condition) if snapshot is not None else ([], [])
@@ -379,6 +379,11 @@ def save_curves_plot(snapshot: PsychometricSnapshot, path: str | Path) -> Path:
     path = Path(path)
     ensure_gui_application()
     return write_scene(CurvesFigure(), EXPORT_SIZE, path, lambda figure: figure.show_snapshot(snapshot))
+
+
+def save_small_multiples(snapshot, path: str | Path) -> Path:
+    """A small-multiples run's plot (a core.psychometric_grid GridSnapshot): its artefact's figure writer."""
+    return save_grid_plot(snapshot.configs, snapshot.snapshots, snapshot.class_names, path)
 
 
 def save_grid_plot(configs: tuple[PsychometricConfig, ...], snapshots: tuple[PsychometricSnapshot | None, ...],

@@ -146,8 +146,10 @@ class _ReliabilityCanvas:
     def __init__(self, snapshot: "SampleComplexitySnapshot") -> None:
         from ..core.estimators import ESTIMATORS
         from ..core.sample_complexity import RELIABILITY_TARGET, STIMULUS_TITLES
+        from PySide6.QtGui import QFontMetricsF
+
         from .maps import _fonts
-        from .page import figure_size
+        from .page import figure_size, wrapped_height
 
         self.snapshot, self.target = snapshot, RELIABILITY_TARGET
         self.titles, self.labels = STIMULUS_TITLES, {e: ESTIMATORS[e].label for e in snapshot.estimators}
@@ -158,7 +160,19 @@ class _ReliabilityCanvas:
         self.rows = -(-len(snapshot.stimuli) // self.columns)
         self.cell_w = (self.width - 2 * self.margin - (self.columns - 1) * self.gap) / self.columns
         self.cell_h = self.cell_w * 0.75
-        self.header_h = 2 * self.line_h
+        self.title = ("Split-half reliability against samples (Spearman–Brown, mean over classes; dashed: a "
+                      "signal-free observer on the same noise)")
+        self.title_h = wrapped_height(self.title_font, self.title, self.width - 2 * self.margin)
+        # Legend: one swatch per estimator, and the target level, flowing onto more lines in a narrow figure.
+        metrics = QFontMetricsF(self.font)
+        self.legend, x, y = [], self.margin, self.title_h
+        for estimator, label in [*self.labels.items(), ("", f"reliability {self.target:g}")]:
+            entry_w = 22 + metrics.horizontalAdvance(label)
+            if x > self.margin and x + entry_w > self.width - self.margin:
+                x, y = self.margin, y + self.line_h
+            self.legend.append((estimator, label, x, y))
+            x += entry_w + 16
+        self.header_h = y + 1.5 * self.line_h
         self.height = 2 * self.margin + self.header_h + self.rows * self.cell_h + (self.rows - 1) * self.gap \
             + self.line_h
         top = max(snapshot.samples, 100)
@@ -170,16 +184,13 @@ class _ReliabilityCanvas:
 
         painter.setFont(self.title_font)
         painter.setPen(QColor(TEXT_COLOR))
-        painter.drawText(QRectF(self.margin, self.margin, self.width, self.line_h),
-                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         "Split-half reliability against samples (Spearman–Brown, mean over classes; dashed: a "
-                         "signal-free observer on the same noise)")
+        painter.drawText(QRectF(self.margin, self.margin, self.width - 2 * self.margin, self.title_h),
+                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter | Qt.TextFlag.TextWordWrap,
+                         self.title)
         painter.setFont(self.font)
         metrics = QFontMetricsF(self.font)
-        # Legend: one swatch per estimator, and the target level.
-        x = self.margin
-        y = self.margin + self.line_h
-        for estimator, label in [*self.labels.items(), ("", f"reliability {self.target:g}")]:
+        for estimator, label, x, y in self.legend:
+            y += self.margin
             color = QColor(*ESTIMATOR_COLORS.get(estimator, (110, 110, 110)))
             pen = QPen(color, 2.0 if estimator else 1.0)
             pen.setStyle(Qt.PenStyle.SolidLine if estimator else Qt.PenStyle.DashLine)
@@ -187,7 +198,6 @@ class _ReliabilityCanvas:
             painter.drawLine(QPointF(x, y + self.line_h / 2), QPointF(x + 18, y + self.line_h / 2))
             painter.setPen(QColor(TEXT_COLOR))
             painter.drawText(QRectF(x + 22, y, self.width, self.line_h), Qt.AlignmentFlag.AlignVCenter, label)
-            x += 22 + metrics.horizontalAdvance(label) + 16
         axis_w = metrics.horizontalAdvance("0.8") + 6
         low, high = self.decades
         for i, stimulus in enumerate(self.snapshot.stimuli):

@@ -22,8 +22,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 
 from ._qt import ensure_gui_application
-from .maps import MapRow, save_map_grid, save_map_rows
-from .page import write_scene
+from .maps import MapRow, informative_classes, save_map_grid, save_map_rows
+from .page import TEXT_PT, figure_size, write_scene
 from .style import TEXT_COLOR, TITLE_SIZE, style_plot
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def normalised_tiles(images: np.ndarray) -> np.ndarray:
         return images / np.where(scale > 0, scale, np.nan)[:, None, None, None]
 
 
-def save_sta_grid(snapshot: STASnapshot, view: str, path) -> Path:
+def save_sta_grid(snapshot: STASnapshot, path, view: str = "sta") -> Path:
     """The units' STAs (or z-maps) as a publication grid (.png, .pdf, .svg); NaN tiles are units that never fired."""
     images = snapshot.view(view)[:MAX_FILTER_TILES]
     titles = [unit_title(snapshot, u) for u in range(len(images))]
@@ -190,7 +190,10 @@ class SpectrumFigure(pg.PlotItem):
         text = f"unit {unit}: {count} significant" if self.compact else \
             (f"unit {unit}: {count} significant direction{'s' if count != 1 else ''} · null band over "
              f"{stc.shuffles} shuffles (shaded) · {stc.samples:,} samples")
-        self._label.setText(text)
+        if self.compact:  # a small multiple: its title above the plot, where the layout leaves it room
+            self.setTitle(text, color=TEXT_COLOR, size=f"{TEXT_PT:g}pt")
+        else:
+            self._label.setText(text)
 
     def significant_points(self) -> tuple[np.ndarray, np.ndarray]:
         x, y = self._significant.getData()
@@ -237,9 +240,9 @@ class DistanceFigure(pg.PlotItem):
 class SpectraGrid(pg.GraphicsLayout):
     """Small multiples of the units' STC spectra (exports)."""
 
-    def show_units(self, snapshot: STASnapshot, units: list[int]) -> None:
+    def show_units(self, snapshot: STASnapshot, units: list[int], columns: int = 5) -> None:
         self.clear()
-        columns = max(1, min(5, len(units)))
+        columns = max(1, min(columns, len(units)))
         for i, unit in enumerate(units):
             figure = SpectrumFigure(compact=True)
             self.addItem(figure, row=i // columns, col=i % columns)
@@ -252,11 +255,15 @@ def save_stc_figure(snapshot: STASnapshot, path) -> Path:
     stc = snapshot.stc
     order = sorted(range(snapshot.units), key=lambda u: (-int(stc.count[u]), u))
     units = [u for u in order if stc.tested[u]][:MAX_SPECTRA]
-    columns = max(1, min(5, len(units)))
+    # Up to five plots a row, each at least ~29 mm wide so its title ("unit 12: 3 significant") fits.
+    columns = max(1, min(5, len(units), int(figure_size().logical_width // MIN_SPECTRUM_WIDTH)))
     rows = max(1, math.ceil(len(units) / columns))
     size = (SPECTRUM_EXPORT_CELL[0] * columns + 40, SPECTRUM_EXPORT_CELL[1] * rows + 40)
     ensure_gui_application()
-    return write_scene(SpectraGrid(), size, path, lambda figure: figure.show_units(snapshot, units))
+    return write_scene(SpectraGrid(), size, path, lambda figure: figure.show_units(snapshot, units, columns))
+
+
+MIN_SPECTRUM_WIDTH = 110.0  # logical units (1/96 inch)
 
 
 def save_distance_plot(snapshot: STASnapshot, path) -> Path:
@@ -280,8 +287,7 @@ def save_activation_figure(snapshot: STASnapshot, path) -> Path:
                                        ("real", maps.real[i] if maps.real is not None else None, maps.real_counts)):
             if images is None:
                 continue
-            shown = centred_rows(images)
-            shown = np.where(np.asarray(counts)[:, None, None] > 0, shown, np.nan)[:, None]
+            shown = activation_tiles(images, counts)
             rows.append(MapRow(f"{layer}\n{source}", shown, 0.0, "centered", np.asarray(counts)))
     return save_map_rows(rows, list(snapshot.class_names), path,
                          title=f"Mean activation per class minus the mean over classes ({snapshot.activation}), "
@@ -289,10 +295,21 @@ def save_activation_figure(snapshot: STASnapshot, path) -> Path:
                          caption="each row on its own colour scale: 0 ± the value at its right; grey: no samples")
 
 
-def centred_rows(images: np.ndarray) -> np.ndarray:
-    """Class maps minus their mean over the classes that have one."""
+def activation_tiles(images: np.ndarray, counts) -> np.ndarray:
+    """Per-class mean activation maps (K, H, W) as shown, on screen and on paper: (K, 1, H, W), each minus the
+    mean over the well-sampled classes, NaN for classes without samples. Their colour limits come from
+    figures.map_levels(tiles, "centered", 0.0, counts): the classification maps' rule, robust to tiny-n classes."""
+    counts = np.asarray(counts)
+    return np.where(counts[:, None, None] > 0, centred_rows(images, counts), np.nan)[:, None]
+
+
+def centred_rows(images: np.ndarray, counts=None) -> np.ndarray:
+    """Class maps minus their mean over the classes that have one; given ``counts``, over the classes with
+    enough samples to set a colour scale (figures.informative_classes), so a class seen twice moves no centre."""
     images = np.asarray(images, dtype=np.float64)
     present = np.isfinite(images.reshape(len(images), -1)).any(1)
+    if counts is not None and (present & informative_classes(counts)).any():
+        present &= informative_classes(counts)
     if not present.any():
         return images
     rows = images[present]

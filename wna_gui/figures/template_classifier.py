@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._qt import ensure_gui_application
-from .maps import MapRow, _Canvas, save_map_rows
-from .page import MIN_FONT_PT, TEXT_PT, TITLE_PT, figure_size, points
+from .maps import Canvas, MapRow, save_map_rows
+from .page import MIN_FONT_PT, TEXT_PT, TITLE_PT, figure_size, points, wrap_flags, wrapped_height
 
 if TYPE_CHECKING:
     from ..core.template_classifier import TemplateSnapshot
@@ -46,7 +46,7 @@ def _is_reference(source: str) -> bool:
     return source in BASELINES
 
 
-class AccuracyFigure(_Canvas):
+class AccuracyFigure(Canvas):
     """Vertical bars, one per source, on a 0–100 % axis, across the figure width."""
 
     def __init__(self, snapshot: TemplateSnapshot, title: str | None = None) -> None:
@@ -58,26 +58,38 @@ class AccuracyFigure(_Canvas):
                                f"images ({snapshot.similarity})")
         self.line = QFontMetricsF(_font()).height() * 1.15
         self.width = figure_size().logical_width
-        self.left, self.top = 4.5 * self.line, 2.6 * self.line
+        self.title_h = wrapped_height(_font(TITLE_PT, bold=True), self.title, self.width) + self.line / 2
+        self.left, self.top = 4.5 * self.line, self.title_h + 1.2 * self.line
         self.legend_w = QFontMetricsF(_font()).horizontalAdvance("paper (full MNIST)") + 2.6 * self.line
-        self.slot = (self.width - self.left - self.legend_w) / max(1, len(self.sources))
+        # A narrow figure (a single column) puts the legend under the bars, in two columns, so the bars keep room.
+        self.legend_below = self.legend_w > 0.3 * self.width
+        self.slot = (self.width - self.left - (self.line if self.legend_below else self.legend_w)) \
+            / max(1, len(self.sources))
         self.plot_h = min(0.42 * self.width, 16 * self.line)
-        self.height = self.top + self.plot_h + 3.2 * self.line
+        self.names_h = max([wrapped_height(_font(), self.source_label(s), self.slot) for s in self.sources] + [0.0])
+        self.legend_h = 3 * 1.3 * self.line if self.legend_below else 0.0
+        self.height = max(self.top + self.plot_h + self.names_h + self.line + self.legend_h,
+                          self.top + 5 * 1.3 * self.line)
+
+    def source_label(self, source: str) -> str:
+        """A bar's name, and how many classes its templates lack."""
+        missing = int((~self.snapshot.results[source].has_template).sum())
+        return source + (f"\n{missing} no map" if missing else "")
 
     def y_of(self, value: float) -> float:
         return self.top + self.plot_h * (1 - value)
 
     def paint(self, painter) -> None:
         from PySide6.QtCore import QPointF, QRectF, Qt
-        from PySide6.QtGui import QBrush, QColor, QPen
+        from PySide6.QtGui import QBrush, QColor, QFontMetricsF, QPen
 
         snapshot, line = self.snapshot, self.line
         # Past the edges too: a PNG's last pixel row, rounded up, is never left unpainted.
         painter.fillRect(QRectF(-1, -1, self.width + 2, self.height + 2), QColor("white"))
         painter.setPen(QColor("black"))
         painter.setFont(_font(TITLE_PT, bold=True))
-        painter.drawText(QRectF(0, 0, self.width, 1.6 * line), Qt.AlignmentFlag.AlignLeft |
-                         Qt.AlignmentFlag.AlignVCenter, self.title)
+        painter.drawText(QRectF(0, 0, self.width, self.title_h), Qt.AlignmentFlag.AlignLeft |
+                         Qt.AlignmentFlag.AlignVCenter | Qt.TextFlag.TextWordWrap, self.title)
         painter.setFont(_font())
         right = self.left + max(1, len(self.sources)) * self.slot
         for tick in range(0, 101, 20):
@@ -113,18 +125,22 @@ class AccuracyFigure(_Canvas):
                 painter.drawLine(QPointF(x0 - bar_w / 10, y), QPointF(x0 + bar_w * 1.1, y))
             painter.setPen(QColor("black"))
             top_value = max(high if np.isfinite(high) else accuracy, reference[0] if reference else 0.0)
-            painter.drawText(QRectF(x0 - bar_w / 2, self.y_of(top_value) - 1.2 * line, 2 * bar_w, line),
+            painter.setFont(_font(MIN_FONT_PT))  # a value per bar: the smallest legible size keeps them apart
+            painter.drawText(QRectF(x0 - 0.2 * self.slot, self.y_of(top_value) - 1.2 * line, self.slot, line),
                              Qt.AlignmentFlag.AlignCenter,
                              f"{result.accuracy:.1%}" if np.isfinite(result.accuracy) else "—")
-            missing = int((~result.has_template).sum())
-            name = source + (f"\n{missing} no map" if missing else "")
-            painter.drawText(QRectF(x0 - 0.2 * self.slot, self.y_of(0) + line / 4, self.slot, 2.2 * line),
-                             Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, name)
+            painter.setFont(_font())
+            name = self.source_label(source)
+            painter.drawText(QRectF(x0 - 0.2 * self.slot, self.y_of(0) + line / 4, self.slot, self.names_h),
+                             Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop |
+                             wrap_flags(QFontMetricsF(_font()), name, self.slot), name)
         chance = snapshot.chance
         if np.isfinite(chance):
             painter.setPen(QPen(QColor(*CHANCE_COLOR), 1.0, Qt.PenStyle.DashLine))
             painter.drawLine(QPointF(self.left, self.y_of(chance)), QPointF(right, self.y_of(chance)))
         x, y = right + line / 2, self.top
+        if self.legend_below:
+            x, y = self.left, self.y_of(0) + line / 4 + self.names_h + line / 2
         entries = [("bar", BAR_COLORS["estimator"], "bias maps (noise)"),
                    ("bar", BAR_COLORS["reference"], "trained on images"),
                    ("dash", CHANCE_COLOR, f"chance {chance:.0%}"), ("err", (0, 0, 0), "Wilson 95% CI")]
@@ -144,10 +160,13 @@ class AccuracyFigure(_Canvas):
             painter.setPen(QColor("black"))
             painter.drawText(QRectF(x + 1.6 * line, y, self.legend_w, line),
                              Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, text)
-            y += 1.3 * line
+            if self.legend_below and x == self.left:  # two entries a row: left, then right
+                x = self.left + (self.width - self.left) / 2
+            else:
+                x, y = (self.left, y + 1.3 * line) if self.legend_below else (x, y + 1.3 * line)
 
 
-class ConfusionFigure(_Canvas):
+class ConfusionFigure(Canvas):
     """One confusion matrix per source, in a grid across the figure width; cells shaded by their share of the
     row, counts written where the cells leave room (≥ 7 pt)."""
 
@@ -173,7 +192,8 @@ class ConfusionFigure(_Canvas):
         self.block_h = 3 * self.line + self.matrix + 1.6 * self.line
         self.rows = max(1, math.ceil(len(self.sources) / self.columns))
         self.title = "Confusion matrices (row: true class, column: predicted; shade: share of the row)"
-        self.height = 1.8 * self.line + self.rows * self.block_h
+        self.title_h = wrapped_height(_font(TITLE_PT, bold=True), self.title, self.width) + 0.2 * self.line
+        self.height = self.title_h + self.rows * self.block_h
 
     def paint(self, painter) -> None:
         from PySide6.QtCore import QRectF, Qt
@@ -183,11 +203,11 @@ class ConfusionFigure(_Canvas):
         painter.fillRect(QRectF(-1, -1, self.width + 2, self.height + 2), QColor("white"))
         painter.setPen(QColor("black"))
         painter.setFont(_font(TITLE_PT, bold=True))
-        painter.drawText(QRectF(0, 0, self.width, 1.6 * self.line), Qt.AlignmentFlag.AlignLeft |
-                         Qt.AlignmentFlag.AlignVCenter, self.title)
+        painter.drawText(QRectF(0, 0, self.width, self.title_h), Qt.AlignmentFlag.AlignLeft |
+                         Qt.AlignmentFlag.AlignVCenter | Qt.TextFlag.TextWordWrap, self.title)
         for i, source in enumerate(self.sources):
             row, col = divmod(i, self.columns)
-            self.paint_matrix(painter, source, col * (self.block_w + self.gap), 1.8 * self.line + row * self.block_h)
+            self.paint_matrix(painter, source, col * (self.block_w + self.gap), self.title_h + row * self.block_h)
 
     def paint_matrix(self, painter, source: str, x: float, y: float) -> None:
         from PySide6.QtCore import QRectF, Qt

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._qt import ensure_gui_application
-from .maps import _Canvas, colormap_table, tile_rgb
-from .page import MIN_FONT_PT, TITLE_PT, figure_size, points
+from .maps import Canvas, colormap_table, tile_rgb
+from .page import MIN_FONT_PT, TITLE_PT, figure_size, points, wrapped_height
 
 if TYPE_CHECKING:
     from ..core.two_class import TwoClassSnapshot
@@ -44,7 +44,7 @@ def symmetric_levels(maps: np.ndarray, center: float = 0.0, at_least: float = 0.
     return center - half, center + half
 
 
-class TwoClassFigure(_Canvas):
+class TwoClassFigure(Canvas):
     """Rows of γ, nine columns, across the figure width (logical units: see figures.page)."""
 
     FOOTNOTE = ("✓ correct, ✗ incorrect (stimulus → response): mean stimulus, one colour scale per row about its "
@@ -64,14 +64,23 @@ class TwoClassFigure(_Canvas):
         self.line = metrics.height() * 1.1
         self.width = figure_size().logical_width
         self.label_w = metrics.horizontalAdvance("100.0% correct") + self.line / 2
+        # A narrow figure (a single column) writes each row's label on a line above it: the nine tiles get the
+        # whole width, so their captions ("n=1,234", "±0.081") do not run into each other.
+        self.label_above = self.label_w > 0.15 * self.width
+        if self.label_above:
+            self.label_w = 0.0
         self.gap = max(2.0, self.width / 200)
         self.tile = (self.width - self.label_w - (self.columns - 1) * self.gap) / self.columns
-        self.row_h = self.line + self.tile + self.gap
+        self.row_h = self.line * (2 if self.label_above else 1) + self.tile + self.gap
         self.title = (f"Two-class classification images, {first} vs {second}, {snapshot.samples_done:,} trials per "
                       f"γ: c = (n̄12 + n̄22) − (n̄11 + n̄21), positive: evidence for {second}")
-        self.title_h = 2.6 * self.line
-        self.footnote_h = 3.3 * self.line
-        self.height = self.title_h + 2 * self.line + len(snapshot.gammas) * self.row_h + self.footnote_h
+        # Title and footnote take the lines they wrap onto at this width.
+        self.title_h = wrapped_height(_font(TITLE_PT, bold=True), self.title, self.width) + self.line / 2
+        self.footnote_h = wrapped_height(_font(MIN_FONT_PT), self.FOOTNOTE, self.width) + self.line / 2
+        # Column headers wrap within their column (+ a gap each side), as many lines as the longest needs.
+        self.header_h = max([wrapped_height(_font(MIN_FONT_PT), header, self.tile + 2 * self.gap)
+                             for header in self.headers] + [2 * self.line])
+        self.height = self.title_h + self.header_h + len(snapshot.gammas) * self.row_h + self.footnote_h
         self.lut = colormap_table()
 
     def tiles(self, g: int) -> list[tuple[np.ndarray, str, tuple[float, float]]]:
@@ -105,15 +114,21 @@ class TwoClassFigure(_Canvas):
         top = self.title_h
         for col, header in enumerate(self.headers):
             x = self.label_w + col * (self.tile + self.gap)
-            painter.drawText(QRectF(x - self.gap, top, self.tile + 2 * self.gap, 2 * line),
-                             Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, header)
-        top += 2 * line
+            painter.drawText(QRectF(x - self.gap, top, self.tile + 2 * self.gap, self.header_h),
+                             Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom | Qt.TextFlag.TextWordWrap,
+                             header)
+        top += self.header_h
         for g, gamma in enumerate(snapshot.gammas):
             y = top + g * self.row_h
             correct = snapshot.correct(g)
             label = f"γ = {gamma:g}\n" + (f"{correct:.1%} correct" if np.isfinite(correct) else "no trials")
-            painter.drawText(QRectF(0, y + line, self.label_w, self.tile),
-                             Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, label)
+            if self.label_above:
+                painter.drawText(QRectF(0, y, self.width, line), Qt.AlignmentFlag.AlignVCenter |
+                                 Qt.AlignmentFlag.AlignLeft, label.replace("\n", " · "))
+                y += line
+            else:
+                painter.drawText(QRectF(0, y + line, self.label_w, self.tile),
+                                 Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, label)
             for col, (values, caption, levels) in enumerate(self.tiles(g)):
                 x = self.label_w + col * (self.tile + self.gap)
                 painter.drawText(QRectF(x - self.gap, y, self.tile + 2 * self.gap, line),

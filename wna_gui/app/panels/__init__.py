@@ -17,7 +17,8 @@ def build_panels() -> list[Panel]:
     modules = list(dict.fromkeys(spec.panel for spec in EXPERIMENTS))
     panels = []
     for name in modules:
-        panel_class = import_module(f"{__name__}.{name}").PANEL
+        # a built-in panel by its module here; a plugin's (core.registry) by its full module name
+        panel_class = import_module(name if "." in name else f"{__name__}.{name}").PANEL
         panel = panel_class([spec for spec in EXPERIMENTS if spec.panel == name])
         panel.name = name
         panels.append(panel)

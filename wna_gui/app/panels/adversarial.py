@@ -11,15 +11,31 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QPainter, QPixmap
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 import pyqtgraph as pg
 
 from ...figures.adversarial import PANEL_VIEWS, FoolingFigure, LineFigure, TileFigure, example_rows
-from .base import Panel
+from .base import Panel, scrolled
 
 VIEW_ORDER = ("bias_attack", "backdoor", "activation_injection")
 VIEW_TITLES = {"bias_attack": "Bias-map attack", "backdoor": "Backdoor detection",
                "activation_injection": "Activation injection"}
+
+
+def _wrapped(note: str) -> str:
+    """A report's lines (HTML <pre>) wrapped at the panel's width: a long line must not widen the window."""
+    if note.startswith("<pre>") and note.endswith("</pre>"):
+        return f"<p style='white-space: pre-wrap; font-family: monospace'>{note[5:-6]}</p>"
+    return note
 
 
 def _image_label() -> tuple[QScrollArea, QLabel]:
@@ -76,12 +92,20 @@ class AdversarialPanel(Panel):
             left = "misclassification ratio" if kind == "activation_injection" else "loss"
             bottom = "γ (weight of the real activation)" if kind == "activation_injection" else "epoch"
             widgets["plot"] = LineFigure(title, left, bottom)
+            # Top right: losses and misclassification toward the injected class fall to the right, leaving it free.
+            widgets["plot"].legend.anchor(itemPos=(1, 0), parentPos=(1, 0), offset=(-10, 10))
             plot.addItem(widgets["plot"])
         area, widgets["tiles"] = _image_label()
         layout.addLayout(row)
-        layout.addWidget(plot, 1)
-        layout.addWidget(widgets["note"])
-        layout.addWidget(area, 1)
+        # Plot, report and figures share the height by a splitter; a long report scrolls instead of squeezing them.
+        parts = QSplitter(Qt.Orientation.Vertical)
+        parts.setObjectName(f"{kind}_parts")
+        parts.addWidget(plot)
+        parts.addWidget(scrolled(widgets["note"]))
+        parts.addWidget(area)
+        for index, stretch in enumerate((3, 2, 3)):
+            parts.setStretchFactor(index, stretch)
+        layout.addWidget(parts, 1)
         return page, widgets
 
     def active_kind(self) -> str:
@@ -139,7 +163,7 @@ class AdversarialPanel(Panel):
         else:
             x, curves, low, high, y_range, note, figures = PANEL_VIEWS[kind](snapshot)
             widgets["plot"].show_lines(x, curves, low, high, y_range or (None if curves else (-0.02, 1.02)))
-            widgets["note"].setText(note)
+            widgets["note"].setText(_wrapped(note))
             if figures:
                 images = [figure.to_qimage(1.5) for figure in figures]
                 width = max(image.width() for image in images)
@@ -174,7 +198,7 @@ class AdversarialPanel(Panel):
         else:
             widgets["plot"].show_snapshot(snapshot, target if target is None or target < snapshot.targets_done
                                           else None)
-        widgets["note"].setText("<pre>" + "\n".join(report(snapshot)) + "</pre>")
+        widgets["note"].setText(_wrapped("<pre>" + "\n".join(report(snapshot)) + "</pre>"))
         if snapshot.targets_done:
             rows = example_rows(snapshot)
             widgets["tiles"].setPixmap(QPixmap.fromImage(TileFigure(rows, "Example stimuli (tile title: the class "

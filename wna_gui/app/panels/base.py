@@ -15,28 +15,34 @@ those whose spec names the module in ``panel`` (core.registry).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
+import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from ...core.control import RunControl
-from ...core.experiment import ExperimentSpec, RunPlan, plan_run, prepare_state, resolve_inputs
+from ...core.experiment import ExperimentSpec, RunPlan, plan_run, prepare_state, run_warnings
 from ...core.models import LoadedModel
+from ...core.runs import resolve_inputs
 from ...core.session import Session
+from ..dialogs import ExportTarget  # what the export dialog takes; panels declare their exports with it
 from ..forms import SettingsForm
-from ..plots import export_view
+from ..plots import FIGURE_FORMATS, add_plot_menu, export_view
 
 SETTINGS_MAX_WIDTH = 420
 ExperimentFactory = Callable[[RunControl], Any]  # runs in the engine thread; returns an object with run()/snapshot()
 
 
-class ExportTarget:
-    """Something a panel can export; ``write(path)`` picks the format from the path's suffix."""
-
-    def __init__(self, label: str, suffixes: tuple[str, ...], write: Callable[[Path], object]) -> None:
-        self.label, self.suffixes, self.write = label, suffixes, write
+def scrolled(widget: QWidget) -> QScrollArea:
+    """``widget`` in a frameless vertical scroll area: long text below a plot scrolls instead of squeezing the plot
+    (a wrapped label asks for its whole height) or widening the window."""
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    return area
 
 
 class Panel(QWidget):
@@ -72,9 +78,33 @@ class Panel(QWidget):
         self.settings_area.setFrameShape(QScrollArea.Shape.NoFrame)
         self.settings_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         views = self.build_views()
+        # Every plot of the panel exports itself on right-click, as File > Export writes it (plots with a menu
+        # of their own already offer it).
+        for plot in [views, *views.findChildren(pg.GraphicsView)]:
+            if isinstance(plot, pg.GraphicsView) and \
+                    plot.contextMenuPolicy() != Qt.ContextMenuPolicy.CustomContextMenu:
+                add_plot_menu(plot)
+        self.warning_strip = QLabel()
+        self.warning_strip.setObjectName("warning_strip")
+        self.warning_strip.setWordWrap(True)
+        self.warning_strip.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.warning_strip.setToolTip("Why these results may not mean much (what `wna info` reports as warnings)")
+        self.warning_strip.setStyleSheet("QLabel { background: #fff3c4; color: #3d2e00; border: 1px solid #e0c050;"
+                                         " border-radius: 3px; padding: 3px 6px; }")
+        self.warning_strip.hide()
+        # Views wider or taller than the room they get scroll instead of widening the window (it fits 1024 px).
+        view_area = QScrollArea()
+        view_area.setObjectName("view_area")
+        view_area.setWidget(views)
+        view_area.setWidgetResizable(True)
+        view_area.setFrameShape(QScrollArea.Shape.NoFrame)
+        right = QVBoxLayout()
+        right.setContentsMargins(0, 0, 0, 0)
+        right.addWidget(self.warning_strip)
+        right.addWidget(view_area, 1)
         layout = QHBoxLayout(self)
         layout.addWidget(self.settings_area)
-        layout.addWidget(views, 1)
+        layout.addLayout(right, 1)
         self._show_active_form()
         # The settings column never takes more than SETTINGS_MAX_WIDTH: the window fits 1024 px screens.
         wanted = max(column.sizeHint().width(), *(f.sizeHint().width() for f in self.forms.values())) + 40
@@ -92,7 +122,7 @@ class Panel(QWidget):
         raise NotImplementedError
 
     def view_exports(self) -> list[ExportTarget]:
-        return [ExportTarget("Whole panel (as on screen)", (".png", ".svg"), lambda path: export_view(self, path))]
+        return [ExportTarget("Whole panel (as on screen)", FIGURE_FORMATS, lambda path: export_view(self, path))]
 
     def active_kind(self) -> str:
         """The experiment Start runs (panels showing several choose by their view)."""
@@ -114,6 +144,33 @@ class Panel(QWidget):
         for kind, form in self.forms.items():
             form.setVisible(kind == active)
         self.plan_label.setText(self.plan_text())
+        self.show_warnings()
+
+    def fit_figure(self, view, figure) -> None:
+        """A figure grid's lines of text (a legend line) wrap at the panel's visible width, and a grid whose plots
+        need more room than that makes the panel scroll sideways instead of cutting titles (the window keeps to
+        1024 px)."""
+        shown = self.findChild(QScrollArea, "view_area")  # the panel's visible width, not the view's own
+        room = max((shown.viewport().width() if shown is not None else view.width()) - 16, 200)
+        for item in figure.items:
+            if isinstance(item, pg.LabelItem) and item.item.textWidth() != room:
+                item.item.setTextWidth(room)
+                item.setAttr("justify", "left")  # from the visible left edge, whatever the grid's width
+                item.updateMin()
+                item.resizeEvent(None)
+        need = int(figure.effectiveSizeHint(Qt.SizeHint.MinimumSize).width()) + 4
+        if need != view.minimumWidth():
+            view.setMinimumWidth(need)
+
+    def show_warnings(self) -> None:
+        """The warning strip: what the core warns about the shown run (core.experiment.run_warnings)."""
+        kind = self.running_kind or self.active_kind()
+        state, snapshot = self.states.get(kind), self.snapshots.get(kind)
+        lines = run_warnings(self.specs[kind], state, snapshot) if state is not None and snapshot is not None else []
+        text = "\n".join(f"⚠ {line}" for line in lines)
+        if text != self.warning_strip.text():
+            self.warning_strip.setText(text)
+        self.warning_strip.setVisible(bool(lines))
 
     def _settings_edited(self) -> None:
         for kind, form in self.forms.items():
@@ -206,6 +263,10 @@ class Panel(QWidget):
 
         return build
 
+    def start_in_panel(self, model: LoadedModel, device: str) -> bool:
+        """Hook for runs the engine cannot drive (a person answering in a run screen): start it and return True."""
+        return False
+
     def preview_factory(self, model: LoadedModel) -> Callable[[], list] | None:
         """A callable (engine thread) returning (kind, snapshot) of every restored state, the active kind last.
 
@@ -222,6 +283,7 @@ class Panel(QWidget):
         kind = kind or self.running_kind or self.active_kind()
         self.snapshots[kind] = snapshot
         self.draw(kind, snapshot)
+        self.show_warnings()
 
     # --- sessions ---
 
@@ -252,6 +314,26 @@ class Panel(QWidget):
         self.restored()
         self._show_active_form()
 
+    def adopt_run(self, kind: str, state, inputs: dict | None = None, config=None) -> None:
+        """Make ``state`` this panel's run of ``kind`` (None: an empty new run whose form shows ``config``) and
+        show that kind; the other kinds' views stay. The caller draws the state's snapshot (preview_factory)."""
+        self.states[kind] = state
+        if inputs:
+            self.input_names[kind] = inputs
+        else:
+            self.input_names.pop(kind, None)
+        self.snapshots.pop(kind, None)
+        config = state.config if state is not None else config
+        if config is not None:
+            self.forms[kind].set_config(config)
+        if len(self.specs) > 1:  # panels of several kinds pick the one shown by their "view" setting
+            self.apply_view_settings({**self.view_settings(), "view": kind})
+        self.clear_views()
+        for other, snapshot in list(self.snapshots.items()):
+            self.draw(other, snapshot)
+        self._show_active_form()
+        self.show_warnings()
+
     def adopt_model(self, model: LoadedModel) -> None:
         """The session's own model, now loaded (a TorchScript model the user trusted): the forms offer its layers
         and classes again (settings waiting for them come back); runs and views stay as they are."""
@@ -261,6 +343,9 @@ class Panel(QWidget):
 
     def restored(self) -> None:
         """Hook: the states were replaced (choose the view to show, say)."""
+
+    def session_changed(self, session: Session) -> None:
+        """Hook: the window's session (its runs and models) changed: opened, reset, or a run made models."""
 
     # --- export ---
 

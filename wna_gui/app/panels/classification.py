@@ -29,7 +29,7 @@ from ... import figures
 from ...core.classification import KIND, ClassificationSnapshot, figure_title, mapped_reliability_text
 from ...core.estimators import ESTIMATOR_NAMES, ESTIMATORS, memory_text
 from ...core.experiment import plan_run
-from ..plots import ClassFrequencyPlot, ConvergencePlot, MapGrid, MapTile, RaceCurve, export_view
+from ..plots import FIGURE_FORMATS, ClassFrequencyPlot, ConvergencePlot, MapGrid, MapTile, RaceCurve, export_view
 from .base import ExportTarget, Panel
 
 VIEW_HELP = ("One colour scale for all maps. A grey tile has no map yet. z-maps are in standard errors under a "
@@ -294,7 +294,9 @@ class ClassificationPanel(Panel):
     def clear_views(self) -> None:
         self.convergence_plot.clear_curves()
         names = tuple(self.model.class_names) if self.model is not None else ()
-        tiles = [MapTile(k, name, f"{name} · no samples", None) for k, name in enumerate(names[:figures.MAX_TILES])]
+        # The title says "no samples": the grey tile needs no note repeating it.
+        tiles = [MapTile(k, name, f"{name} · no samples", None, "")
+                 for k, name in enumerate(names[:figures.MAX_TILES])]
         self.map_grid.show_maps(tiles, (-1.0, 1.0), self.view.currentData())
         self.frequency_plot.show_counts(np.zeros(len(names), dtype=np.int64), names)
         self.hover_label.setText(HOVER_HINT)
@@ -341,13 +343,15 @@ class ClassificationPanel(Panel):
         for row, k in enumerate(classes):
             finite = estimated is not None and bool(np.isfinite(maps[row]).all())
             image = maps[row].reshape(snapshot.image_shape) if finite else None
-            tiles.append(MapTile(int(k), snapshot.class_names[k], titles[k], image,
-                                 self._empty_note(snapshot, estimator, estimated, int(k), view)))
+            # A title that already says "no samples" needs no note saying it again inside the tile.
+            note = "" if titles[k].endswith("no samples") else self._empty_note(snapshot, estimator, estimated,
+                                                                                 int(k), view)
+            tiles.append(MapTile(int(k), snapshot.class_names[k], titles[k], image, note))
         self.map_grid.show_maps(tiles, levels, view, info.view_labels[view], self.colormap.currentData())
         self.frequency_plot.show_counts(snapshot.counts, snapshot.class_names)
         self._draw_race(snapshot, estimator)
         self.checkpoint_label.setText(self._checkpoint_text(snapshot, estimated, checkpoint))
-        self.facts_label.setText(self._facts(snapshot, estimator))
+        self.facts_label.setText(self._facts(snapshot, estimator, checkpoint))
         if not self.hover_label.text() or self.hover_label.text() == HOVER_HINT:
             self.hover_label.setText(self._grid_note())
 
@@ -395,13 +399,18 @@ class ClassificationPanel(Panel):
         return f"at {checkpoint:,}{used}"
 
     @staticmethod
-    def _facts(snapshot: ClassificationSnapshot, estimator: str) -> str:
-        """One line about the estimator shown: its samples and reliability, the Stein check, signal accuracy."""
+    def _facts(snapshot: ClassificationSnapshot, estimator: str, checkpoint: int | None = None) -> str:
+        """One line about the estimator shown (at the slider's checkpoint): its samples and reliability, the
+        Stein check, signal accuracy."""
         info = ESTIMATORS[estimator]
-        estimated = snapshot.maps_of(estimator)
+        estimated = snapshot.maps_of(estimator, checkpoint)
+        if estimated is None:
+            return f"{info.title}: {NOT_RECORDED} ({checkpoint:,} samples)"
         with_maps = int(np.isfinite(estimated.of("mean")).all(1).sum())
         parts = [f"{info.title}: maps of {with_maps} of {snapshot.n_classes:,} classes from "
                  f"{estimated.samples:,} samples"]
+        if checkpoint is not None:  # what follows describes the run now, not the checkpoint
+            return parts[0] + f" (at the {checkpoint:,}-sample checkpoint; the slider's right end shows now)"
         convergence = snapshot.convergence.get(estimator)
         if convergence is not None and convergence.per_class.shape[0] and np.isfinite(convergence.mapped_mean()[-1]):
             parts.append(mapped_reliability_text(convergence))
@@ -453,9 +462,9 @@ class ClassificationPanel(Panel):
         return [
             ExportTarget("Maps of the estimator shown: publication figure", (".png", ".pdf", ".svg"),
                          self.write_shown_maps),
-            ExportTarget("Map grid (as on screen)", (".png", ".svg"), lambda path: export_view(self.map_grid, path)),
-            ExportTarget("Class-frequency plot", (".png", ".svg"), lambda path: export_view(self.frequency_plot, path)),
-            ExportTarget("Convergence plot", (".png", ".svg"), lambda path: export_view(self.convergence_plot, path)),
+            ExportTarget("Map grid (as on screen)", FIGURE_FORMATS, lambda path: export_view(self.map_grid, path)),
+            ExportTarget("Class-frequency plot", FIGURE_FORMATS, lambda path: export_view(self.frequency_plot, path)),
+            ExportTarget("Convergence plot", FIGURE_FORMATS, lambda path: export_view(self.convergence_plot, path)),
             *super().view_exports(),
         ]
 

@@ -16,7 +16,10 @@ from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 from ...core.defences import KIND, METHODS, DefenceSnapshot
 from ...core.registry import spec_for_state
 from ...figures.defences import DefenceFigure
-from .base import Panel
+from .base import Panel, scrolled
+
+
+CANVAS_MIN_HEIGHT = 560  # px: its three rows of plots stay readable; a lower window scrolls the panel
 
 
 class DefencesPanel(Panel):
@@ -40,13 +43,15 @@ class DefencesPanel(Panel):
         side_layout.addWidget(self.models_label, 1)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.canvas)
-        splitter.addWidget(side)
+        splitter.addWidget(scrolled(side))
         splitter.setStretchFactor(0, 4)
+        self.canvas.setMinimumHeight(CANVAS_MIN_HEIGHT)
         splitter.setStretchFactor(1, 1)
         return splitter
 
     def draw(self, kind: str, snapshot: DefenceSnapshot) -> None:
         self.figure.show_run(snapshot)
+        self.fit_figure(self.canvas, self.figure)
         self.phase_label.setText(f"{METHODS[snapshot.method]} → model “{snapshot.model_name}”: {snapshot.phase}"
                                  + (f" · control: {snapshot.base}" if snapshot.base else ""))
         made = {name: f"{snapshot.architecture if name == snapshot.model_name else 'tadros_fc'}, this run"

@@ -35,7 +35,7 @@ from ...core.psychometric_report import (
     model_lines,
     psychometric_table,
 )
-from ..plots import export_view
+from ..plots import FIGURE_FORMATS, export_view
 from ..psychometric_plots import PsychometricPlot, SmallMultiplesPlot, k_colors
 from .base import ExportTarget, Panel
 
@@ -278,9 +278,9 @@ class PsychometricPanel(Panel):
 
     def view_exports(self) -> list[ExportTarget]:
         return [
-            ExportTarget("Psychometric curves plot (as on screen)", (".png", ".svg"),
+            ExportTarget("Psychometric curves plot (as on screen)", FIGURE_FORMATS,
                          lambda path: export_view(self.plot, path)),
-            ExportTarget("Small multiples plot (as on screen)", (".png", ".svg"),
+            ExportTarget("Small multiples plot (as on screen)", FIGURE_FORMATS,
                          lambda path: export_view(self.grid_plot, path)),
             *super().view_exports(),
         ]

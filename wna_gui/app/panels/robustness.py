@@ -12,6 +12,7 @@ choose what the lower tabs show.
 
 from __future__ import annotations
 
+import copy
 import html
 
 import numpy as np
@@ -20,9 +21,12 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QBrush
 from PySide6.QtWidgets import (
     QComboBox,
+    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QSlider,
     QSplitter,
     QTableWidget,
@@ -33,7 +37,8 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.censoring import INSIDE, censored_text
-from ...core.robustness import DISTORTIONS, KIND, RobustnessSnapshot
+from ...core.models import recorded_heldout_accuracy
+from ...core.robustness import DISTORTIONS, KIND, RobustnessSnapshot, incompatibility
 from ...figures.robustness import (
     BACKGROUND,
     CurvesFigure,
@@ -41,8 +46,8 @@ from ...figures.robustness import (
     example_montage,
     model_color,
 )
-from ..plots import export_view
-from .base import ExportTarget, Panel
+from ..plots import FIGURE_FORMATS, export_view
+from .base import ExportTarget, Panel, scrolled
 
 TABS = ("thresholds", "kappa", "examples")
 TAB_TITLES = {"thresholds": "Thresholds", "kappa": "Error consistency (κ)", "examples": "Example images"}
@@ -66,12 +71,17 @@ def _interval(interval) -> str:
     return f"[{interval[0]:.3g}, {interval[1]:.3g}]"
 
 
+CURVES_MIN_HEIGHT = 400  # px: two rows of accuracy plots stay readable; a lower window scrolls the panel
+
+
 class RobustnessPanel(Panel):
     title = "Robustness"
 
     def build_views(self) -> QWidget:
         self._level = 0
+        self._build_model_picker()
         self.curves = pg.GraphicsLayoutWidget()
+        self.curves.setMinimumHeight(CURVES_MIN_HEIGHT)
         self.curves.setBackground(BACKGROUND)
         self.figure = CurvesFigure()
         self.curves.setCentralItem(self.figure)
@@ -154,9 +164,81 @@ class RobustnessPanel(Panel):
         lower_layout.addWidget(self.tabs, 1)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.curves)
-        splitter.addWidget(lower)
+        splitter.addWidget(scrolled(lower))  # its notes scroll: the curves keep their height
         splitter.setSizes([520, 380])
         return splitter
+
+    # --- the models compared ---
+
+    def _build_model_picker(self) -> None:
+        """The session's models with their task and held-out accuracy; those of another task cannot be ticked."""
+        self.model_list = QListWidget()
+        self.model_list.setObjectName("robustness_models")
+        self.model_list.setToolTip("The models a new run measures: the session's model always, and the ticked "
+                                   "ones of the same task (input shape and classes)")
+        self.model_list.setWordWrap(True)
+        self.model_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.model_list.setMaximumHeight(170)
+        self.model_list.itemChanged.connect(self._model_ticked)
+        self._unticked: set[str] = set()  # models the user unticked (kept unticked when the list is rebuilt)
+        box = QGroupBox("Models compared")
+        box_layout = QVBoxLayout(box)
+        box_layout.addWidget(self.model_list)
+        self.extra_settings.addWidget(box)
+        self.model_box = box
+
+    def session_changed(self, session) -> None:
+        self.model_list.blockSignals(True)
+        self.model_list.clear()
+        primary = session.model
+        self._add_model_item(f"{primary.display_name} (the session's model, always measured)", None, primary,
+                             None)
+        for name, other in session.models.items():
+            self._add_model_item(name, name, other, incompatibility(other, primary))
+        self.model_list.blockSignals(False)
+
+    def _add_model_item(self, label: str, name: str | None, model, reason: str | None) -> None:
+        shape = "×".join(str(s) for s in model.input_spec.shape)
+        accuracy = recorded_heldout_accuracy(model)
+        task = f"input {shape}, {model.n_classes} classes, held-out accuracy " + (
+            "not recorded" if accuracy is None else f"{accuracy:.1%}")
+        item = QListWidgetItem(f"{label}\n    {task}" + (f"\n    not comparable: {reason}" if reason else ""))
+        item.setData(Qt.ItemDataRole.UserRole, name)
+        item.setToolTip(f"{label}: {task}" + (f". It cannot be compared with the session's model: {reason}"
+                                                if reason else ""))
+        if name is None:  # the session's model: measured in every run
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            item.setCheckState(Qt.CheckState.Checked)
+        elif reason:
+            item.setFlags(Qt.ItemFlag.NoItemFlags)
+            item.setCheckState(Qt.CheckState.Unchecked)
+        else:
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Unchecked if name in self._unticked else Qt.CheckState.Checked)
+        self.model_list.addItem(item)
+
+    def _model_ticked(self, item: QListWidgetItem) -> None:
+        name = item.data(Qt.ItemDataRole.UserRole)
+        if name is not None:
+            (self._unticked.add if item.checkState() == Qt.CheckState.Unchecked else self._unticked.discard)(name)
+
+    def picked_models(self) -> list[str]:
+        """The extra models ticked (the session's model is measured anyway)."""
+        items = (self.model_list.item(row) for row in range(self.model_list.count()))
+        return [item.data(Qt.ItemDataRole.UserRole) for item in items
+                if item.data(Qt.ItemDataRole.UserRole) is not None and item.flags() & Qt.ItemFlag.ItemIsEnabled
+                and item.checkState() == Qt.CheckState.Checked]
+
+    def experiment_factory(self, model, device, session=None):
+        if session is not None and self.plan().action == "new":  # a new run measures the models ticked
+            picked = set(self.picked_models())
+            session = copy.copy(session)
+            session.models = {name: other for name, other in session.models.items() if name in picked}
+        return super().experiment_factory(model, device, session)
+
+    def set_running(self, running: bool) -> None:
+        super().set_running(running)
+        self.model_box.setEnabled(not running)
 
     # --- view settings ---
 
@@ -189,6 +271,7 @@ class RobustnessPanel(Panel):
 
     def draw(self, kind: str, snapshot: RobustnessSnapshot) -> None:
         self.figure.show_snapshot(snapshot)
+        self.fit_figure(self.curves, self.figure)
         self._fill_table(snapshot)
         self._redraw_level()
 
@@ -291,8 +374,8 @@ class RobustnessPanel(Panel):
 
     def view_exports(self) -> list[ExportTarget]:
         return [
-            ExportTarget("Accuracy curves (as on screen)", (".png", ".svg"), lambda path: export_view(self.curves, path)),
-            ExportTarget("κ matrix at the chosen level (as on screen)", (".png", ".svg"),
+            ExportTarget("Accuracy curves (as on screen)", FIGURE_FORMATS, lambda path: export_view(self.curves, path)),
+            ExportTarget("κ matrix at the chosen level (as on screen)", FIGURE_FORMATS,
                          lambda path: export_view(self.kappa_view, path)),
             *super().view_exports(),
         ]

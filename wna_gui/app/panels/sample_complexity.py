@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt
 
 from ...core.estimators import ESTIMATORS
 from ...core.sample_complexity import ESTIMATOR_CHOICES, STIMULUS_TITLES, SampleComplexitySnapshot
-from ...figures import colormap_table
+from ...figures import COLORMAP_NAME, colormap_table, grid_columns
 from ...figures.sample_complexity import ReliabilityFigure, montage
 from .base import Panel
 
@@ -57,6 +57,11 @@ class SampleComplexityPanel(Panel):
         self.map_image = pg.ImageItem()
         self.map_image.setLookupTable(colormap_table())
         self.map_view.addItem(self.map_image)
+        self.map_labels: list[pg.TextItem] = []  # each tile's class, at its top-left corner
+        self.map_bar = pg.ColorBarItem(values=(-1, 1), colorMap=pg.colormap.get(COLORMAP_NAME), interactive=False,
+                                       width=12, colorMapMenu=False)
+        self.map_bar.setLabel("left", "value / class peak")
+        self.maps.addItem(self.map_bar)
         self.caption = QLabel()
         self.caption.setWordWrap(True)
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -80,6 +85,7 @@ class SampleComplexityPanel(Panel):
     def clear_views(self) -> None:
         self.figure.show_snapshot(None)
         self.map_image.clear()
+        self._label_tiles(())
         self.caption.setText("Run the experiment or open a session to see how fast each kind of noise gives maps.")
 
     def draw(self, kind: str, snapshot: SampleComplexitySnapshot) -> None:
@@ -118,6 +124,7 @@ class SampleComplexityPanel(Panel):
         image = montage(maps.of("centered").reshape(len(snapshot.class_names), *snapshot.image_shape))
         shown = image[0] if image.shape[0] == 1 else image.mean(0)
         self.map_image.setImage(shown.T, levels=(-1.0, 1.0), autoLevels=False)
+        self._label_tiles(snapshot.class_names, snapshot.image_shape)
         self.map_view.autoRange(padding=0.02)
         samples, values = result.reliability(estimator)
         reliability = f"{values[-1]:.2f}" if values.size and np.isfinite(values[-1]) else "not yet measured"
@@ -134,6 +141,22 @@ class SampleComplexityPanel(Panel):
         if result.fit:
             lines.append(result.fit)
         self.caption.setText("\n".join(lines))
+
+    def _label_tiles(self, class_names, image_shape=(1, 1, 1)) -> None:
+        """Name each class's tile of the montage (laid out as figures.sample_complexity.montage lays it out)."""
+        for label in self.map_labels:
+            self.map_view.removeItem(label)
+        self.map_labels = []
+        if not class_names:
+            return
+        height, width = image_shape[-2:]
+        columns = grid_columns(len(class_names))
+        for i, name in enumerate(class_names):
+            row, col = divmod(i, columns)
+            label = pg.TextItem(str(name), color="k", fill=pg.mkBrush(255, 255, 255, 170), anchor=(0, 0))
+            label.setPos(col * (width + 1), row * (height + 1))
+            self.map_view.addItem(label)
+            self.map_labels.append(label)
 
     def view_settings(self) -> dict:
         return {"stimulus": self.stimulus.currentData(), "estimator": self.estimator.currentData()}

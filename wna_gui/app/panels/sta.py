@@ -32,8 +32,9 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.sta import KIND, STA_VIEW_TITLES, STASnapshot
-from ...figures.sta import MAX_FILTER_TILES, centred_rows, filter_levels, normalised_tiles
-from ..plots import export_view
+from ...figures.maps import map_levels
+from ...figures.sta import MAX_FILTER_TILES, activation_tiles, filter_levels, normalised_tiles
+from ..plots import FIGURE_FORMATS, export_view
 from ..sta_plots import CosineHistogram, DistancePlot, FilterGrid, ReliabilityPlot, SpectrumPlot
 from .base import ExportTarget, Panel
 
@@ -404,8 +405,8 @@ class STAPanel(Panel):
             if images is None:
                 grid.show_message(maps.note or "real-digit maps come after the first unit of work")
                 continue
-            shown = centred_rows(images)[:, None]
-            levels = filter_levels(shown[counts > 0], "activation")
+            shown = activation_tiles(images, counts)
+            levels = map_levels(shown, "centered", 0.0, counts)  # the exported figure's rule, robust to tiny n
             tiles = [shown[k] if counts[k] > 0 else None for k in range(len(names))]
             titles = [f"{names[k]} · n={counts[k]:,}" for k in range(len(names))]
             grid.show_tiles(tiles, titles, [-1] * len(names), levels, "− mean over classes")
@@ -421,10 +422,10 @@ class STAPanel(Panel):
 
     def view_exports(self) -> list[ExportTarget]:
         return [
-            ExportTarget("Filter grid (as on screen)", (".png", ".svg"), lambda path: export_view(self.filter_grid, path)),
-            ExportTarget("STC spectrum of the picked unit (as on screen)", (".png", ".svg"),
+            ExportTarget("Filter grid (as on screen)", FIGURE_FORMATS, lambda path: export_view(self.filter_grid, path)),
+            ExportTarget("STC spectrum of the picked unit (as on screen)", FIGURE_FORMATS,
                          lambda path: export_view(self.spectrum_plot, path)),
-            ExportTarget("Class-distance plot (as on screen)", (".png", ".svg"),
+            ExportTarget("Class-distance plot (as on screen)", FIGURE_FORMATS,
                          lambda path: export_view(self.distance_plot, path)),
             *super().view_exports(),
         ]
