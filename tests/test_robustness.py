@@ -209,6 +209,23 @@ def test_the_cli_runs_from_a_session_and_info_lists_thresholds(tmp_path, cnn, ml
     assert "no model named 'nobody'" in error and len(error.splitlines()) == 1
 
 
+def test_the_cli_default_leaves_out_models_of_another_task(tmp_path, cnn, capsys):
+    binary = load_zoo("mnist_cnn", class_names=("1", "7"))
+    source = save_session(Session(cnn, models={"binary-cnn-1v7": binary, "again": load_default()}), tmp_path / "s.h5")
+    out = tmp_path / "out.h5"
+    assert main(["run", "robustness", "--session", str(source), "--out", str(out), "--distortions", "blur",
+                 "--blur-levels", "0:2:1", "--images", "20", "--boot", "0", "--device", "cpu", "--quiet",
+                 "--autosave-seconds", "0"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["experiments"]["robustness"]["models"] == ["model", "again"]
+    # Named explicitly, the binary model is still refused in one line that says why.
+    assert main(["run", "robustness", "--session", str(source), "--models", "binary-cnn-1v7",
+                 "--out", str(tmp_path / "other.h5"), "--distortions", "blur", "--images", "20"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "2 classes" in error and len(error.splitlines()) == 1
+
+
 def test_bad_settings_are_one_line_errors():
     with pytest.raises(ValueError, match="levels must be increasing"):
         RobustnessConfig(blur_levels=(0.0, 2.0, 1.0))

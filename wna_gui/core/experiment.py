@@ -89,6 +89,9 @@ class Requirement:
     help: str = ""
     optional: bool = False  # the run can do without it
     many: bool = False  # models only: any number of them
+    # models only: (extra model, session model) → why they cannot be used together, or None. The default
+    # choice (no names given) leaves such models out; naming one still gets the experiment's own error.
+    compatible: Callable[[Any, Any], str | None] | None = None
 
     @property
     def cli(self) -> str:

@@ -1190,7 +1190,8 @@ EXPERIMENT = ExperimentSpec(
     record_version=RECORD_VERSION,
     migrations={1: _migrate_v1},
     requires=(Requirement("models", "model", "extra models to compare with the session's model (default: every "
-                          "extra model of the session)", optional=True, many=True),),
+                          "extra model of the session of the same task: input shape and classes)",
+                          optional=True, many=True, compatible=incompatibility),),
     summary=summary,
     describe=describe,
     report=report,

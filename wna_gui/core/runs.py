@@ -37,7 +37,9 @@ def resolve_inputs(spec: "ExperimentSpec", session, chosen: dict[str, str | None
         if need.kind == "model":
             available = session.models
             picked = [w.strip() for w in wanted.split(",") if w.strip()] if wanted else \
-                (list(available) if need.many else [])
+                ([name for name, model in available.items()
+                  if need.compatible is None or need.compatible(model, session.model) is None]
+                 if need.many else [])
             for name in picked:
                 if name not in available:
                     raise InputError(f"the session holds no model named {name!r} "
