@@ -21,7 +21,7 @@ from wna_gui.core.params import (MAX_ENTRIES, check_config, config_arrays, confi
 from wna_gui.core.registry import EXPERIMENTS, spec_of
 
 # A bad line is refused while it is read, before torch builds anything: well under this.
-FAST_SECONDS = 2.0
+FAST_SECONDS = 3.0  # idle: well under 1 s; the margin is for a loaded 2-core machine
 
 
 def refused(argv, capsys) -> str:

@@ -81,7 +81,7 @@ Comparable = Maps | Curves | Table
 
 def _classification(snapshot) -> dict[str, dict[str, Comparable]]:
     shape = tuple(snapshot.image_shape)
-    out = {}
+    out: dict[str, dict[str, Comparable]] = {}
     for estimator in snapshot.estimators:
         maps = snapshot.maps_of(estimator)
         if maps is None:
@@ -103,7 +103,7 @@ def _classification(snapshot) -> dict[str, dict[str, Comparable]]:
 def _backdoor(snapshot) -> dict[str, dict[str, Comparable]]:
     shape = tuple(snapshot.image_shape)
     pair = f"{snapshot.class_names[snapshot.target]} − {snapshot.class_names[snapshot.source]}"
-    out = {}
+    out: dict[str, dict[str, Comparable]] = {}
     for model in ("poisoned", "clean"):
         if model not in snapshot.maps:
             continue
@@ -117,7 +117,7 @@ def _backdoor(snapshot) -> dict[str, dict[str, Comparable]]:
 
 
 def _robustness(snapshot) -> dict[str, dict[str, Comparable]]:
-    out = {}
+    out: dict[str, dict[str, Comparable]] = {}
     for m, label in enumerate(snapshot.model_labels):
         out[f"model {label}"] = {
             f"accuracy under {result.label}": Curves(result.level_name, "accuracy",
@@ -149,8 +149,8 @@ def _two_class(snapshot) -> dict[str, dict[str, Comparable]]:
 
 
 def _template_classifier(snapshot) -> dict[str, dict[str, Comparable]]:
-    rows = {source: (result.correct / result.n if result.n else float("nan"),)
-            for source, result in snapshot.results.items()}
+    rows: dict[str, tuple[float, ...]] = {source: (result.correct / result.n if result.n else float("nan"),)
+                                          for source, result in snapshot.results.items()}
     return {RUN_SOURCE: {"accuracy per template": Table(("accuracy",), rows)}}
 
 
@@ -260,12 +260,12 @@ class CompareWindow(QDialog):
             label.setWordWrap(True)
             label.setAlignment(Qt.AlignmentFlag.AlignCenter)
             heads.addWidget(label, 1)
-        layout = QVBoxLayout(self)
-        layout.addLayout(controls)
-        layout.addWidget(self.message)
-        layout.addLayout(heads)
-        layout.addWidget(self.pages, 1)
-        layout.addWidget(self.caption)
+        window = QVBoxLayout(self)
+        window.addLayout(controls)
+        window.addWidget(self.message)
+        window.addLayout(heads)
+        window.addWidget(self.pages, 1)
+        window.addWidget(self.caption)
         self.resize(1400, 600)
 
     # --- choosing ---
@@ -349,13 +349,17 @@ class CompareWindow(QDialog):
         self.titles[0].setText(f"<b>A</b>: {names[0]}")
         self.titles[1].setText(f"<b>B</b>: {names[1]}")
         self.titles[2].setText("<b>A − B</b>" if difference is not None else "A − B: shapes differ")
+        # One quantity is one type on both sides, and so is their difference.
         if isinstance(a, Maps):
+            assert isinstance(b, Maps) and (difference is None or isinstance(difference, Maps))
             self.pages.setCurrentIndex(0)
             self._draw_maps(a, b, difference)
         elif isinstance(a, Curves):
+            assert isinstance(b, Curves) and (difference is None or isinstance(difference, Curves))
             self.pages.setCurrentIndex(1)
             self._draw_curves(quantity, a, b, difference)
         else:
+            assert isinstance(b, Table) and (difference is None or isinstance(difference, Table))
             self.pages.setCurrentIndex(2)
             self._draw_table(a, b, difference)
 

@@ -407,5 +407,7 @@ class TrustedModelsDialog(QDialog):
     def revoke_selected(self) -> None:
         rows = {index.row() for index in self.table.selectionModel().selectedRows()}
         for row in rows:
-            revoke_trust(self.table.item(row, 3).text())
+            sha_item = self.table.item(row, 3)
+            assert sha_item is not None  # refresh() fills every cell of every row
+            revoke_trust(sha_item.text())
         self.refresh()

@@ -9,6 +9,8 @@ restored run's).
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -118,8 +120,8 @@ def _combo() -> QComboBox:
 def _widget(p: Param):
     """The editor of one param and its change signal."""
     if p.kind == "bool":
-        box = QCheckBox()
-        return box, box.toggled
+        check = QCheckBox()
+        return check, check.toggled
     if p.kind in ("choice", "noise"):
         return _combo(), None
     if p.kind == "multi":
@@ -127,12 +129,14 @@ def _widget(p: Param):
         return widget, widget.toggled
     # The range is the declaration's (every int and float param has one, see core.params), as on the command line.
     if p.kind == "int":
-        box = QSpinBox()
-        box.setRange(int(p.low), int(p.high))
-        box.setSingleStep(int(p.step or 1))
-        box.setGroupSeparatorShown(p.high > 100_000 and p.name != "seed")
-        return box, box.valueChanged
+        assert p.low is not None and p.high is not None
+        spin = QSpinBox()
+        spin.setRange(int(p.low), int(p.high))
+        spin.setSingleStep(int(p.step or 1))
+        spin.setGroupSeparatorShown(p.high > 100_000 and p.name != "seed")
+        return spin, spin.valueChanged
     if p.kind == "float":
+        assert p.low is not None and p.high is not None
         box = QDoubleSpinBox()
         box.setDecimals(p.decimals)
         # An optional value shows "—" (None: the default) at the bottom of its range.
@@ -207,25 +211,26 @@ class SettingsForm(QWidget):
                 choice = dataset_field_of(p.name, by_name)
                 editor = self._editors.get(prefix + p.key)
                 if choice is not None and isinstance(editor, _DataPathEdit):
-                    combo = self._editors[prefix + by_name[choice].key]
-                    editor.dataset_of = combo.currentData
+                    editor.dataset_of = self._combo(prefix + by_name[choice].key).currentData
 
     def _fill_static_choices(self) -> None:
         for p in self.params:
             if p.kind == "noise":
-                self._set_combo(self._editors[f"noise:{p.key}"], {k: s.label for k, s in NOISE_SOURCES.items()})
+                self._set_combo(self._combo(f"noise:{p.key}"), {k: s.label for k, s in NOISE_SOURCES.items()})
                 for q in self._noise_params:  # the sources' own choices (their generator)
                     if q.kind == "choice":
-                        self._set_combo(self._editors[f"noise_param:{q.key}"], q.choices_for())
+                        self._set_combo(self._combo(f"noise_param:{q.key}"), q.choices_for())
             elif p.kind in ("choice", "multi") and p.options is None:
                 self._set_choices(p, p.choices_for())
 
     def _set_choices(self, p: Param, choices: dict) -> None:
-        editor = self._editors[p.key]
         if p.kind == "multi":
-            editor.set_choices(choices)
+            cast(_ChecksWidget, self._editors[p.key]).set_choices(choices)  # a multi param's editor
         else:
-            self._set_combo(editor, choices)
+            self._set_combo(self._combo(p.key), choices)
+
+    def _combo(self, key: str) -> QComboBox:
+        return cast(QComboBox, self._editors[key])  # a choice or noise param's editor (_widget)
 
     @staticmethod
     def _set_combo(combo: QComboBox, choices: dict) -> None:
@@ -255,7 +260,7 @@ class SettingsForm(QWidget):
 
     def values_of(self, config) -> dict:
         """Widget values showing ``config``."""
-        out = {}
+        out: dict[str, Any] = {}
         for p in self.params:
             value = getattr(config, p.name)
             if p.kind == "noise":
@@ -273,7 +278,7 @@ class SettingsForm(QWidget):
         out = {}
         for p in self.params:
             if p.kind == "noise":
-                noise = {"kind": self._editors[f"noise:{p.key}"].currentData()}
+                noise = {"kind": self._combo(f"noise:{p.key}").currentData()}
                 for q in self._noise_params:
                     noise[q.key] = self._read(q, self._editors[f"noise_param:{q.key}"])
                 out[p.key] = noise
@@ -288,7 +293,7 @@ class SettingsForm(QWidget):
                 continue
             if p.kind == "noise":
                 noise = values[p.key] or {}
-                combo = self._editors[f"noise:{p.key}"]
+                combo = self._combo(f"noise:{p.key}")
                 index = combo.findData(noise.get("kind"))
                 if index >= 0:
                     combo.setCurrentIndex(index)
@@ -369,11 +374,12 @@ class SettingsForm(QWidget):
 
     def _update_rows(self) -> None:
         if self._noise is not None:
-            kind = self._editors[f"noise:{self._noise.key}"].currentData()
+            kind = self._combo(f"noise:{self._noise.key}").currentData()
             own = {q.key: q for q in params(NOISE_SOURCES[kind])} if kind in NOISE_SOURCES else {}
             for q in self._noise_params:
                 form, widget = self._rows[f"noise_param:{q.key}"]
-                visible = q.key in own and (own[q.key].shown_if is None or self._noise_flag(own[q.key].shown_if))
+                shown_if = own[q.key].shown_if if q.key in own else None
+                visible = q.key in own and (shown_if is None or self._noise_flag(shown_if))
                 form.setRowVisible(widget, visible)
         try:
             ignored = set(inactive(self.config()))

@@ -345,6 +345,7 @@ class HumanRunScreen(QWidget):
         painter.drawLine(centre.x(), centre.y() - arm, centre.x(), centre.y() + arm)
 
     def _paint_stimuli(self, painter: QPainter) -> None:
+        assert self.trial is not None  # painted only while a trial is shown
         stimuli = self.trial.stimuli
         height, width = stimuli.shape[-2:]
         w, h = width * self.scale, height * self.scale
@@ -387,6 +388,7 @@ class SimulatedKeyboard:
         if screen.phase in ("instructions", "practice_done", "break"):
             key = Qt.Key.Key_Space
         elif screen.waiting_for_answer:
+            assert screen.trial is not None  # an answer is awaited only while a trial is shown
             key = screen.key_for(self.observer.respond(screen.trial))
         else:
             return

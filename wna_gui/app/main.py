@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from typing import cast
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QIcon
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     QApplication.setApplicationVersion(__version__)
     log_file = setup_logging()
     sys.excepthook = log_uncaught
-    app = QApplication.instance() or QApplication([argv[0], *qt_args])
+    # A widget app: any instance already running is a QApplication.
+    app = cast(QApplication, QApplication.instance()) or QApplication([argv[0], *qt_args])
     icon = QIcon(str(resource_path("wna-gui.svg")))
     app.setWindowIcon(icon)
     splash = show_splash(icon)

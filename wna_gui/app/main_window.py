@@ -1,7 +1,8 @@
 """The main window: menus, toolbar, status bar, experiment panels as tabs, sessions and autosave.
 
-The window owns the model, the device choice, the engine thread and the session
-file. Panels (one per panel module the registry names) own their settings and plots.
+The window owns the model, the device choice and the engine thread; the session
+file (open, save, autosave, recovery, lock, recent files) is its SessionController's,
+and the window asks the questions that need the user. Panels (one per panel module the registry names) own their settings and plots.
 Slow work (loading models and sessions, saving) runs in the engine thread; the
 GUI keeps only the latest snapshot and repaints at most REPAINT_HZ times a second,
 and less often when drawing would take more than GUI_CPU_BUDGET of the GUI
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from PySide6.QtCore import QEvent, QSettings, QStandardPaths, Qt, QTimer, QUrl, Slot
@@ -52,18 +53,8 @@ from ..core.control import format_duration, pick_device
 from ..core.models import LoadedModel, SealedModel, UntrustedModelError, load_default, load_model, unseal
 from ..core.trust import remember_trust
 from ..figures.page import FigureSize, sized
-from ..core.locking import SessionLock, SessionLocked
-from ..core.session import (
-    Session,
-    SessionConflict,
-    SessionError,
-    autosave_path,
-    file_fingerprint,
-    load_session,
-    made_models,
-    save_session,
-    utc_now,
-)
+from ..core.locking import SessionLock
+from ..core.session import Session, SessionConflict, SessionError, autosave_path, made_models, save_session, utc_now
 from ..cli import command_for
 from ..core.runs import export_runs
 from .actions import ActionRegistry, ShortcutsDialog
@@ -72,6 +63,7 @@ from .dialogs import MODEL_SOURCES, ExportDialog, ModelDialog, TrustedModelsDial
 from .panels import Panel, build_panels
 from .compare import CompareWindow
 from .runs_dock import RunsDock
+from .session_controller import SessionController
 from .worker import EngineThread, describe_error
 from .settings_store import APPLICATION, ORGANIZATION, app_settings, reset_app_settings  # noqa: F401 (re-exported)
 from ..core.logs import current_log_file, default_log_file, log as _package_log
@@ -85,7 +77,6 @@ GUI_CPU_BUDGET = 0.10  # share of the GUI thread's time that drawing snapshots m
 MAX_REPAINT_DELAY_SECONDS = 1.0  # however slow drawing is, the plots refresh at least this often
 AUTOSAVE_SECONDS = 60
 NOTIFY_AFTER_SECONDS = 60  # a run that took longer ends with a desktop notification (the user may have left)
-MAX_RECENT_FILES = 8
 DOCK_HEIGHT = 140  # px: a bottom dock's first height (three rows of the Runs list)
 DEFAULT_SIZE = (1400, 900)  # the first launch's window (View > Reset layout goes back to it)
 
@@ -106,21 +97,6 @@ def selection_text(table: QTableWidget) -> str:
     return "\n".join(lines)
 
 
-def recovery_text(path: Path) -> str:
-    """What an autosave holds, for the recovery question: when, which runs how far, which file it continues."""
-    from ..core.registry import spec_for_state
-
-    try:
-        session = load_session(path)
-    except SessionError as exc:
-        return f"Its autosave cannot be read ({exc})."
-    when = (session.modified or session.created or "at an unknown time").replace("T", " ").split("+")[0]
-    runs = [f"{name} ({state.progress_done:,} of {state.progress_total:,} {spec_for_state(state).unit})"
-            for name, state in session.runs.items()]
-    continuing = f"continuing {session.origin}" if session.origin else "never saved to a file"
-    return f"It autosaved at {when} UTC: {', '.join(runs) or 'no runs'}; {continuing}."
-
-
 class MainWindow(QMainWindow):
     """``settings`` and ``data_dir`` default to the user's; tests pass temporary ones."""
 
@@ -129,11 +105,11 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.store = settings if settings is not None else app_settings()
         location = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-        self.autosave_file = autosave_path(data_dir if data_dir is not None else location)
         self.model = model or load_default()
-        self.session_path: Path | None = None
-        self._created: str | None = None  # creation time of the opened session, kept across saves
-        self._dirty = False
+        self.session_controller = SessionController(
+            self, self.store, autosave_path(data_dir if data_dir is not None else location), self)
+        self.session_controller.title_changed.connect(self._show_title)
+        self.session_controller.saved.connect(self._session_saved)
         self._pending_snapshot: Any = None
         self._last_draw = (0.0, 0.0)  # (wall clock, GUI thread CPU time) when the last snapshot was drawn
         self._running_panel: Panel | None = None
@@ -148,13 +124,6 @@ class MainWindow(QMainWindow):
         self.commands = ActionRegistry(self)  # not "actions": that would hide QWidget.actions()
         self.panels: list[Panel] = build_panels()
         self._other_runs: dict = {}  # runs of the open session no panel shows: kept, saved back
-        # The file behind session_path: its write lock (held while the window may write it), the fingerprint it
-        # had when read or last written (a change by another program is not overwritten), the run names it holds
-        # (a new run never takes one of them), and whether it is open read-only (another process writes it).
-        self._lock: SessionLock | None = None
-        self._fingerprint: tuple | None = None
-        self._saved_names: set[str] = set()
-        self.read_only = False
         self._run_names: dict[tuple[str, str], str] = {}  # (panel, kind) → its run's name when not the kind
         self._other_models: dict = {}
         self._other_inputs: dict = {}
@@ -180,7 +149,7 @@ class MainWindow(QMainWindow):
         self.repaint_timer.timeout.connect(self._repaint_within_budget)
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setInterval(AUTOSAVE_SECONDS * 1000)
-        self.autosave_timer.timeout.connect(self.autosave)
+        self.autosave_timer.timeout.connect(self.autosave)  # the window's: it knows whether a panel has results
 
         self.engine.snapshot.connect(self._on_snapshot)
         self.engine.run_finished.connect(lambda snap: self._run_ended(snap, "Run finished"))
@@ -200,7 +169,7 @@ class MainWindow(QMainWindow):
         self._session_models_changed()
         self._show_model()
         self._update_actions()
-        self._update_title()
+        self.session_controller.refresh_title()
 
     # --- construction ---
 
@@ -781,55 +750,60 @@ class MainWindow(QMainWindow):
     def _tab_changed(self) -> None:
         self._show_progress(self._progress.get(self.current_panel()))
 
-    # --- sessions ---
+    # --- sessions (the file behind them: self.session_controller) ---
 
     @property
     def dirty(self) -> bool:
         """The session has results that are not in its file."""
-        return self._dirty
+        return self.session_controller.dirty
 
     @dirty.setter
     def dirty(self, value: bool) -> None:
-        self._dirty = value
-        self._update_title()
+        self.session_controller.dirty = value
 
-    def _update_title(self) -> None:
-        name = self.session_path.name if self.session_path else "Untitled"
-        self.setWindowTitle(f"{name}[*]{' (read-only)' if self.read_only else ''} — wna-gui")
-        self.setWindowModified(self._dirty)
+    @property
+    def session_path(self) -> Path | None:
+        """The file the session lives in (None: untitled)."""
+        return self.session_controller.path
+
+    @session_path.setter
+    def session_path(self, path: Path | None) -> None:
+        self.session_controller.path = path
+
+    @property
+    def read_only(self) -> bool:
+        """The session's file is open read-only (another process writes it): Save asks for another name."""
+        return self.session_controller.read_only
+
+    @property
+    def autosave_file(self) -> Path:
+        return self.session_controller.autosave_file
+
+    def _show_title(self, title: str, modified: bool) -> None:
+        self.setWindowTitle(title)
+        self.setWindowModified(modified)
 
     def _confirm_discard(self, title: str = "Unsaved results",
                          text: str = "The current results are not saved.") -> bool:
         """Whether to go on where unsaved results would be lost: Save (then go on), Discard, or Cancel."""
-        if not self._dirty:
+        if not self.dirty:
             return True
         buttons = QMessageBox.StandardButton
         answer = QMessageBox.question(self, title, f"{text} Save them first?",
                                       buttons.Save | buttons.Discard | buttons.Cancel, buttons.Save)
         if answer == buttons.Save:
-            path = self._save_path() or self._ask_save_path()
-            if path is None:
-                return False
-            lock = self._lock_for(path)
-            if lock is None:
-                return False
-            try:  # no run is between units here: the GUI thread may write the session itself
-                return self._save_finished(lock, self._session_writer(path)())
-            except Exception as exc:
-                self.show_error("Could not save the session", describe_error(exc)[0])
-                return False
+            path = self.session_controller.save_path() or self.ask_save_path()
+            return path is not None and self.session_controller.save_now(path)
         return answer == buttons.Discard
 
     def _reset_session(self) -> None:
         self._other_runs, self._other_models, self._other_inputs, self._run_dates = {}, {}, {}, {}
         for panel in self.panels:
             panel.restore({}, self.model)
-        self.session_path, self._created = None, None
-        self._hold_lock(None)
-        self._fingerprint, self._saved_names, self.read_only, self._run_names = None, set(), False, {}
+        self._run_names = {}
         self._progress = {}
         self._show_progress(None)
-        self.dirty = False
+        self.session_controller.reset()
         self._session_models_changed()
 
     def _session_models_changed(self) -> None:
@@ -847,35 +821,22 @@ class MainWindow(QMainWindow):
     def open_dialog(self) -> None:
         if not self._confirm_discard():
             return
-        path, _ = QFileDialog.getOpenFileName(self, "Open session", self._session_dir(), SESSION_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Open session", self.session_controller.session_dir(),
+                                              SESSION_FILTER)
         if path:
             self.open_session(path)
 
     def open_session(self, path: str | Path, recovered: bool = False) -> None:
         """Load a session in the engine thread; a recovered autosave opens as an unsaved session."""
-        path = Path(path)
-        self.statusBar().showMessage(f"Opening {path.name}…")
-        self.engine.submit(lambda: load_session(path), on_done=lambda session: self._session_loaded(session, recovered),
-                           failure_title="Could not open the session")
+        self.session_controller.open_session(path, recovered)
 
-    def _session_loaded(self, session: Session, recovered: bool) -> None:
-        # A recovered autosave continues the file it was autosaving (Save writes there again).
-        path = (Path(session.origin) if session.origin else None) if recovered else session.path
-        lock, read_only = None, False
-        if path is not None:
-            try:
-                lock = self._lock_for(path, "open it read-only? (Save As then keeps your changes in another file)")
-            except SessionLocked as exc:
-                buttons = QMessageBox.StandardButton
-                if QMessageBox.question(self, "Session in use", str(exc), buttons.Open | buttons.Cancel,
-                                        buttons.Open) != buttons.Open:
-                    self.statusBar().showMessage(f"Not opened: another process is writing {path.name}", 8000)
-                    return
-                read_only = True
-            except SessionError as exc:  # read-only media, a folder we may not write: nothing can be saved there
-                self.statusBar().showMessage(f"{path.name} opens read-only: {exc}", 8000)
-                read_only = True
-        self._hold_lock(lock)
+    def ask_open_read_only(self, reason: str) -> bool:
+        buttons = QMessageBox.StandardButton
+        return QMessageBox.question(self, "Session in use", reason, buttons.Open | buttons.Cancel,
+                                    buttons.Open) == buttons.Open
+
+    def adopt_session(self, session: Session) -> None:
+        """Show a session that was read: its model, each panel's runs, and keep the runs no panel shows."""
         self.model = session.model
         self._show_model()
         shown = set()
@@ -887,22 +848,12 @@ class MainWindow(QMainWindow):
         names = {id(state): name for name, state in session.runs.items()}
         self._run_names = {(panel.name, kind): names[id(state)] for panel in self.panels
                            for kind, state in panel.session_states().items()}
-        # Every run of the file counts as saved (of a recovered autosave too): a new run never takes their names.
-        self._saved_names = set(session.runs)
-        self._fingerprint = file_fingerprint(path) if recovered and path is not None else session.fingerprint
-        self.read_only = read_only
         for panel in self.panels:
             preview = panel.preview_factory(self.model)
             if preview is not None:
                 self.engine.submit(preview, on_done=lambda shown, panel=panel: self._show_restored(panel, shown),
                                    failure_title="Could not show the session")
-        self.session_path = path
-        self._created = session.created
-        self.dirty = recovered
         self._session_models_changed()
-        if not recovered:
-            self._remember_recent(session.path)
-        self.statusBar().showMessage(f"Opened {session.path.name}", 5000)
 
     def _show_restored(self, panel: Panel, snapshots: list) -> None:
         for kind, snapshot in snapshots:
@@ -920,145 +871,65 @@ class MainWindow(QMainWindow):
                 runs[self._run_name(panel, kind)] = state
                 if kind in panel_inputs:
                     inputs[self._run_name(panel, kind)] = panel_inputs[kind]
+        control = self.session_controller
         session = Session(self.model, runs, models={**self._other_models, **made_models(runs)},
                           inputs={name: roles for name, roles in inputs.items() if name in runs},
-                          origin=str(self.session_path or ""), path=self.session_path, fingerprint=self._fingerprint,
+                          origin=str(control.path or ""), path=control.path, fingerprint=control.fingerprint,
                           run_dates={name: dates for name, dates in self._run_dates.items() if name in runs})
-        if self._created:
-            session.created = self._created
+        if control.created:
+            session.created = control.created
         return session
-
-    def _session_writer(self, path: Path) -> Callable[[], tuple[Session, SessionError | None]]:
-        """A callable that writes the session and returns it with the SessionError that stopped the save (None:
-        saved); run it where no run is between batches (engine thread)."""
-        session = self.current_session()
-
-        def write() -> tuple[Session, SessionError | None]:
-            try:
-                save_session(session, path)
-            except SessionError as exc:
-                return session, exc
-            return session, None
-
-        return write
-
-    def _save_path(self) -> Path | None:
-        """Where Save writes: the open file, unless there is none or it is open read-only (then Save As asks)."""
-        return None if self.read_only else self.session_path
-
-    def _lock_for(self, path: Path, hint: str | None = None) -> SessionLock | None:
-        """The write lock of ``path``, taken (the window's own when it holds it already). When another process
-        writes that file: None after saying so, or, given the ``hint`` that ends the message, SessionLocked."""
-        if self._lock is not None and self._lock.path.resolve() == Path(path).resolve():
-            return self._lock
-        try:
-            return SessionLock(path, "wna-gui", hint=hint or "save under another name (Save As)").acquire()
-        except SessionError as exc:
-            if hint:
-                raise
-            self.show_error("Session in use", str(exc))
-            return None
 
     def _hold_lock(self, lock: SessionLock | None) -> None:
         """``lock`` becomes the window's (the lock of the file Save writes); the one it held is released."""
-        if self._lock is not None and self._lock is not lock:
-            self._lock.release()
-        self._lock = lock
-
-    def _save_finished(self, lock: SessionLock, outcome: tuple[Session, SessionError | None],
-                       offer_save_as: bool = True) -> bool:
-        """After a save: whether the results are in a file. A full disk (any write failure) keeps them here and
-        offers Save As; a file changed by another program is left alone and the window goes on in the side file
-        that received the results."""
-        session, error = outcome
-        if error is not None and lock is not self._lock:
-            lock.release()
-        if error is not None and not isinstance(error, SessionConflict):
-            buttons = QMessageBox.StandardButton
-            if offer_save_as and QMessageBox.question(
-                    self, "Could not save the session", f"{error}. The results are still open here; save them to "
-                    "another file (Save As)?", buttons.Save | buttons.Cancel, buttons.Save) == buttons.Save:
-                self.save_as()
-            return False
-        if isinstance(error, SessionConflict):
-            try:
-                lock = SessionLock(session.path, "wna-gui").acquire()
-            except SessionError:
-                lock = None
-            self.show_error("Saved to another file", str(error))
-        self._hold_lock(lock)
-        self._saved(session)
-        return True
+        self.session_controller.hold_lock(lock)
 
     @Slot()
     def save(self) -> None:
-        path = self._save_path()
-        if path is None:
-            self.save_as()
-        else:
-            self.save_to(path)
+        self.session_controller.save()
 
     @Slot()
     def save_as(self) -> None:
-        path = self._ask_save_path()
-        if path is not None:
-            self.save_to(path)
+        self.session_controller.save_as()
 
-    def _ask_save_path(self) -> Path | None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save session", self._session_dir(), SESSION_FILTER)
+    def save_to(self, path: str | Path) -> None:
+        """Save in the engine thread (mid-run: between batches, so the file is consistent)."""
+        self.session_controller.save_to(path)
+
+    def ask_save_path(self) -> Path | None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save session", self.session_controller.session_dir(),
+                                              SESSION_FILTER)
         if not path:
             return None
         path = Path(path)
         return path if path.suffix.lower() in SESSION_SUFFIXES else path.with_name(path.name + SESSION_SUFFIXES[0])
 
-    def save_to(self, path: str | Path) -> None:
-        """Save in the engine thread (mid-run: between batches, so the file is consistent)."""
-        lock = self._lock_for(Path(path))
-        if lock is not None:
-            self.engine.submit(self._session_writer(Path(path)), on_done=lambda outcome: self._save_finished(
-                lock, outcome), failure_title="Could not save the session")
+    def ask_save_as_after(self, error: SessionError) -> bool:
+        buttons = QMessageBox.StandardButton
+        return QMessageBox.question(
+            self, "Could not save the session", f"{error}. The results are still open here; save them to "
+            "another file (Save As)?", buttons.Save | buttons.Cancel, buttons.Save) == buttons.Save
 
-    def _saved(self, session: Session) -> None:
-        self.session_path, self._fingerprint, self._saved_names = session.path, session.fingerprint, set(session.runs)
+    def _session_saved(self, session: Session) -> None:
         self._run_dates = {**self._run_dates, **session.run_dates}
-        self.read_only = False
-        self.dirty = self.engine.running
-        self._remember_recent(session.path)
-        self.autosave_file.unlink(missing_ok=True)
-        self.statusBar().showMessage(f"Saved {session.path.name}", 5000)
 
     @Slot()
     def autosave(self) -> None:
         if any(panel.session_states() for panel in self.panels):
-            session, path = self.current_session(), self.autosave_file
-            self.engine.submit(lambda: save_session(session, path), failure_title="Autosave failed")
+            self.session_controller.autosave()
 
     def offer_recovery(self) -> bool:
         """After a crash, offer the autosaved session. Returns whether it is being recovered."""
-        if not self.autosave_file.exists():
-            return False
-        answer = QMessageBox.question(
-            self, "Recover session", f"wna-gui did not close cleanly last time. {recovery_text(self.autosave_file)} "
-            "Recover it?", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.Yes)
-        if answer != QMessageBox.StandardButton.Yes:
-            self.autosave_file.unlink(missing_ok=True)
-            return False
-        self.open_session(self.autosave_file, recovered=True)
-        return True
+        return self.session_controller.offer_recovery()
 
-    def _session_dir(self) -> str:
-        recent = self.recent_files()
-        return str(Path(recent[0]).parent) if recent else str(Path.home())
+    def ask_recover(self, description: str) -> bool:
+        return QMessageBox.question(
+            self, "Recover session", f"wna-gui did not close cleanly last time. {description} "
+            "Recover it?", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.Yes) == QMessageBox.StandardButton.Yes
 
     def recent_files(self) -> list[str]:
-        value = self.store.value("recent_files", [])
-        return [value] if isinstance(value, str) else list(value or [])
-
-    def _remember_recent(self, path: Path) -> None:
-        path_text = str(Path(path).resolve())
-        recent = [path_text] + [p for p in self.recent_files() if p != path_text]
-        self.store.setValue("recent_files", recent[:MAX_RECENT_FILES])
+        return self.session_controller.recent_files()
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -1067,7 +938,7 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction(path, lambda path=path: self._open_recent(path))
         if recent:
             self.recent_menu.addSeparator()
-            self.recent_menu.addAction("Clear list", lambda: self.store.setValue("recent_files", []))
+            self.recent_menu.addAction("Clear list", self.session_controller.clear_recent)
         else:
             self.recent_menu.addAction("No recent sessions").setEnabled(False)
 
@@ -1079,7 +950,7 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def open_export_dialog(self) -> None:
-        directory = self.store.value("export_dir", "") or self._session_dir()
+        directory = self.store.value("export_dir", "") or self.session_controller.session_dir()
         stem = self.session_path.name.split(".")[0] if self.session_path else "unsaved"
         self.export_dialog = ExportDialog(self.current_panel().export_targets(), directory, self, stem,
                                           self.export_size())
@@ -1104,7 +975,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def export_all_dialog(self) -> None:
         directory = QFileDialog.getExistingDirectory(self, "Export all results to a folder",
-                                                     self.store.value("export_dir", "") or self._session_dir())
+                                                     self.store.value("export_dir", "") or self.session_controller.session_dir())
         if directory:
             self.export_all(Path(directory))
 
@@ -1266,7 +1137,7 @@ class MainWindow(QMainWindow):
 
         from ..cli import info_lines, session_summary
 
-        session, path, unsaved = self.current_session(), self.session_path, self._dirty or self.session_path is None
+        session, path, unsaved = self.current_session(), self.session_path, self.dirty or self.session_path is None
 
         def summarise() -> str:
             if not unsaved:
@@ -1314,7 +1185,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         """Offer to save, stop the engine thread (a run stops between batches), then close."""
         answer = QMessageBox.StandardButton.Discard
-        if self._dirty or self.engine.running:
+        if self.dirty or self.engine.running:
             note = " The run in progress will be stopped." if self.engine.running else ""
             answer = QMessageBox.question(
                 self, "Quit wna-gui", f"Save the session before closing?{note}",
@@ -1325,7 +1196,7 @@ class MainWindow(QMainWindow):
             return
         path = None
         if answer == QMessageBox.StandardButton.Save:
-            path = self._save_path() or self._ask_save_path()
+            path = self.session_controller.save_path() or self.ask_save_path()
             if path is None:
                 event.ignore()
                 return
@@ -1334,11 +1205,7 @@ class MainWindow(QMainWindow):
         self.autosave_timer.stop()
         saved = True
         if path is not None:
-            try:
-                self._hold_lock(self._lock_for(path, "nothing was saved there"))
-                error = self._session_writer(path)()[1]
-            except Exception as exc:
-                error = exc
+            error = self.session_controller.write_before_close(path)
             if error is not None:
                 saved = isinstance(error, SessionConflict)  # then the results are in the side file it names
                 QMessageBox.critical(self, "Saved to another file" if saved else "Could not save the session",

@@ -206,11 +206,11 @@ class MapGrid(pg.GraphicsLayoutWidget):
     def _menu_actions(self) -> list:
         position = self.mapToScene(self.mapFromGlobal(QCursor.pos()))
         tile = self.tile_at(position)
-        actions = []
+        actions: list[tuple[str, Callable[[], object]]] = []
         if tile is not None and tile.image is not None:
+            image = tile.image  # the map the menu was opened on
             actions.append((f"Enlarge the map of {tile.class_name}", lambda: self.enlarge(tile)))
-            actions.append((f"Copy the values of {tile.class_name}'s map",
-                            lambda: copy_text(map_csv(tile.image))))
+            actions.append((f"Copy the values of {tile.class_name}'s map", lambda: copy_text(map_csv(image))))
         return actions
 
 
@@ -248,7 +248,8 @@ def _export_plot(widget: QWidget) -> QDialog:
 
     window = widget.window()
     size = window.export_size() if hasattr(window, "export_size") else figures.figure_size()
-    directory = getattr(window, "store", None) and window.store.value("export_dir", "")
+    store = getattr(window, "store", None)  # the main window's settings; a detached plot has none
+    directory = store and store.value("export_dir", "")
     target = ExportTarget("This plot", FIGURE_FORMATS, lambda path: export_view(widget, path))
     dialog = ExportDialog([target], directory or str(Path.home()), widget, widget.objectName() or "plot", size)
     dialog.setWindowTitle("Export this plot")
@@ -424,7 +425,8 @@ def _short_count(value: int) -> str:
 
 def log_ticks(up_to_exponent: float) -> list[list[tuple[float, str]]]:
     """Readable ticks for a log10 axis from 100: labelled decades, then 2× and 5× in between."""
-    major, minor = [], []
+    major: list[tuple[float, str]] = []
+    minor: list[tuple[float, str]] = []
     for exponent in range(2, math.ceil(up_to_exponent) + 1):
         for mantissa in (1, 2, 5):
             value = mantissa * 10**exponent

@@ -173,7 +173,9 @@ class RunsDock(QDockWidget):
                 font = item.font()
                 font.setBold(row.status in ("shown", "running"))
                 item.setFont(font)
-            self.table.item(r, 0).setToolTip(f"{row.title} run {row.name!r}: {row.progress}; model {row.model}")
+            first = self.table.item(r, 0)
+            assert first is not None  # set just above
+            first.setToolTip(f"{row.title} run {row.name!r}: {row.progress}; model {row.model}")
         self._rows = rows
         self.table.clearSelection()
         self._select_rows(selected)

@@ -115,7 +115,9 @@ class _Injector:
     """A forward hook replacing a layer's output by (1 − γ)·ā + γ·output (or recording it when ā is None)."""
 
     def __init__(self, module) -> None:
-        self.mean, self.gamma, self.record = None, 1.0, None
+        self.mean: torch.Tensor | None = None
+        self.gamma = 1.0
+        self.record: list[torch.Tensor] | None = None
         self.handle = module.register_forward_hook(self)
 
     def __call__(self, module, args, out):
@@ -172,9 +174,13 @@ class InjectionState(RunState):
     def injected_classes(self) -> np.ndarray:
         """Classes injected: those chosen (or all) that some noise was classified as (known after the first layer)."""
         chosen = np.asarray(self.config.classes or range(len(self.class_names)), dtype=np.int64)
+        assert self.noise_counts is not None  # __post_init__ fills every array
         return chosen[self.noise_counts[chosen] > 0]
 
     def snapshot(self, samples_per_second: float = 0.0) -> "InjectionSnapshot":
+        # __post_init__ fills every array
+        assert self.noise_counts is not None and self.toward is not None and self.correct is not None
+        assert self.examples is not None and self.example_classes is not None
         return InjectionSnapshot(
             **self.progress_fields(samples_per_second), class_names=self.class_names,
             image_shape=tuple(self.image_shape), layers=self.layers, layers_done=self.layers_done,
@@ -325,7 +331,11 @@ class InjectionExperiment(Experiment):
                     injector.record = []
                 with torch.inference_mode():
                     labels = self.runtime.logits(x, cfg.batch_size).argmax(1)
-                activation = x if injector is None else torch.cat(injector.record)
+                if injector is None:
+                    activation = x
+                else:
+                    assert injector.record is not None  # set to a fresh list above
+                    activation = torch.cat(injector.record)
                 for c in torch.unique(labels).tolist():
                     rows = activation[labels == c].double()
                     sums[c] = sums.get(c, 0) + rows.sum(0)
@@ -346,15 +356,15 @@ class InjectionExperiment(Experiment):
             for c in state.injected_classes():
                 c = int(c)
                 for g, gamma in enumerate(cfg.gammas):
-                    given = []
+                    given_parts = []
                     with torch.inference_mode():
                         for chunk in self._images.split(cfg.batch_size):
                             if injector is None:
                                 chunk = (1 - gamma) * means[c] + gamma * chunk
                             else:
                                 injector.mean, injector.gamma = means[c], gamma
-                            given.append(self.runtime.logits(chunk, cfg.batch_size).argmax(1))
-                    given = torch.cat(given)
+                            given_parts.append(self.runtime.logits(chunk, cfg.batch_size).argmax(1))
+                    given = torch.cat(given_parts)
                     state.toward[index, c, g] = int(((given == c) & (labels != c)).sum())
                     state.correct[index, c, g] = int((given == labels).sum())
                     if layer == INPUT:

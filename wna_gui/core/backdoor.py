@@ -37,6 +37,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -350,7 +351,9 @@ def decision_map(maps: ClassificationImageState, estimator: str, target: int, so
     """(target − source, target) centred maps of a classification-image run, in image shape: the two-class image
     of the decision the patch flips (Ahumada: answered target minus answered source; for the logit kernel, the
     kernel of z_target − z_source)."""
-    pair = maps.snapshot().maps_of(estimator).of("centered", [target, source])
+    estimated = maps.snapshot().maps_of(estimator)
+    assert estimated is not None  # the run measures the estimator the config names
+    pair = estimated.of("centered", [target, source])
     shape = tuple(maps.image_shape)
     return (pair[0] - pair[1]).reshape(shape), pair[0].reshape(shape)
 
@@ -474,11 +477,12 @@ class BackdoorState(RunState):
             verdicts=tuple(verdicts))
 
     def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
-        meta = {"config": self.config.to_dict(), "architecture": self.architecture,
-                "class_names": list(self.class_names), "image_shape": list(self.image_shape),
-                "epochs_done": dict(self.epochs_done), "losses": {m: list(v) for m, v in self.losses.items()},
-                "evaluated": self.evaluated, "noise_device": self.noise_device, "seconds": self.seconds,
-                "maps": {}}
+        meta: dict[str, Any] = {
+            "config": self.config.to_dict(), "architecture": self.architecture,
+            "class_names": list(self.class_names), "image_shape": list(self.image_shape),
+            "epochs_done": dict(self.epochs_done), "losses": {m: list(v) for m, v in self.losses.items()},
+            "evaluated": self.evaluated, "noise_device": self.noise_device, "seconds": self.seconds,
+            "maps": {}}
         arrays = dict(config_arrays(self.config))
         for m in self.trained:
             # Weights live in the session's /models once the run is finished (made_models); before, here.
@@ -575,7 +579,7 @@ class BackdoorExperiment(Experiment):
         super().__init__(model, config, state, device, control)
         if self.config.clean == "session":  # the reference is the session's model, never stored twice
             self.state.models.setdefault("clean", model)
-        self._train_set = None
+        self._train_set: dict[str, ImageSet] | None = None
 
     @classmethod
     def new_state(cls, model: LoadedModel, config: BackdoorConfig) -> BackdoorState:
@@ -688,12 +692,12 @@ class BackdoorExperiment(Experiment):
         was_poisoned = np.isin(labelled, chosen)
         features = penultimate_features(state.models["poisoned"], train.images[labelled], self.device)
         scores, flagged = spectral_signature(features, was_poisoned, len(chosen))
-        images = train.images[labelled].reshape(len(labelled), *state.image_shape).double().numpy()
+        pixels = train.images[labelled].reshape(len(labelled), *state.image_shape).double().numpy()
         results["spectral_scores"] = scores
         results["spectral_flagged"] = flagged
         results["spectral_poisoned"] = was_poisoned
-        results["spectral_image"] = images[flagged].mean(0) - images[~flagged].mean(0) if (~flagged).any() \
-            else images[flagged].mean(0)
+        results["spectral_image"] = pixels[flagged].mean(0) - pixels[~flagged].mean(0) if (~flagged).any() \
+            else pixels[flagged].mean(0)
         results["poisoned_train_images"] = np.int64(len(chosen))
         state.results = results
         state.evaluated = True
@@ -744,11 +748,12 @@ def write_arrays(snapshot: BackdoorSnapshot, path) -> Path:
     """Maps of the target class (clean, poisoned, difference and z-maps), the patch mask, gradients, confusion
     matrices, spectral scores and losses (.npz)."""
     path = Path(path)
+    # Any: savez's stubs would take a key of ** for its allow_pickle flag
+    arrays: dict[str, Any] = {**{f"map_{k}": v for k, v in snapshot.maps.items()}, **snapshot.results,
+                              **{f"loss_{m}": np.asarray(v) for m, v in snapshot.losses.items()}}
     np.savez_compressed(path, class_names=np.asarray(snapshot.class_names), source=snapshot.source,
                         target=snapshot.target, box=np.asarray(snapshot.box), mask=snapshot.mask,
-                        estimator=snapshot.estimator, **{f"map_{k}": v for k, v in snapshot.maps.items()},
-                        **{k: v for k, v in snapshot.results.items()},
-                        **{f"loss_{m}": np.asarray(v) for m, v in snapshot.losses.items()})
+                        estimator=snapshot.estimator, **arrays)
     return path
 
 

@@ -153,6 +153,7 @@ def attack_maps(maps_state: ClassificationImageState, config: BiasAttackConfig, 
                          f"{estimator}")
     rule = map_rule(estimator, config.scaling)
     estimated = maps_state.snapshot().maps_of(estimator)
+    assert estimated is not None  # the run measured it (checked above)
     raw = estimated.of("mean")
     support = np.asarray(estimated.support, dtype=np.float64)
     usable = np.isfinite(raw).all(1) & (~np.isfinite(support) | (support >= config.min_support))
@@ -291,6 +292,9 @@ class BiasAttackState(RunState):
 
     def snapshot(self, samples_per_second: float = 0.0) -> "BiasAttackSnapshot":
         trials = np.array([self.config.samples, self.n_signals] * 2, dtype=np.int64)
+        # __post_init__ fills every array
+        assert self.counts is not None and self.examples is not None
+        assert self.example_classes is not None and self.example_signal is not None
         fooled = np.stack([self.counts[c, np.arange(len(self.targets)), :, self.targets] for c in range(len(CURVES))])
         return BiasAttackSnapshot(
             **self.progress_fields(samples_per_second), class_names=self.class_names,
@@ -413,8 +417,8 @@ class BiasAttackExperiment(Experiment):
     def __init__(self, model: LoadedModel, config: BiasAttackConfig | None = None, state=None, device=None,
                  control=None, maps: ClassificationImageState | None = None) -> None:
         super().__init__(model, config, state, device, control, **({"maps": maps} if state is None else {}))
-        self._noise = None
-        self._signals = None
+        self._noise: torch.Tensor | None = None  # both on the device, from prepare()
+        self._signals: torch.Tensor | None = None
 
     @classmethod
     def new_state(cls, model: LoadedModel, config: BiasAttackConfig, maps: ClassificationImageState | None = None
@@ -463,6 +467,7 @@ class BiasAttackExperiment(Experiment):
         for c, curve in enumerate(CURVES):
             base_name, added = curve.split("_")
             base = self._noise if base_name == "noise" else self._signals
+            assert base is not None  # prepare() runs first
             addition = additions[added].reshape(1, *state.image_shape)
             first = 0 if base_name == "noise" else example
             for g, gamma in enumerate(cfg.gammas):

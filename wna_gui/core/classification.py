@@ -13,8 +13,9 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -229,7 +230,8 @@ class ClassificationImageState(BlockState):
         if self.odd is None:
             self.odd = ClassAccumulator(self.n_classes, n_features)
         if self.scores is None and "hard" in self.estimators and has_scores(self.config.noise):
-            k = np.asarray(self.config.noise.score_basis(tuple(self.image_shape))).shape[0]
+            structured: Any = self.config.noise  # a source with scores (has_scores)
+            k = np.asarray(structured.score_basis(tuple(self.image_shape))).shape[0]
             self.scores = [ClassAccumulator(self.n_classes, k) for _ in range(2)]
         for name in self.estimators:
             if name != "hard" and name not in self.halves:
@@ -257,6 +259,7 @@ class ClassificationImageState(BlockState):
 
     def total(self) -> ClassAccumulator:
         """The hard label's accumulators of the whole run."""
+        assert self.even is not None and self.odd is not None  # __post_init__ makes both
         return self.even.merged(self.odd)
 
     def accumulator_bytes(self) -> dict[str, int]:
@@ -272,6 +275,7 @@ class ClassificationImageState(BlockState):
 
     def statistics(self) -> dict[str, np.ndarray]:
         """The sufficient statistics of the blocks done: every accumulator's float64 state and the blocks."""
+        assert self.even is not None and self.odd is not None  # __post_init__ makes both
         arrays = {"done_blocks": self.done.to_array()}
         for half, acc in (("even", self.even), ("odd", self.odd)):
             for name, value in acc.state().items():
@@ -324,12 +328,14 @@ class ClassificationImageState(BlockState):
         """The hard label's maps averaged in the structured noise's score space, mapped back (None: white noise)."""
         if self.scores is None:
             return None
-        basis = self.config.noise.score_basis(tuple(self.image_shape))
+        structured: Any = self.config.noise  # a source with scores: it made them
+        basis = structured.score_basis(tuple(self.image_shape))
         return score_space_maps(self.scores[0].merged(self.scores[1]), basis)
 
     def split_half(self, name: str) -> np.ndarray:
         """Raw split-half r (K,) of one estimator now."""
         if name == "hard":
+            assert self.even is not None and self.odd is not None  # __post_init__ makes both
             return split_half_reliability(self.even, self.odd)
         even, odd = self.halves[name]
         return ACCUMULATORS[name].reliability(even, odd)
@@ -419,6 +425,7 @@ class ClassificationImageState(BlockState):
             arrays[f"convergence/{estimator}/reliability"] = rows
         for samples, by_estimator in self.checkpoint_maps.items():
             for estimator, estimated in by_estimator.items():
+                views: tuple[str, ...]
                 if estimator == "hard":  # classes and mean where record version 2 kept them
                     arrays[f"checkpoints/{samples}/classes"] = estimated.classes
                     arrays[f"checkpoints/{samples}/mean"] = estimated.mean.reshape(-1, *shape)
@@ -478,7 +485,7 @@ class ClassificationImageState(BlockState):
         return state
 
 
-def _group(arrays: dict, prefix: str) -> dict:
+def _group(arrays: Mapping, prefix: str) -> dict:
     """The arrays under ``prefix``, keyed by the rest of their path (KeyError names a missing group)."""
     out = {key[len(prefix):]: value for key, value in arrays.items() if key.startswith(prefix)}
     if not out:
@@ -696,7 +703,7 @@ class ClassificationImageExperiment(Experiment):
     """
 
     def __init__(self, model: LoadedModel, config: ClassificationImageConfig | None = None,
-                 state: ClassificationImageState | None = None, device: str | None = None, control=None,
+                 state: ClassificationImageState | None = None, device: str | torch.device | None = None, control=None,
                  signals: ImageSet | SignalImages | None = None) -> None:
         if state is not None and (state.n_classes != model.n_classes
                                   or tuple(state.image_shape) != tuple(model.input_spec.shape)):
@@ -766,6 +773,7 @@ class ClassificationImageExperiment(Experiment):
                 if name in estimators:
                     state.halves[name][half].add(noise)
             if "signal" in estimators:
+                assert self._signals is not None  # made when the run measures the signal estimator
                 index, signal_labels = self._signals.draw(cfg.seed, block, size)
                 shown = self._signal_images[torch.as_tensor(index, device=self.device)]
                 stimuli = cfg.signal_gamma * shown + (1 - cfg.signal_gamma) * x
@@ -853,6 +861,7 @@ def write_estimators(snapshot: ClassificationSnapshot, path, view: str) -> Path:
     arrays = {}
     for estimator in snapshot.estimators:
         estimated = snapshot.maps_of(estimator)
+        assert estimated is not None  # offered once the run has samples: every estimator has maps
         arrays.update({f"{estimator}_maps": getattr(estimated, view).reshape(-1, *snapshot.image_shape),
                        f"{estimator}_classes": estimated.classes, f"{estimator}_support": estimated.support,
                        f"{estimator}_samples": estimated.samples})
@@ -861,10 +870,12 @@ def write_estimators(snapshot: ClassificationSnapshot, path, view: str) -> Path:
     return path
 
 
-def progression_rows(snapshot: ClassificationSnapshot, estimator: str) -> list[tuple[int, EstimatorMaps]]:
-    """(run samples, maps) at each checkpoint the run recorded for ``estimator``, then now (if later)."""
-    rows = [(n, by_estimator[estimator]) for n, by_estimator in sorted(snapshot.checkpoints.items())
-            if estimator in by_estimator]
+def progression_rows(snapshot: ClassificationSnapshot, estimator: str) -> list[tuple[int, EstimatorMaps | None]]:
+    """(run samples, maps) at each checkpoint the run recorded for ``estimator``, then now (if later; None: no
+    maps yet)."""
+    rows: list[tuple[int, EstimatorMaps | None]] = [
+        (n, by_estimator[estimator]) for n, by_estimator in sorted(snapshot.checkpoints.items())
+        if estimator in by_estimator]
     if not rows or rows[-1][0] < snapshot.samples_done:
         rows.append((snapshot.samples_done, snapshot.maps_of(estimator)))
     return rows
@@ -924,6 +935,7 @@ def write_estimator_table(snapshot: ClassificationSnapshot, path) -> Path:
                          "spearman_brown_r", "stein_cosine"])
         for estimator in snapshot.estimators:
             estimated = snapshot.maps_of(estimator)
+            assert estimated is not None  # offered once the run has samples: every estimator has maps
             predictions = snapshot.predictions.get(estimator)
             raw = snapshot.latest_reliability(estimator, corrected=False)
             corrected = snapshot.latest_reliability(estimator)
@@ -948,11 +960,11 @@ def _has(estimator: str):
 
 ARTEFACTS = (
     *(Artefact(f"maps_{view}", f"Maps, {MAP_VIEW_TITLES[view]}: publication figure or arrays (.npz)",
-               (".npz", ".png", ".pdf"), lambda snapshot, path, view=view: write_maps(snapshot, path, view),
+               (".npz", ".png", ".pdf"), partial(write_maps, view=view),
                figure="wna_gui.figures.classification:save_maps", options=(("view", view),), variant=view,
                available=_has("hard")) for view in MAP_VIEWS),
     *(Artefact(f"estimators_{view}", f"Every estimator's {ROW_VIEW_TITLES[view]}: figure or arrays (.npz)",
-               (".npz", ".png", ".pdf"), lambda snapshot, path, view=view: write_estimators(snapshot, path, view),
+               (".npz", ".png", ".pdf"), partial(write_estimators, view=view),
                figure="wna_gui.figures.classification:save_estimators", options=(("view", view),), variant=view,
                available=_has_samples) for view in MAP_VIEWS),
     Artefact("progression", "How the maps built up: every estimator at 1e3, 1e4, … samples (figure)",
@@ -1052,6 +1064,7 @@ def report(snapshot: ClassificationSnapshot) -> list[str]:
     lines = [f"{snapshot.samples_done:,} samples in {snapshot.seconds:.1f} s; most frequent classes {top}"]
     for estimator in snapshot.estimators:
         estimated = snapshot.maps_of(estimator)
+        assert estimated is not None  # reported once the run has samples: every estimator has maps
         has_map = int(np.isfinite(estimated.of("mean")).all(1).sum())
         lines.append(f"{ESTIMATORS[estimator].label}: maps of {has_map} of {snapshot.n_classes} classes from "
                      f"{estimated.samples:,} samples; {mapped_reliability_text(snapshot.convergence.get(estimator))}")

@@ -104,8 +104,8 @@ def load_dataset(name: str, root: str | Path | None = None, train: bool | None =
         raise DatasetError(f"dataset {name} needs a {'file' if name == 'npz' else 'folder'} (--data-dir)")
     root = Path(root).expanduser()
     if name in OWN_DATASETS:
-        images = read_image_folder(root) if name == "folder" else read_npz(root)
-        return images if train is None else own_split(images, train)
+        own = read_image_folder(root) if name == "folder" else read_npz(root)
+        return own if train is None else own_split(own, train)
     train = bool(train)
     if download:
         fetch_dataset(name, root)
@@ -115,8 +115,7 @@ def load_dataset(name: str, root: str | Path | None = None, train: bool | None =
     except Exception as exc:
         raise DatasetError(f"{name} not found in folder {root} (pass --download when online): "
                            f"{str(exc).splitlines()[0]}") from None
-    data = dataset.data
-    data = torch.as_tensor(np.asarray(data))
+    data = torch.as_tensor(np.asarray(dataset.data))
     if data.ndim == 3:
         data = data[:, None]
     else:  # CIFAR stores NHWC

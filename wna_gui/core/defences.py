@@ -52,6 +52,7 @@ import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -283,7 +284,7 @@ class DefenceState(RunState):
     sleep_weights: list[np.ndarray] = field(default_factory=list)  # weights while sleeping
     loss_log: list[tuple[int, int, float, float]] = field(default_factory=list)  # (step, stage, epoch, loss)
     epoch_log: list[tuple[int, int, float, float]] = field(default_factory=list)  # (stage, epoch, loss, accuracy)
-    spike_log: list[tuple[int, int, int, int, int]] = field(default_factory=list)  # (t, spikes per layer)
+    spike_log: list[tuple[int, ...]] = field(default_factory=list)  # (t, spikes per layer): 5 each
     raster: list[np.ndarray] = field(default_factory=list)
     raster_start: int = 0
     histograms: dict[str, np.ndarray] = field(default_factory=dict)  # final weight changes, once slept
@@ -533,7 +534,7 @@ class DefenceSnapshot(RunSnapshot):
     def has_sleep(self) -> bool:
         return bool(self.histograms) or bool(self.raster)
 
-    def layer_stats(self) -> list[tuple[float, float, float]]:
+    def layer_stats(self) -> list[tuple[float, ...]]:
         """Per layer: (fraction of weights changed, share of |ΔW| on negative weights, mean ΔW)."""
         return [tuple(float(v) for v in self.histograms[f"{i}/stats"]) for i in range(3)
                 if f"{i}/stats" in self.histograms]
@@ -542,7 +543,7 @@ class DefenceSnapshot(RunSnapshot):
 # --- the experiment ---
 
 
-def _control_base(model: LoadedModel | None, label: str) -> LoadedModel:
+def _control_base(model: LoadedModel, label: str) -> LoadedModel:
     if model.architecture != CONTROL_ARCH:
         raise DefenceError(f"this method starts from a control network ({CONTROL_ARCH}); {label} is "
                            f"{model.architecture}: train one with `wna run defence --method control`")
@@ -682,6 +683,7 @@ class DefenceExperiment(Experiment):
         return MomentumSGD(dict(net.named_parameters()), stage["lr"], momentum, decay, buffers)
 
     def _keep_optimizer(self) -> None:
+        assert self._optimizer is not None  # kept after a chunk of training, which makes one
         self.state.optimizer_state = {name: b.detach().cpu().numpy().copy()
                                       for name, b in self._optimizer.buffers.items()}
 
@@ -710,7 +712,7 @@ class DefenceExperiment(Experiment):
             x = self._distort(stage, x, step)
             if config.method in NOISY and config.adversarial_training:
                 net.eval()
-                x = pgd(net, x, target, PGD_TRAINING["eps"], PGD_TRAINING["steps"], PGD_TRAINING["step"],
+                x = pgd(net, x, target, PGD_TRAINING["eps"], int(PGD_TRAINING["steps"]), PGD_TRAINING["step"],
                         loss="cross_entropy", random_start=True, seed=_seed(config.seed, state.stage, step, 2))
             net.train()
             loss = _loss(stage, net(x), target, config.temperature)
@@ -881,7 +883,8 @@ def write_curves_csv(snapshot: DefenceSnapshot, path: Path) -> Path:
 
 def write_sleep_npz(snapshot: DefenceSnapshot, path: Path) -> Path:
     path = Path(path)
-    arrays = {f"raster_{i}": r for i, r in enumerate(snapshot.raster)}
+    # Any: savez's stubs would take a key of ** for its allow_pickle flag
+    arrays: dict[str, Any] = {f"raster_{i}": r for i, r in enumerate(snapshot.raster)}
     arrays.update({f"hist_{k.replace('/', '_')}": v for k, v in snapshot.histograms.items()})
     np.savez_compressed(path, spike_log=snapshot.spike_log, alphas=np.asarray(snapshot.sleep_alphas),
                         raster_start=snapshot.raster_start, **arrays)

@@ -37,7 +37,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -295,7 +295,7 @@ def _flags(context: DistributedContext, values: list[int]) -> list[int]:
 def _gather(context: DistributedContext, statistics: dict) -> list[dict] | None:
     import torch.distributed as dist
 
-    gathered = [None] * context.world_size if context.is_main else None
+    gathered: list[Any] | None = [None] * context.world_size if context.is_main else None
     with _with_every_worker():
         dist.gather_object(statistics, gathered, dst=0)
     return gathered
@@ -335,8 +335,8 @@ def drive_distributed(work, context: DistributedContext, snapshot_seconds: float
                 with friendly_errors(getattr(master.config, "batch_size", 0)):
                     _run_block(work, block)
             now = time.perf_counter()
-            show = context.is_main and now - last_shown >= snapshot_seconds
-            merge, show, stop = _flags(context, [int(every_round or show or round_ == rounds - 1), int(show),
+            show_here = context.is_main and now - last_shown >= snapshot_seconds
+            merge, show, stop = _flags(context, [int(every_round or show_here or round_ == rounds - 1), int(show_here),
                                                  int(stopped)])
             if not (merge or stop):
                 continue
@@ -347,6 +347,7 @@ def drive_distributed(work, context: DistributedContext, snapshot_seconds: float
                     raise Cancelled()
                 continue
             work.state = master
+            assert gathered is not None  # rank 0 gathers every rank's statistics
             for statistics in gathered:  # rank order: block order when each rank ran one block since the last
                 master.merge(statistics)
                 work.after_unit()  # bookkeeping (convergence records) as a single process keeps it

@@ -11,17 +11,27 @@ and the GUI's engine thread both iterate :func:`drive`.
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol
 
 from .control import RunControl, friendly_errors
+
+if TYPE_CHECKING:
+    from .state import RunState
 
 
 class ProgressView:
     """What every snapshot tells a progress bar: ``samples_done``, ``samples_total`` and ``samples_per_second``
     (in the experiment's progress unit: samples, stimuli…), and from them the ETA."""
 
-    samples_done: int
-    samples_total: int
+    if TYPE_CHECKING:  # read only: a snapshot holds them as fields or computes them (properties)
+        @property
+        def samples_done(self) -> int: ...
+
+        @property
+        def samples_total(self) -> int: ...
+    else:  # annotations only at run time: a property here would be a dataclass field's default
+        samples_done: int
+        samples_total: int
     samples_per_second: float
 
     @property
@@ -34,6 +44,7 @@ class ProgressView:
 class Work(Protocol):
     """What an experiment offers the driver."""
 
+    state: RunState  # its run's state; the driver adds the active seconds to it
     control: RunControl
     rate: float  # progress units per second of the active run, set by the driver
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import torch
@@ -709,8 +710,9 @@ class SignalAccumulator:
         return 8 * (2 * (2 * n_classes * n_features + 3 * n_classes) + n_classes * n_classes)
 
 
-ACCUMULATORS = {"logit": KernelAccumulator, "prob": WeightedAccumulator, "gradient": GradientAccumulator,
-                "signal": SignalAccumulator}
+# Classes that keep the Accumulator protocol (core.accumulators), each with its own static nbytes().
+ACCUMULATORS: dict[str, Any] = {"logit": KernelAccumulator, "prob": WeightedAccumulator,
+                                "gradient": GradientAccumulator, "signal": SignalAccumulator}
 
 
 def hard_label_nbytes(n_classes: int, n_features: int) -> int:

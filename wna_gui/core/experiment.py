@@ -14,13 +14,18 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import import_module
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, cast
 
 from .control import RunControl
 from .driver import drive
 from .models import LoadedModel
 from .params import changed_roles, params
 from .runtime import Runtime
+
+if TYPE_CHECKING:
+    import torch
+
+    from .driver import Work
 
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
@@ -70,6 +75,7 @@ class Artefact:
         path = Path(path)
         if self.figure and (self.write_data is None or path.suffix.lower() in FIGURE_SUFFIXES):
             return resolve_reference(self.figure)(snapshot, path, **dict(self.options))
+        assert self.write_data is not None  # an artefact without a figure writes data
         return self.write_data(snapshot, path)
 
 
@@ -105,8 +111,11 @@ class ExperimentSpec:
     title: str  # the app's tab title
     help: str  # one line for `wna run --help`
     config: type  # frozen dataclass of declared params (core.params)
-    state: type  # to_record() / from_record(meta, arrays); snapshot() needs no model
-    experiment: type  # Experiment subclass: (model, config=None, state=None, device=None, control=None, **inputs)
+    # the state class: a RunState or a kind's own (new_run_text, budget_of, to_record/from_record); snapshot()
+    # needs no model
+    state: Any
+    # Experiment subclass: (model, config=None, state=None, device=None, control=None, **inputs)
+    experiment: type[Experiment]
     unit: str  # progress unit: samples, stimuli, epochs, steps
     panel: str  # module of wna_gui.app.panels that shows it (several kinds may share one); a plugin's: full name
     artefacts: tuple[Artefact, ...] = ()
@@ -225,7 +234,7 @@ class Experiment:
 
     spec: ExperimentSpec  # set by the module that declares it
 
-    def __init__(self, model: LoadedModel, config=None, state=None, device: str | None = None,
+    def __init__(self, model: LoadedModel, config=None, state=None, device: str | torch.device | None = None,
                  control: RunControl | None = None, **inputs) -> None:
         self.model = model
         self.inputs = inputs  # other runs and models this run reads (spec.requires)
@@ -238,7 +247,8 @@ class Experiment:
         self.rate = 0.0
 
     @classmethod
-    def new_state(cls, model: LoadedModel, config, **inputs):
+    def new_state(cls, model: LoadedModel, config):
+        # each kind adds its own input keywords (spec.requires); none here, so each override's signature fits
         raise NotImplementedError
 
     @property
@@ -271,7 +281,8 @@ class Experiment:
             from .distributed import drive_distributed
 
             return drive_distributed(self, context, self.config.snapshot_seconds, autosave, autosave_seconds)
-        return drive(self, self.config.snapshot_seconds, autosave, autosave_seconds,
+        work = cast("Work", self)  # subclasses implement pending, run_unit and snapshot
+        return drive(work, self.config.snapshot_seconds, autosave, autosave_seconds,
                      getattr(self.config, "batch_size", 0))
 
     def run_to_end(self):

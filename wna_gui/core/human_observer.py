@@ -34,6 +34,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 import torch
@@ -241,7 +242,7 @@ class Stimuli:
         self.class_names = tuple(model.class_names)
         self.pair = (model.class_names.index(str(config.first)), model.class_names.index(str(config.second))) \
             if config.task != "n-way" else (-1, -1)
-        means = {c: self.signals.images[torch.as_tensor(self.signals.labels == c)].mean(0)
+        means = {int(c): self.signals.images[torch.as_tensor(self.signals.labels == c)].mean(0)
                  for c in self.signals.classes}
         if config.task == "n-way":
             grand = torch.stack(list(means.values())).mean(0)
@@ -261,6 +262,7 @@ class Stimuli:
         noise = cfg.noise.block(seed, noise_index, 1, self.shape)[0].numpy()
         signal_class, signal_image, order = -1, -1, 0
         if cfg.task == "2ifc":
+            assert self.base is not None  # a two-class task's
             order = interval_order(seed, noise_index)
             plus = gamma * self.base + (1 - gamma) * noise
             minus = gamma * self.base + (1 - gamma) * (2 * self.noise_mean - noise)
@@ -280,6 +282,7 @@ class Stimuli:
         noise = cfg.noise.block(cfg.seed, int(row["noise_index"]), 1, self.shape)[0].numpy()
         gamma = float(row["gamma"])
         if cfg.task == "2ifc":
+            assert self.base is not None  # a two-class task's
             plus = gamma * self.base + (1 - gamma) * noise
             minus = gamma * self.base + (1 - gamma) * (2 * self.noise_mean - noise)
             stimuli = np.stack([plus, minus] if row["order"] == 0 else [minus, plus])
@@ -899,10 +902,11 @@ def write_maps(snapshot: HumanObserverSnapshot, path) -> Path:
     numbers and every trial field (``trial_*``)."""
     path = Path(path)
     shape = (-1, *snapshot.image_shape)
-    arrays = {"row_labels": np.asarray(snapshot.human.labels), "cosines": snapshot.cosines,
-              "smoothing_px": snapshot.smoothing, "z_bound": snapshot.z_bound, "kappa": snapshot.kappa,
-              "response_kappa": snapshot.response_kappa, "double_pass_agreement": snapshot.double_pass.agreement,
-              "internal_noise": snapshot.double_pass.internal_noise}
+    arrays: dict[str, Any] = {
+        "row_labels": np.asarray(snapshot.human.labels), "cosines": snapshot.cosines,
+        "smoothing_px": snapshot.smoothing, "z_bound": snapshot.z_bound, "kappa": snapshot.kappa,
+        "response_kappa": snapshot.response_kappa, "double_pass_agreement": snapshot.double_pass.agreement,
+        "internal_noise": snapshot.double_pass.internal_noise}
     for who, maps in (("human", snapshot.human), ("network", snapshot.network)):
         for name in ("images", "zmaps", "smoothed", "smoothed_z", "significant"):
             arrays[f"{who}_{name.rstrip('s') if name in ('images', 'zmaps') else name}"] = \

@@ -44,6 +44,8 @@ class ModelError(ValueError):
 class UntrustedModelError(ModelError):
     """A run needs a code-bearing model the user has not trusted; the message names it, its origin and sha256."""
 
+    model: LoadedModel  # set where the app can ask about trusting this very model (unseal)
+
 
 # Model kinds stored as programs: loading a TorchScript archive runs code it carries (``__setstate__``, scripted
 # methods), and torch.export.load unpickles parts of a .pt2 archive (torch.load(weights_only=False) for pickled
@@ -251,6 +253,9 @@ ZOO: dict[str, Architecture] = {
 class PixelSpaceModel(nn.Module):
     """Wraps a network so it takes [0, 1] pixels and applies its normalisation itself."""
 
+    pixel_mean: torch.Tensor  # buffers
+    pixel_std: torch.Tensor
+
     def __init__(self, net: nn.Module, spec: InputSpec) -> None:
         super().__init__()
         self.net = net
@@ -367,11 +372,12 @@ class SealedModel(LoadedModel):
         self.description = dict(description)
         self.label, self.origin = label, origin
         self.stored_sha256 = sha256_of(blob) if blob is not None else None
+        stand_in = _SealedNet("")
         super().__init__(description.get("kind", "torchscript"), description.get("architecture", "torchscript"),
-                         _SealedNet(""), InputSpec.from_dict(description["input_spec"]),
+                         stand_in, InputSpec.from_dict(description["input_spec"]),
                          tuple(str(name) for name in description.get("class_names") or ()),
                          weights_path=description.get("weights_path"), archive=blob)
-        self.net.message = untrusted_message(self)
+        stand_in.message = untrusted_message(self)  # the message needs the model built
 
     def weights_sha256(self) -> str:
         return str(self.description.get("weights_sha256", ""))
@@ -408,6 +414,7 @@ def unseal(model: LoadedModel, trusted: tuple[str, ...] | set[str] = ()) -> Load
     remembered), else :class:`UntrustedModelError`. Trust is checked on the very bytes that are loaded."""
     if not model.sealed:
         return model
+    assert isinstance(model, SealedModel)  # the one sealed kind
     sha = model.archive_sha256()
     if sha is None or not is_trusted(sha, set(trusted)):
         error = UntrustedModelError(untrusted_message(model))
@@ -420,6 +427,7 @@ def unseal(model: LoadedModel, trusted: tuple[str, ...] | set[str] = ()) -> Load
         loaded = from_bytes(model.archive, spec, model.class_names, model.label, weights_path=model.weights_path,
                             stored=True)
     else:
+        assert model.weights_path is not None  # a sealed model without its bytes was read from this file
         data = Path(model.weights_path).read_bytes()
         if sha256_of(data) != sha:  # the file changed between the check and the read
             raise UntrustedModelError(untrusted_message(model))
@@ -452,7 +460,8 @@ def _load_state_dict(net: nn.Module, source: str | Path | bytes, label: str) -> 
         raise ModelError(f"{label} is not a PyTorch state_dict file ({type(exc).__name__})") from None
     names: tuple[str, ...] = ()
     if isinstance(state, dict):
-        for holder in (state, state.get("meta") if isinstance(state.get("meta"), dict) else {}):
+        meta = state.get("meta")
+        for holder in (state, meta if isinstance(meta, dict) else {}):
             for key in ("categories", "class_names"):
                 if isinstance(holder.get(key), (list, tuple)) and not names:
                     names = tuple(str(name) for name in holder[key])
@@ -784,6 +793,7 @@ def model_record(model: LoadedModel) -> tuple[dict, bytes | None]:
     """(description, weights blob), serialised from the loaded network itself (never re-read from
     ``weights_path``, which may have moved or changed). The blob is None only when it is too large
     to embed and a weights file to reference exists; otherwise the session could not be reopened."""
+    blob: bytes | None
     if model.archive is not None:  # a code-bearing model keeps the exact bytes it was loaded (and trusted) from
         blob = model.archive
     elif model.kind in CODE_KINDS:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -51,13 +51,14 @@ def _check_range(low: float, high: float) -> None:
         raise ValueError(f"noise range is empty: low={low} must be below high={high}")
 
 
-_LOW = dict(label="Low", help="lowest pixel value", cli="--noise-low", low=-10, high=10, step=0.05,
-            group="Noise stimulus")
-_HIGH = dict(label="High", help="highest pixel value", cli="--noise-high", low=-10, high=10, step=0.05,
-             group="Noise stimulus")
-_GENERATOR = dict(label="Generator", help="counter-based: the same noise on every device, so a run continues on "
-                  "any machine; torch: the device's torch generator (how wna-gui 0.1 drew noise)",
-                  cli="--noise-generator", choices=GENERATORS, group="Noise stimulus")
+_LOW: dict[str, Any] = dict(label="Low", help="lowest pixel value", cli="--noise-low", low=-10, high=10,
+                            step=0.05, group="Noise stimulus")
+_HIGH: dict[str, Any] = dict(label="High", help="highest pixel value", cli="--noise-high", low=-10, high=10,
+                             step=0.05, group="Noise stimulus")
+_GENERATOR: dict[str, Any] = dict(
+    label="Generator", help="counter-based: the same noise on every device, so a run continues on any machine; "
+    "torch: the device's torch generator (how wna-gui 0.1 drew noise)",
+    cli="--noise-generator", choices=GENERATORS, group="Noise stimulus")
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class GaussianNoise(NoiseSource):
 
 
 # Every source, by kind. The dict lives in core.params, whose noise params read it (it is below this module).
+_source: type[NoiseSource]
 for _source in (UniformNoise, GaussianNoise, *STRUCTURED_SOURCES):
     NOISE_SOURCES[_source.kind] = _source
 NOISE_KINDS = tuple(NOISE_SOURCES)

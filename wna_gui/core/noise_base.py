@@ -152,6 +152,7 @@ class NoiseSource:
 
     kind: ClassVar[str] = ""
     label: ClassVar[str] = ""
+    generator: str  # each source's declared param; an annotation only, so a source without it has none
 
     def block(self, seed: int, block: int, block_size: int, shape: tuple[int, ...],
               device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:

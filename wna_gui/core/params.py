@@ -18,7 +18,10 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+if TYPE_CHECKING:
+    from .noise_base import NoiseSource
 
 ROLES = ("measure", "budget", "fit", "runtime")
 # Widget / CLI value types. "choice" takes ``choices`` (or ``options(model)`` for the model's classes or
@@ -155,6 +158,7 @@ class Param:
                 ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
             else:
                 ok = _is_number(value) and math.isfinite(value)
+            assert self.low is not None and self.high is not None  # params() gives every number its range
             if not ok or not self.low <= value <= self.high:
                 name = self.label.lower()
                 positive = f"positive ({name} > 0): " if ok and self.kind == "float" and value <= 0 < self.low else ""
@@ -222,7 +226,7 @@ def _hashable(value):
 
 def _shown(value) -> str:
     """A value for a one-line message: huge numbers in scientific notation, long texts cut."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and abs(value) >= 10**15:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and abs(int(value)) >= 10**15:
         return f"{float(value):.3g}"
     text = repr(value) if isinstance(value, str) else str(value)
     return text if len(text) <= 60 else text[:57] + "…"
@@ -245,8 +249,10 @@ def _checked(p: Param, check: Callable, *args):
 
 
 def param(default=None, label: str = "", help: str = "", *, kind: str | None = None, key: str | None = None,
-          cli: str | None = None, role: str = "measure", default_factory=None, **extra) -> dataclasses.Field:
-    """A dataclass field carrying its declaration; ``kind`` is inferred from the default when obvious."""
+          cli: str | None = None, role: str = "measure", default_factory=None, **extra) -> Any:
+    """A dataclass field carrying its declaration; ``kind`` is inferred from the default when obvious.
+
+    Typed Any, as ``dataclasses.field`` is: the field stands for its value in the config's annotations."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     info = {"default": default, "label": label, "help": help, "kind": kind, "key": key, "cli": cli,
@@ -278,7 +284,8 @@ def params(config_cls) -> tuple[Param, ...]:
         info = f.metadata.get("param")
         if info is None:
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        # the stubs cannot narrow default_factory away from MISSING
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]
         info = dict(info)
         info.pop("default")
         kind = info.pop("kind") or _infer_kind(info, default)
@@ -300,7 +307,7 @@ _CACHE: dict[type, tuple[Param, ...]] = {}
 
 # Noise sources by kind, for params of kind "noise". Sources are declared with param(), so core.noise builds on
 # this module and fills the dict when it is imported (every config with a noise param imports it for its default).
-NOISE_SOURCES: dict[str, type] = {}
+NOISE_SOURCES: dict[str, type[NoiseSource]] = {}
 
 
 def noise_from_dict(data: dict, arrays: dict | None = None):

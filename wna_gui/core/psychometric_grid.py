@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -155,9 +155,9 @@ class PsychometricGridState(RunState):
                             tuple(self.class_names), self.progress_total, samples_per_second)
 
     def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
-        meta = {"config": self.config.to_dict(), "n_classes": self.n_classes, "class_names": list(self.class_names),
-                "n_images": list(self.n_images), "noise_device": self.noise_device, "seconds": self.seconds,
-                "runs": []}
+        meta: dict[str, Any] = {
+            "config": self.config.to_dict(), "n_classes": self.n_classes, "class_names": list(self.class_names),
+            "n_images": list(self.n_images), "noise_device": self.noise_device, "seconds": self.seconds, "runs": []}
         arrays = dict(config_arrays(self.config))
         for index, run in enumerate(self.runs):
             if run is None:
@@ -298,9 +298,11 @@ class PsychometricGridExperiment(Experiment):
             self._current = None
 
     def run_unit(self, unit) -> None:
+        assert self._current is not None  # pending() sets the run its units come from
         self._current.run_unit(unit)
 
     def after_unit(self) -> None:
+        assert self._current is not None  # pending() sets the run its units come from
         self._current.after_unit()
 
     def snapshot(self) -> GridSnapshot:

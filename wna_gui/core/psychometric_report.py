@@ -80,6 +80,7 @@ def _out_of_range_text(value: float, gammas) -> str:
 def _threshold_text(snapshot: PsychometricSnapshot, condition: int) -> str:
     """The threshold, or which end of the γ range it lies beyond: an extrapolation is not a measurement."""
     fit = snapshot.fits[condition]
+    assert fit is not None  # rows without a fit say so instead
     if snapshot.thresholds_in_range[condition]:
         return f"{fit.threshold:.3f}{_interval_text(fit.threshold_ci)}"
     return _out_of_range_text(fit.threshold, snapshot.gammas)
@@ -90,6 +91,9 @@ def _performance_text(snapshot: PsychometricSnapshot, condition: int) -> str:
     from .psyfit import CEILING_BELOW, FLOOR_ABOVE
 
     fit, level = snapshot.fits[condition], snapshot.performance_level
+    # rows without a fit say so instead; a fitted snapshot has its performance thresholds
+    assert fit is not None and snapshot.performance_status is not None
+    assert snapshot.performance_thresholds is not None and snapshot.performance_intervals is not None
     status = int(snapshot.performance_status[condition])
     if status == FLOOR_ABOVE:
         return f"none: floor {fit.guess:.2f} ≥ {level:.2f}"
@@ -384,6 +388,8 @@ def psychometric_fit_records(snapshot: PsychometricSnapshot) -> list[dict]:
         flags = snapshot.flags[condition] if snapshot.flags else ()
         performance_ci = _pair(snapshot.performance_intervals, condition)
         performance_shift_ci = _pair(snapshot.performance_shift_intervals, condition)
+        assert snapshot.performance_thresholds is not None and snapshot.performance_status is not None
+        assert snapshot.performance_shifts is not None  # every row records them (a fitted snapshot's)
         records.append({
             **_condition_fields(snapshot), "k": float(k),
             "sigmoid": "" if fit is None else fit.sigmoid,

@@ -50,6 +50,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Callable, cast
 
 import numpy as np
 import torch
@@ -73,6 +74,7 @@ from .psyfit import (
     FLOOR_ABOVE,
     REACHED,
     SIGMOIDS,
+    BootstrapSamples,
     PsychometricFit,
     _interval,
     bootstrap_fit,
@@ -254,6 +256,7 @@ class CurveFit:
 
     def accuracy(self, x) -> np.ndarray:
         """The fitted accuracy 1 − ψ(x)."""
+        assert self.fit is not None  # asked of fitted curves only
         return 1.0 - self.fit.predict(x)
 
     def summary(self) -> dict:
@@ -315,8 +318,9 @@ def fit_curve(levels, wrong: np.ndarray, trials: int, chance: float, sigmoid: st
                         note=f"at chance: clean accuracy {clean:.3f} < {chance_limit(n_classes, chance_floor):.3f}, "
                              "no threshold")
     try:
-        fit, samples = bootstrap_fit(x, wrong, sigmoid=sigmoid, guess=None, lapse="free", n_boot=n_boot,
-                                     seed=seed, gof_samples=0, return_samples=True, trials_per_item=trials)
+        fit, samples = cast("tuple[PsychometricFit, BootstrapSamples]",  # what return_samples=True returns
+                            bootstrap_fit(x, wrong, sigmoid=sigmoid, guess=None, lapse="free", n_boot=n_boot,
+                                          seed=seed, gof_samples=0, return_samples=True, trials_per_item=trials))
     except ValueError as exc:  # never wrong (or never right) at any level: no curve to fit
         return CurveFit(None, clean, target, float("nan"), None, REACHED, note=str(exc), grid=grid)
     error_level = 1.0 - target
@@ -449,6 +453,7 @@ class RobustnessState(RunState):
     def zero_gradient_share(self, model: int) -> float:
         """Share of the test images whose input gradient (of the model's own loss) is exactly zero (NaN: not
         measured)."""
+        assert self.zero_gradient is not None  # __post_init__ fills it
         known = self.zero_gradient[model] >= 0
         return float(self.zero_gradient[model][known].mean()) if known.any() else float("nan")
 
@@ -577,6 +582,7 @@ class RobustnessState(RunState):
     # --- session records ---
 
     def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
+        assert self.zero_gradient is not None  # __post_init__ fills it
         meta = {"config": self.config.to_dict(), "model_names": list(self.model_names),
                 "model_labels": list(self.model_labels), "losses": list(self.losses),
                 "stochastic": [bool(s) for s in self.stochastic], "class_names": list(self.class_names),
@@ -781,7 +787,7 @@ class RobustnessExperiment(Experiment):
         if images is None:
             images, subset = _test_images(config, model)
         names = [PRIMARY, *[name for name in (models or {}) if name != PRIMARY]]
-        every = [model, *[models[name] for name in names[1:]]]
+        every = [model, *[(models or {})[name] for name in names[1:]]]
         for name, other in zip(names, every):
             if tuple(other.input_spec.shape) != tuple(images.images.shape[1:]):
                 raise ValueError(f"model {name!r} takes inputs of shape {tuple(other.input_spec.shape)} but the "
@@ -860,6 +866,7 @@ class RobustnessExperiment(Experiment):
         stochastic = self.state.stochastic[m]
         if stochastic:
             torch.manual_seed(_unit_seed(self.config.seed, "variant", variant, self.state.model_names[m], d, level))
+        attacked: Runtime | Callable[[torch.Tensor], torch.Tensor]
         if variant == "temperature":
             temperature = self.state.temperatures[m]
             attacked, loss, draws = (lambda x: runtime.network(x) / temperature), "cross_entropy", \
@@ -919,6 +926,7 @@ class RobustnessExperiment(Experiment):
                 torch.manual_seed(_unit_seed(self.config.seed, "eot", self.state.model_names[m], r, start))
             self._gradient = input_gradient(runtime, x, y, loss, draws)
             self._gradient_key = key
+        assert self._gradient is not None  # set with its key
         return self._gradient
 
     def after_unit(self) -> None:
@@ -1023,7 +1031,8 @@ def difference_records(snapshot: RobustnessSnapshot) -> list[dict]:
     for result in snapshot.distortions:
         for a, name_a in enumerate(snapshot.model_names):
             for b, name_b in enumerate(snapshot.model_names):
-                same = a == b and result.fits[a] is not None and result.fits[a].fit is not None
+                curve = result.fits[a]
+                same = a == b and curve is not None and curve.fit is not None
                 records.append({"distortion": result.name, "model": name_a, "minus": name_b,
                                 "difference": 0.0 if same else float(result.differences[a, b]),
                                 "ci_low": 0.0 if same else float(result.difference_ci[a, b, 0]),
@@ -1055,7 +1064,8 @@ def _table(records_of):
 
 def write_examples(snapshot: RobustnessSnapshot, path) -> Path:
     path = Path(path)
-    arrays = {"example_labels": snapshot.example_labels}
+    # Any: savez's stubs would take a key of ** for its allow_pickle flag
+    arrays: dict[str, Any] = {"example_labels": snapshot.example_labels}
     for result in snapshot.distortions:
         if result.examples is not None:
             arrays[f"{result.name}_images"] = result.examples
@@ -1090,7 +1100,7 @@ ARTEFACTS = (
 
 def summary(state: RobustnessState) -> dict:
     snapshot = state.snapshot()
-    thresholds = {}
+    thresholds: dict[str, dict[str, Any]] = {}
     for result in snapshot.distortions:
         thresholds[result.name] = {}
         for m, name in enumerate(snapshot.model_names):

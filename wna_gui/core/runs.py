@@ -8,7 +8,7 @@ what keeps the import graph free of circles (tests/test_layering.py).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .experiment import ExperimentSpec
 from .models import LoadedModel, unseal
@@ -21,7 +21,7 @@ class InputError(ValueError):
     """A required input is missing from the session; one line naming it and how to make it."""
 
 
-def resolve_inputs(spec: "ExperimentSpec", session, chosen: dict[str, str | None] | None = None,
+def resolve_inputs(spec: "ExperimentSpec", session, chosen: Mapping[str, str | None] | None = None,
                    trusted: tuple[str, ...] = ()) -> tuple[dict[str, str], dict[str, Any]]:
     """(role → recorded name, role → object) of ``spec``'s inputs in ``session``.
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -61,6 +61,8 @@ class NullObserver(nn.Module):
     multiple of the sine of a random projection), deterministic (so runs resume exactly) yet uncorrelated with any
     pixel pattern."""
 
+    projection: torch.Tensor  # a buffer
+
     def __init__(self, n_features: int, n_classes: int, seed: int = OBSERVER_SEED) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
@@ -74,6 +76,8 @@ class NullObserver(nn.Module):
 
 class TemplateObserver(nn.Module):
     """Scores z_k = t_k·(x − 0.5): a linear observer whose maps should converge to its templates t_k."""
+
+    templates: torch.Tensor  # a buffer
 
     def __init__(self, templates: torch.Tensor) -> None:
         super().__init__()
@@ -100,6 +104,7 @@ def observer_templates(shape: tuple[int, ...], n_classes: int) -> np.ndarray:
 def observer_model(which: str, model: LoadedModel) -> LoadedModel:
     """The null or template observer for ``model``'s input and classes (rebuilt, never stored)."""
     shape = tuple(model.input_spec.shape)
+    net: nn.Module
     if which == "null":
         net = NullObserver(int(np.prod(shape)), model.n_classes)
     else:
@@ -162,7 +167,7 @@ class SampleComplexityConfig(RunConfig):
 
     def source(self, stimulus: str) -> NoiseSource:
         """The noise source of one stimulus type (structured ones fitted to the chosen training images)."""
-        cls = NOISE_SOURCES[stimulus]
+        cls: Any = NOISE_SOURCES[stimulus]  # a dataclass of its declared params
         if issubclass(cls, FittedSource):
             return cls(fit_data=self.fit_data, fit_data_dir=self.fit_data_dir)
         return cls()
@@ -184,7 +189,7 @@ class StimulusResult:
     observers: Mapping[str, "ci.ClassificationSnapshot"] = field(default_factory=dict)  # null, template
     templates: np.ndarray | None = None  # the template observer's (K, D)
 
-    def checkpoint_maps(self, estimator: str) -> dict[int, object]:
+    def checkpoint_maps(self, estimator: str) -> dict[int, ci.EstimatorMaps | None]:
         """Samples → that estimator's maps when the run first reached 1e2, 1e3, …; then now if later."""
         return dict(ci.progression_rows(self.run, estimator))
 
@@ -223,6 +228,7 @@ class StimulusResult:
             return np.zeros(0, np.int64), np.zeros(0)
         samples, cosines = [], []
         for n, maps in ci.progression_rows(run, estimator):
+            assert maps is not None  # None only before a run's first sample
             rows = maps.of("centered")
             present = np.isfinite(rows).all(1)
             if not present.any():
@@ -311,8 +317,8 @@ class SampleComplexityState(RunState):
             image_shape=tuple(first.image_shape), results=results)
 
     def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
-        meta = {"config": self.config.to_dict(), "runs": {}, "run_record_version": ci.RECORD_VERSION,
-                "seconds": self.seconds}
+        meta: dict[str, Any] = {"config": self.config.to_dict(), "runs": {}, "run_record_version": ci.RECORD_VERSION,
+                                "seconds": self.seconds}
         arrays: dict[str, np.ndarray] = {}
         for stimulus, run in self.runs.items():
             run_meta, run_arrays = run.to_record()
@@ -418,11 +424,12 @@ class SampleComplexityExperiment(Experiment):
 
 def write_maps(snapshot: SampleComplexitySnapshot, path, view: str = "centered") -> Path:
     """Maps against samples as .npz arrays (the figure: figures.sample_complexity.save_maps_figure)."""
-    arrays = {}
+    arrays: dict[str, Any] = {}  # Any: savez's stubs would take a key of ** for its allow_pickle flag
     for stimulus, result in snapshot.results.items():
         for estimator in snapshot.estimators:
             for n, maps in result.checkpoint_maps(estimator).items():
                 key = f"{stimulus}/{estimator}/{n}"
+                assert maps is not None  # None only before a run's first sample
                 arrays[f"{key}/classes"] = maps.classes
                 arrays[f"{key}/{view}"] = maps.of(view).reshape(-1, *snapshot.image_shape)
     np.savez_compressed(path, class_names=np.asarray(snapshot.class_names), **arrays)

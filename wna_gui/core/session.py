@@ -279,10 +279,11 @@ def _sync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-_WRITE_ERRORS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
-                 errno.EFBIG: "the file is too large for this file system or its limits",
-                 errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-                 errno.EPERM: "permission denied", errno.EIO: "input/output error (failing disk or lost share?)"}
+_WRITE_ERRORS: dict[int | None, str] = {  # read with OSError.errno, which may be None
+    errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "the file is too large for this file system or its limits",
+    errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied", errno.EIO: "input/output error (failing disk or lost share?)"}
 
 
 def _write_error(path: Path, exc: OSError, needed: int, free: int | None) -> SessionWriteError:

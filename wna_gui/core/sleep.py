@@ -201,6 +201,7 @@ class Sleeper:
         record_steps = min(int(record_steps), len(spikes_in)) if record_units is not None else 0
         rasters = [torch.zeros(record_steps, len(u), dtype=torch.bool) for u in record_units or ()]
         if record_steps:
+            assert record_units is not None  # record_steps is 0 without them
             rasters[0][:] = spikes_in[:record_steps][:, record_units[0].to(device)].cpu()
         changes = [torch.full((wt.shape[0],), -p.dec, dtype=wt.dtype, device=device) for wt in self.transposed]
         for t in range(len(spikes_in)):
@@ -221,6 +222,7 @@ class Sleeper:
                     v.index_fill_(0, post, 0.0)
                     counts[layer + 1] += int(post.numel())
                     if t < record_steps:
+                        assert record_units is not None  # record_steps is 0 without them
                         rasters[layer + 1][t] = torch.isin(record_units[layer + 1], post.cpu())
                 pre = post
         return counts, rasters

@@ -350,10 +350,10 @@ def shuffle_null(x: torch.Tensor, a: torch.Tensor, orders: torch.Tensor, stimulu
         first.addmm_(chunk, weights)
     second, first = second.T.double(), first.T.double()
     sum_a = a.double().sum(0).repeat_interleave(shuffles).cpu().numpy()  # the same for every shuffle
-    second = unpack_symmetric(second.cpu().numpy(), p)
+    second_moments = unpack_symmetric(second.cpu().numpy(), p)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = first.cpu().numpy() / sum_a[:, None]
-        covariance = (second - sum_a[:, None, None] * mean[:, :, None] * mean[:, None, :]) \
+        covariance = (second_moments - sum_a[:, None, None] * mean[:, :, None] * mean[:, None, :]) \
             / stc_denominator(sum_a)[:, None, None]
     return (covariance - stimulus_covariance).reshape(units, shuffles, p, p)
 
@@ -438,7 +438,9 @@ def nested_test(delta: np.ndarray, null: np.ndarray | tuple[np.ndarray, np.ndarr
     p = delta.shape[0]
     delta = (delta + delta.T) / 2
     basis = np.eye(p)
-    values, vectors, bands = [], [], []
+    values: list[float] = []
+    vectors: list[np.ndarray] = []
+    bands: list[tuple[float, float]] = []
     eigenvalues = np.linalg.eigvalsh(delta)
     for _ in range(min(max_dims, p) + 1):
         vals, vecs = np.linalg.eigh(basis.T @ delta @ basis)

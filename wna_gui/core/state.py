@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from .distributed import BlockSet
 from .driver import ProgressView
 from .params import Param, config_arrays, config_from_dict, config_to_dict, params
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 class RunConfig:
@@ -166,7 +169,7 @@ class RunState:
         (accumulators, nested runs) writes its own."""
         meta: dict = {"config": self.config.to_dict()}
         arrays: dict[str, np.ndarray] = dict(config_arrays(self.config))
-        for f in dataclasses.fields(self):
+        for f in dataclasses.fields(cast("DataclassInstance", self)):  # every RunState is a dataclass
             if f.name == "config":
                 continue
             value = getattr(self, f.name)
@@ -186,11 +189,12 @@ class RunState:
     @classmethod
     def from_record(cls, meta: dict, arrays: dict):
         """The state of a default record (:meth:`to_record`): tuple fields come back as tuples."""
-        config_cls = {f.name: f for f in dataclasses.fields(cls)}["config"].type
+        fields = dataclasses.fields(cast("type[DataclassInstance]", cls))  # every RunState is a dataclass
+        config_cls = {f.name: f for f in fields}["config"].type
         if isinstance(config_cls, str):  # postponed annotations: the config class by its name
             config_cls = _resolve(cls, config_cls)
         values = {"config": config_cls.from_dict(meta["config"], arrays)}
-        for f in dataclasses.fields(cls):
+        for f in fields:
             if f.name == "config":
                 continue
             if f.name in arrays:

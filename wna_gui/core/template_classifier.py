@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -456,7 +456,7 @@ def write_data(snapshot: TemplateSnapshot, path) -> Path:
     (K, C, H, W as built; NaN: no map), ``<source>_accuracy`` and ``<source>_interval`` (Wilson 95%); and
     ``sources``, ``class_names``, ``test_counts``, ``chance``, ``similarity``, ``subtract_mean``."""
     path = Path(path)
-    arrays = {}
+    arrays: dict[str, Any] = {}  # Any: savez's stubs would take a key of ** for its allow_pickle flag
     for source, result in snapshot.results.items():
         arrays[f"{source}_confusion"] = result.confusion
         arrays[f"{source}_templates"] = snapshot.templates[source].reshape(-1, *snapshot.image_shape)

@@ -268,7 +268,7 @@ class TwoClassState(RunState):
     @classmethod
     def from_record(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "TwoClassState":
         config = TwoClassConfig.from_dict(meta["config"], arrays)
-        accumulators = {"noise": [], "stimuli": []}
+        accumulators: dict[str, list[ClassAccumulator]] = {"noise": [], "stimuli": []}
         for g in range(len(config.gammas)):
             for group, out in accumulators.items():
                 prefix = f"gamma/{g}/{group}/"
@@ -334,17 +334,17 @@ def pilot_gamma_range(observer: LoadedModel, config: TwoClassConfig, device: str
     signals = SignalImages(bundled_mnist("heldout"), observer)
     seed = (config.seed + PILOT_STREAM) % 2**31
     x = config.noise.block(seed, 0, PILOT_TRIALS, tuple(observer.input_spec.shape), runtime.device)
-    index, signal_class = signals.draw(seed, 0, PILOT_TRIALS)
+    index, drawn_class = signals.draw(seed, 0, PILOT_TRIALS)
     shown = signals.images[torch.as_tensor(index)].to(runtime.device)
-    signal_class = torch.as_tensor(signal_class, device=runtime.device)
-    emptiest = []
+    signal_class = torch.as_tensor(drawn_class, device=runtime.device)
+    emptiest_per_gamma = []
     with torch.inference_mode():
         for gamma in PILOT_GAMMAS:
             answers = runtime.logits(gamma * shown + (1 - gamma) * x, context=f"in the γ pilot at γ = {gamma:g}"
                                      ).argmax(1)
             cells = torch.bincount(2 * signal_class + answers, minlength=4).cpu().numpy()
-            emptiest.append(float(cells.min() / PILOT_TRIALS))
-    emptiest = np.asarray(emptiest)
+            emptiest_per_gamma.append(float(cells.min() / PILOT_TRIALS))
+    emptiest = np.asarray(emptiest_per_gamma)
     both = np.flatnonzero(emptiest >= PILOT_MIN_CELL)
     if both.size:
         low, high = PILOT_GAMMAS[both[0]], PILOT_GAMMAS[both[-1]]
@@ -401,9 +401,9 @@ class TwoClassExperiment(Experiment):
         cfg, state = self.config, self.state
         size = min(cfg.batch_size, cfg.samples - block * cfg.batch_size)
         x = cfg.noise.block(cfg.seed, block, cfg.batch_size, tuple(state.image_shape), self.device)[:size]
-        index, signal_class = self._signals.draw(cfg.seed, block, size)
+        index, drawn_class = self._signals.draw(cfg.seed, block, size)
         shown = self._signal_images[torch.as_tensor(index, device=self.device)]
-        signal_class = torch.as_tensor(signal_class, device=self.device)
+        signal_class = torch.as_tensor(drawn_class, device=self.device)
         with torch.inference_mode():
             for g, gamma in enumerate(cfg.gammas):
                 stimuli = gamma * shown + (1 - gamma) * x

@@ -113,6 +113,7 @@ class LineFigure(pg.PlotItem):
             color = palette[i % len(palette)]
             y = np.asarray(y, dtype=float)
             if low is not None and name in low:
+                assert high is not None  # the bounds come as a pair
                 self.addItem(pg.ErrorBarItem(x=x, y=np.nan_to_num(y), top=np.nan_to_num(high[name] - y),
                                              bottom=np.nan_to_num(y - low[name]), beam=0.012, pen=pg.mkPen(color)))
             self.plot(x, y, pen=pg.mkPen(color, width=2), symbol="o", symbolSize=6, symbolBrush=color,

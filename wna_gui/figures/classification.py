@@ -34,8 +34,9 @@ def save_estimators(snapshot: ClassificationSnapshot, path, view: str) -> Path:
     rows = []
     for estimator in snapshot.estimators:
         info, estimated = ESTIMATORS[estimator], snapshot.maps_of(estimator)
-        reliability = snapshot.convergence[estimator].mean()
-        reliability = f" · r̄ {reliability[-1]:.2f}" if reliability.size and np.isfinite(reliability[-1]) else ""
+        assert estimated is not None  # every estimator of the run has maps
+        mean_r = snapshot.convergence[estimator].mean()
+        reliability = f" · r̄ {mean_r[-1]:.2f}" if mean_r.size and np.isfinite(mean_r[-1]) else ""
         rows.append(MapRow(f"{info.label}\n{estimated.samples:,} samples{reliability}",
                            estimated.of(view, shown).reshape(len(shown), *snapshot.image_shape),
                            snapshot.noise_mean if view == "mean" and info.image_like else 0.0, view,
@@ -71,6 +72,7 @@ def save_progression(snapshot: ClassificationSnapshot, path, view: str = "center
     rows = []
     for estimator in snapshot.estimators:
         for samples, estimated in progression_rows(snapshot, estimator):
+            assert estimated is not None  # offered once the run has samples, and so maps
             used = "" if estimated.samples in (samples, 0) else f" ({estimated.samples:,} used)"
             # The support behind each map at that checkpoint: a class seen a few times there does not set the
             # row's scale (the panel's rule, figures.map_levels), so the well-sampled maps are not washed out.

@@ -34,7 +34,7 @@ WEIGHT_NAMES = ("784→1200", "1200→1200", "1200→10")
 
 def stage_offsets(snapshot: DefenceSnapshot) -> np.ndarray:
     """Epoch at which each stage starts on the shared axis (stages without epochs take none)."""
-    ends = {}
+    ends: dict[int, float] = {}
     for stage, epoch, _, _ in snapshot.epoch_log:
         ends[int(stage)] = max(ends.get(int(stage), 0.0), float(epoch))
     offsets, total = [], 0.0

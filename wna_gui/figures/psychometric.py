@@ -224,8 +224,9 @@ class CurvesFigure(pg.PlotItem):
 
     def marks(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """The drawn α marks and performance-threshold marks, as (x, y) each."""
-        return tuple((np.asarray(m.data["x"]), np.asarray(m.data["y"]))
-                     for m in (self._alpha_marks, self._level_marks))
+        alpha, level = ((np.asarray(m.data["x"]), np.asarray(m.data["y"]))
+                        for m in (self._alpha_marks, self._level_marks))
+        return alpha, level
 
     def is_dashed(self, condition: int) -> bool:
         return self._fits[condition].opts["pen"].style() == Qt.PenStyle.DashLine
@@ -348,10 +349,10 @@ def shift_text(snapshot: PsychometricSnapshot | None) -> str:
     if snapshot is None or not snapshot.finished:
         return ""
     top = int(np.argmax(snapshot.k_values))
-    reference = np.flatnonzero(np.asarray(snapshot.k_values) == 0)
-    if reference.size == 0:
+    zeros = np.flatnonzero(np.asarray(snapshot.k_values) == 0)
+    if zeros.size == 0:
         return "no k = 0 to compare"
-    reference = int(reference[0])
+    reference = int(zeros[0])
     if snapshot.fits[top] is None or snapshot.fits[reference] is None:
         unfitted = top if snapshot.fits[top] is None else reference
         return f"no fit at k = {snapshot.k_values[unfitted]:g}"

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -70,8 +70,8 @@ def map_rows(snapshot: "SampleComplexitySnapshot", view: str = "centered") -> tu
             blank = next((t for t in tiles if t is not None), None)
             if blank is None:
                 continue
-            tiles = [t if t is not None else np.full_like(blank, np.nan) for t in tiles]
-            rows.append(MapRow(f"{STIMULUS_TITLES[stimulus]}\n{ESTIMATORS[estimator].label}", np.stack(tiles),
+            filled = [t if t is not None else np.full_like(blank, np.nan) for t in tiles]
+            rows.append(MapRow(f"{STIMULUS_TITLES[stimulus]}\n{ESTIMATORS[estimator].label}", np.stack(filled),
                                0.0, "centered"))
     return rows, [_count(n) for n in counts]
 
@@ -105,7 +105,8 @@ class ReliabilityFigure(pg.GraphicsLayout):
         key = (snapshot.stimuli, snapshot.estimators)
         if key != self._key:
             self.clear()
-            self._plots, self._curves = {}, {}
+            self._plots: dict[str, Any] = {}
+            self._curves: dict[tuple[str, ...], Any] = {}  # (stimulus, estimator[, "null"]): its curve
             for i, stimulus in enumerate(snapshot.stimuli):
                 plot = self.addPlot(row=i // PLOT_COLUMNS, col=i % PLOT_COLUMNS, enableMenu=False)
                 style_plot(plot, STIMULUS_TITLES[stimulus], "reliability", "samples")

@@ -89,6 +89,7 @@ def save_sta_grid(snapshot: STASnapshot, path, view: str = "sta") -> Path:
 
 def save_kernel_comparison(snapshot: STASnapshot, path) -> Path:
     """Each unit's STA beside its learned kernel (Figs. 8 and 22), each tile scaled to its own maximum."""
+    assert snapshot.kernels is not None and snapshot.kernel_cosines is not None  # offered with kernels only
     units = min(snapshot.units, MAX_FILTER_TILES // 2)
     # Units per row of each grid: one that fills every row (no empty tiles), about five.
     per_row = next((n for n in (5, 4, 6, 8, 10, 3, 7, 9) if units % n == 0), units if units <= 10 else 1)
@@ -112,6 +113,7 @@ def save_kernel_comparison(snapshot: STASnapshot, path) -> Path:
 def save_stc_vectors(snapshot: STASnapshot, path) -> Path:
     """Every significant STC eigenvector (as its unit's crop), titled with its unit and eigenvalue."""
     stc = snapshot.stc
+    assert stc is not None  # offered with STC only
     tiles, titles = [], []
     for u in range(snapshot.units):
         for k in range(int(stc.count[u])):
@@ -119,10 +121,10 @@ def save_stc_vectors(snapshot: STASnapshot, path) -> Path:
             titles.append(f"unit {u} · λ={stc.values[u, k]:+.3g}")
     if not tiles:
         raise ValueError("no unit has a significant STC direction")
-    tiles = np.stack(tiles[:MAX_FILTER_TILES])
-    return save_map_grid(tiles, titles[:MAX_FILTER_TILES], path, view=VIEW_LABELS["eigenvector"],
+    vectors = np.stack(tiles[:MAX_FILTER_TILES])
+    return save_map_grid(vectors, titles[:MAX_FILTER_TILES], path, view=VIEW_LABELS["eigenvector"],
                          title=f"{snapshot.layer}: significant STC eigenvectors ({stc.samples:,} samples, "
-                               f"{stc.shuffles} shuffles)", levels=filter_levels(tiles, "eigenvector"))
+                               f"{stc.shuffles} shuffles)", levels=filter_levels(vectors, "eigenvector"))
 
 
 # --- plot items (hosted by the app, painted headless for export) ---
@@ -253,6 +255,7 @@ def save_stc_figure(snapshot: STASnapshot, path) -> Path:
     """Spectra of up to 20 units (those with significant directions first) with their null bands (.png, .svg)."""
     path = Path(path)
     stc = snapshot.stc
+    assert stc is not None  # offered with STC only
     order = sorted(range(snapshot.units), key=lambda u: (-int(stc.count[u]), u))
     units = [u for u in order if stc.tested[u]][:MAX_SPECTRA]
     # Up to five plots a row, each at least ~29 mm wide so its title ("unit 12: 3 significant") fits.
@@ -281,6 +284,7 @@ def save_activation_figure(snapshot: STASnapshot, path) -> Path:
     average), so what differs between classes stands out; empty classes are grey.
     """
     maps = snapshot.maps
+    assert maps is not None  # offered with activation maps only
     rows = []
     for i, layer in enumerate(maps.layers):
         for source, images, counts in (("noise", maps.noise[i], maps.noise_counts),

@@ -249,7 +249,7 @@ class Panel(QWidget):
         if plan.action == "new":  # nothing of the replaced run stays on screen (curves, legends)
             self.snapshots.pop(kind, None)
             self.clear_views()
-        inputs = {}
+        inputs: dict[str, Any] = {}
         if spec.requires:
             session = session or Session(model)
             recorded = session.inputs.get(kind, {}) if plan.action != "new" else {}
@@ -354,9 +354,10 @@ class Panel(QWidget):
         targets = []
         for kind, spec in self.specs.items():
             for artefact in spec.artefacts:
-                targets.append(ExportTarget(artefact.label, artefact.suffixes,
-                                            lambda path, kind=kind, artefact=artefact:
-                                            artefact.write(self.exported_snapshot(kind), path)))
+                def write(path, kind=kind, artefact=artefact):  # bound now: the loop moves on
+                    return artefact.write(self.exported_snapshot(kind), path)
+
+                targets.append(ExportTarget(artefact.label, artefact.suffixes, write))
         return targets + self.view_exports()
 
     def exported_snapshot(self, kind: str):

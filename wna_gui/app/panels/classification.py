@@ -125,7 +125,7 @@ class ClassificationPanel(Panel):
             self.estimator_buttons.addButton(button, index)
             selector.addWidget(button)
         self.estimator_buttons.button(1).setChecked(True)  # logit kernel: every class has a map within seconds
-        self.estimator_buttons.idToggled.connect(lambda _id, checked: checked and self._estimator_chosen())
+        self.estimator_buttons.idToggled.connect(lambda _id, checked: self._estimator_chosen() if checked else None)
         selector.addStretch(1)
         history = QHBoxLayout()  # its own row: the selector and the slider share no width
         self.checkpoint_slider = QSlider(Qt.Orientation.Horizontal)

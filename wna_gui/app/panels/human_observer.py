@@ -120,6 +120,7 @@ class HumanObserverPanel(Panel):
         state = self.states.get(kind)
         plan = plan_run(self.specs[kind], state, config)
         if plan.action == "refit":  # new analysis settings: nothing to ask the person
+            assert state is not None  # plan_run plans a new run where there is none
             self.states[kind] = state = state.refitted(config)
             self.show_snapshot(state.snapshot(), kind)
             if state.finished:
@@ -129,6 +130,7 @@ class HumanObserverPanel(Panel):
                 state = new_state(model, config)
             elif not plan.runnable:
                 raise ValueError(plan.message)
+            assert state is not None  # plan_run plans a new run where there is none
             stimuli = Stimuli(state.config, model)
             path = journal_path(self.journal_dir or journal_folder(), state.config)
             if plan.action == "new" and path.exists():

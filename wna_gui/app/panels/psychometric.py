@@ -9,11 +9,14 @@ the view on top; settings forms come from the two declarations.
 
 from __future__ import annotations
 
+from typing import cast
+
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
+    QDoubleSpinBox,
     QHeaderView,
     QLabel,
     QSplitter,
@@ -71,9 +74,10 @@ class PsychometricPanel(Panel):
         for form in self.forms.values():
             for widget in form.findChildren(QWidget):  # layouts cache their items' size hints until told
                 widget.updateGeometry()
-            for box in form.groups:
-                box.layout().invalidate()
-            form.layout().invalidate()
+            for widget in (*form.groups, form):
+                layout = widget.layout()
+                assert layout is not None  # the form and its group boxes are built with their layouts
+                layout.invalidate()
         self.settings_area.setFixedWidth(self.forms[self.active_kind()].sizeHint().width() + 40)
 
     def build_views(self) -> QWidget:
@@ -155,16 +159,20 @@ class PsychometricPanel(Panel):
         """A newly chosen layer gets its paper λ (0.01 fully connected, 0.1 first conv, 1 deeper conv)."""
         if kind != KIND or self.model is None:
             return
-        layer = self.forms[KIND].editor("layer").currentData()
+        layer = self._layer_editor().currentData()
         if layer != self._layer:
             self._layer = layer
             if layer is not None:
-                self.forms[KIND].editor("lambda").setValue(default_lambda(self.model, layer))
+                lambda_editor = cast(QDoubleSpinBox, self.forms[KIND].editor("lambda"))  # a float param's
+                lambda_editor.setValue(default_lambda(self.model, layer))
+
+    def _layer_editor(self) -> QComboBox:
+        return cast(QComboBox, self.forms[KIND].editor("layer"))  # a choice param's
 
     def restored(self) -> None:
         """The curves show when the session has curves, else the grid when it has one."""
         self._fit_settings_width()
-        self._layer = self.forms[KIND].editor("layer").currentData()
+        self._layer = self._layer_editor().currentData()
         if KIND in self.states:
             self.show_view(KIND)
         elif GRID_KIND in self.states:
@@ -224,7 +232,7 @@ class PsychometricPanel(Panel):
                 self.table.setItem(row, col, item)
             if fit is None:  # its note (no fit: why, or progress) spans the numbers
                 self.table.setSpan(row, 1, 1, len(PSYCHOMETRIC_COLUMNS) - 1)
-                self.table.item(row, 1).setToolTip(texts[1])
+                self._cell(row, 1).setToolTip(texts[1])
                 continue
             self._annotate_row(snapshot, row, fit)
         self._span_shared(snapshot)
@@ -245,20 +253,25 @@ class PsychometricPanel(Panel):
                 8: fit.lapse_ci and f"lapse {fit.lapse:.3f}, 95% CI [{fit.lapse_ci[0]:.3f}, {fit.lapse_ci[1]:.3f}]"}
         for col, tip in tips.items():
             if tip:
-                self.table.item(row, col).setToolTip(tip)
+                self._cell(row, col).setToolTip(tip)
         flags = snapshot.flags[row] if snapshot.flags else ()
         reasons = []
         for flag in flags:
             reasons.append(("⚠ " if flag.severity == "warning" else "") + flag.reason)
             if flag.severity == "warning":
-                cell = self.table.item(row, FLAGGED_COLUMNS[flag.parameter])
+                cell = self._cell(row, FLAGGED_COLUMNS[flag.parameter])
                 cell.setBackground(QBrush(WARNING_BACKGROUND))
                 cell.setToolTip(flag.reason)
-        flag_cell = self.table.item(row, len(PSYCHOMETRIC_COLUMNS) - 1)
+        flag_cell = self._cell(row, len(PSYCHOMETRIC_COLUMNS) - 1)
         if reasons:
             flag_cell.setToolTip("\n".join(reasons))
         if any(flag.severity == "warning" for flag in flags):
             flag_cell.setForeground(QBrush(WARNING_TEXT))
+
+    def _cell(self, row: int, col: int) -> QTableWidgetItem:
+        item = self.table.item(row, col)
+        assert item is not None  # _fill_table sets every cell
+        return item
 
     def _span_shared(self, snapshot: PsychometricSnapshot) -> None:
         """A parameter the model shares across k is one cell spanning the rows, so the table shows it once."""
@@ -269,7 +282,7 @@ class PsychometricPanel(Panel):
         for name in shared:
             col = SHARED_COLUMNS[name]
             self.table.setSpan(0, col, len(snapshot.fits), 1)
-            item = self.table.item(0, col)
+            item = self._cell(0, col)
             item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
             tip = item.toolTip()
             item.setToolTip(f"shared across k{': ' + tip if tip else ''}")

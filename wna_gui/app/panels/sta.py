@@ -307,6 +307,7 @@ class STAPanel(Panel):
         detail = [snapshot.sta[unit], snapshot.zmap[unit]]
         titles = [f"unit {unit} STA", f"unit {unit} z-map"]
         if snapshot.kernels is not None:
+            assert snapshot.kernel_cosines is not None  # measured whenever there are kernels
             detail.append(snapshot.kernels[unit])
             cosine = snapshot.kernel_cosines[unit]
             titles.append(f"kernel · cos {cosine:.3f}" if np.isfinite(cosine) else "kernel")
@@ -343,6 +344,7 @@ class STAPanel(Panel):
             return
         units = min(snapshot.units, MAX_FILTER_TILES)
         cosines = snapshot.kernel_cosines
+        assert cosines is not None  # measured whenever there are kernels
         titles = [f"{u}" + (f" · {cosines[u]:.3f}" if np.isfinite(cosines[u]) else " · silent") for u in range(units)]
         self.kernel_sta_grid.show_tiles(list(normalised_tiles(snapshot.sta[:units])), titles, list(range(units)),
                                         (-1.0, 1.0), picked=self._unit(snapshot))
@@ -405,6 +407,7 @@ class STAPanel(Panel):
             if images is None:
                 grid.show_message(maps.note or "real-digit maps come after the first unit of work")
                 continue
+            assert counts is not None  # counted wherever there are maps
             shown = activation_tiles(images, counts)
             levels = map_levels(shown, "centered", 0.0, counts)  # the exported figure's rule, robust to tiny n
             tiles = [shown[k] if counts[k] > 0 else None for k in range(len(names))]

@@ -73,6 +73,7 @@ class TemplateClassifierPanel(Panel):
             self.figure.clear_canvas("Classifying…" if snapshot is not None else None)
             self.report_label.setText("")
             return
+        assert snapshot is not None  # shown_canvas() draws one only
         self.figure.show_canvas(canvas)
         self.report_label.setText("\n".join(report(snapshot)))
 

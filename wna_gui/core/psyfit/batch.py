@@ -243,11 +243,12 @@ def _grid_start(batch: _Batch, k: np.ndarray, n: np.ndarray, count: int = 1):
         psi = np.clip(g + (1 - g - lapse[part][:, :, None, None, None]) * f, _PSI_EPS, 1 - _PSI_EPS)
         hits, misses = k[part][:, :, None, None, :], (n[part] - k[part])[:, :, None, None, :]
         nll[part] = -(hits * np.log(psi) + misses * np.log1p(-psi)).sum(axis=-1)
-    groups = layout.labels[0]
+    groups, width_groups = layout.labels[0], layout.labels[1]
+    assert groups is not None and width_groups is not None  # thresholds and widths are always fitted
     membership = np.eye(groups.max() + 1)[groups]  # (C, G)
     by_group = np.einsum("bctw,cg->bgtw", nll, membership)
     starts = []
-    if layout.labels[1].max() == 0:  # one width for all conditions: the best widths, each with its thresholds
+    if width_groups.max() == 0:  # one width for all conditions: the best widths, each with its thresholds
         order = np.argsort(by_group.min(axis=2).sum(axis=1), axis=1)  # (B, W)
         for rank in range(min(count, len(log_widths))):
             width_index = order[:, rank]

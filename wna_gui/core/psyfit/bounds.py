@@ -45,12 +45,12 @@ def guess_max(lapse) -> float:
 
 
 def _check_rates(guess, lapse) -> None:
-    if guess is not None and not (isinstance(guess, numbers.Real) and 0 <= guess < 1):
+    if guess is not None and not (isinstance(guess, numbers.Real) and 0 <= float(guess) < 1):
         raise ValueError(f"guess must be None (free) or a number in [0, 1), got {guess!r}")
     if isinstance(lapse, str):
         if lapse not in ("bounded", "free"):
             raise ValueError(f"lapse must be 'bounded', 'free' or a number in [0, 1), got {lapse!r}")
-    elif not (isinstance(lapse, numbers.Real) and 0 <= lapse < 1):
+    elif not (isinstance(lapse, numbers.Real) and 0 <= float(lapse) < 1):
         raise ValueError(f"lapse must be 'bounded', 'free' or a number in [0, 1), got {lapse!r}")
     # psi must stay increasing: guess + lapse < 1 over the whole search range.
     highest_guess = guess_max(lapse) if guess is None else guess
@@ -111,9 +111,13 @@ def search_limits(x, sigmoid: str, guess, lapse) -> dict[str, tuple[float, float
     the sigmoid's units: x, or ln x for the Weibull). ``x``: the levels with trials."""
     u = _to_u(sigmoid, np.asarray(x, dtype=float))
     bounds = _search_bounds(u, guess, lapse)
-    return {"threshold": tuple(float(v) for v in _to_x_threshold(sigmoid, bounds[0])),
-            "width": tuple(float(v) for v in np.exp(bounds[1])),
-            "guess": tuple(float(v) for v in bounds[2]), "lapse": tuple(float(v) for v in bounds[3])}
+    return {"threshold": _pair(_to_x_threshold(sigmoid, bounds[0])), "width": _pair(np.exp(bounds[1])),
+            "guess": _pair(bounds[2]), "lapse": _pair(bounds[3])}
+
+
+def _pair(limits) -> tuple[float, float]:
+    low, high = (float(v) for v in limits)
+    return low, high
 
 
 def bound_flags(fit: PsychometricFit, x, guess, lapse, shared=(), guess_limit: float | None = None

@@ -158,7 +158,8 @@ def analyse_conditions(x, item_counts, trials_per_item: int = 1, *, sigmoid: str
     # Goodness of fit: deviance (total and per condition) of data simulated from the fitted model.
     psi = model.psi(estimate[None])[0]
     observed = _deviance_terms(k, n, psi).sum(axis=1)
-    p_total, p_condition = None, [None] * conditions
+    p_total: float | None = None
+    p_condition: list[float | None] = [None] * conditions
     if gof_samples:
         simulated = np.random.default_rng(gof_rng).binomial(_whole(n), psi, size=(gof_samples, conditions, levels)).astype(float)
         refitted = _refit(model, simulated, n, estimate)

@@ -186,6 +186,7 @@ class _Problem:
                 best_nll = result.fun
                 best_params = self.template.copy()
                 best_params[self.free] = result.x
+        assert best_params is not None, "no start gave a finite fit"  # the clipped ψ keeps the NLL finite
         return best_params
 
     def deviance(self, params: np.ndarray, k: np.ndarray) -> float:

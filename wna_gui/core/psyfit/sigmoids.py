@@ -30,7 +30,7 @@ class SigmoidShape:
 
     cdf: Callable[[np.ndarray], np.ndarray]
     pdf: Callable[[np.ndarray], np.ndarray]
-    quantile: Callable[[np.ndarray], np.ndarray]
+    quantile: Callable[[float | np.ndarray], np.ndarray]  # also of a single level (scale, offset)
 
     @property
     def scale(self) -> float:
@@ -112,7 +112,7 @@ def sigmoid_cdf(sigmoid: str, x, threshold: float, width: float) -> np.ndarray:
     return standard.cdf(standard.scale * (x - threshold) / width + standard.offset)
 
 
-def sigmoid_inverse(sigmoid: str, f, threshold: float, width: float) -> np.ndarray:
+def sigmoid_inverse(sigmoid: str, f, threshold: float | np.ndarray, width: float | np.ndarray) -> np.ndarray:
     """x at which the named sigmoid reaches F = f; f = 0 and 1 give -inf and inf (0 and inf for the Weibull)."""
     standard = _check_sigmoid(sigmoid)
     with np.errstate(divide="ignore"):
