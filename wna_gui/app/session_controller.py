@@ -82,12 +82,11 @@ class SessionController(QObject):
         self.path: Path | None = None
         self.created: str | None = None  # creation time of the opened session, kept across saves
         # The file behind ``path``: its write lock (held while the window may write it), the fingerprint it had
-        # when read or last written (a change by another program is not overwritten), the run names it holds
-        # (a new run never takes one of them), and whether it is open read-only (another process writes it).
+        # when read or last written (a change by another program is not overwritten), and whether it is open
+        # read-only (another process writes it). New run names come from the session itself (new_run_name).
         self.fingerprint: tuple | None = None
         self.read_only = False
         self._lock: SessionLock | None = None
-        self._saved_names: set[str] = set()
         self._dirty = False
 
     # --- unsaved state ---
@@ -110,7 +109,7 @@ class SessionController(QObject):
         """An untitled, empty session: no file, no lock."""
         self.path, self.created = None, None
         self.hold_lock(None)
-        self.fingerprint, self._saved_names, self.read_only = None, set(), False
+        self.fingerprint, self.read_only = None, False
         self.dirty = False
 
     # --- the write lock ---
@@ -160,8 +159,6 @@ class SessionController(QObject):
                 self.host.statusBar().showMessage(f"{path.name} opens read-only: {exc}", 8000)
                 read_only = True
         self.hold_lock(lock)
-        # Every run of the file counts as saved (of a recovered autosave too): a new run never takes their names.
-        self._saved_names = set(session.runs)
         self.fingerprint = file_fingerprint(path) if recovered and path is not None else session.fingerprint
         self.read_only = read_only
         self.path = path
@@ -262,7 +259,7 @@ class SessionController(QObject):
 
     def _saved(self, session: Session) -> None:
         assert session.path is not None  # save_session records where it wrote
-        self.path, self.fingerprint, self._saved_names = session.path, session.fingerprint, set(session.runs)
+        self.path, self.fingerprint = session.path, session.fingerprint
         self.saved.emit(session)
         self.read_only = False
         self.dirty = self.host.engine.running
