@@ -19,49 +19,15 @@ from PySide6.QtWidgets import QMessageBox
 
 from wna_gui.app.main_window import MainWindow
 from wna_gui.app.panels import build_panels
-from wna_gui.core.session import Session
-from wna_gui.core.classification import ClassificationImageConfig
-from wna_gui.core.models import load_default
 from wna_gui.core.noise import NOISE_SOURCES, noise_source
-from wna_gui.core.psychometric import PsychometricConfig
-from wna_gui.core.psychometric_grid import PsychometricGridConfig
-from wna_gui.core.stats import noise_to_image_gammas
-from wna_gui.core.sta import STAConfig
-from wna_gui.core.bias_attack import BiasAttackConfig
-from wna_gui.core.backdoor import BackdoorConfig
-from wna_gui.core.activation_injection import InjectionConfig
-from wna_gui.core.sample_complexity import SampleComplexityConfig
-from wna_gui.core.defences import DefenceConfig
-from wna_gui.core.template_classifier import TemplateClassifierConfig
-from wna_gui.core.two_class import TwoClassConfig
-from wna_gui.core.robustness import RobustnessConfig
-from wna_gui.core.human_observer import HumanObserverConfig
 from wna_gui.core.registry import EXPERIMENTS, spec_of
-from wna_gui.core.runs import export_run, resolve_inputs
+from wna_gui.core.runs import export_run
+
+import smoke
+from smoke import tiny_run
 
 KINDS = [spec.kind for spec in EXPERIMENTS]
 PANEL_NAMES = list(dict.fromkeys(spec.panel for spec in EXPERIMENTS))
-# Small runs of every kind, for the checks that need something measured (a new kind adds one here).
-SMALL_CONFIGS = {
-    "classification_images": ClassificationImageConfig(samples=1000, batch_size=500, seed=3),
-    "psychometric": PsychometricConfig(target=1, layer="fc1", k_values=(0, 5), gammas=noise_to_image_gammas(3),
-                                       n_boot=5, gof_samples=0),
-    "psychometric_grid": PsychometricGridConfig(targets=(1, 2), layers=("fc1",), k_values=(0, 5),
-                                                gammas=noise_to_image_gammas(3)),
-    "sta": STAConfig(samples=1000, batch_size=500, stc_samples=500, map_samples=500, seed=3),
-    "bias_attack": BiasAttackConfig(gammas=noise_to_image_gammas(3), samples=100, signals=100, min_support=1.0),
-    "backdoor": BackdoorConfig(epochs=1, map_samples=1000),
-    "activation_injection": InjectionConfig(layers=("input", "fc1"), gammas=noise_to_image_gammas(2), samples=1000,
-                                            images=50),
-    "sample_complexity": SampleComplexityConfig(stimuli=("uniform", "gaussian"), samples=400, batch_size=100),
-    "defence": DefenceConfig(method="sleep", epochs=1, train_images=300, sleep_steps=300, eval_images=200),
-    "template_classifier": TemplateClassifierConfig(lr_steps=5),
-    "two_class": TwoClassConfig(samples=500, batch_size=250, epochs=1, gamma_points=2),
-    "robustness": RobustnessConfig(images=40, noise_levels=(0.0, 0.5), blur_levels=(0.0, 2.0),
-                                   fgsm_levels=(0.0, 0.2), ifgsm_levels=(0.0, 0.2), ifgsm_steps=2, repetitions=1,
-                                   n_boot=10),
-    "human_observer": HumanObserverConfig(observer="simulated", task="2ifc", trials=30, double_pass=10),
-}
 # A non-default view per panel module, where the panel has view options.
 OTHER_VIEWS = {"classification": {"map_view": "mean"}, "psychometric": {"view": "psychometric_grid"},
                "template_classifier": {"view": "confusion"},
@@ -78,7 +44,7 @@ DATA_SUFFIXES = (".csv", ".npy", ".npz")  # byte-for-byte reproducible (figures 
 
 @pytest.fixture(scope="module")
 def model():
-    return load_default()
+    return smoke.model()
 
 
 @pytest.fixture
@@ -132,7 +98,6 @@ def test_every_kind_is_shown_by_exactly_one_panel(panels):
     for spec in EXPERIMENTS:
         assert [panel.name for panel in panels if spec.kind in panel.specs] == [spec.panel]
         assert set(panel_showing(panels, spec.kind).forms) == set(panel_showing(panels, spec.kind).specs)
-    assert set(SMALL_CONFIGS) == set(KINDS), "add a small config of the new kind to SMALL_CONFIGS"
 
 
 @pytest.mark.parametrize("name", PANEL_NAMES)
@@ -196,34 +161,10 @@ def test_export_offers_every_declared_artefact(panels, kind):
         assert target.suffixes == artefact.suffixes
 
 
-class SmallRuns(dict):
-    """kind → a finished small run, made on first use with the runs it reads (so `-k sta` makes one run)."""
-
-    def __init__(self, model) -> None:
-        super().__init__()
-        self.model = model
-
-    def __missing__(self, kind):
-        spec = spec_of(kind)
-        # The runs it reads come first in the registry, as in a session made in order.
-        read = [need.kind for need in spec.requires if need.kind in KINDS[:KINDS.index(kind)]]
-        inputs = resolve_inputs(spec, Session(self.model, {other: self[other] for other in read}))[1]
-        experiment = spec.experiment(self.model, SMALL_CONFIGS[kind], device="cpu", **inputs)
-        experiment.run_to_end()
-        self[kind] = experiment.state
-        return self[kind]
-
-
-@pytest.fixture(scope="module")
-def small_runs(model):
-    """kind → a finished small run, made when a test first asks for it."""
-    return SmallRuns(model)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_restored_run_shows_its_settings_and_exports_as_wna_export(panels, model, small_runs, tmp_path, kind):
-    spec, state = spec_of(kind), small_runs[kind]
+def test_a_restored_run_shows_its_settings_and_exports_as_wna_export(panels, model, tmp_path, kind):
+    spec, state = spec_of(kind), tiny_run(kind)[0]
     panel = panel_showing(panels, kind)
     panel.restore({kind: state}, model)
     assert panel.session_states() == {kind: state} and panel.session_states()[kind] is state

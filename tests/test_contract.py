@@ -8,7 +8,6 @@ import inspect
 import json
 import subprocess
 import sys
-from functools import cache
 
 import numpy as np
 import pytest
@@ -22,58 +21,10 @@ from wna_gui.core.registry import BY_COMMAND, BY_KIND, EXPERIMENTS, spec_for_sta
 from wna_gui.core.runs import resolve_inputs
 from wna_gui.core.session import Session, load_session, save_session
 
-# Per kind, the few settings that make a run take well under two seconds on a CPU.
-SMALL = {
-    "classification_images": dict(samples=2000),
-    "psychometric": dict(gammas=(0.0, 0.5, 1.0), n_boot=0, gof_samples=0, layer="fc1", k_values=(0.0, 5.0)),
-    "psychometric_grid": dict(targets=(1,), layers=("fc1",), k_values=(0.0, 5.0), gammas=(0.0, 0.5, 1.0)),
-    "sta": dict(samples=2000, stc_samples=1000, map_samples=1000),
-    "bias_attack": dict(gammas=(0.0, 0.5, 1.0), samples=100, signals=100, min_support=1.0),
-    "backdoor": dict(epochs=1, map_samples=1000),
-    "activation_injection": dict(layers=("input", "fc1"), gammas=(0.0, 1.0), samples=1000, images=50),
-    "sample_complexity": dict(stimuli=("uniform", "gaussian"), samples=400, batch_size=100),
-    "defence": dict(method="sleep", epochs=1, train_images=300, sleep_steps=300, eval_images=200),
-    "template_classifier": dict(lr_steps=5),
-    "two_class": dict(samples=500, batch_size=250, epochs=1, gamma_points=2),
-    "robustness": dict(images=40, noise_levels=(0.0, 0.5), blur_levels=(0.0, 2.0), fgsm_levels=(0.0, 0.2),
-                       ifgsm_levels=(0.0, 0.2), ifgsm_steps=2, repetitions=1, n_boot=0),
-    "human_observer": dict(observer="simulated", task="2ifc", trials=30, double_pass=10),
-}
+from smoke import SMALL, input_session, model, small_config, tiny_inputs, tiny_run
 
+TIMING_KEYS = {"seconds"}
 each_spec = pytest.mark.parametrize("spec", EXPERIMENTS, ids=[spec.kind for spec in EXPERIMENTS])
-
-
-@cache
-def model():
-    return load_default()
-
-
-def small_config(spec):
-    assert spec.kind in SMALL, f"add a small config for {spec.kind!r} to SMALL in {__file__}"
-    return dataclasses.replace(spec.config(), **SMALL[spec.kind])
-
-
-def input_session(kind: str) -> Session:
-    """A session holding tiny runs of every kind ``kind`` reads (recursively), each named after its kind."""
-    session = Session(model())
-    for need in BY_KIND[kind].requires:
-        if need.kind != "model":
-            session.runs.update(input_session(need.kind).runs)
-            session.runs[need.kind] = tiny_run(need.kind)[0]
-    return session
-
-
-def tiny_inputs(kind: str) -> dict:
-    return resolve_inputs(BY_KIND[kind], input_session(kind))[1]
-
-
-@cache
-def tiny_run(kind: str):
-    """(state, snapshots) of a small run of ``kind`` to the end (its inputs given), run once per test session."""
-    spec = BY_KIND[kind]
-    experiment = spec.experiment(model(), small_config(spec), device="cpu", **tiny_inputs(kind))
-    snapshots = [experiment.snapshot(), *experiment.run()]
-    return experiment.state, snapshots
 
 
 def cli_word(p, value) -> str:
@@ -185,6 +136,40 @@ def test_a_run_round_trips_through_a_session(spec, tmp_path):
     assert type(loaded) is type(state) and loaded.config == state.config
     assert loaded.finished and loaded.progress_done == state.progress_done
     assert_same_records(loaded, state)
+
+
+def comparable_record(state) -> tuple[dict, dict]:
+    """A state's record less what differs between two runs of the same work (compute time)."""
+    meta, arrays = state.to_record()
+    return {key: value for key, value in meta.items() if key not in TIMING_KEYS}, arrays
+
+
+@each_spec
+def test_a_run_stopped_after_one_unit_saved_loaded_and_resumed_equals_one_run(spec, tmp_path):
+    """The resume contract of every kind: stop after the first counted unit, save, open, continue to the end — the
+    record equals the uninterrupted tiny run's, bit for bit (training kinds too: their units are seeded epochs)."""
+    whole, _ = tiny_run(spec.kind)
+    first = spec.experiment(model(), small_config(spec), device="cpu", **tiny_inputs(spec.kind))
+    first.prepare()
+    for unit in first.pending():  # up to the first unit that counts (some kinds prepare in uncounted units)
+        first.run_unit(unit)
+        first.after_unit()
+        if first.state.progress_done:
+            break
+    session = input_session(spec.kind)
+    session.runs[spec.kind] = first.state
+    loaded = load_session(save_session(session, tmp_path / "stopped.wna.h5"))
+    stopped = loaded.runs[spec.kind]
+    assert stopped.progress_done == first.state.progress_done and not stopped.finished
+    resumed = spec.experiment(loaded.model, state=stopped, device="cpu",
+                              **resolve_inputs(spec, loaded)[1])
+    resumed.run_to_end()
+    assert resumed.state.finished and resumed.state.progress_done == whole.progress_done
+    (meta_a, arrays_a), (meta_b, arrays_b) = comparable_record(resumed.state), comparable_record(whole)
+    assert meta_a == meta_b
+    assert sorted(arrays_a) == sorted(arrays_b)
+    for key, array in arrays_b.items():
+        np.testing.assert_array_equal(arrays_a[key], array, err_msg=key)
 
 
 # --- the generated CLI ---

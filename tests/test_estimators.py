@@ -23,7 +23,8 @@ from wna_gui.core.classification import (
     summary,
 )
 from wna_gui.core.control import Cancelled, EngineError, RunControl
-from wna_gui.core.data import ImageSet, bundled_mnist
+from wna_gui.core.data import bundled_mnist
+from wna_gui.core.images import ImageSet
 from wna_gui.core.estimators import (
     ESTIMATOR_NAMES,
     GradientAccumulator,

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_contract import model, tiny_run
+from smoke import model, tiny_run
 from wna_gui import figures
 from wna_gui.core.experiment import FIGURE_SUFFIXES
 from wna_gui.core.registry import EXPERIMENTS

@@ -18,6 +18,8 @@ from wna_gui.core.registry import EXPERIMENTS
 from wna_gui.core.state import BlockState, Progress, RunConfig, RunState, budget_param
 from wna_gui.core.stats import gammas_between, noise_to_image_gammas, wilson_interval
 
+from smoke import tiny_run
+
 
 def test_wilson_interval_matches_scipy_elementwise_and_pins_its_edges():
     k = np.array([0, 1, 50, 99, 100, 7])
@@ -58,19 +60,27 @@ def test_the_images_fingerprint_covers_values_and_labels():
     assert images_sha256(turned) == images_sha256(turned.contiguous()) != images_sha256(images)
 
 
-# Kinds written while the floor was laid (issue 25's human observer); each leaves this set when it moves onto it.
-NOT_YET_ON_THE_FLOOR = {"human_observer"}
-
-
 def test_every_experiment_stands_on_the_state_floor():
     for spec in EXPERIMENTS:
-        on_floor = issubclass(spec.state, RunState) and issubclass(spec.config, RunConfig)
-        assert on_floor != (spec.kind in NOT_YET_ON_THE_FLOOR), spec.kind
+        assert issubclass(spec.state, RunState) and issubclass(spec.config, RunConfig), spec.kind
         if spec.can_extend:  # an extendable run reads its budget from the one parameter whose role is "budget"
             budget = budget_param(spec.config)
             assert budget is not None, spec.kind
             config = spec.config()
             assert spec.state.budget_of(config) > 0
+        else:  # no budget setting: asked for one, the run says it cannot be extended
+            with pytest.raises(ValueError, match="cannot be extended"):
+                spec.state.budget_of(spec.config())
+
+
+@pytest.mark.parametrize("spec", EXPERIMENTS, ids=[spec.kind for spec in EXPERIMENTS])
+def test_every_snapshot_embeds_its_runs_progress(spec):
+    state, snapshots = tiny_run(spec.kind)
+    first, last = snapshots[0], snapshots[-1]
+    assert isinstance(first.progress, Progress) and first.progress.done == 0 and not first.progress.finished
+    assert (last.progress.done, last.progress.finished) == (state.progress_done, True)
+    assert last.progress.total == state.progress_total and last.progress.per_second > 0
+    assert spec.snapshot(state).progress == state.progress()  # done, total, finished and compute seconds
 
 
 @dataclass(frozen=True)

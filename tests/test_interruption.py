@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_contract import SMALL, cli_flags, input_session, model, tiny_inputs, tiny_run
+from smoke import SMALL, input_session, model, tiny_inputs, tiny_run
+from test_contract import cli_flags
 
 from wna_gui.cli import main
 from wna_gui.core.defences import TRAIN_CHUNK

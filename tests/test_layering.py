@@ -156,18 +156,6 @@ def test_core_never_imports_app_figures_cli_or_registry():
     assert back == []
 
 
-# Private names one experiment still borrows from another (issue 23: the dataset fingerprint moves to the floor,
-# the psychometric configs get a shared base). The list may only shrink.
-KNOWN_BORROWS = {
-    ("wna_gui.core.psychometric_grid", "wna_gui.core.psychometric", "_class_options"),
-    ("wna_gui.core.psychometric_grid", "wna_gui.core.psychometric", "_k_values_param"),
-    ("wna_gui.core.psychometric_grid", "wna_gui.core.psychometric", "_shared_params"),
-    ("wna_gui.core.psychometric_grid", "wna_gui.core.psychometric", "_migrate_v1"),
-    ("wna_gui.core.psychometric_grid", "wna_gui.core.psychometric", "_migrate_v2"),
-    ("wna_gui.core.robustness", "wna_gui.core.psychometric", "_fingerprint"),
-}
-
-
 def test_experiments_never_import_runs():
     experiments = _experiment_modules()
     bad = [f"{module}:{line} imports {target}" for module in sorted(experiments)
@@ -175,11 +163,12 @@ def test_experiments_never_import_runs():
     assert bad == []
 
 
-def test_experiments_borrow_no_new_private_names_from_each_other():
+def test_experiments_borrow_no_private_names_from_each_other():
     experiments = _experiment_modules()
-    borrowed = {(module, target, name) for module in experiments for target, names, _ in GRAPH[module]
-                if target in experiments for name in names if name.startswith("_")}
-    assert borrowed - KNOWN_BORROWS == set(), "use the other experiment's public API"
+    borrowed = [f"{module} imports {target}.{name}" for module in sorted(experiments)
+                for target, names, _ in GRAPH[module] if target in experiments for name in names
+                if name.startswith("_")]
+    assert borrowed == [], "use the other experiment's public API (its spec, or a name without _)"
 
 
 def test_figures_never_import_the_app():

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from wna_gui.cli import main
-from wna_gui.core.data import DatasetError, ImageSet, bundled_mnist, fit_to_model, load_dataset
+from wna_gui.core.data import DatasetError, bundled_mnist, load_dataset
+from wna_gui.core.images import ImageSet, fit_to_model
 from wna_gui.core.models import MNIST_CLASSES
 
 PER_CLASS = 12

@@ -320,7 +320,7 @@ def outcome_table(results: list[dict]) -> str:
 def pristine_sessions(folder: Path, kinds: tuple[str, ...] | None = None) -> dict[str, Path]:
     """One small valid session per kind (with the runs it reads), from tests/test_contract.py's tiny runs; a session
     already in ``folder`` is reused."""
-    from test_contract import input_session, tiny_run
+    from smoke import input_session, tiny_run
 
     from wna_gui.core.registry import EXPERIMENTS
     from wna_gui.core.session import save_session

@@ -579,3 +579,15 @@ def test_a_torchscript_model_maps_its_outputs(tmp_path, capsys):
     sha = hashlib.sha256(script.read_bytes()).hexdigest()
     assert main(["run", "sta", "--resume", str(out), "--samples", "6000", "--trust-model", sha, "--quiet"]) == 0
     assert load_session(out).runs["sta"].samples_done == 6000
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:FutureWarning")
+def test_a_run_with_activation_maps_continued_with_a_torchscript_model_is_a_clear_error(bundled):
+    """A run of the outputs that keeps per-class layer maps needs the layers' hooks: continuing it with the same
+    network as TorchScript (which maps only its outputs) is a one-line EngineError, not an AttributeError."""
+    state = STAExperiment.new_state(bundled, small(layer="output", samples=100, stc_samples=0, map_samples=100))
+    assert state.map_layers
+    script = LoadedModel("torchscript", "torchscript", torch.jit.script(bundled.net.eval()), bundled.input_spec,
+                         bundled.class_names)
+    with pytest.raises(EngineError, match="TorchScript"):
+        STAExperiment(script, state=state, device="cpu")

@@ -12,7 +12,8 @@ from scipy import integrate, stats
 
 from wna_gui.cli import main
 from wna_gui.core.classification import ClassificationImageConfig, ClassificationImageExperiment
-from wna_gui.core.data import ImageSet, bundled_mnist
+from wna_gui.core.data import bundled_mnist
+from wna_gui.core.images import ImageSet
 from wna_gui.core.models import InputSpec, LoadedModel, load_default
 from wna_gui.core.session import Session, load_session, save_session
 from wna_gui.core.template_classifier import (

@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .core.logs import current_log_file, default_log_file, setup_logging
@@ -23,11 +24,24 @@ from .core.logs import log as _package_log
 from .core.params import FLOAT_RANGE, INT_RANGE, Param, changed_params, changed_roles, flatten_noise_params, params
 from .core.trust import normalise_sha256
 
+if TYPE_CHECKING:  # the names _import_engine binds at run time, for the type checker
+    from .core.control import USER_ERRORS, Cancelled, RunControl, format_duration, pick_device
+    from .core.data import DATASETS, OWN_DATASETS
+    from .core.distributed import finish_distributed, init_distributed, supports_blocks
+    from .core.experiment import ExperimentSpec, plan_run, prepare_state, run_warnings
+    from .core.locking import SessionLock, SessionLocked
+    from .core.models import CODE_KINDS, MNIST_CLASSES, ZOO, load_model, unseal
+    from .core.noise import NOISE_KINDS, NOISE_SOURCES, noise_source
+    from .core.registry import EXPERIMENTS, spec_for_state, spec_of
+    from .core.runs import export_runs, resolve_inputs
+    from .core.session import Session, SessionError, SessionWriteError, load_session, read_header, save_session
+
 
 def _import_engine() -> None:
     """Bind the engine's names as this module's globals. They import torch, h5py and every experiment (seconds),
     so `wna --version` and `wna --help` answer without them. build_parser and the functions other modules call
-    run this first (again costs nothing: modules are imported once). A name added below goes in `global` too."""
+    run this first (again costs nothing: modules are imported once). A name added below goes in `global` and in
+    the TYPE_CHECKING imports above too."""
     global USER_ERRORS, Cancelled, RunControl, format_duration, pick_device, DATASETS, OWN_DATASETS
     global finish_distributed, init_distributed, supports_blocks
     global ExperimentSpec, export_runs, plan_run, prepare_state, resolve_inputs, run_warnings
@@ -176,7 +190,7 @@ def config_from_args(spec: ExperimentSpec, args, base, model):
         except ValueError as exc:
             raise ValueError(f"argument {p.cli}: {exc}") from None
 
-    values = {}
+    values: dict[str, object] = {}
     for p in spec.params():
         if p.kind == "noise":
             current = getattr(base, p.name)
@@ -340,8 +354,8 @@ def _resumed(spec: ExperimentSpec, args):
     session.model = unseal(session.model, args.trust_model)
     runs = session.runs_of(spec.kind)
     name = args.name or (spec.kind if spec.kind in runs else next(reversed(runs), None))
-    state = runs.get(name)
-    if state is None:
+    state = None if name is None else runs.get(name)
+    if name is None or state is None:
         raise SessionError(f"{args.resume} holds no {spec.command} run"
                            + (f" named {args.name!r}" if args.name else "") + " to resume")
     config = config_from_args(spec, args, state.config, session.model)
@@ -562,23 +576,16 @@ def session_summary(path: str | Path) -> dict:
     header = read_header(path)
     session = load_session(path)  # validates every run (an unknown or newer kind is a one-line error)
     model = header["model"]
-    summary = {
-        "file": str(path),
-        "format_version": header.get("format_version"),
-        "app_version": header.get("app_version"),
-        "created": header.get("created"),
-        "modified": header.get("modified"),
-        "model": {k: model.get(k) for k in ("kind", "architecture", "weights_path", "weights_sha256",
-                                            "n_parameters", "input_spec", "resource", "archive_sha256")},
-        "models": {name: {k: desc.get(k) for k in ("kind", "architecture", "weights_sha256", "archive_sha256",
-                                                   "heldout_accuracy", "at_chance")}
-                   for name, desc in header["models"].items()},
-        "experiments": {},
-    }
+    model_summary = {k: model.get(k) for k in ("kind", "architecture", "weights_path", "weights_sha256",
+                                               "n_parameters", "input_spec", "resource", "archive_sha256")}
+    models = {name: {k: desc.get(k) for k in ("kind", "architecture", "weights_sha256", "archive_sha256",
+                                              "heldout_accuracy", "at_chance")}
+              for name, desc in header["models"].items()}
     if model.get("kind") == "default":
         from .core.models import default_model_record
 
-        summary["model"]["heldout_accuracy"] = default_model_record().get("heldout_accuracy")
+        model_summary["heldout_accuracy"] = default_model_record().get("heldout_accuracy")
+    experiments: dict[str, dict] = {}
     for name, state in session.runs.items():
         kind = header["runs"][name]["kind"]
         spec = spec_of(kind)
@@ -592,7 +599,10 @@ def session_summary(path: str | Path) -> dict:
             if spec.describe:
                 spec.describe(entry)  # what `wna info` prints must be printable
         _damage_named(path, f"runs/{name} ({kind})", summarise)
-        summary["experiments"][name] = entry
+        experiments[name] = entry
+    summary = {"file": str(path), **{key: header.get(key) for key in ("format_version", "app_version", "created",
+                                                                        "modified")},
+               "model": model_summary, "models": models, "experiments": experiments}
     _damage_named(path, "model", lambda: _model_lines(summary))
     return summary
 
@@ -687,7 +697,8 @@ def _variants() -> tuple[str, ...]:
 # --- training (not yet an experiment: it writes a weights file, not a session) ---
 
 def cmd_train(args) -> int:
-    from .core.data import fit_to_model, load_dataset
+    from .core.data import load_dataset
+    from .core.images import fit_to_model
     from .core.models import serialize_state_dict
     from .core.train import TrainConfig, evaluate, train_zoo_model
 

@@ -31,10 +31,10 @@ import torch
 
 from .control import csv_number
 from .bias_attack import NOISE_BLOCK
-from .data import bundled_mnist, images_for_model, load_dataset
+from .data import bundled_mnist, load_dataset
 from .dataset_choices import DATA_DIR_HELP
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
-from .images import dataset_labels, stratified_subset
+from .images import dataset_labels, images_for_model, stratified_subset
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, param

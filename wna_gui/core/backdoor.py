@@ -45,11 +45,11 @@ from torch import nn
 
 from .classification import ClassificationImageConfig, ClassificationImageExperiment, ClassificationImageState
 from .control import EngineError
-from .data import ImageSet, bundled_mnist, fit_to_model, load_dataset
+from .data import bundled_mnist, load_dataset
 from .dataset_choices import DATA_DIR_HELP
 from .estimators import ESTIMATORS
 from .experiment import Artefact, Experiment, ExperimentSpec
-from .images import dataset_labels
+from .images import ImageSet, dataset_labels, fit_to_model
 from .models import ZOO, LoadedModel, build_zoo, serialize_state_dict
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, param

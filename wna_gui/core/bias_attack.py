@@ -35,11 +35,11 @@ import torch
 from .classification import KIND as MAPS_KIND
 from .classification import ClassificationImageState
 from .control import EngineError, csv_number
-from .data import ImageSet, bundled_mnist, images_for_model, load_dataset
+from .data import bundled_mnist, load_dataset
 from .dataset_choices import DATA_DIR_HELP
 from .estimators import ESTIMATORS
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
-from .images import SUBSET_RULE, dataset_labels, describe_record, stratified_subset
+from .images import SUBSET_RULE, ImageSet, dataset_labels, describe_record, images_for_model, stratified_subset
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, param

@@ -30,7 +30,7 @@ from .accumulators import (
     reliability_grid,
 )
 from .control import EngineError, csv_number
-from .data import ImageSet, images_for_model, load_dataset
+from .data import load_dataset
 from .dataset_choices import DATA_DIR_HELP
 from .distributed import BlockSet
 from .estimators import (
@@ -49,7 +49,7 @@ from .estimators import (
     stein_cosines,
 )
 from .experiment import Artefact, Experiment, ExperimentSpec
-from .images import dataset_labels, images_sha256
+from .images import ImageSet, dataset_labels, images_for_model, images_sha256
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise, log_spaced_checkpoints
 from .params import config_arrays, param

@@ -3,7 +3,7 @@ data) declare them while core.data, which imports the models and so the noise so
 
 from __future__ import annotations
 
-# The user's own images, read from --data-dir; fitted to each model's input by core.data.fit_to_model.
+# The user's own images, read from --data-dir; fitted to each model's input by core.images.fit_to_model.
 OWN_DATASETS = {
     "folder": "your images: a folder with one sub-folder per class (data folder)",
     "npz": "your images: an .npz file with x and y (data folder = the file)",

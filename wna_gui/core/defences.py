@@ -58,11 +58,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import ImageSet, bundled_mnist, fit_to_model, load_dataset
+from .data import bundled_mnist, load_dataset
 from .dataset_choices import DATA_DIR_HELP
 from .distortions import gaussian_blur, gaussian_noise, pgd
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
-from .images import SUBSET_RULE, dataset_labels, describe_record, stratified_subset
+from .images import SUBSET_RULE, ImageSet, dataset_labels, describe_record, fit_to_model, stratified_subset
 from .models import ZOO, LoadedModel, build_zoo
 from .params import param
 from .records import require_finite, require_float, require_int, require_shape

@@ -11,6 +11,7 @@ and the GUI's engine thread both iterate :func:`drive`.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol
 
 from .control import RunControl, friendly_errors
@@ -19,9 +20,32 @@ if TYPE_CHECKING:
     from .state import RunState
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How far a run is, in its experiment's progress unit (samples, stimuli, epochs…)."""
+
+    done: int
+    total: int
+    per_second: float = 0.0  # of the run measuring it; 0 when none is
+    finished: bool = False
+    seconds: float = 0.0  # compute time spent so far
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.per_second <= 0:
+            return None
+        return (self.total - self.done) / self.per_second
+
+    def snapshot_fields(self) -> dict:
+        """This progress as a snapshot's fields (:class:`ProgressView`'s readings; core.state.RunSnapshot)."""
+        return {"samples_done": self.done, "samples_total": self.total, "samples_per_second": self.per_second,
+                "finished": self.finished, "seconds": self.seconds}
+
+
 class ProgressView:
-    """What every snapshot tells a progress bar: ``samples_done``, ``samples_total`` and ``samples_per_second``
-    (in the experiment's progress unit: samples, stimuli…), and from them the ETA."""
+    """What every snapshot tells a progress bar: ``samples_done`` of ``samples_total`` (in the experiment's
+    progress unit: samples, stimuli…), ``samples_per_second``, ``finished`` and ``seconds`` of compute time, and
+    from them :attr:`progress`, one :class:`Progress` value."""
 
     if TYPE_CHECKING:  # read only: a snapshot holds them as fields or computes them (properties)
         @property
@@ -29,16 +53,25 @@ class ProgressView:
 
         @property
         def samples_total(self) -> int: ...
-    else:  # annotations only at run time: a property here would be a dataclass field's default
+
+        @property
+        def finished(self) -> bool: ...
+    else:  # annotations only at run time: a property (or a value) here would be a dataclass field's default
         samples_done: int
         samples_total: int
+        finished: bool
     samples_per_second: float
+    seconds: float  # compute time spent so far
+
+    @property
+    def progress(self) -> Progress:
+        return Progress(int(self.samples_done), int(self.samples_total), float(self.samples_per_second),
+                        bool(self.finished), float(self.seconds))
 
     @property
     def eta_seconds(self) -> float | None:
-        if self.samples_per_second <= 0:
-            return None
-        return (self.samples_total - self.samples_done) / self.samples_per_second
+        # from the three readings a progress bar has always had: a plugin's snapshot without ``seconds`` has one
+        return Progress(self.samples_done, self.samples_total, self.samples_per_second).eta_seconds
 
 
 class Work(Protocol):

@@ -44,11 +44,10 @@ from .agreement import error_consistency
 from .classification import SignalImages
 from .control import csv_number
 from .data import bundled_mnist
-from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
-from .params import config_arrays, config_from_dict, config_to_dict, param
+from .params import config_arrays, param
 from .records import (
     require_array,
     require_choice,
@@ -59,6 +58,7 @@ from .records import (
     require_strings,
 )
 from .runtime import Runtime
+from .state import RunConfig, RunSnapshot, RunState
 from .two_class import ahumada_image
 
 KIND = "human_observer"
@@ -85,7 +85,7 @@ ANALYSIS = "Analysis"
 
 
 @dataclass(frozen=True)
-class HumanObserverConfig:
+class HumanObserverConfig(RunConfig):
     participant: str = param("P01", "Participant code", "a code, never a name (letters, digits, - and _; at most "
                              "32): the session is stored and exported under it", group=OBSERVER)
     observer: str = param("person", "Observer", "person: a person answers in the app's run screen (wna cannot "
@@ -171,13 +171,6 @@ class HumanObserverConfig:
     def down_step(self) -> float:
         """γ taken away after a correct answer: the weighted up/down rule's p·down = (1 − p)·up."""
         return self.step * (1.0 - self.target) / self.target
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, arrays: dict | None = None) -> HumanObserverConfig:
-        return config_from_dict(cls, data, arrays)
 
 
 # --- trials ---
@@ -516,7 +509,11 @@ def internal_noise_estimate(agreement: float, accuracy: float = 0.5) -> float:
 # --- state ---
 
 @dataclass
-class HumanObserverState:
+class HumanObserverState(RunState):
+    """The trials answered so far, one list per trial field. Its record is written by hand (one checked array per
+    trial field, the layout saved sessions have; the default record would put the trials in the JSON). No
+    budget setting: a session is not extended."""
+
     config: HumanObserverConfig
     class_names: tuple[str, ...]
     image_shape: tuple[int, ...]
@@ -535,14 +532,6 @@ class HumanObserverState:
     @property
     def progress_total(self) -> int:
         return self.config.total_trials
-
-    @property
-    def finished(self) -> bool:
-        return self.trials_done >= self.config.total_trials
-
-    @staticmethod
-    def budget_of(config: HumanObserverConfig) -> int:
-        return config.total_trials
 
     @staticmethod
     def new_run_text(config: HumanObserverConfig) -> str:
@@ -714,12 +703,7 @@ class DoublePass:
 
 
 @dataclass(frozen=True)
-class HumanObserverSnapshot(ProgressView):
-    samples_done: int
-    samples_total: int
-    samples_per_second: float
-    seconds: float
-    finished: bool
+class HumanObserverSnapshot(RunSnapshot):
     participant: str
     task: str
     procedure: str
@@ -776,8 +760,7 @@ def analyse(state: HumanObserverState, samples_per_second: float = 0.0) -> Human
     agreement = float((trials["response"][both] == trials["network_answer"][both]).mean()) if both.any() \
         else float("nan")
     return HumanObserverSnapshot(
-        samples_done=state.trials_done, samples_total=cfg.total_trials, samples_per_second=samples_per_second,
-        seconds=state.seconds, finished=state.finished, participant=cfg.participant, task=cfg.task,
+        **state.progress_fields(samples_per_second), participant=cfg.participant, task=cfg.task,
         procedure=cfg.procedure, class_names=tuple(state.class_names), image_shape=tuple(state.image_shape),
         trials=trials, human_correct=human_correct, network_correct=network_correct, human=human, network=network,
         cosines=cosines, kappa=float(kappa), response_kappa=float(response_kappa), agreement=agreement,

@@ -1,4 +1,5 @@
-"""Images as experiments use them: subsets, fingerprints and the one wording of the image sources.
+"""Images as experiments use them: the image set, fitted and labelled for a model, subsets, fingerprints and
+the one wording of the image sources. Reading them from disk is core.data's (which imports this module).
 
 Subsets: every subset of a data set is drawn seeded and class-stratified.
 
@@ -12,12 +13,109 @@ reading them stays sequential.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from .dataset_choices import OWN_DATASETS
+
+if TYPE_CHECKING:
+    from .models import LoadedModel
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as PIL's RGB -> L
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be found or read, or does not fit the model; the message names the folder or file."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images as float32 [0, 1] tensors (N, C, H, W) with integer labels."""
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: tuple[str, ...]
+    # Own images: fit_to_model still has to match them to a model's channels, size and classes. An empty
+    # class_names then means the labels are already indices into the model's classes (an .npz without names).
+    own: bool = False
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def of_class(self, label: int) -> torch.Tensor:
+        return self.images[self.labels == label]
+
+    def subset(self, mask_or_index) -> "ImageSet":
+        return dataclasses.replace(self, images=self.images[mask_or_index], labels=self.labels[mask_or_index])
+
+    def relabelled(self, classes: tuple[int, ...]) -> "ImageSet":
+        """Only the given classes, relabelled 0..len(classes)-1 (for binary models)."""
+        keep = torch.isin(self.labels, torch.tensor(classes))
+        remap = torch.full((int(self.labels.max()) + 1,), -1, dtype=torch.long)
+        for new, old in enumerate(classes):
+            remap[old] = new
+        names = tuple(self.class_names[c] for c in classes)
+        return ImageSet(f"{self.name}[{','.join(map(str, classes))}]", self.images[keep],
+                        remap[self.labels[keep]], names)
+
+
+def fit_to_model(images: ImageSet, shape: tuple[int, ...], class_names: tuple[str, ...] | None = None) -> ImageSet:
+    """One's own images as a model of input ``shape`` (C, H, W) and ``class_names`` takes them (None: a model
+    still to be trained on them, with their own classes; an .npz without names gets 0..max label).
+
+    Channels: grey is copied to R, G and B; RGB becomes grey by ITU-R 601 luma (0.299 R + 0.587 G + 0.114 B).
+    Size: the whole image is resized to H×W, bilinear with antialiasing (aspect ratio not kept).
+    Classes: matched by name when every class name is one of the model's; otherwise by position (class i is
+    the model's class i), which needs as many classes as the model has. An .npz without class_names gives
+    the model's class indices directly.
+    """
+    if not images.own:
+        return images
+    if class_names is None:
+        top = int(images.labels.max()) + 1 if len(images) else 0
+        class_names = images.class_names or tuple(str(c) for c in range(top))
+    labels = images.labels
+    if not images.class_names:
+        if labels.numel() and int(labels.max()) >= len(class_names):
+            raise DatasetError(f"{images.name}: label {int(labels.max())} is outside the model's "
+                               f"{len(class_names)} classes (0 to {len(class_names) - 1})")
+    elif set(images.class_names) <= set(class_names):
+        remap = torch.tensor([class_names.index(name) for name in images.class_names], dtype=torch.long)
+        labels = remap[labels]
+    elif len(images.class_names) != len(class_names):
+        raise DatasetError(f"{images.name} has {len(images.class_names)} classes "
+                           f"({', '.join(images.class_names[:10])}) but the model has {len(class_names)} "
+                           f"({', '.join(class_names[:10])}); name the classes after the model's or give as many")
+    x = images.images
+    channels, height, width = (tuple(shape) + (0, 0, 0))[:3]
+    if channels not in (1, 3):
+        raise DatasetError(f"the model takes {channels}-channel images; own images can be fitted to 1 or 3")
+    if x.shape[1] != channels:
+        x = x.repeat(1, 3, 1, 1) if channels == 3 else (x * torch.tensor(LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    if tuple(x.shape[2:]) != (height, width):
+        x = torch.nn.functional.interpolate(x, size=(height, width), mode="bilinear", antialias=True,
+                                            align_corners=False).clamp_(0.0, 1.0)
+    return ImageSet(images.name, x.contiguous(), labels, tuple(class_names))
+
+
+def images_for_model(images: ImageSet, model: LoadedModel) -> ImageSet:
+    """``images`` fitted to ``model`` (own images: its input shape) and labelled in its classes: a 10-class set is
+    relabelled for a binary model; a class of the model the set lacks is a one-line error."""
+    images = fit_to_model(images, model.input_spec.shape, tuple(model.class_names))  # own images only
+    if tuple(images.class_names) == tuple(model.class_names):
+        return images
+    missing = [name for name in model.class_names if name not in images.class_names]
+    if missing:
+        raise ValueError(f"{images.name} has no class {missing[0]!r} of the model "
+                         f"(model classes: {', '.join(model.class_names[:20])})")
+    return images.relabelled(tuple(images.class_names.index(name) for name in model.class_names))
+
 
 # The torchvision data sets by the name a run records (core.data.DATASETS loads them), as the user reads them.
 TORCHVISION_LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}

@@ -51,11 +51,11 @@ import torch
 from torch import nn
 
 from .control import EngineError, RunControl
-from .data import ImageSet, images_for_model, load_dataset
+from .data import load_dataset
 from .dataset_choices import DATA_DIR_HELP
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec
-from .images import dataset_labels, images_sha256
+from .images import ImageSet, dataset_labels, images_for_model, images_sha256
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, param

@@ -15,12 +15,14 @@ from typing import Any, Iterable
 import numpy as np
 
 from .control import RunControl
-from .data import images_for_model, load_dataset
+from .data import load_dataset
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec
+from .images import images_for_model
 from .models import LoadedModel
 from .params import config_arrays, param
 from .psychometric import (
+    EXPERIMENT as PLOT_EXPERIMENT,
     SIGN_WORDS,
     SIGNS,
     STIMULATION,
@@ -152,7 +154,7 @@ class PsychometricGridState(RunState):
 
     def snapshot(self, samples_per_second: float = 0.0) -> "GridSnapshot":
         return GridSnapshot(self.configs, tuple(None if run is None else run.snapshot() for run in self.runs),
-                            tuple(self.class_names), self.progress_total, samples_per_second)
+                            tuple(self.class_names), self.progress_total, self.seconds, samples_per_second)
 
     def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
         meta: dict[str, Any] = {
@@ -183,7 +185,7 @@ class PsychometricGridState(RunState):
 
 def _migrate_v1(meta: dict, arrays: dict) -> tuple[dict, dict]:
     """Version 1 kept a base psychometric config, targets/layers/signs beside it and "cells" for the plots."""
-    from .psychometric import _migrate_v1 as plot_migration
+    plot_migration = PLOT_EXPERIMENT.migrations[1]  # each cell is a version-1 plot record
 
     base = meta["config"]
     config = {key: base[key] for key in ("gammas", "seed", "noise", "dataset", "sigmoid", "guess", "lapse",
@@ -208,8 +210,8 @@ def _migrate_v1(meta: dict, arrays: dict) -> tuple[dict, dict]:
 
 def _migrate_v2(meta: dict, arrays: dict) -> tuple[dict, dict]:
     """Version 2's plots had one noise sample per image, noise blocks by list position and per-curve fits:
-    the grid's config records that (as each plot's run does, see psychometric._migrate_v2)."""
-    from .psychometric import _migrate_v2 as plot_migration
+    the grid's config records that (as each plot's run does: its kind's migration of version 2)."""
+    plot_migration = PLOT_EXPERIMENT.migrations[2]
 
     config = {**meta["config"], "repeats": 1, "noise_index": "position", "width_across_k": "per-k",
               "guess_across_k": "per-k", "lapse_across_k": "per-k", "performance_level": 0.5}
@@ -232,6 +234,7 @@ class GridSnapshot(ProgressView):
     snapshots: tuple[PsychometricSnapshot | None, ...]  # per config; None until its turn comes
     class_names: tuple[str, ...]
     samples_total: int
+    seconds: float  # compute time spent so far
     samples_per_second: float = 0.0  # of the run being measured; 0 when none is
 
     @property

@@ -61,7 +61,7 @@ class Geometry:
             size.append(self.size[axis] + (k_eff - 1) * self.jump[axis])
             start.append(self.start[axis] - padding[axis] * self.jump[axis])
             jump.append(self.jump[axis] * stride[axis])
-        return Geometry(tuple(size), tuple(jump), tuple(start), self.padded or any(p > 0 for p in padding),
+        return Geometry(_pair(size), _pair(jump), _pair(start), self.padded or any(p > 0 for p in padding),
                         self.exact)
 
     @staticmethod
@@ -72,10 +72,10 @@ class Geometry:
         if any(g.whole for g in geometries):
             return Geometry(whole=True, exact=all(g.exact for g in geometries),
                             padded=any(g.padded for g in geometries))
-        start = tuple(min(g.start[a] for g in geometries) for a in range(2))
-        end = tuple(max(g.start[a] + g.size[a] for g in geometries) for a in range(2))
+        start = _pair([min(g.start[a] for g in geometries) for a in range(2)])
+        end = _pair([max(g.start[a] + g.size[a] for g in geometries) for a in range(2)])
         jumps = {g.jump for g in geometries}
-        return Geometry(tuple(end[a] - start[a] for a in range(2)), max(jumps), start,
+        return Geometry(_pair([end[a] - start[a] for a in range(2)]), max(jumps), start,
                         any(g.padded for g in geometries), all(g.exact for g in geometries) and len(jumps) == 1)
 
 
@@ -98,7 +98,7 @@ class LayerGeometry:
     @property
     def size(self) -> tuple[int, int]:
         """Receptive-field size (rows, cols) in input pixels."""
-        return tuple(self.input_shape[1:]) if self.whole else self.field.size
+        return _pair(self.input_shape[1:]) if self.whole else self.field.size
 
     def centre(self) -> tuple[int, int]:
         """The unit position whose field is centred best on the image (ties: the lower index)."""
@@ -109,7 +109,7 @@ class LayerGeometry:
             extent = self.input_shape[axis + 1]
             ideal = ((extent - self.field.size[axis]) / 2 - self.field.start[axis]) / self.field.jump[axis]
             out.append(min(max(int(math.floor(ideal + 0.5)), 0), self.output_size[axis] - 1))
-        return tuple(out)
+        return _pair(out)
 
     def check_position(self, position: tuple[int, int] | None) -> tuple[int, int]:
         """``position`` (None: the centre) checked against the output map; ValueError (one line) when outside."""
@@ -121,7 +121,7 @@ class LayerGeometry:
         if not (0 <= position[0] < rows and 0 <= position[1] < cols):
             raise ReceptiveFieldError(f"position {position[0]},{position[1]} is outside {self.name}'s "
                                       f"{rows}×{cols} output map (rows 0–{rows - 1}, columns 0–{cols - 1})")
-        return tuple(position)
+        return _pair(position)
 
     def field_at(self, position: tuple[int, int]) -> tuple[int, int, int, int]:
         """(top, left, height, width) of the field of unit ``position`` in input pixels (may leave the image)."""
@@ -280,7 +280,7 @@ def _node_geometry(node, shape, traced: Trace, modules: dict) -> Geometry:
         meta = weight.meta.get("tensor_meta") if weight is not None and hasattr(weight, "meta") else None
         if meta is None:
             return Geometry(whole=True, exact=False)
-        kernel = tuple(int(s) for s in meta.shape[-2:])
+        kernel = _pair([int(s) for s in meta.shape[-2:]])
         dilation = _pair(_arg(node, 5, "dilation", 1))
         return source.through(kernel, _pair(_arg(node, 3, "stride", 1)),
                               _conv_padding(_arg(node, 4, "padding", 0), kernel, dilation), dilation)
@@ -310,16 +310,17 @@ def layer_geometry(net: nn.Module, input_shape: tuple[int, ...], name: str,
     module = layers[name]
     shape = traced.shapes[node]
     geometry = traced.geometry[node]
+    channels, height, width = (int(size) for size in input_shape)
     if isinstance(module, nn.Conv2d):
         if shape is None or len(shape) != 3:
             raise ReceptiveFieldError(f"layer {name} does not output a (C, H, W) map")
         if geometry.whole and not geometry.exact:
             raise ReceptiveFieldError(f"the receptive field of {name} cannot be derived from the layers before it")
-        return LayerGeometry(name, "conv", int(shape[0]), (int(shape[1]), int(shape[2])), tuple(input_shape),
+        return LayerGeometry(name, "conv", int(shape[0]), (int(shape[1]), int(shape[2])), (channels, height, width),
                              geometry, _pair(module.kernel_size))
     if shape is None or len(shape) != 1:
         raise ReceptiveFieldError(f"layer {name} does not output one vector per sample (shape {shape})")
-    return LayerGeometry(name, "linear", int(shape[0]), (1, 1), tuple(input_shape), Geometry(whole=True))
+    return LayerGeometry(name, "linear", int(shape[0]), (1, 1), (channels, height, width), Geometry(whole=True))
 
 
 def is_first_conv(net: nn.Module, name: str, traced: Trace) -> bool:
@@ -374,12 +375,20 @@ class PostActivation:
         return activations
 
 
-def _batch_norm_step(module: nn.modules.batchnorm._BatchNorm) -> Callable:
+def _batch_norm_step(module: nn.modules.batchnorm._BatchNorm, name: str) -> Callable:
+    """The batch norm as the eval-mode network applies it, from its running statistics; a batch norm without
+    them (track_running_stats=False) normalises every batch by that batch's own statistics even in eval mode,
+    so a unit's response would depend on the other images of the batch: refused."""
+    if module.running_mean is None or module.running_var is None:
+        raise ReceptiveFieldError(f"layer {name} is a batch norm without running statistics "
+                                  "(track_running_stats=False): it normalises by each batch's own statistics even "
+                                  "in eval mode, so a unit's response depends on the rest of the batch")
+
     def step(x: torch.Tensor) -> torch.Tensor:
         shape = (1, -1) + (1,) * (x.ndim - 2)
-        mean = module.running_mean.reshape(shape) if module.running_mean is not None else 0.0
-        var = module.running_var.reshape(shape) if module.running_var is not None else 1.0
-        x = (x - mean) / torch.sqrt(var + module.eps)
+        # read when applied, not when built: moving the network to a device replaces its buffers
+        mean, var = torch.as_tensor(module.running_mean), torch.as_tensor(module.running_var)
+        x = (x - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + module.eps)
         if module.affine:
             x = x * module.weight.reshape(shape) + module.bias.reshape(shape)
         return x
@@ -408,7 +417,7 @@ def post_activation(traced: Trace, name: str) -> PostActivation:
                 node.op == "call_function" and node.target in _IDENTITY_FUNCTIONS:
             continue
         if module is not None and isinstance(module, nn.modules.batchnorm._BatchNorm) and not pooled:
-            steps.append(_batch_norm_step(module))
+            steps.append(_batch_norm_step(module, str(node.target)))
             words.append("batch norm")
             continue
         if module is not None and isinstance(module, nn.MaxPool2d) or \

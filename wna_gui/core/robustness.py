@@ -58,12 +58,12 @@ import torch
 from .agreement import kappa_matrix
 from .censoring import INSIDE, bound_text, censored_text, censored_value, side
 from .control import RunControl
-from .data import images_for_model, load_dataset
+from .data import load_dataset
 from .dataset_choices import DATA_DIR_HELP
 from .distortions import gaussian_blur, gaussian_noise, ifgsm_step, input_gradient, model_loss, pgd
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
-from .images import SUBSET_RULE, dataset_labels, describe_record, images_sha256, stratified_subset
+from .images import SUBSET_RULE, dataset_labels, describe_record, images_for_model, images_sha256, stratified_subset
 from .models import LoadedModel
 from .noise import block_seed
 from .params import param
@@ -489,7 +489,7 @@ class RobustnessState(RunState):
             stochastic=self.stochastic, class_names=self.class_names, n_images=self.n_images,
             repetitions=self.config.repetitions, example_labels=self.example_labels.copy(),
             distortions=tuple(self._result(d) for d in self.config.distortions),
-            samples_done=self.progress_done, samples_total=self.progress_total,
+            samples_done=self.progress_done, samples_total=self.progress_total, seconds=self.seconds,
             samples_per_second=samples_per_second, subset=dict(self.subset),
             transfer_source=self.model_names[self.transfer_source] if self.transfer_source >= 0 else "",
             ifgsm_steps=self.config.ifgsm_steps)
@@ -717,6 +717,7 @@ class RobustnessSnapshot(ProgressView):
     distortions: tuple[DistortionResult, ...]
     samples_done: int
     samples_total: int
+    seconds: float  # compute time spent so far
     samples_per_second: float = 0.0
     subset: dict = field(default_factory=dict)  # the test images drawn (images.Subset.record())
     transfer_source: str = ""  # the model transfer attacks were crafted on ("" for none)

@@ -33,6 +33,7 @@ import csv
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Protocol, TypeGuard
 
 import numpy as np
 import torch
@@ -93,8 +94,19 @@ def _is_script(net) -> bool:
     return isinstance(net, torch.jit.ScriptModule)
 
 
+def _image_shape(values) -> tuple[int, int, int]:
+    """(C, H, W) of a model's input or a record's list (ValueError unless three numbers)."""
+    channels, height, width = (int(v) for v in values)
+    return channels, height, width
+
+
+def _pair(values) -> tuple[int, int]:
+    first, second = (int(v) for v in values)
+    return first, second
+
+
 def output_geometry(model: LoadedModel) -> LayerGeometry:
-    return LayerGeometry(OUTPUT_LAYER, "linear", model.n_classes, (1, 1), tuple(model.input_spec.shape),
+    return LayerGeometry(OUTPUT_LAYER, "linear", model.n_classes, (1, 1), _image_shape(model.input_spec.shape),
                          Geometry(whole=True))
 
 
@@ -125,14 +137,27 @@ def parse_position(text: str) -> tuple[int, int] | None:
     return row, col
 
 
-def is_structured(noise: NoiseSource) -> bool:
-    """Whether ``noise`` is a structured source analysed on its scores.
-
-    Such a source offers ``block_with_scores(seed, b, size, shape, device)`` → (images, scores (size, K)), block
+class ScoredNoise(Protocol):
+    """A structured source: ``block_with_scores(seed, b, size, shape, device)`` → (images, scores (size, K)), block
     b's images and the independent, zero-mean, unit-variance scores that made them, and ``score_basis(shape)`` →
-    (K, C·H·W): images = offset + scores·basis (before any clipping).
-    """
+    (K, C·H·W): images = offset + scores·basis (before any clipping)."""
+
+    def block_with_scores(self, seed: int, block: int, block_size: int, shape: tuple[int, ...],
+                          device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def score_basis(self, shape: tuple[int, ...]) -> np.ndarray: ...
+
+
+def is_structured(noise: object) -> TypeGuard[ScoredNoise]:
+    """Whether ``noise`` is a structured source (:class:`ScoredNoise`) analysed on its scores."""
     return callable(getattr(noise, "block_with_scores", None)) and callable(getattr(noise, "score_basis", None))
+
+
+def score_basis(noise: NoiseSource, shape: tuple[int, ...]) -> np.ndarray:
+    """(K, C·H·W) float64 basis of a structured source (TypeError for any other)."""
+    if not is_structured(noise):
+        raise TypeError(f"{noise.kind} noise is not made from scores: it has no score basis")
+    return np.asarray(noise.score_basis(shape), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -321,19 +346,20 @@ class STAState(BlockState):
     stc_note: str = ""
     done: BlockSet = field(default_factory=BlockSet)  # the noise blocks merged into the accumulators
     noise_device: str = ""
-    even: STAAccumulator | None = None
-    odd: STAAccumulator | None = None
+    # Made empty by __post_init__ (a new or blank state), then filled by the blocks or read from a record.
+    even: STAAccumulator = field(init=False)
+    odd: STAAccumulator = field(init=False)
     stc: STCAccumulator | None = None
     # the shuffle test, per unit (filled as the null's units of work run; reset when the STC data grow)
     null_count: int = 0  # STC samples the test below was computed on
     null_shuffles: int = 0
-    stc_tested: np.ndarray | None = None  # (U,) bool
-    stc_eigenvalues: np.ndarray | None = None  # (U, P)
-    stc_band: np.ndarray | None = None  # (U, 2)
-    stc_count: np.ndarray | None = None  # (U,) int
-    stc_values: np.ndarray | None = None  # (U, MAX_STC_DIMS)
-    stc_vectors: np.ndarray | None = None  # (U, MAX_STC_DIMS, P)
-    stc_bands: np.ndarray | None = None  # (U, MAX_STC_DIMS + 1, 2)
+    stc_tested: np.ndarray = field(init=False)  # (U,) bool
+    stc_eigenvalues: np.ndarray = field(init=False)  # (U, P)
+    stc_band: np.ndarray = field(init=False)  # (U, 2)
+    stc_count: np.ndarray = field(init=False)  # (U,) int
+    stc_values: np.ndarray = field(init=False)  # (U, MAX_STC_DIMS)
+    stc_vectors: np.ndarray = field(init=False)  # (U, MAX_STC_DIMS, P)
+    stc_bands: np.ndarray = field(init=False)  # (U, MAX_STC_DIMS + 1, 2)
     noise_maps: ClassMeans | None = None
     real_maps: ClassMeans | None = None
     real_done: bool = False
@@ -342,12 +368,9 @@ class STAState(BlockState):
     seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.even is None:
-            self.even = STAAccumulator(self.units, self.features)
-        if self.odd is None:
-            self.odd = STAAccumulator(self.units, self.features)
-        if self.stc_tested is None:
-            self.reset_null()
+        self.even = STAAccumulator(self.units, self.features)
+        self.odd = STAAccumulator(self.units, self.features)
+        self.reset_null()
 
     # --- progress ---
 
@@ -368,8 +391,8 @@ class STAState(BlockState):
 
     @property
     def null_complete(self) -> bool:
-        return (not self.stc_active) or (self.null_count == self.stc.count and self.null_shuffles ==
-                                         self.config.shuffles and bool(self.stc_tested.all()))
+        return self.stc is None or (self.null_count == self.stc.count and self.null_shuffles ==
+                                    self.config.shuffles and bool(self.stc_tested.all()))
 
     @property
     def maps_wanted(self) -> bool:
@@ -412,9 +435,9 @@ class STAState(BlockState):
     def blank(self) -> "STAState":
         """The same run with nothing measured: what a worker runs its noise blocks into (the real-digit maps and
         the shuffle test are not blocks: the merged run does them)."""
-        return replace(self, done=BlockSet(), even=None, odd=None,
+        return replace(self, done=BlockSet(),
                        stc=STCAccumulator(self.units, self.features) if self.stc is not None else None,
-                       stc_tested=None, noise_maps=None if self.noise_maps is None else
+                       noise_maps=None if self.noise_maps is None else
                        ClassMeans(len(self.class_names), {m.name: m.dims for m in self.map_layers}),
                        real_maps=None, real_done=False, reliability_samples=[], reliability=[], seconds=0.0)
 
@@ -484,7 +507,7 @@ class STAState(BlockState):
             # activations sum to less than zero (tanh, pre-activations).
             cosines = cosine_rows(unnormalised.reshape(self.units, -1), self.kernels.reshape(self.units, -1))
         stc_view = None
-        if self.stc_active:
+        if self.stc is not None:
             tested = self.stc_tested.copy()
             stc_view = STCView(
                 samples=int(self.stc.count), target=int(self.config.stc_limit), shuffles=self.config.shuffles,
@@ -496,11 +519,11 @@ class STAState(BlockState):
             **self.progress_fields(samples_per_second),
             phase=phase or self.phase_text(),
             layer=self.config.layer, layer_type=self.layer_type, units=self.units,
-            position=tuple(self.position), output_size=tuple(self.output_size), field_size=tuple(self.field_size),
-            field_start=tuple(self.field_start), field_jump=tuple(self.field_jump), crop=tuple(self.crop),
+            position=self.position, output_size=self.output_size, field_size=self.field_size,
+            field_start=self.field_start, field_jump=self.field_jump, crop=self.crop,
             activation=self.config.activation, post_description=self.post_description,
             noise_label=_noise_text(self.config.noise), structured=self.structured,
-            input_shape=tuple(self.input_shape), class_names=tuple(self.class_names),
+            input_shape=self.input_shape, class_names=tuple(self.class_names),
             sta=sta, unnormalised=unnormalised, zmap=zmap,
             sum_activation=total.sum_a.copy(), mean_activation=total.mean_a.copy(),
             active_fraction=total.active / max(total.count, 1),
@@ -518,18 +541,16 @@ class STAState(BlockState):
             return "sampling"
         return "done"
 
-    def _map_back(self) -> np.ndarray | None:
+    def _map_back(self) -> np.ndarray:
         """(K, C·H·W) the rows that turn score-space vectors into pixel images: (B Bᵀ)⁺ B for images = scores·B.
 
         A filter acts on the noise only through its scores' directions B·k; the pixel image with those scores
         lying in the basis's span is (B Bᵀ)⁺ B·…: the least-squares map back (k = STA·B when B's rows are
         orthonormal). A pseudo-inverse in score space, never the rank-deficient pixel covariance.
         """
-        if not self.structured:
-            return None
         cached = self.__dict__.get("_map_back_cache")
         if cached is None or cached[0] is not self.config.noise:
-            basis = np.asarray(self.config.noise.score_basis(tuple(self.input_shape)), dtype=np.float64)
+            basis = score_basis(self.config.noise, self.input_shape)
             cached = (self.config.noise, np.linalg.pinv(basis @ basis.T, rcond=1e-10, hermitian=True) @ basis)
             self.__dict__["_map_back_cache"] = cached
         return cached[1]
@@ -561,28 +582,31 @@ class STAState(BlockState):
     def _maps_view(self) -> "ActivationMaps | None":
         if not self.maps_wanted:
             return None if not self.map_note else ActivationMaps(note=self.map_note)
+        noise_maps = self.noise_maps
+        assert noise_maps is not None  # new_state and from_record keep noise maps for every map layer
+        real_maps = self.real_maps if self.real_done else None
         noise, real, distances, real_distances, similarity = [], [], [], [], []
         for layer in self.map_layers:
-            means = self.noise_maps.means(layer.name)
+            means = noise_maps.means(layer.name)
             noise.append(layer.display(means))
-            distances.append(mean_pairwise_distance(means, self.noise_maps.counts))
-            if self.real_maps is not None and self.real_done:
-                real_means = self.real_maps.means(layer.name)
+            distances.append(mean_pairwise_distance(means, noise_maps.counts))
+            if real_maps is not None:
+                real_means = real_maps.means(layer.name)
                 real.append(layer.display(real_means))
-                real_distances.append(mean_pairwise_distance(real_means, self.real_maps.counts))
-                both = (self.noise_maps.counts > 0) & (self.real_maps.counts > 0)
+                real_distances.append(mean_pairwise_distance(real_means, real_maps.counts))
+                both = (noise_maps.counts > 0) & (real_maps.counts > 0)
                 r = pearson_rows(means[both], real_means[both]) if both.any() else np.array([np.nan])
                 similarity.append(float(np.nanmean(r)) if np.isfinite(r).any() else float("nan"))
-        has_real = self.real_maps is not None and self.real_done
+        has_real = real_maps is not None
         return ActivationMaps(
             layers=tuple(layer.name for layer in self.map_layers),
             forms=tuple(layer.form for layer in self.map_layers),
-            noise=tuple(noise), noise_counts=self.noise_maps.counts.copy(),
+            noise=tuple(noise), noise_counts=noise_maps.counts.copy(),
             real=tuple(real) if has_real else None,
-            real_counts=self.real_maps.counts.copy() if has_real else None,
+            real_counts=real_maps.counts.copy() if real_maps is not None else None,
             noise_distance=np.asarray(distances), real_distance=np.asarray(real_distances) if has_real else None,
             similarity=np.asarray(similarity) if has_real else None,
-            noise_samples=int(self.noise_maps.counts.sum()), note=self.map_note)
+            noise_samples=int(noise_maps.counts.sum()), note=self.map_note)
 
     # --- records for the session file ---
 
@@ -621,13 +645,14 @@ class STAState(BlockState):
 
     @classmethod
     def from_record(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "STAState":
-        pair = lambda key: tuple(int(v) for v in meta[key])  # noqa: E731
+        top, left, height, width = (int(v) for v in meta["crop"])
         state = cls(
             config=STAConfig.from_dict(meta["config"], arrays), class_names=tuple(meta["class_names"]),
-            input_shape=tuple(int(v) for v in meta["input_shape"]), layer_type=meta["layer_type"],
-            units=int(meta["units"]), output_size=pair("output_size"), position=pair("position"),
-            field_size=pair("field_size"), field_start=pair("field_start"), field_jump=pair("field_jump"),
-            crop=tuple(int(v) for v in meta["crop"]), post_description=meta["post_description"],
+            input_shape=_image_shape(meta["input_shape"]), layer_type=meta["layer_type"],
+            units=int(meta["units"]), output_size=_pair(meta["output_size"]), position=_pair(meta["position"]),
+            field_size=_pair(meta["field_size"]), field_start=_pair(meta["field_start"]),
+            field_jump=_pair(meta["field_jump"]), crop=(top, left, height, width),
+            post_description=meta["post_description"],
             features=int(meta["features"]), structured=bool(meta.get("structured", False)),
             kernels=np.asarray(arrays["kernels"]) if "kernels" in arrays else None,
             map_layers=tuple(MapLayer(m["name"], tuple(int(s) for s in m["shape"]), m["form"])
@@ -646,7 +671,7 @@ class STAState(BlockState):
             state.stc_tested = require_flags(arrays["stc/tested"], "stc/tested").astype(bool)
             for name in ("eigenvalues", "band", "count", "values", "vectors", "bands"):
                 setattr(state, f"stc_{name}", np.array(arrays[f"stc/{name}"]))
-            _check_stc_results(state)
+            _check_stc_results(state, state.stc)
         names = [m.name for m in state.map_layers]
         if "maps/noise/counts" in arrays:
             state.noise_maps = ClassMeans.from_state(arrays, "maps/noise", names)
@@ -657,13 +682,14 @@ class STAState(BlockState):
         return state
 
 
-def _check_stc_results(state: "STAState") -> None:
-    """The stored STC analysis agrees with its accumulator: one row per unit, finite where a unit was tested."""
-    units = state.stc.sum_a.shape[0]
+def _check_stc_results(state: "STAState", stc: STCAccumulator) -> None:
+    """The stored STC analysis agrees with its accumulator ``stc``: one row per unit, finite where a unit was
+    tested."""
+    units = stc.sum_a.shape[0]
     tested = state.stc_tested
     require_shape(tested, (units,), "stc/tested")
     require_counts(state.stc_count, "stc/count", (units,))
-    features = state.stc.sum_ax.shape[1]
+    features = stc.sum_ax.shape[1]
     ranks = {"eigenvalues": 2, "band": 2, "values": 2, "vectors": 3, "bands": 3}
     for name, rank in ranks.items():
         values = getattr(state, f"stc_{name}")
@@ -838,19 +864,26 @@ class STAExperiment(Experiment):
         net = self.runtime.network.net
         shape = tuple(model.input_spec.shape)
         try:
-            self._traced = None if _is_script(net) and state.config.layer == OUTPUT_LAYER else trace(net, shape)
             if state.config.layer == OUTPUT_LAYER:
+                traced = None if _is_script(net) else trace(net, shape)
                 self._geometry, self._post = output_geometry(model), PostActivation()
             else:
-                self._geometry = layer_geometry(net, shape, state.config.layer, self._traced)
-                self._post = post_activation(self._traced, state.config.layer)
+                traced = trace(net, shape)  # a TorchScript model: ReceptiveFieldError
+                self._geometry = layer_geometry(net, shape, state.config.layer, traced)
+                self._post = post_activation(traced, state.config.layer)
         except ReceptiveFieldError as exc:
             raise EngineError(str(exc)) from None
         if self._geometry.units != state.units:
             raise EngineError(f"layer {state.config.layer} has {self._geometry.units} units in this model; the "
                               f"session's run has {state.units}")
         self._layer = None if state.config.layer == OUTPUT_LAYER else self.runtime.layer(state.config.layer)
-        self._map_posts = {m.name: post_activation(self._traced, m.name) for m in state.map_layers}
+        self._map_posts: dict[str, PostActivation] = {}
+        if state.map_layers:
+            if traced is None:
+                raise EngineError(f"this run keeps per-class activation maps of layers "
+                                  f"{', '.join(m.name for m in state.map_layers)}, which a TorchScript model can be "
+                                  "neither traced nor hooked for; continue it with the eager model")
+            self._map_posts = {m.name: post_activation(traced, m.name) for m in state.map_layers}
         self._map_modules = {m.name: self.runtime.layer(m.name) for m in state.map_layers}
         self._stc_data: tuple[torch.Tensor, torch.Tensor] | None = None
         self._pixels: torch.Tensor | None = None
@@ -858,14 +891,14 @@ class STAExperiment(Experiment):
 
     @classmethod
     def new_state(cls, model: LoadedModel, config: STAConfig) -> STAState:
-        shape = tuple(model.input_spec.shape)
+        shape = _image_shape(model.input_spec.shape)
         try:
-            if _is_script(model.net) and config.layer != OUTPUT_LAYER:
-                raise ReceptiveFieldError(f"a TorchScript model can be neither traced nor hooked: map its outputs "
-                                          f"(--layer {OUTPUT_LAYER}), not {config.layer}")
             traced = None if _is_script(model.net) else trace(model.net, shape)
             if config.layer == OUTPUT_LAYER:
                 geometry, post = output_geometry(model), PostActivation()
+            elif traced is None:
+                raise ReceptiveFieldError(f"a TorchScript model can be neither traced nor hooked: map its outputs "
+                                          f"(--layer {OUTPUT_LAYER}), not {config.layer}")
             else:
                 geometry = layer_geometry(model.net, shape, config.layer, traced)
                 post = post_activation(traced, config.layer)
@@ -875,15 +908,15 @@ class STAExperiment(Experiment):
         crop = geometry.crop_at(position)
         structured = is_structured(config.noise)
         if structured:
-            basis = np.asarray(config.noise.score_basis(shape))
+            basis = score_basis(config.noise, shape)
             if basis.ndim != 2 or basis.shape[1] != int(np.prod(shape)):
                 raise EngineError(f"the noise's score basis has shape {basis.shape}; expected (K, {np.prod(shape)})")
             features = basis.shape[0]
         else:
             features = shape[0] * crop[2] * crop[3]
         kernels = None
-        if geometry.layer_type == "conv" and is_first_conv(model.net, config.layer, traced) and \
-                geometry.inside(position):
+        if geometry.layer_type == "conv" and traced is not None and is_first_conv(model.net, config.layer, traced) \
+                and geometry.inside(position):
             kernels = _pixel_kernels(model.net, config.layer, model.input_spec)
             if kernels.shape[2:] != tuple(crop[2:]):
                 kernels = None
@@ -907,8 +940,8 @@ class STAExperiment(Experiment):
         return STAState(
             config=config, class_names=tuple(model.class_names), input_shape=shape,
             layer_type=geometry.layer_type, units=geometry.units, output_size=geometry.output_size,
-            position=position, field_size=tuple(geometry.size), field_start=tuple(geometry.field.start)
-            if not geometry.whole else (0, 0), field_jump=tuple(geometry.field.jump) if not geometry.whole
+            position=position, field_size=geometry.size, field_start=geometry.field.start
+            if not geometry.whole else (0, 0), field_jump=geometry.field.jump if not geometry.whole
             else (0, 0), crop=crop, post_description=post.description, features=features, structured=structured,
             kernels=kernels, map_layers=map_layers, map_note=map_note, stc_note=stc_note, stc=stc,
             noise_maps=noise_maps, real_maps=real_maps)
@@ -1071,7 +1104,8 @@ class STAExperiment(Experiment):
         if self.runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         step = min(s for s in (self.runtime.chunk, len(x)) if s)
-        logits, captured = [], {name: [] for name in layers}
+        logits: list[torch.Tensor] = []
+        captured: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
         for chunk in x.split(max(step, 1)):
             out, values = capture_all(self.runtime.network, self._map_modules, chunk, select)
             logits.append(out)
@@ -1190,6 +1224,9 @@ def write_sta(snapshot: STASnapshot, path) -> Path:
     """The STAs as .npz arrays: both forms and their z-maps, unit indices, receptive-field size/offset."""
     path = Path(path)
     sign = np.sign(snapshot.sum_activation)[:, None, None, None]
+    # Any: numpy's stub reads a str-keyed dict of arrays as one that may set its allow_pickle flag.
+    kernels: dict[str, Any] = {} if snapshot.kernels is None or snapshot.kernel_cosines is None else \
+        {"kernels": snapshot.kernels, "kernel_cosines": snapshot.kernel_cosines}  # measured together
     np.savez_compressed(
         path, units=np.arange(snapshot.units), sta=snapshot.sta, sta_z=snapshot.zmap * sign,
         sta_unnormalised=snapshot.unnormalised, sta_unnormalised_z=snapshot.zmap,
@@ -1200,20 +1237,21 @@ def write_sta(snapshot: STASnapshot, path) -> Path:
         noise=np.asarray(snapshot.noise_label), samples=snapshot.samples_done,
         sum_activation=snapshot.sum_activation, mean_activation=snapshot.mean_activation,
         active_fraction=snapshot.active_fraction, reliability_samples=snapshot.reliability_samples,
-        reliability=snapshot.reliability,
-        **({} if snapshot.kernels is None else {"kernels": snapshot.kernels,
-                                                "kernel_cosines": snapshot.kernel_cosines}))
+        reliability=snapshot.reliability, **kernels)
     return path
 
 
 def write_kernels(snapshot: STASnapshot, path) -> Path:
     """Cosine of each unit's STA with its learned kernel (.csv)."""
     path = Path(path)
+    cosines = snapshot.kernel_cosines
+    if cosines is None:
+        raise ValueError("this run has no learned kernels to compare with (the units of a first conv layer have)")
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["unit", "cosine_sta_kernel", "mean_activation", "active_fraction"])
         for u in range(snapshot.units):
-            cosine = snapshot.kernel_cosines[u]
+            cosine = cosines[u]
             writer.writerow([u, f"{cosine:.6f}" if np.isfinite(cosine) else "",
                              f"{snapshot.mean_activation[u]:.6g}", f"{snapshot.active_fraction[u]:.6f}"])
     return path
@@ -1223,6 +1261,8 @@ def write_stc(snapshot: STASnapshot, path) -> Path:
     """The STC as .npz: spectra, null bands, significant eigenvalues and eigenvectors as crops."""
     path = Path(path)
     stc = snapshot.stc
+    if stc is None:
+        raise ValueError(snapshot.stc_note or "this run has no STC (--stc-samples 0)")
     np.savez_compressed(path, units=np.arange(snapshot.units), eigenvalues=stc.eigenvalues, null_band=stc.band,
                         significant_count=stc.count, significant_values=stc.values,
                         significant_vectors=stc.vectors, round_bands=stc.bands, tested=stc.tested,
@@ -1231,17 +1271,28 @@ def write_stc(snapshot: STASnapshot, path) -> Path:
     return path
 
 
+def _layer_maps(snapshot: STASnapshot) -> ActivationMaps:
+    """The snapshot's activation maps; ValueError where the run kept none."""
+    if snapshot.maps is None or not snapshot.maps.layers:
+        raise ValueError(snapshot.maps.note if snapshot.maps is not None and snapshot.maps.note else
+                         "this run kept no activation maps (--map-samples 0)")
+    return snapshot.maps
+
+
 def write_activation_maps(snapshot: STASnapshot, path) -> Path:
     """Per-class mean activations of every layer: .npz (per layer, noise and real, as displayed: a conv map averaged
     over channels, a vector on a near-square grid)."""
     path = Path(path)
-    maps = snapshot.maps
-    arrays = {"layers": np.asarray(maps.layers), "forms": np.asarray(maps.forms),
-              "class_names": np.asarray(snapshot.class_names), "noise_counts": maps.noise_counts,
-              "noise_distance": maps.noise_distance}
+    maps = _layer_maps(snapshot)
+    assert maps.noise_counts is not None and maps.noise_distance is not None  # set with the layers' maps
+    # Any: numpy's stub reads a str-keyed dict of arrays as one that may set its allow_pickle flag.
+    arrays: dict[str, Any] = {"layers": np.asarray(maps.layers), "forms": np.asarray(maps.forms),
+                              "class_names": np.asarray(snapshot.class_names), "noise_counts": maps.noise_counts,
+                              "noise_distance": maps.noise_distance}
     for name, image in zip(maps.layers, maps.noise):
         arrays[f"noise/{name}"] = image
     if maps.real is not None:
+        assert maps.real_counts is not None and maps.real_distance is not None and maps.similarity is not None
         arrays.update(real_counts=maps.real_counts, real_distance=maps.real_distance, similarity=maps.similarity)
         for name, image in zip(maps.layers, maps.real):
             arrays[f"real/{name}"] = image
@@ -1252,7 +1303,8 @@ def write_activation_maps(snapshot: STASnapshot, path) -> Path:
 def write_layer_distances(snapshot: STASnapshot, path) -> Path:
     """Mean L2 distance between class means per layer, noise and real (.csv)."""
     path = Path(path)
-    maps = snapshot.maps
+    maps = _layer_maps(snapshot)
+    assert maps.noise_distance is not None  # set with the layers' maps
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["layer", "kept_as", "noise_mean_l2_between_classes", "real_mean_l2_between_classes",
@@ -1278,7 +1330,8 @@ def _has_stc(snapshot: STASnapshot) -> bool:
 
 
 def _has_stc_vectors(snapshot: STASnapshot) -> bool:
-    return _has_stc(snapshot) and bool((snapshot.stc.count > 0).any())
+    stc = snapshot.stc
+    return stc is not None and bool(stc.tested.any()) and bool((stc.count > 0).any())
 
 
 def _has_maps(snapshot: STASnapshot) -> bool:

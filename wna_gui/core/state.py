@@ -7,8 +7,8 @@ settings record (``to_dict`` / ``from_dict``). A state is a dataclass with a ``c
 - the budget: ``budget_of(config)`` reads the config's parameter whose role is "budget", and
   ``with_budget(n)`` extends (or trims, never below what is done) the run to ``n``;
 - progress: ``finished`` (all of ``progress_total`` done), :meth:`RunState.progress` (one
-  :class:`Progress` value) and :meth:`RunState.progress_fields` (what every snapshot's progress fields
-  are made from);
+  :class:`Progress` value, the one a snapshot's ``progress`` gives back: core.driver.ProgressView) and
+  :meth:`RunState.progress_fields` (what a :class:`RunSnapshot`'s progress fields are made from);
 - records: :meth:`RunState.to_record` / :meth:`RunState.from_record` derived from the dataclass fields.
   Kinds whose record versions predate this keep their hand-written ones (so no session file changes).
 
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from .distributed import BlockSet
-from .driver import ProgressView
+from .driver import Progress, ProgressView
 from .params import Param, config_arrays, config_from_dict, config_to_dict, params
 
 if TYPE_CHECKING:
@@ -66,28 +66,6 @@ def _extendable(config) -> Param:
 
 
 @dataclass(frozen=True)
-class Progress:
-    """How far a run is, in its experiment's progress unit (samples, stimuli, epochs…)."""
-
-    done: int
-    total: int
-    per_second: float = 0.0  # of the run measuring it; 0 when none is
-    finished: bool = False
-    seconds: float = 0.0  # compute time spent so far
-
-    @property
-    def eta_seconds(self) -> float | None:
-        if self.per_second <= 0:
-            return None
-        return (self.total - self.done) / self.per_second
-
-    def snapshot_fields(self) -> dict:
-        """The fields of this progress in a snapshot (core.driver.ProgressView and the usual two beside it)."""
-        return {"samples_done": self.done, "samples_total": self.total, "samples_per_second": self.per_second,
-                "finished": self.finished, "seconds": self.seconds}
-
-
-@dataclass(frozen=True)
 class RunSnapshot(ProgressView):
     """The fields every snapshot starts with: its run's progress (made by :meth:`RunState.progress_fields`)."""
 
@@ -96,11 +74,6 @@ class RunSnapshot(ProgressView):
     samples_per_second: float
     finished: bool
     seconds: float  # compute time spent so far
-
-    @property
-    def progress(self) -> Progress:
-        return Progress(self.samples_done, self.samples_total, self.samples_per_second, self.finished,
-                        self.seconds)
 
 
 class RunState:

@@ -32,14 +32,14 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from .dataset_choices import DATA_DIR_HELP
-from .images import dataset_labels, stratified_subset
+from .images import dataset_labels, fit_to_model, stratified_subset
 from .noise_base import NoiseSource, counter_normal, counter_uniform
 from .params import param, params
 
@@ -50,7 +50,7 @@ GABOR_ORIENTATIONS = (0.0, 45.0, 90.0, 135.0)
 DEFAULT_COMPONENTS = {28: 250, 32: 600}
 # Envelope σ as a fraction of the wavelength: about a one-octave bandwidth.
 SIGMA_PER_WAVELENGTH = 0.5
-# own images: the training split (4/5), fitted to the model's input (core.data.fit_to_model)
+# own images: the training split (4/5), fitted to the model's input (core.images.fit_to_model)
 FIT_DATASETS = dataset_labels("train")
 SCALINGS = {"minmax": "min–max to [0, 1] per image (the authors')", "none": "none (offset + scores·basis)"}
 # Images of generated noise used to estimate the sources' pixel mean and variance (fixed seed, not the run's).
@@ -88,7 +88,7 @@ def gabor_bank(side: int, cycles: tuple[int, ...] | None = None) -> np.ndarray:
 
 def _training_images(dataset: str, data_dir: str, limit: int, shape: tuple[int, ...]) -> np.ndarray:
     """(N, C, H, W) float64 training images in [0, 1] of the model's shape."""
-    from .data import bundled_mnist, fit_to_model, load_dataset
+    from .data import bundled_mnist, load_dataset
 
     try:
         images = bundled_mnist("train") if dataset == "bundled" else \
@@ -122,8 +122,10 @@ def _one_thread():
 class FittedSource(NoiseSource):
     """Base of sources fitted to training images on first use; ``fitted`` holds the arrays of the fit."""
 
-    generator: ClassVar[str] = "counter"  # the scores / latents: counter-based
+    generator = "counter"  # the scores / latents: counter-based
     fit_params: ClassVar[tuple[str, ...]] = ()  # declared params the fit depends on
+    # Each source's dataclass field (the fit's arrays and its "_key"); an annotation only, as NoiseSource.generator.
+    fitted: dict | None
 
     def __post_init__(self) -> None:
         # ``dataclasses.replace`` carries the fit over: drop it when a setting it was made with changed.
@@ -132,6 +134,12 @@ class FittedSource(NoiseSource):
 
     def _fit_key(self) -> tuple:
         return tuple(getattr(self, name) for name in self.fit_params)
+
+    def _fit_arrays(self) -> dict:
+        """The fit, which every draw makes first (``fit``); an error before it."""
+        if self.fitted is None:
+            raise StructuredNoiseError(f"the {self.label} noise is not fitted yet")
+        return self.fitted
 
     # --- the fit ---
 
@@ -144,7 +152,7 @@ class FittedSource(NoiseSource):
             arrays["shape"] = np.asarray(shape, dtype=np.int64)
             arrays.update(self._moments(arrays, shape))
             object.__setattr__(self, "fitted", {**arrays, "_key": self._fit_key()})
-        fitted_shape = tuple(int(s) for s in self.fitted["shape"])
+        fitted_shape = tuple(int(s) for s in self._fit_arrays()["shape"])
         if fitted_shape != shape:
             raise StructuredNoiseError(f"this {self.label} noise was fitted to {'×'.join(map(str, fitted_shape))} "
                                        f"images; the model takes {'×'.join(map(str, shape))}")
@@ -177,8 +185,9 @@ class FittedSource(NoiseSource):
         """A fitted array as a float32 tensor on ``device`` (cached per device)."""
         cache = self.__dict__.setdefault("_tensors", {})
         key = (name, str(device))
-        if key not in cache or cache[key][0] is not self.fitted:
-            cache[key] = (self.fitted, torch.as_tensor(np.asarray(self.fitted[name], dtype=np.float32), device=device))
+        fitted = self._fit_arrays()
+        if key not in cache or cache[key][0] is not fitted:
+            cache[key] = (fitted, torch.as_tensor(np.asarray(fitted[name], dtype=np.float32), device=device))
         return cache[key][1]
 
     # --- drawing ---
@@ -218,13 +227,13 @@ class FittedSource(NoiseSource):
         return ""
 
 
-_FIT_DATA = dict(label="Fit data", help="training images the noise is fitted to (bundled: the bundled MNIST "
-                 "training digits, for 28×28 greyscale models)", cli="--noise-fit-data", choices=FIT_DATASETS,
-                 group="Noise stimulus")
-_FIT_DIR = dict(label="Fit data folder", help=DATA_DIR_HELP, kind="text", cli="--noise-fit-dir",
-                group="Noise stimulus")
-_FIT_IMAGES = dict(label="Fit images", help="training images used for the fit (0: all)", cli="--noise-fit-images",
-                   low=0, high=10_000_000, step=1000, group="Noise stimulus")
+_FIT_DATA: dict[str, Any] = dict(
+    label="Fit data", help="training images the noise is fitted to (bundled: the bundled MNIST training digits, "
+    "for 28×28 greyscale models)", cli="--noise-fit-data", choices=FIT_DATASETS, group="Noise stimulus")
+_FIT_DIR: dict[str, Any] = dict(label="Fit data folder", help=DATA_DIR_HELP, kind="text", cli="--noise-fit-dir",
+                                group="Noise stimulus")
+_FIT_IMAGES: dict[str, Any] = dict(label="Fit images", help="training images used for the fit (0: all)",
+                                   cli="--noise-fit-images", low=0, high=10_000_000, step=1000, group="Noise stimulus")
 
 
 def _check_fit_data(dataset: str, limit: int) -> None:
@@ -312,9 +321,7 @@ class GaborPCANoise(FittedSource):
     @property
     def explained_variance(self) -> np.ndarray:
         """(C,) fraction of the Gabor weights' variance the kept components explain, per channel."""
-        if self.fitted is None:
-            raise StructuredNoiseError("the Gabor-PCA noise is not fitted yet")
-        return np.asarray(self.fitted["explained"]).sum(-1)
+        return np.asarray(self._fit_arrays()["explained"]).sum(-1)
 
     def fit_summary(self) -> str:
         if self.fitted is None:
@@ -327,7 +334,7 @@ class GaborPCANoise(FittedSource):
                 f"{int(self.fitted['fit_count']):,} images (ridge R² {np.mean(self.fitted['ridge_r2']):.3f})")
 
     def _scores(self, seed: int, block: int, block_size: int, device) -> torch.Tensor:
-        channels, k = self.fitted["basis"].shape[:2]
+        channels, k = self._fit_arrays()["basis"].shape[:2]
         u = counter_uniform(seed, block, block_size * channels * k, device).reshape(block_size, channels, k)
         return u.sub_(0.5).mul_(math.sqrt(12.0))  # zero mean, unit variance
 
@@ -350,7 +357,7 @@ class GaborPCANoise(FittedSource):
     def score_basis(self, shape: tuple[int, ...]) -> np.ndarray:
         """(C·K, C·H·W): images = offset + scores·basis before the scaling (block-diagonal over channels)."""
         self.fit(shape)
-        basis = np.asarray(self.fitted["basis"], dtype=np.float64)
+        basis = np.asarray(self._fit_arrays()["basis"], dtype=np.float64)
         channels, k, p = basis.shape
         out = np.zeros((channels * k, channels * p))
         for c in range(channels):
@@ -478,7 +485,7 @@ class DecoderNoise(FittedSource):
         return {}
 
     def _layers(self, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        n = sum(1 for name in self.fitted if name.startswith("weight_"))
+        n = sum(1 for name in self._fit_arrays() if name.startswith("weight_"))
         return [(self._tensor(f"weight_{i}", device), self._tensor(f"bias_{i}", device)) for i in range(n)]
 
     def _latents(self, seed: int, block: int, block_size: int, device) -> torch.Tensor:
@@ -504,12 +511,14 @@ class DecoderNoise(FittedSource):
                 f"{int(self.fitted['fit_count']):,} images (loss per epoch {losses})")
 
 
-_LATENT = dict(label="Latent dimensions", help="size of the decoder's latent code (0: the paper's, 9 for the "
-               "autoencoder, 20 for the VAE)", cli="--noise-latent", low=0, high=1024, group="Noise stimulus")
-_EPOCHS = dict(label="Training epochs", help="epochs the decoder is trained (paper: 2, just enough for faint "
-               "structure)", cli="--noise-epochs", low=1, high=1000, group="Noise stimulus")
-_TRAIN_SEED = dict(label="Training seed", help="seed of the decoder's initialisation and batch order",
-                   cli="--noise-train-seed", low=0, high=2**31 - 1, group="Noise stimulus")
+_LATENT: dict[str, Any] = dict(
+    label="Latent dimensions", help="size of the decoder's latent code (0: the paper's, 9 for the autoencoder, 20 "
+    "for the VAE)", cli="--noise-latent", low=0, high=1024, group="Noise stimulus")
+_EPOCHS: dict[str, Any] = dict(
+    label="Training epochs", help="epochs the decoder is trained (paper: 2, just enough for faint structure)",
+    cli="--noise-epochs", low=1, high=1000, group="Noise stimulus")
+_TRAIN_SEED: dict[str, Any] = dict(label="Training seed", help="seed of the decoder's initialisation and batch order",
+                                   cli="--noise-train-seed", low=0, high=2**31 - 1, group="Noise stimulus")
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from .control import EngineError, csv_number
-from .data import ImageSet, images_for_model, load_dataset
+from .data import load_dataset
 from .dataset_choices import DATA_DIR_HELP
 from .estimators import ESTIMATORS
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
-from .images import dataset_labels, images_sha256
+from .images import ImageSet, dataset_labels, images_for_model, images_sha256
 from .models import LoadedModel
 from .params import param
 from .records import require_counts, require_finite, require_shape

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import ImageSet, bundled_mnist
+from .data import bundled_mnist
+from .images import ImageSet
 from .models import ZOO, LoadedModel, build_zoo
 from .runtime import Runtime
 

@@ -19,16 +19,18 @@ Every sigmoid is a standard CDF G evaluated at z = a (u - t) / width + b, with
 u = x (u = log x, t = log threshold for the Weibull) and the constants a, b
 set so that G(b) = 0.5 and z(F=0.95) - z(F=0.05) = a.
 
-What it offers (one module per concern: ``sigmoids``, ``bounds``, ``fit`` (the
-scalar fitter and the result types), ``batch`` (the vectorised fitter),
-``bootstrap``, ``conditions``; every name is importable from the package):
+What it offers (one module per concern: ``sigmoids``, ``bounds``, ``fit`` (one
+curve and the result types), ``batch`` (the fitter), ``bootstrap``, ``conditions``;
+every name is importable from the package). One optimiser does every fit: the
+vectorised one of ``batch`` (Fisher scoring in a box), a single curve being a
+batch of one.
 
-- ``fit_psychometric``: one curve, the scalar fitter (multi-start bounded
-  quasi-Newton; agrees with psignifit 4's maximum-likelihood estimates).
+- ``fit_psychometric``: one curve's maximum-likelihood estimate (from the best
+  points of a coarse grid; agrees with psignifit 4's estimates).
 - ``bootstrap_fit``: one curve with item-bootstrap intervals and a Monte-Carlo
-  goodness of fit; the resamples are refitted all at once by the vectorised
-  fitter (``engine="batch"``) or one by one (``"scalar"``, the reference).
-- ``fit_batch``: the vectorised fitter itself, many data sets of several
+  goodness of fit; the resamples are refitted all at once (``engine="batch"``)
+  or one at a time (``"scalar"``, the same optimiser on batches of one).
+- ``fit_batch``: the fitter itself, many data sets of several
   conditions at once, with ``shared`` parameters (one width, guess or lapse
   for every condition; thresholds per condition), as Palamedes' multiple-
   condition fits do.

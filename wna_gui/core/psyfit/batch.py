@@ -1,4 +1,4 @@
-"""The vectorised fitter: many data sets of one or several conditions, fitted in one numpy pass.
+"""The fitter: many data sets of one or several conditions, fitted in one numpy pass (one curve is a batch of one).
 
 A *layout* says where each condition's (threshold, log width, guess, lapse) comes from: a
 parameter of its own, one shared with other conditions, or a fixed value. The batch fitter
@@ -22,7 +22,7 @@ _MAX_ITERATIONS = 200
 _DECREMENT_TOLERANCE = 1e-10  # nats: a step predicted to gain less than this ends the search
 _MU_START, _MU_MIN, _MU_MAX = 1e-3, 1e-12, 1e10
 _GRID_CHUNK = 2_000_000  # elements per grid-start evaluation chunk (memory bound)
-_GRID_STARTS = 3  # grid starts of a fit from nothing (the scalar fitter's number)
+_GRID_STARTS = 3  # grid starts of a fit from nothing (a coarse grid's best points can sit on different ridges)
 
 
 class _Layout:
@@ -203,7 +203,7 @@ def _single_layout(layout: _Layout) -> _Layout:
 
 def _grid_start(batch: _Batch, k: np.ndarray, n: np.ndarray, count: int = 1):
     """(B, C, 4) starting parameters from a coarse grid of thresholds and widths, evaluated at once; with
-    ``count`` > 1 a list of that many, best first (as the scalar fitter's several grid starts).
+    ``count`` > 1 a list of that many, best first.
 
     The guess starts at the response rate at the lowest level (pooled over conditions when shared),
     the lapse at 0.02; per threshold group the best grid threshold, per width group the best width.

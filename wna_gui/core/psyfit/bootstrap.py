@@ -6,8 +6,7 @@ import numbers
 
 import numpy as np
 
-from .batch import _Batch, _Layout, _deviance_terms, _refit
-from .bounds import _search_bounds
+from .batch import _deviance_terms, _refit
 from .fit import BootstrapSamples, PsychometricFit, _interval, _make_fit, _prepare
 from .sigmoids import _to_x_threshold
 
@@ -27,9 +26,11 @@ def bootstrap_fit(x, correct_matrix, *, sigmoid: str = "logistic", guess: float 
     from the fitted psi (same trials per level) that reach the observed deviance
     (None when ``gof_samples`` is 0).
 
-    The point estimate is the scalar fitter's (fit_psychometric). ``engine="batch"``
-    refits all resamples and simulations at once with the vectorised fitter;
-    ``"scalar"`` refits them one by one with the scalar fitter (the reference, slower).
+    The point estimate is fit_psychometric's. Each resample and simulation is refitted from
+    the estimate and from the grid's best point, the better kept: ``engine="batch"`` refits
+    them all at once, ``"scalar"`` one at a time (the same optimiser on batches of one: the
+    loop the vectorised refit replaces, kept for the benchmark and to check that a problem's
+    fit does not depend on the others in its batch).
 
     With ``return_samples=True`` returns ``(fit, BootstrapSamples)``; pass the samples of
     two conditions fitted with the same ``seed`` and items to ``threshold_shift`` for a
@@ -68,14 +69,17 @@ def bootstrap_fit(x, correct_matrix, *, sigmoid: str = "logistic", guess: float 
     simulated = (gof_rng.binomial(trials, problem.psi(params), size=(gof_samples, n_levels)).astype(float)
                  if gof_samples else np.zeros((0, n_levels)))
 
+    batch = problem.batch
     if engine == "scalar":
-        boot_params = np.array([problem.fit(kb, (params,), grid_count=1) for kb in boot_k]).reshape(n_boot, 4)
-        deviances = np.array([problem.deviance(problem.fit(ks, (params,), grid_count=1), ks) for ks in simulated])
+        def refit(counts: np.ndarray) -> np.ndarray:
+            return np.concatenate([_refit(batch, row[None, None], problem.n, params) for row in counts]
+                                  or [np.zeros((0, 1, 4))])
     else:
-        batch = _Batch(problem.u, sigmoid, _Layout(1, _search_bounds(problem.u, guess, lapse), guess, lapse))
-        boot_params = _refit(batch, boot_k[:, None, :], problem.n, params)[:, 0]
-        fitted = _refit(batch, simulated[:, None, :], problem.n, params)
-        deviances = _deviance_terms(simulated[:, None, :], problem.n, batch.psi(fitted)).sum(axis=(1, 2))
+        def refit(counts: np.ndarray) -> np.ndarray:
+            return _refit(batch, counts[:, None, :], problem.n, params)
+    boot_params = refit(boot_k)[:, 0]
+    fitted = refit(simulated)
+    deviances = _deviance_terms(simulated[:, None, :], problem.n, batch.psi(fitted)).sum(axis=(1, 2))
     samples = BootstrapSamples(
         threshold=_to_x_threshold(sigmoid, boot_params[:, 0]),
         width=np.exp(boot_params[:, 1]),

@@ -1,6 +1,6 @@
-"""The ranges the fitters search (rates, widths, thresholds) and the estimates that stop at one of them.
+"""The ranges the fits search (rates, widths, thresholds) and the estimates that stop at one of them.
 
-Both fitters search the same box (``_search_bounds``); ``bound_flags`` says which
+Every fit searches the same box (``_search_bounds``); ``bound_flags`` says which
 fitted parameters sit on its edge and what that means for the reader (``BoundFlag``).
 """
 
@@ -63,7 +63,7 @@ def _check_rates(guess, lapse) -> None:
 
 
 def _search_bounds(u: np.ndarray, guess, lapse) -> np.ndarray:
-    """(4, 2) search bounds of (threshold in u units, log width, guess, lapse), as _Problem searches them."""
+    """(4, 2) search bounds of (threshold in u units, log width, guess, lapse), as every fit searches them."""
     finite = u[np.isfinite(u)]
     lo, hi = float(finite.min()), float(finite.max())
     span = hi - lo

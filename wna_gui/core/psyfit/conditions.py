@@ -131,16 +131,15 @@ def analyse_conditions(x, item_counts, trials_per_item: int = 1, *, sigmoid: str
     k = counts.sum(axis=0)  # (C, L)
     trials = float(n_items * trials_per_item)
     n = np.full((conditions, levels), trials)
-    problems = []
-    for c in range(conditions):
+    for c in range(conditions):  # each condition must have a curve of its own
         try:
-            problems.append(_prepare(x, k[c], n[c], sigmoid, guess, lapse)[0])
+            problem = _prepare(x, k[c], n[c], sigmoid, guess, lapse)[0]
         except ValueError as exc:
             raise ValueError(f"condition {c}: {exc}") from None
-    u = problems[0].u
+    u = problem.u
     bounds = _search_bounds(u, guess, lapse)
     if curve_fits is None:
-        curve = np.array([problem.fit(k[c]) for c, problem in enumerate(problems)])
+        curve = problem.fit(k)  # every condition has the same levels and trials: one batch
     else:
         curve = _to_internal(sigmoid, np.array([[f.threshold, f.width, f.guess, f.lapse] for f in curve_fits]))
     model = _Batch(u, sigmoid, _Layout(conditions, bounds, guess, lapse, shared))

@@ -1,9 +1,9 @@
-"""One curve: the fit's result types, the data checks and the scalar maximum-likelihood fitter.
+"""One curve: the fit's result types, the data checks and the fit of one curve.
 
-``fit_psychometric`` fits one curve by multi-start bounded quasi-Newton (scipy's
-TNC), independently of the vectorised fitter (core.psyfit.batch): each is the
-other's reference in the tests, and the point estimates stored in sessions
-come from this one.
+``fit_psychometric`` is the vectorised fitter (core.psyfit.batch) on a batch of one: one
+optimiser serves single curves, resamples, simulations and joint fits, so they all reach
+the same optimum. (Until issue 23 single curves had their own, scipy's TNC; on flat
+likelihood ridges it stopped before the optimum the batch fitter reaches.)
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, special
 
-from .bounds import _GRID_THRESHOLDS, _GRID_WIDTHS, _WIDTH_GRID, _check_rates, _search_bounds
-from .sigmoids import SHAPES, _PSI_EPS, _Z_LIMIT, _check_sigmoid, _to_u, _to_x_threshold, sigmoid_cdf
+from .batch import _GRID_STARTS, _Batch, _deviance_terms, _grid_start, _Layout, _solve_starts
+from .bounds import _check_rates, _search_bounds
+from .sigmoids import _check_sigmoid, _to_u, _to_x_threshold, sigmoid_cdf
 
 
 @dataclass(frozen=True)
@@ -92,112 +92,32 @@ class BootstrapSamples:
     n_items: int
 
 
-class _Problem:
-    """One data layout (levels, trials per level, sigmoid, free parameters) that many
-    count vectors are fitted against: the bootstrap and goodness-of-fit refits reuse it."""
+class _Curve:
+    """One curve's layout (levels, trials per level, sigmoid, free parameters) as a one-condition batch of the
+    vectorised fitter: the point estimate, the bootstrap and the goodness-of-fit refits all use it."""
 
     def __init__(self, u: np.ndarray, n: np.ndarray, sigmoid: str, guess, lapse):
         self.u = u
         self.n = n
-        self.standard = SHAPES[sigmoid]
-        self.a = self.standard.scale
-        self.b = self.standard.offset
-        finite_u = u[np.isfinite(u)]
-        lo, hi = float(finite_u.min()), float(finite_u.max())
-        span = hi - lo
-        self.grid_thresholds = np.linspace(lo, hi, _GRID_THRESHOLDS)
-        self.grid_log_widths = np.log(np.geomspace(_WIDTH_GRID[0] * span, _WIDTH_GRID[1] * span, _GRID_WIDTHS))
+        self.batch = _Batch(u, sigmoid, _Layout(1, _search_bounds(u, guess, lapse), guess, lapse))
 
-        # Parameter vector: threshold (u units), log width, guess, lapse.
-        self.template = np.array([np.nan, np.nan, 0.0, 0.0])
-        free = [0, 1]
-        if guess is None:
-            free.append(2)
-        else:
-            self.template[2] = guess
-        if isinstance(lapse, str):
-            free.append(3)
-        else:
-            self.template[3] = lapse
-        self.free = np.array(free)
-        self.bounds = [(float(low), float(high)) for low, high in _search_bounds(u, guess, lapse)[self.free]]
-        self.guess_free = guess is None
-        self.lapse_start = min(0.02, self.bounds[-1][1]) if isinstance(lapse, str) else lapse
-
-    def _cdf_parts(self, threshold, log_width):
-        """z, width and F at the levels (broadcasting over parameter arrays); z is clipped
-        to keep the Gumbel's exp finite."""
-        width = np.exp(log_width)
-        z = np.minimum(np.maximum(self.a * (self.u - threshold) / width + self.b, -_Z_LIMIT), _Z_LIMIT)
-        return z, width, self.standard.cdf(z)
-
-    @staticmethod
-    def _psi_from_f(f, guess, lapse):
-        return np.minimum(np.maximum(guess + (1 - guess - lapse) * f, _PSI_EPS), 1 - _PSI_EPS)
+    def fit(self, k: np.ndarray) -> np.ndarray:
+        """Maximum-likelihood (threshold in u units, log width, guess, lapse) of the counts k (L,), or (B, 4)
+        of B count vectors (B, L) at once (independent problems in one batch), the best of the coarse grid's
+        best starts."""
+        counts = np.atleast_2d(k)[:, None, :]
+        starts = _grid_start(self.batch, counts, self.n, _GRID_STARTS)
+        fitted = _solve_starts(self.batch, counts, self.n, starts)[0][:, 0]
+        return fitted if k.ndim == 2 else fitted[0]
 
     def psi(self, params: np.ndarray) -> np.ndarray:
-        threshold, log_width, guess, lapse = params
-        return self._psi_from_f(self._cdf_parts(threshold, log_width)[2], guess, lapse)
-
-    def nll_and_grad(self, theta: np.ndarray, k: np.ndarray):
-        params = self.template.copy()
-        params[self.free] = theta
-        threshold, log_width, guess, lapse = params
-        z, width, f = self._cdf_parts(threshold, log_width)
-        scale = 1 - guess - lapse
-        psi = self._psi_from_f(f, guess, lapse)
-        misses = self.n - k
-        nll = -(k @ np.log(psi) + misses @ np.log1p(-psi))
-        d_nll_d_psi = misses / (1 - psi) - k / psi
-        d_nll_d_f = scale * self.standard.pdf(z) * d_nll_d_psi
-        grad = np.array([
-            -self.a / width * d_nll_d_f.sum(),
-            (self.b - z) @ d_nll_d_f,
-            (1 - f) @ d_nll_d_psi,
-            -(f @ d_nll_d_psi),
-        ])
-        return nll, grad[self.free]
-
-    def grid_starts(self, k: np.ndarray, count: int) -> list[np.ndarray]:
-        """The ``count`` best (threshold, width) grid points, evaluated in one vectorised pass."""
-        guess = self.template[2]
-        if self.guess_free:
-            lowest = np.argmin(self.u)
-            guess = float(np.clip(k[lowest] / self.n[lowest], 0.0, self.bounds[2][1]))
-        thresholds, log_widths = (a.reshape(-1, 1) for a in
-                                  np.meshgrid(self.grid_thresholds, self.grid_log_widths, indexing="ij"))
-        psi = self._psi_from_f(self._cdf_parts(thresholds, log_widths)[2], guess, self.lapse_start)
-        nll = -(np.log(psi) @ k + np.log1p(-psi) @ (self.n - k))
-        return [np.array([thresholds[i, 0], log_widths[i, 0], guess, self.lapse_start])
-                for i in np.argsort(nll)[:count]]
-
-    def fit(self, k: np.ndarray, extra_starts: tuple[np.ndarray, ...] = (), grid_count: int = 3) -> np.ndarray:
-        """Best full parameter vector over several bounded quasi-Newton runs."""
-        best_params, best_nll = None, np.inf
-        for start in [*extra_starts, *self.grid_starts(k, grid_count)]:
-            theta0 = np.clip(start[self.free], [b[0] for b in self.bounds], [b[1] for b in self.bounds])
-            # TNC rather than L-BFGS-B: scipy >= 1.15's L-BFGS-B calls OpenBLAS, which can make
-            # each of these tiny fits ~50x slower when its thread pool is active (scipy#22438).
-            result = optimize.minimize(
-                self.nll_and_grad, theta0, args=(k,), jac=True, method="TNC", bounds=self.bounds,
-                options={"maxfun": 500},
-            )
-            if result.fun < best_nll:
-                best_nll = result.fun
-                best_params = self.template.copy()
-                best_params[self.free] = result.x
-        assert best_params is not None, "no start gave a finite fit"  # the clipped ψ keeps the NLL finite
-        return best_params
+        return self.batch.psi(params[None, None])[0, 0]
 
     def deviance(self, params: np.ndarray, k: np.ndarray) -> float:
-        psi = self.psi(params)
-        misses = self.n - k
-        # xlogy makes 0 * log 0 = 0 at levels with no hits or no misses.
-        return float(2 * np.sum(special.xlogy(k, k / (self.n * psi))
-                                + special.xlogy(misses, misses / (self.n * (1 - psi)))))
+        return float(_deviance_terms(k, self.n, self.psi(params)).sum())
 
 
-def _prepare(x, n_correct, n_trials, sigmoid: str, guess, lapse) -> tuple[_Problem, np.ndarray]:
+def _prepare(x, n_correct, n_trials, sigmoid: str, guess, lapse) -> tuple[_Curve, np.ndarray]:
     """Validated problem and its correct counts; levels without trials are dropped."""
     _check_sigmoid(sigmoid)
     _check_rates(guess, lapse)
@@ -229,10 +149,10 @@ def _prepare(x, n_correct, n_trials, sigmoid: str, guess, lapse) -> tuple[_Probl
         raise ValueError("no correct responses at any level: the psychometric function is undefined")
     if np.all(k == n):
         raise ValueError("every trial is correct at every level: the psychometric function is undefined")
-    return _Problem(u, n, sigmoid, guess, lapse), k
+    return _Curve(u, n, sigmoid, guess, lapse), k
 
 
-def _make_fit(problem: _Problem, sigmoid: str, params: np.ndarray, k: np.ndarray, **uncertainty) -> PsychometricFit:
+def _make_fit(problem: _Curve, sigmoid: str, params: np.ndarray, k: np.ndarray, **uncertainty) -> PsychometricFit:
     return PsychometricFit(
         sigmoid=sigmoid,
         threshold=float(_to_x_threshold(sigmoid, params[0])),

@@ -1,101 +1,65 @@
 """Noise votes: the share of white-noise images a network assigns to each class (the bias that classification
-images start from). A complete wna-gui experiment in one module: a config of declared params, a state that
-saves and resumes, a unit of work (one block of counter-based noise) and the ExperimentSpec the entry point names.
+images start from). A complete wna-gui experiment in one module, built on the floor (wna_gui.core.state): a config
+of declared params, a state that saves and resumes, a unit of work (one block of counter-based noise) and the
+ExperimentSpec the entry point names. docs/architecture.md ("Adding an experiment") walks through it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from wna_gui.core.driver import ProgressView
+from wna_gui.core.distributed import BlockSet
 from wna_gui.core.experiment import Artefact, Experiment, ExperimentSpec
 from wna_gui.core.noise import UniformNoise
-from wna_gui.core.params import config_from_dict, config_to_dict, param
+from wna_gui.core.params import param
+from wna_gui.core.records import require_counts
+from wna_gui.core.state import BlockState, RunConfig, RunSnapshot
 
 KIND = "noise_votes"
 
 
 @dataclass(frozen=True)
-class NoiseVotesConfig:
+class NoiseVotesConfig(RunConfig):
     samples: int = param(10_000, "Sample budget", "noise images shown", low=1, high=10**9, step=1000, role="budget")
     batch_size: int = param(1000, "Batch size", "noise images per block", low=1, high=100_000)
     seed: int = param(0, "Seed", "seed of the counter-based noise", low=0, high=2**31 - 1)
     snapshot_seconds: float = 0.2
 
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, arrays: dict | None = None) -> NoiseVotesConfig:
-        return config_from_dict(cls, data, arrays)
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.samples // self.batch_size)
 
 
 @dataclass(frozen=True)
-class NoiseVotesSnapshot(ProgressView):
+class NoiseVotesSnapshot(RunSnapshot):
     class_names: tuple[str, ...]
     votes: np.ndarray
-    samples_done: int
-    samples_total: int
-    samples_per_second: float
-    finished: bool
 
 
 @dataclass
-class NoiseVotesState:
+class NoiseVotesState(BlockState):
     config: NoiseVotesConfig
     class_names: tuple[str, ...]
     votes: np.ndarray  # (classes,) int64: how many noise images the model called each class
-    blocks_done: int = 0
-    noise_device: str = ""
+    done: BlockSet = field(default_factory=BlockSet)  # the noise blocks counted in votes
+    noise_device: str = ""  # device type whose generator drew the noise
     seconds: float = 0.0
-
-    @property
-    def n_blocks(self) -> int:
-        return -(-self.config.samples // self.config.batch_size)
-
-    @property
-    def progress_done(self) -> int:
-        return min(self.blocks_done * self.config.batch_size, self.config.samples)
-
-    @property
-    def progress_total(self) -> int:
-        return self.config.samples
-
-    @property
-    def finished(self) -> bool:
-        return self.blocks_done >= self.n_blocks
-
-    @staticmethod
-    def budget_of(config: NoiseVotesConfig) -> int:
-        return config.samples
 
     @staticmethod
     def new_run_text(config: NoiseVotesConfig) -> str:
         return f"Start shows {config.samples:,} noise images and counts the class each is called."
 
-    def with_budget(self, samples: int) -> None:
-        self.config = NoiseVotesConfig(samples=samples, batch_size=self.config.batch_size, seed=self.config.seed)
-
     def snapshot(self, rate: float = 0.0) -> NoiseVotesSnapshot:
-        return NoiseVotesSnapshot(self.class_names, self.votes.copy(), self.progress_done, self.progress_total,
-                                  rate, self.finished)
-
-    def to_record(self) -> tuple[dict, dict]:
-        meta = {"config": self.config.to_dict(), "class_names": list(self.class_names),
-                "blocks_done": self.blocks_done, "noise_device": self.noise_device, "seconds": self.seconds}
-        return meta, {"votes": self.votes}
+        return NoiseVotesSnapshot(**self.progress_fields(rate), class_names=self.class_names, votes=self.votes.copy())
 
     @classmethod
     def from_record(cls, meta: dict, arrays: dict) -> NoiseVotesState:
-        names = tuple(str(name) for name in meta["class_names"])
-        votes = np.asarray(arrays["votes"], dtype=np.int64)
-        if votes.shape != (len(names),) or (votes < 0).any():
-            raise ValueError(f"votes must be {len(names)} counts, got shape {votes.shape}")
-        return cls(NoiseVotesConfig.from_dict(meta["config"]), names, votes, int(meta["blocks_done"]),
-                   str(meta.get("noise_device", "")), float(meta.get("seconds", 0.0)))
+        state = super().from_record(meta, arrays)  # the default record: every field, votes and done as arrays
+        require_counts(state.votes, "votes", (len(state.class_names),))
+        return state
 
 
 class NoiseVotesExperiment(Experiment):
@@ -104,7 +68,7 @@ class NoiseVotesExperiment(Experiment):
         return NoiseVotesState(config, tuple(model.class_names), np.zeros(len(model.class_names), dtype=np.int64))
 
     def pending(self):
-        return range(self.state.blocks_done, self.state.n_blocks)
+        return self.state.done.pending(self.config.n_blocks)
 
     def run_unit(self, block: int) -> None:
         config = self.config
@@ -112,7 +76,7 @@ class NoiseVotesExperiment(Experiment):
         noise = UniformNoise().block(config.seed, block, size, self.model.input_spec.shape, self.device)
         called = self.runtime.logits(noise).argmax(1).cpu().numpy()
         self.state.votes += np.bincount(called, minlength=len(self.state.class_names))
-        self.state.blocks_done = block + 1
+        self.state.done.add(block)
 
     def snapshot(self) -> NoiseVotesSnapshot:
         return self.state.snapshot(self.rate)
