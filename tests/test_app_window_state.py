@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QScrollArea, QSpinBox, 
 
 from wna_gui.app import main_window as main_window_module
 from wna_gui.app.main_window import MainWindow
+from wna_gui.app.panels.robustness import PLOT_MIN_WIDTH, PLOT_ROW_HEIGHT
 from wna_gui.core.classification import KIND as CLASSIFICATION
 from wna_gui.core.experiment import run_warnings
 from wna_gui.core.models import DEFAULT_MODEL_FILE, load_default, load_zoo
@@ -27,6 +28,7 @@ from wna_gui.core.resources import resource_path
 from wna_gui.core.session import Session, save_session
 
 RUN_TIMEOUT_MS = 120_000
+RUNS_BAR_MAX_HEIGHT = 60  # px: the folded Runs list on a short screen, title bar included
 SMALL_RUN = {"samples": 3000, "batch_size": 500, "seed": 7}
 # Per kind, settings that make a run take a few seconds at most on a shared CPU (as tests/test_contract.py).
 TINY = {
@@ -258,6 +260,10 @@ def test_every_panel_at_1024_by_700_after_a_short_run_screenshots(window, qtbot,
             run(qtbot, window)
         QApplication.processEvents()
         assert window.width() == 1024 and window.height() == 700, panel.name
+        assert window.runs_dock.height() <= RUNS_BAR_MAX_HEIGHT, "the Runs list folds to one line on a short screen"
+        if panel.name == "robustness":  # long plot titles (a model at chance) and four plots: one column
+            view_area = panel.findChild(QScrollArea, "view_area")
+            assert view_area.horizontalScrollBar().maximum() == 0, "the accuracy plots reflow, nothing scrolls sideways"
         image = window.grab().toImage()
         assert (image.width(), image.height()) == (1024, 700)
         assert image.save(str(out / f"panel-{panel.name}-1024x700.png"))
@@ -271,3 +277,38 @@ def test_every_panel_at_1024_by_700_after_a_short_run_screenshots(window, qtbot,
                 box, data = legend.sceneBoundingRect(), plot.vb.sceneBoundingRect().adjusted(-1, -1, 1, 1)
                 assert plot.sceneBoundingRect().adjusted(-1, -1, 1, 1).contains(box), (panel.name, "legend outside")
                 assert data.contains(box) or not data.intersects(box), (panel.name, "legend larger than the plot")
+
+
+def _curve_columns(panel) -> set[int]:
+    return {column for plot in panel.figure.plots.values() for _, column in panel.figure.items[plot]}
+
+
+def test_robustness_plots_reflow_to_the_width_shown_and_never_scroll_sideways(window, qtbot, tmp_path):
+    """One column of accuracy plots at 1024 px (the panel scrolls down), two side by side at 1400 px; every plot
+    keeps a readable size and a title naming two long-named untrained models at chance wraps inside its plot.
+    Screenshots of both go to WNA_SCREENSHOT_DIR when set."""
+    out = Path(os.environ.get("WNA_SCREENSHOT_DIR") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    untrained = {f"untrained-mnist-cnn-with-a-long-descriptive-name-{n}": load_zoo("mnist_cnn") for n in (1, 2)}
+    path = tmp_path / "untrained.h5"
+    save_session(Session(load_default(), {}, models=untrained), path)
+    open_session(qtbot, window, path)
+    panel = panel_named(window, "robustness")
+    window.tabs.setCurrentWidget(panel)
+    window.resize(1024, 700)
+    set_config(panel, "robustness", **TINY["robustness"])
+    run(qtbot, window)
+    assert len(panel.figure.plots) == 4
+    assert all("at chance" in plot.titleLabel.text for plot in panel.figure.plots.values())
+    view_area = panel.findChild(QScrollArea, "view_area")
+    for (width, height), columns in (((1024, 700), {0}), ((1400, 900), {0, 1}), ((1024, 700), {0})):
+        window.resize(width, height)
+        qtbot.waitUntil(lambda columns=columns: _curve_columns(panel) == columns, timeout=5_000)
+        QApplication.processEvents()
+        assert view_area.horizontalScrollBar().maximum() == 0, (width, "the plots scroll sideways")
+        for plot in panel.figure.plots.values():
+            assert plot.width() >= PLOT_MIN_WIDTH and plot.height() >= 0.9 * PLOT_ROW_HEIGHT, (width, plot.size())
+            title = plot.titleLabel
+            assert title.item.boundingRect().width() <= plot.width() + 1, (width, title.text)
+            assert title.height() >= title.item.boundingRect().height() - 1, (width, "the title's lines are cut")
+        assert window.grab().save(str(out / f"robustness-{width}x{height}.png"))

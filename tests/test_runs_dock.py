@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
+from PySide6.QtWidgets import QApplication, QFileDialog, QInputDialog, QMessageBox
 
+from wna_gui.app import main_window as main_window_module
 from wna_gui.app.compare import Maps
 from wna_gui.app.main_window import MainWindow
+from wna_gui.app.runs_dock import LIST_HEIGHT
 from wna_gui.cli import main
 from wna_gui.core.classification import (
     KIND,
@@ -25,6 +27,7 @@ DATA = Path(__file__).parent / "data"
 BUTTONS = QMessageBox.StandardButton
 RUN_TIMEOUT_MS = 90_000
 SECOND = f"{KIND}-2"
+ONE_LINE = 60  # px: the folded Runs list, title bar included
 
 
 @pytest.fixture
@@ -127,6 +130,60 @@ def test_selecting_a_run_shows_it_in_its_panel_and_continue_resumes_it(window, q
         window.stop_run()
     assert rows(window)[interrupted].done > done
     assert set(rows(window)) == {KIND, SECOND, interrupted}
+
+
+def test_on_a_short_screen_the_runs_list_is_one_line_until_the_user_unfolds_it(window, qtbot, tmp_path):
+    """The offscreen screen is 800 px high: the list starts folded, the plots get the height; the user's choice
+    outlives the window, View > Reset layout goes back to the screen's default, View > Runs list hides it."""
+    dock = window.runs_dock
+    window.resize(1024, 700)
+    run(qtbot, window, samples=1000, seed=7)
+    QApplication.processEvents()
+    assert dock.collapsed and not dock.table.isVisible() and dock.buttons["new"].isVisible()
+    assert dock.height() <= ONE_LINE
+    assert dock.summary.text() == f"1 run in the session · this tab: {KIND!r}, 1,000 / 1,000 samples ✓"
+    folded_tabs = window.tabs.height()
+
+    dock.toggle.click()
+    qtbot.waitUntil(lambda: dock.height() >= LIST_HEIGHT - 10)
+    assert not dock.collapsed and dock.table.isVisible() and dock.buttons["compare"].isVisible()
+    assert not dock.summary.isVisible() and dock.table.rowCount() == 1
+    assert window.tabs.height() <= folded_tabs - 80, "unfolded, the list takes the plots' height"
+    dock.toggle.click()
+    qtbot.waitUntil(lambda: dock.height() <= ONE_LINE)
+    assert window.tabs.height() == folded_tabs
+
+    dock.toggle.click()  # unfolded when the window closes: unfolded at the next launch, at its height
+    qtbot.waitUntil(lambda: dock.height() >= LIST_HEIGHT - 10)
+    unfolded = dock.height()
+    window.close()
+    again = MainWindow(settings=window.store, data_dir=tmp_path / "appdata")
+    qtbot.addWidget(again)
+    again.show()
+    QApplication.processEvents()
+    assert not again.runs_dock.collapsed and again.runs_dock.table.isVisible()
+    assert abs(again.runs_dock.height() - unfolded) <= 2
+
+    again.commands["reset_layout"].trigger()
+    QApplication.processEvents()
+    assert again.runs_dock.collapsed and again.runs_dock.height() <= ONE_LINE
+    view = again.runs_dock.toggleViewAction()
+    view.trigger()
+    assert not again.runs_dock.isVisible()
+    view.trigger()
+    assert again.runs_dock.isVisible() and again.runs_dock.collapsed
+    again._hold_lock(None)
+
+
+def test_on_a_tall_screen_the_runs_list_starts_unfolded(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setattr(main_window_module, "COMPACT_SCREEN_HEIGHT", 400)  # the 800 px offscreen screen is tall
+    window = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat),
+                        data_dir=tmp_path / "appdata")
+    qtbot.addWidget(window)
+    window.show()
+    QApplication.processEvents()
+    assert not window.runs_dock.collapsed and window.runs_dock.table.isVisible()
+    assert abs(window.runs_dock.height() - LIST_HEIGHT) <= 2
 
 
 def test_rename_duplicate_and_delete_from_the_dock(window, qtbot, tmp_path, monkeypatch):

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from PySide6.QtCore import QEvent, QSettings, QStandardPaths, Qt, QTimer, QUrl, Slot
@@ -26,7 +27,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QDockWidget,
     QFileDialog,
     QGraphicsView,
     QLabel,
@@ -42,6 +42,7 @@ from PySide6.QtWidgets import (
     QStyle,
     QSystemTrayIcon,
     QTableWidget,
+    QTableWidgetItem,
     QTabWidget,
     QToolBar,
     QToolButton,
@@ -50,7 +51,15 @@ from PySide6.QtWidgets import (
 
 from .. import __version__
 from ..core.control import format_duration, pick_device
-from ..core.models import LoadedModel, SealedModel, UntrustedModelError, load_default, load_model, unseal
+from ..core.models import (
+    LoadedModel,
+    SealedModel,
+    UntrustedModelError,
+    load_default,
+    load_model,
+    unseal,
+    untrusted_message,
+)
 from ..core.trust import remember_trust
 from ..figures.page import FigureSize, sized
 from ..core.locking import SessionLock
@@ -62,7 +71,7 @@ from .guide import GuideDialog
 from .dialogs import MODEL_SOURCES, ExportDialog, ModelDialog, TrustedModelsDialog, trust_question
 from .panels import Panel, build_panels
 from .compare import CompareWindow
-from .runs_dock import RunsDock
+from .runs_dock import LIST_HEIGHT, RunsDock
 from .session_controller import SessionController
 from .worker import EngineThread, describe_error
 from .settings_store import APPLICATION, ORGANIZATION, app_settings, reset_app_settings  # noqa: F401 (re-exported)
@@ -77,15 +86,32 @@ GUI_CPU_BUDGET = 0.10  # share of the GUI thread's time that drawing snapshots m
 MAX_REPAINT_DELAY_SECONDS = 1.0  # however slow drawing is, the plots refresh at least this often
 AUTOSAVE_SECONDS = 60
 NOTIFY_AFTER_SECONDS = 60  # a run that took longer ends with a desktop notification (the user may have left)
-DOCK_HEIGHT = 140  # px: a bottom dock's first height (three rows of the Runs list)
 DEFAULT_SIZE = (1400, 900)  # the first launch's window (View > Reset layout goes back to it)
+COMPACT_SCREEN_HEIGHT = 900  # px of usable screen height below which the Runs list starts as one line
+Setting = TypeVar("Setting", str, int, float)
+
+
+def stored(store: QSettings, key: str, default: Setting) -> Setting:
+    """The setting ``key`` as the type of ``default`` (``default`` when unset or unreadable): an .ini store
+    gives every value back as text."""
+    value = store.value(key, default)
+    if value is None:
+        return default
+    try:
+        return type(default)(str(value))
+    except ValueError:
+        return default
+
+
+def _text(item: QTableWidgetItem | None) -> str:
+    return item.text() if item is not None else ""
 
 
 def selection_text(table: QTableWidget) -> str:
     """The selected cells as tab-separated rows (the whole table with its header when nothing is selected)."""
     cells = sorted((index.row(), index.column()) for index in table.selectedIndexes())
     if not cells:
-        header = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+        header = [_text(table.horizontalHeaderItem(c)) for c in range(table.columnCount())]
         cells = [(r, c) for r in range(table.rowCount()) for c in range(table.columnCount())]
         lines = ["\t".join(header)]
     else:
@@ -93,7 +119,7 @@ def selection_text(table: QTableWidget) -> str:
     rows = sorted({r for r, _ in cells})
     columns = sorted({c for _, c in cells})
     for r in rows:
-        lines.append("\t".join((table.item(r, c).text() if table.item(r, c) else "") for c in columns))
+        lines.append("\t".join(_text(table.item(r, c)) for c in columns))
     return "\n".join(lines)
 
 
@@ -161,9 +187,9 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self._install_key_filters()
         self.resize(*DEFAULT_SIZE)
-        # Docks start short: the panels keep the height they need on a 700 px screen.
-        docks = self.findChildren(QDockWidget)
-        self.resizeDocks(docks, [DOCK_HEIGHT] * len(docks), Qt.Orientation.Vertical)
+        # On a short screen the Runs list starts as one line: the plots keep the height they need.
+        self.runs_dock.set_collapsed(self._short_screen())
+        self.resizeDocks([self.runs_dock], [LIST_HEIGHT], Qt.Orientation.Vertical)
         self._default_layout = self._layout_state()  # what View > Reset layout goes back to
         self._restore_settings()
         self._session_models_changed()
@@ -247,7 +273,7 @@ class MainWindow(QMainWindow):
         model_menu = QMenu(self.model_button)
         model_menu.addAction("Bundled MNIST CNN", lambda: self.choose_model("default"))
         for source, label in MODEL_SOURCES.items():
-            model_menu.addAction(f"{label}…", lambda source=source: self.choose_model(source))
+            model_menu.addAction(f"{label}…", partial(self.choose_model, source))
         self.model_button.setMenu(model_menu)
         toolbar.addWidget(self.model_button)
         toolbar.addSeparator()
@@ -292,11 +318,11 @@ class MainWindow(QMainWindow):
         """Load another model (in the engine thread); it replaces the current session's results."""
         if not self._confirm_discard():
             return
-        if source == "default":
-            spec, weights, options = "default", None, {}
-        else:
+        options: dict[str, Any] = {}
+        spec, weights = "default", None
+        if source != "default":
             dialog = ModelDialog(source, self)
-            saved = self.store.value("model_dialog", "")
+            saved = stored(self.store, "model_dialog", "")
             dialog.set_entries(json.loads(saved) if saved else {}, source)
             if file is not None:
                 dialog.set_entries({"zoo_weights": file, "script_file": file}, source)
@@ -318,13 +344,16 @@ class MainWindow(QMainWindow):
 
     def _trust_and_load(self, model: SealedModel) -> bool:
         """Ask whether to trust a code-bearing model read from a session; load it if so (False: not trusted)."""
+        sha = model.archive_sha256()
+        if sha is None:  # its archive is missing: there is nothing to trust
+            self.show_error("Could not load the model", untrusted_message(model))
+            return False
         answer = QMessageBox.question(self, "Run code from this file?", trust_question(model),
                                       QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                                       QMessageBox.StandardButton.No)
         if answer != QMessageBox.StandardButton.Yes:
             self.statusBar().showMessage("Not started: the session's TorchScript model was not trusted", 8000)
             return False
-        sha = model.archive_sha256()
         remember_trust(sha, f"TorchScript model ({model.label})", model.origin)
         try:
             loaded = unseal(model, (sha,))
@@ -363,7 +392,9 @@ class MainWindow(QMainWindow):
             # Wheel-driven values take no focus from the wheel: only a click or Tab focuses them.
             widget.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
             if isinstance(widget, QAbstractSpinBox):
-                widget.findChild(QLineEdit).installEventFilter(self)
+                field = widget.findChild(QLineEdit)
+                if field is not None:
+                    field.installEventFilter(self)
         for table in self.findChildren(QTableWidget):
             table.installEventFilter(self)
         # Tab stops only where something visibly takes the keyboard: not the frames that scroll a panel, not plots.
@@ -381,7 +412,7 @@ class MainWindow(QMainWindow):
             return self._scroll_instead(watched, event)
         if watched is self.menuBar() and event.type() == QEvent.Type.KeyPress \
                 and event.key() == Qt.Key.Key_Escape and QApplication.activePopupWidget() is None:
-            self.menuBar().setActiveAction(None)
+            self.menuBar().setActiveAction(None)  # type: ignore[arg-type]  # Qt takes nullptr; the stubs omit it
             self.menuBar().clearFocus()
             if self.engine.running:
                 self.stop_run()
@@ -433,7 +464,14 @@ class MainWindow(QMainWindow):
     # --- runs ---
 
     def current_panel(self) -> Panel:
-        return self.tabs.currentWidget()
+        return self.panels[self.tabs.currentIndex()]  # the tabs are the panels, in order (not movable)
+
+    def _run_panel(self) -> Panel:
+        """The panel whose run the engine runs: start_run sets it before the engine starts a run, and the run's
+        end clears it, so it is there whenever the engine runs."""
+        panel = self._running_panel
+        assert panel is not None, "no run in progress"
+        return panel
 
     @Slot()
     def toggle_run(self) -> None:
@@ -442,11 +480,11 @@ class MainWindow(QMainWindow):
             self.start_run()
         elif self.engine.paused:
             self.engine.resume()
-            self._running_panel.set_paused(False)
+            self._run_panel().set_paused(False)
             self.statusBar().clearMessage()
         else:
             self.engine.pause()
-            self._running_panel.set_paused(True)
+            self._run_panel().set_paused(True)
             self.statusBar().showMessage("Paused")
             self.rate_label.setText("paused")
             self.eta_label.setText("ETA —")
@@ -459,7 +497,7 @@ class MainWindow(QMainWindow):
         # name and the new run gets a name of its own.
         starts_over = panel.plan().action == "new" and panel.has_results()
         previous = panel.states.get(kind), panel.session_inputs().get(kind)  # before the factory replaces them
-        if self.model.sealed and not self._trust_and_load(self.model):
+        if isinstance(self.model, SealedModel) and not self._trust_and_load(self.model):
             return
         if panel.start_in_panel(self.model, self.device()):  # a person answers in the panel's own run screen
             self.dirty = True
@@ -467,7 +505,10 @@ class MainWindow(QMainWindow):
         try:
             factory = panel.experiment_factory(self.model, self.device(), self.current_session())
         except UntrustedModelError as exc:  # an extra model the run reads
-            if self._trust_and_load(exc.model):
+            model = getattr(exc, "model", None)  # set where unseal refused it; then the user can trust it
+            if not isinstance(model, SealedModel):
+                self.show_error("Cannot start", str(exc))
+            elif self._trust_and_load(model):
                 self.start_run()
             return
         except ValueError as exc:
@@ -539,7 +580,8 @@ class MainWindow(QMainWindow):
         showed stays in the session. ValueError (one line) when that panel's run of this kind is running."""
         from ..core.registry import spec_for_state
 
-        if self.shown_run(name) is None:
+        shown = self.shown_run(name)
+        if shown is None:
             state = self._other_runs[name]
             kind = spec_for_state(state).kind
             panel = self._panel_for(kind)
@@ -550,7 +592,8 @@ class MainWindow(QMainWindow):
             panel.adopt_run(kind, state, self._other_inputs.pop(name, None))
             self._run_names[(panel.name, kind)] = name
             self._redraw(panel)
-        panel = self.shown_run(name)[0]
+        else:
+            panel = shown[0]
         self.tabs.setCurrentWidget(panel)
         return panel
 
@@ -681,14 +724,16 @@ class MainWindow(QMainWindow):
     def _run_ended(self, snapshot: Any, message: str) -> None:
         self._pending_snapshot = snapshot
         self._draw_pending()
-        self._running_panel.set_running(False)
-        title = self._running_panel.title
+        panel = self._run_panel()
+        panel.set_running(False)
+        title = panel.title
         self._running_panel = None
         self.eta_label.setText("ETA —")
         self.dirty = True
         self.autosave()
         self.statusBar().showMessage(message, 10000)
         self._session_models_changed()  # the run may have trained models (defences, backdoor, two-class)
+        self.runs_dock.refresh()  # its last progress now, not at the dock's next tick
         if time.monotonic() - self._run_started > NOTIFY_AFTER_SECONDS:
             self.notify(f"{title}: {message}")
 
@@ -707,7 +752,7 @@ class MainWindow(QMainWindow):
     @Slot(str, str)
     def _run_failed(self, message: str, details: str) -> None:
         self._pending_snapshot = None
-        self._running_panel.set_running(False)
+        self._run_panel().set_running(False)
         self._running_panel = None
         self.statusBar().showMessage("Run failed", 10000)
         self.show_error("Run failed", message, details)
@@ -851,7 +896,7 @@ class MainWindow(QMainWindow):
         for panel in self.panels:
             preview = panel.preview_factory(self.model)
             if preview is not None:
-                self.engine.submit(preview, on_done=lambda shown, panel=panel: self._show_restored(panel, shown),
+                self.engine.submit(preview, on_done=partial(self._show_restored, panel),
                                    failure_title="Could not show the session")
         self._session_models_changed()
 
@@ -897,11 +942,11 @@ class MainWindow(QMainWindow):
         self.session_controller.save_to(path)
 
     def ask_save_path(self) -> Path | None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save session", self.session_controller.session_dir(),
-                                              SESSION_FILTER)
-        if not path:
+        chosen, _ = QFileDialog.getSaveFileName(self, "Save session", self.session_controller.session_dir(),
+                                                SESSION_FILTER)
+        if not chosen:
             return None
-        path = Path(path)
+        path = Path(chosen)
         return path if path.suffix.lower() in SESSION_SUFFIXES else path.with_name(path.name + SESSION_SUFFIXES[0])
 
     def ask_save_as_after(self, error: SessionError) -> bool:
@@ -935,7 +980,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.clear()
         recent = self.recent_files()
         for path in recent:
-            self.recent_menu.addAction(path, lambda path=path: self._open_recent(path))
+            self.recent_menu.addAction(path, partial(self._open_recent, path))
         if recent:
             self.recent_menu.addSeparator()
             self.recent_menu.addAction("Clear list", self.session_controller.clear_recent)
@@ -950,24 +995,24 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def open_export_dialog(self) -> None:
-        directory = self.store.value("export_dir", "") or self.session_controller.session_dir()
+        directory = stored(self.store, "export_dir", "") or self.session_controller.session_dir()
         stem = self.session_path.name.split(".")[0] if self.session_path else "unsaved"
-        self.export_dialog = ExportDialog(self.current_panel().export_targets(), directory, self, stem,
-                                          self.export_size())
-        self.export_dialog.exported.connect(self._exported)
-        self.export_dialog.open()
+        dialog = ExportDialog(self.current_panel().export_targets(), directory, self, stem, self.export_size())
+        dialog.exported.connect(lambda path: self._exported(path, dialog.figure_size()))
+        self.export_dialog = dialog
+        dialog.open()
 
     def export_size(self) -> FigureSize:
         """The figure size last chosen in the export dialog (default: double column, 300 dpi)."""
+        default = FigureSize()
         try:
-            return FigureSize(float(self.store.value("export_width_mm", FigureSize().width_mm)),
-                              int(self.store.value("export_dpi", FigureSize().dpi)))
-        except (TypeError, ValueError):
-            return FigureSize()
+            return FigureSize(stored(self.store, "export_width_mm", default.width_mm),
+                              stored(self.store, "export_dpi", default.dpi))
+        except ValueError:  # a size out of range
+            return default
 
-    def _exported(self, path: Path) -> None:
+    def _exported(self, path: Path, size: FigureSize) -> None:
         self.store.setValue("export_dir", str(path.parent))
-        size = self.export_dialog.figure_size()
         self.store.setValue("export_width_mm", size.width_mm)
         self.store.setValue("export_dpi", size.dpi)
         self.statusBar().showMessage(f"Exported {path} ({size.describe()})", 5000)
@@ -975,7 +1020,8 @@ class MainWindow(QMainWindow):
     @Slot()
     def export_all_dialog(self) -> None:
         directory = QFileDialog.getExistingDirectory(self, "Export all results to a folder",
-                                                     self.store.value("export_dir", "") or self.session_controller.session_dir())
+                                                     stored(self.store, "export_dir", "")
+                                                     or self.session_controller.session_dir())
         if directory:
             self.export_all(Path(directory))
 
@@ -1095,6 +1141,9 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(store.value("window/geometry"))
         else:
             self.resize(*DEFAULT_SIZE)
+        runs_list = stored(store, "window/runs_list", "")
+        if runs_list in ("collapsed", "expanded"):  # the user's choice outlives the screen's default
+            self.runs_dock.set_collapsed(runs_list == "collapsed")
         if store.contains("window/state"):
             self.restoreState(store.value("window/state"))
         device_index = self.device_combo.findData(store.value("device", "auto"))
@@ -1110,7 +1159,11 @@ class MainWindow(QMainWindow):
                 state = store.value(f"panels/{panel.name}/{splitter.objectName()}")
                 if state is not None:
                     splitter.restoreState(state)
-        self.tabs.setCurrentIndex(int(store.value("window/tab", 0)))
+        self.tabs.setCurrentIndex(stored(store, "window/tab", 0))
+
+    def _short_screen(self) -> bool:
+        screen = self.screen()
+        return screen is not None and screen.availableGeometry().height() < COMPACT_SCREEN_HEIGHT
 
     def _layout_state(self) -> tuple:
         return self.saveState(), {(panel.name, splitter.objectName()): splitter.saveState()
@@ -1118,11 +1171,15 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def reset_layout(self) -> None:
-        """The first launch's window size, toolbar and splitters (settings and results stay)."""
+        """The first launch's window size, toolbar, Runs list and splitters (settings and results stay)."""
         window_state, splitters = self._default_layout
         self.showNormal()
         self.resize(*DEFAULT_SIZE)
+        compact = self._short_screen()  # this screen's: the window may have moved since the first launch
+        self.runs_dock.set_collapsed(compact)
         self.restoreState(window_state)
+        if not compact:
+            self.resizeDocks([self.runs_dock], [LIST_HEIGHT], Qt.Orientation.Vertical)
         for panel in self.panels:
             for splitter in panel.findChildren(QSplitter):
                 state = splitters.get((panel.name, splitter.objectName()))
@@ -1137,10 +1194,10 @@ class MainWindow(QMainWindow):
 
         from ..cli import info_lines, session_summary
 
-        session, path, unsaved = self.current_session(), self.session_path, self.dirty or self.session_path is None
+        session, path, dirty = self.current_session(), self.session_path, self.dirty
 
         def summarise() -> str:
-            if not unsaved:
+            if path is not None and not dirty:
                 return "\n".join(info_lines(session_summary(path)))
             with tempfile.TemporaryDirectory() as folder:  # `wna info` reads files: give it the unsaved session
                 copy = save_session(session, Path(folder) / "session.h5")
@@ -1175,6 +1232,7 @@ class MainWindow(QMainWindow):
         store.setValue("window/geometry", self.saveGeometry())
         store.setValue("window/state", self.saveState())
         store.setValue("window/tab", self.tabs.currentIndex())
+        store.setValue("window/runs_list", "collapsed" if self.runs_dock.collapsed else "expanded")
         store.setValue("device", self.device())
         for panel in self.panels:
             store.setValue(f"panels/{panel.name}/settings", json.dumps(panel.settings()))

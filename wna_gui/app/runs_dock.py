@@ -5,6 +5,10 @@ kind's runs (the one Start continues); the others wait in the session. The dock
 lists them all, and selecting one shows it in its panel. The bookkeeping of which
 run a panel shows lives in the main window (``show_run``, ``new_run``,
 ``rename_run``, ``delete_run``…); this module only presents it.
+
+Collapsed, the dock is one line (how many runs, the shown tab's run, the running
+one, and New run), so the plots keep their height on a short screen; "Show list"
+brings the table back at the height it had.
 """
 
 from __future__ import annotations
@@ -19,12 +23,16 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QInputDialog,
+    QLabel,
     QLineEdit,
+    QMainWindow,
     QMenu,
     QMessageBox,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -33,6 +41,9 @@ from ..core.registry import spec_for_state
 
 COLUMNS = ("Run", "Experiment", "Progress", "Created", "Modified", "Model", "Status")
 REFRESH_MS = 500  # the progress of a running run is re-read this often (only the changed rows are redrawn)
+LIST_HEIGHT = 140  # px: the dock's height when the list is first shown (three rows of the table)
+SELECTION_BUTTONS = ("continue", "rename", "duplicate", "delete", "compare")  # act on the rows selected
+NO_MAXIMUM = 16_777_215  # QWIDGETSIZE_MAX: no height limit
 
 
 def short_time(stamp: str | None) -> str:
@@ -64,6 +75,17 @@ class RunRow:
     def cells(self) -> tuple[str, ...]:
         return (self.name, self.title, self.progress, short_time(self.created),
                 short_time(self.modified) if self.modified else "not saved", self.model, self.status)
+
+
+def summary_text(rows: list[RunRow], shown_here: str | None) -> str:
+    """The collapsed dock's line: how many runs, the shown tab's run and the running one."""
+    parts = [f"{len(rows)} run{'' if len(rows) == 1 else 's'} in the session"]
+    by_name = {row.name: row for row in rows}
+    here = by_name.get(shown_here) if shown_here is not None else None
+    parts.append(f"this tab: {here.name!r}, {here.progress}" if here is not None else "this tab: no results yet")
+    parts += [f"running: {row.name!r}, {row.progress}" for row in rows
+              if row.status == "running" and row is not here]
+    return " · ".join(parts)
 
 
 def run_rows(window) -> list[RunRow]:
@@ -98,6 +120,8 @@ class RunsDock(QDockWidget):
         self.setObjectName("runs_dock")
         self.window_ = window
         self._rows: list[RunRow] = []
+        self._list_height = LIST_HEIGHT  # the expanded dock's height, given back when the list is shown again
+        self.collapsed = False
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("runs_table")
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -114,9 +138,19 @@ class RunsDock(QDockWidget):
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
 
+        self.toggle = QToolButton()
+        self.toggle.setObjectName("runs_toggle")
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toggle.clicked.connect(lambda: self.set_collapsed(not self.collapsed))
+        self.summary = QLabel()
+        self.summary.setObjectName("runs_summary")
+        # Clipped, never wider than the window: a long run name must not widen a 1024 px window.
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.buttons = {}
-        bar = QHBoxLayout()
+        self.bar = QWidget()
+        bar = QHBoxLayout(self.bar)
         bar.setContentsMargins(0, 0, 0, 0)
+        bar.addWidget(self.toggle)
         for key, text, tip, slot in (
                 ("new", "New run", "An empty new run of the shown panel's experiment (the current run stays)",
                  self.new_run),
@@ -133,13 +167,14 @@ class RunsDock(QDockWidget):
             button.clicked.connect(slot)
             bar.addWidget(button)
             self.buttons[key] = button
-        bar.addStretch(1)
-        body = QWidget()
-        layout = QVBoxLayout(body)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.table, 1)
-        layout.addLayout(bar)
-        self.setWidget(body)
+        bar.addWidget(self.summary, 1)  # collapsed, the line takes the room the table's buttons leave
+        bar.addStretch(0)  # expanded, the buttons stay at the left
+        self.body = QWidget()
+        self.body_layout = QVBoxLayout(self.body)
+        self.body_layout.setContentsMargins(4, 4, 4, 4)
+        self.body_layout.addWidget(self.table, 1)
+        self.body_layout.addWidget(self.bar)
+        self.setWidget(self.body)
         for keys, slot in ((QKeySequence(Qt.Key.Key_F2), self.rename_selected),
                            (QKeySequence(QKeySequence.StandardKey.Delete), self.delete_selected)):
             shortcut = QShortcut(keys, self.table)
@@ -150,7 +185,54 @@ class RunsDock(QDockWidget):
         self.timer.setInterval(REFRESH_MS)
         self.timer.timeout.connect(lambda: self.refresh() if self.isVisible() else None)  # hidden: no work
         self.timer.start()
+        self._show_collapsed()
         self.refresh()
+
+    # --- one line or the whole list ---
+
+    def set_collapsed(self, collapsed: bool) -> None:
+        """One line (``collapsed``) or the table; the table comes back at the height it had."""
+        if collapsed == self.collapsed:
+            return
+        if collapsed and self.isVisible():
+            self._list_height = self.height()
+        self.collapsed = collapsed
+        self._show_collapsed()
+        if not collapsed:
+            self._resize_height(self._list_height)
+
+    def _show_collapsed(self) -> None:
+        collapsed = self.collapsed
+        self.table.setVisible(not collapsed)
+        for key in SELECTION_BUTTONS:
+            self.buttons[key].setVisible(not collapsed)
+        self.summary.setVisible(collapsed)
+        self.toggle.setText("Show list" if collapsed else "Hide list")
+        self.toggle.setArrowType(Qt.ArrowType.UpArrow if collapsed else Qt.ArrowType.DownArrow)
+        self.toggle.setToolTip("Show the table of runs (select, continue, rename, delete, compare)" if collapsed
+                               else "Fold the runs into one line: the plots get the height")
+        margins = self.body_layout.contentsMargins()
+        self.body.setMaximumHeight(self.bar.sizeHint().height() + margins.top() + margins.bottom()
+                                   if collapsed else NO_MAXIMUM)
+        self._show_summary()
+
+    def _resize_height(self, height: int) -> None:
+        window = self.parentWidget()
+        if self.isFloating() or not isinstance(window, QMainWindow):
+            self.resize(self.width(), height)
+        else:
+            window.resizeDocks([self], [height], Qt.Orientation.Vertical)
+
+    def _show_summary(self) -> None:
+        if not self.collapsed:
+            return
+        panel = self.window_.current_panel()
+        here = (panel, panel.active_kind())
+        shown_here = next((row.name for row in self._rows if self.window_.shown_run(row.name) == here), None)
+        text = summary_text(self._rows, shown_here)
+        if text != self.summary.text():
+            self.summary.setText(text)
+            self.summary.setToolTip(text)
 
     # --- the list ---
 
@@ -158,6 +240,7 @@ class RunsDock(QDockWidget):
         """Re-read the session's runs; rows are rewritten only when what they show changed."""
         rows = run_rows(self.window_)
         if rows == self._rows:
+            self._show_summary()  # the tab shown may have changed
             return
         selected = set(self.selected_names())
         self.table.blockSignals(True)
@@ -181,6 +264,7 @@ class RunsDock(QDockWidget):
         self._select_rows(selected)
         self.table.blockSignals(False)
         self._update_buttons()
+        self._show_summary()
 
     def rows(self) -> list[RunRow]:
         return list(self._rows)

@@ -151,7 +151,8 @@ class Panel(QWidget):
         need more room than that makes the panel scroll sideways instead of cutting titles (the window keeps to
         1024 px)."""
         shown = self.findChild(QScrollArea, "view_area")  # the panel's visible width, not the view's own
-        room = max((shown.viewport().width() if shown is not None else view.width()) - 16, 200)
+        left, _, right, _ = figure.layout.getContentsMargins()  # the grid's own margins are beside the text
+        room = max((shown.viewport().width() if shown is not None else view.width()) - 16 - round(left + right), 200)
         for item in figure.items:
             if isinstance(item, pg.LabelItem) and item.item.textWidth() != room:
                 item.item.setTextWidth(room)

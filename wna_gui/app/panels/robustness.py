@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import copy
 import html
+import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QBrush
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QBrush, QTextOption
 from PySide6.QtWidgets import (
     QComboBox,
     QGroupBox,
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QScrollArea,
     QSlider,
     QSplitter,
     QTableWidget,
@@ -72,10 +74,28 @@ def _interval(interval) -> str:
 
 
 CURVES_MIN_HEIGHT = 400  # px: two rows of accuracy plots stay readable; a lower window scrolls the panel
+PLOT_MIN_WIDTH = 320  # px: a narrower accuracy plot crowds its points and ticks; two columns need twice this
+PLOT_ROW_HEIGHT = 190  # px: the least height of one row of accuracy plots
+TITLE_ROW_HEIGHT = 30  # px: pyqtgraph's one-line title row
+TITLE_SLACK = 8  # px: the plot's own margins beside its title
+CENTRED = QTextOption(Qt.AlignmentFlag.AlignHCenter)
 
 
 class RobustnessPanel(Panel):
     title = "Robustness"
+
+    def __init__(self, specs, parent=None) -> None:
+        super().__init__(specs, parent)
+        # The plots reflow when the room they are shown in changes width (the window, not the data).
+        view_area = self.findChild(QScrollArea, "view_area")
+        assert view_area is not None  # the base panel's
+        self.view_port = view_area.viewport()
+        self.view_port.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.view_port and event.type() == QEvent.Type.Resize:
+            self._fit_curves()
+        return super().eventFilter(watched, event)
 
     def build_views(self) -> QWidget:
         self._level = 0
@@ -271,9 +291,56 @@ class RobustnessPanel(Panel):
 
     def draw(self, kind: str, snapshot: RobustnessSnapshot) -> None:
         self.figure.show_snapshot(snapshot)
-        self.fit_figure(self.curves, self.figure)
+        self._fit_curves()
         self._fill_table(snapshot)
         self._redraw_level()
+
+    def _fit_curves(self) -> None:
+        """The accuracy plots in two columns where two readable ones fit the visible width, else in one under
+        each other (the panel scrolls down); a title longer than its plot wraps. Nothing scrolls sideways."""
+        figure = self.figure
+        plots = list(figure.plots.values())
+        if not plots:
+            self.fit_figure(self.curves, figure)
+            return
+        legends = [item for item in figure.items if isinstance(item, pg.LabelItem)]
+        left, top, right, bottom = figure.layout.getContentsMargins()
+        spacing = figure.layout.horizontalSpacing()
+        room = self.view_port.width() - 16 - round(left + right)  # as fit_figure gives the legend
+        columns = 2 if len(plots) > 1 and 2 * PLOT_MIN_WIDTH + spacing <= room else 1
+        placed = 1 + max(column for plot in plots for _, column in figure.items[plot])
+        if placed != columns:
+            for item in (*legends, *plots):
+                figure.removeItem(item)
+            for item in legends:
+                figure.addItem(item, row=0, col=0, colspan=columns)
+            for index, plot in enumerate(plots):
+                figure.addItem(plot, row=1 + index // columns, col=index % columns)
+        cell = (room - spacing * (columns - 1)) / columns
+        for plot in plots:
+            self._wrap_title(plot, cell)
+        self.fit_figure(self.curves, figure)  # the legend wraps to the room too
+        # Tall enough for every row of plots at a readable height, however many lines the texts took.
+        titles = [plot.titleLabel.maximumHeight() - TITLE_ROW_HEIGHT for plot in plots]
+        rows = [PLOT_ROW_HEIGHT + max(titles[start:start + columns]) for start in range(0, len(plots), columns)]
+        legend = sum(item.effectiveSizeHint(Qt.SizeHint.MinimumSize).height() for item in legends)
+        need = top + bottom + legend + sum(rows) + figure.layout.verticalSpacing() * len(rows)
+        self.curves.setMinimumHeight(max(CURVES_MIN_HEIGHT, math.ceil(need)))
+
+    @staticmethod
+    def _wrap_title(plot: pg.PlotItem, cell: float) -> None:
+        """The title on as many centred lines as a plot ``cell`` px wide needs (pyqtgraph gives it one line)."""
+        label = plot.titleLabel
+        text = label.item
+        text.setTextWidth(-1)  # its natural width first
+        beside = plot.getAxis("left").minimumWidth() + TITLE_SLACK  # the title spans the plot less its axis
+        if text.boundingRect().width() > cell - beside:
+            text.setTextWidth(max(cell - beside, 1.0))
+            text.document().setDefaultTextOption(CENTRED)
+        label.updateMin()
+        height = max(TITLE_ROW_HEIGHT, math.ceil(text.boundingRect().height()))
+        label.setMaximumHeight(height)
+        plot.layout.setRowFixedHeight(0, height)
 
     def _result(self):
         snapshot = self.snapshot
