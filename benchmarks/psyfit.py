@@ -1,18 +1,21 @@
-"""Psychometric fitter: the vectorised bootstrap against the fitter it replaces, on 11 curves × 200 resamples.
+"""Psychometric fitter: bootstrap refits all at once against one at a time, on 11 curves × 200 resamples.
 
 Data: the bundled CNN's digit-3 sweep with fc1 excited, k = 0…10, 21 γ points, 100 images per point
 (seed 0), measured once; or, with --simulated, 11 logistic curves of 100 simulated items.
 
 Timed, best of --rounds:
-- scalar: the fitter before issue 9, one bounded quasi-Newton refit (scipy TNC, two starts) per curve and
-  resample: ``bootstrap_fit(..., engine="scalar")`` for each curve;
+- one at a time: ``bootstrap_fit(..., engine="scalar")`` for each curve, the batch fitter on a batch of one
+  per resample (two starts: the estimate and the grid's best point), the loop the vectorised refits replace.
+  There is one optimiser since issue 23: the scipy TNC fitter that issue 9 timed as "scalar" is gone, so
+  this row is not the one docs/performance.md's table of 2026-11-23 measured;
 - batch: the same bootstrap with every resample of a curve refitted at once (``engine="batch"``);
 - separate curves, all at once: ``analyse_conditions(shared=())``, every resample of every curve in one
   vectorised pass (the 11 point fits included, and shown apart);
 - joint: one width, guess and lapse for all k (14 parameters), 200 resamples refitted jointly;
 - the default analysis: joint fit, 200 resamples, 200 goodness-of-fit simulations and 12 likelihood-ratio
   tests of 200 simulations each.
-It also reports how far the batch refits are from the scalar ones, resample by resample.
+It also reports how far the batch refits are from the one-at-a-time ones, resample by resample: the same
+optimiser on the same resamples, so a difference means a fit depends on the others in its batch.
 
     python benchmarks/psyfit.py [--rounds 3] [--simulated]
 """
@@ -70,7 +73,7 @@ def main() -> None:
           f"{n_curves} curves × {len(GAMMAS)} γ × {items.shape[0]} items, {args.boot} resamples, "
           f"best of {args.rounds}")
 
-    def scalar():
+    def one_at_a_time():
         return [bootstrap_fit(GAMMAS, items[:, c], guess=None, n_boot=args.boot, gof_samples=0, seed=0,
                               return_samples=True, engine="scalar") for c in range(n_curves)]
 
@@ -94,14 +97,14 @@ def main() -> None:
         return analyse_conditions(GAMMAS, items, guess=None, shared=SHARED, n_boot=args.boot, gof_samples=200,
                                   lr_samples=200, seed=0)
 
-    t_scalar, scalar_fits = best_of(args.rounds, scalar)
+    t_single, single_fits = best_of(args.rounds, one_at_a_time)
     t_batch, batch_fits = best_of(args.rounds, batch)
     t_separate, separate_analysis = best_of(args.rounds, separate)
     t_points, _ = best_of(args.rounds, point_fits_only)
     t_joint, _ = best_of(args.rounds, joint)
     t_default, default_analysis = best_of(max(1, args.rounds - 1), default)
 
-    rows = [("scalar (TNC per resample, the fitter before)", t_scalar),
+    rows = [('one resample at a time (engine="scalar")', t_single),
             ("batch, curve by curve", t_batch),
             ("batch, all curves at once (separate fits)", t_separate),
             ("  of which the resamples (less the 11 point fits)", t_separate - t_points),
@@ -109,17 +112,17 @@ def main() -> None:
             (f"default analysis: joint + {args.boot} resamples + 200 GoF + {len(default_analysis.lr_tests)} "
              "LR tests × 200", t_default)]
     for label, seconds in rows:
-        print(f"  {label:<72} {seconds:7.3f} s  ({t_scalar / seconds:5.1f}× the scalar)")
+        print(f"  {label:<72} {seconds:7.3f} s  ({t_single / seconds:5.1f}× one at a time)")
 
-    scalar_thresholds = np.array([samples.threshold for _, samples in scalar_fits])
+    single_thresholds = np.array([samples.threshold for _, samples in single_fits])
     batch_thresholds = np.array([samples.threshold for _, samples in batch_fits])
     joint_resamples = separate_analysis.boot[:, :, 0]
     for label, values in (("batch, curve by curve", batch_thresholds), ("all curves at once", joint_resamples)):
-        difference = np.abs(values - scalar_thresholds)
-        print(f"  |threshold − scalar| per resample, {label}: median {np.median(difference):.1e}, "
+        difference = np.abs(values - single_thresholds)
+        print(f"  |threshold − one at a time| per resample, {label}: median {np.median(difference):.1e}, "
               f"99th percentile {np.percentile(difference, 99):.1e}, max {difference.max():.1e}")
-    interval = np.array([[fit.threshold_ci for fit, _ in fits] for fits in (scalar_fits, batch_fits)])
-    print(f"  95% threshold intervals, batch vs scalar: max |difference| {np.abs(interval[0] - interval[1]).max():.1e}")
+    interval = np.array([[fit.threshold_ci for fit, _ in fits] for fits in (single_fits, batch_fits)])
+    print(f"  95% threshold intervals, batch vs one at a time: max |difference| {np.abs(interval[0] - interval[1]).max():.1e}")
 
 
 if __name__ == "__main__":

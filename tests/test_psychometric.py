@@ -265,6 +265,20 @@ def test_errors_name_the_problem(model, heldout):
             PsychometricConfig(layer="fc1", **fields)
 
 
+def test_a_session_resumed_on_a_model_that_cannot_stimulate_its_layer_says_so(heldout):
+    def zoo(*layers):
+        return LoadedModel("zoo", "custom", nn.Sequential(*layers), InputSpec((1, 28, 28)), MNIST_CLASSES)
+
+    config = PsychometricConfig(target=0, layer="0", k_values=(0, 1), gammas=(0, 1), n_boot=0, gof_samples=0)
+    state = PsychometricExperiment.new_state(
+        zoo(nn.Conv2d(1, 4, 5), nn.Flatten(), nn.Linear(4 * 24 * 24, 10)), config, heldout)
+    # Same classes and images, so only the layer tells them apart: its bias is None, or it is no biased layer.
+    for other in (zoo(nn.Conv2d(1, 4, 5, bias=False), nn.Flatten(), nn.Linear(4 * 24 * 24, 10)),
+                  zoo(nn.Flatten(), nn.Linear(28 * 28, 10))):
+        with pytest.raises(EngineError, match="session stimulated layer '0'.*layer '0' has no bias"):
+            PsychometricExperiment(other, state=state, images=heldout)
+
+
 def test_a_stopped_grid_continues_where_it_stopped_and_equals_one_run(model, heldout, tmp_path):
     config = PsychometricGridConfig(targets=(1, 3), layers=("fc1",), signs=(1, -1), k_values=(0, 5),
                                     gammas=(0, 0.5, 1), batch_size=200, snapshot_seconds=0)

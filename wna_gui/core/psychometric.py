@@ -322,6 +322,14 @@ def _layer_with_bias(model: LoadedModel, layer: str) -> nn.Module:
     raise ValueError(f"the model has no layer {layer!r}; layers with a bias: {', '.join(layers)}")
 
 
+def _bias(layer: nn.Module) -> torch.Tensor:
+    """The layer's bias tensor (a module's ``bias`` may be None, or absent)."""
+    bias = getattr(layer, "bias", None)
+    if not isinstance(bias, torch.Tensor):
+        raise ValueError(f"layer {type(layer).__name__} has no bias tensor to stimulate")
+    return bias
+
+
 def default_lambda(model: LoadedModel, layer: str) -> float:
     """The paper's λ: 0.01 for fully connected layers, 0.1 for the first conv layer, 1 for deeper ones."""
     module = _layer_with_bias(model, layer)
@@ -339,32 +347,34 @@ class PsychometricState(RunState):
     class_names: tuple[str, ...]
     n_images: int
     images_sha256: str  # of the target's images: a resumed run must see the same ones
-    mean_activation: np.ndarray | None = None  # ā_m per map (conv: normalised to max 1)
-    correct: np.ndarray | None = None  # (n_k, repeats, n_images, n_γ) bool: image i classified as the target
-    responses: np.ndarray | None = None  # (n_k, n_γ, K) counts per predicted class, over the repeats
-    done: np.ndarray | None = None  # (n_k, repeats, n_γ) bool
+    correct: np.ndarray  # (n_k, repeats, n_images, n_γ) bool: image i classified as the target
+    responses: np.ndarray  # (n_k, n_γ, K) counts per predicted class, over the repeats
+    done: np.ndarray  # (n_k, repeats, n_γ) bool
+    boot_params: np.ndarray  # (n_k, n_boot, 4) threshold, width, guess, lapse; NaN until fitted
+    mean_activation: np.ndarray | None = None  # ā_m per map (conv: normalised to max 1); None until computed
     curve_fits: list[PsychometricFit | None] = field(default_factory=list)  # each curve alone, once complete
     fit_errors: list[str | None] = field(default_factory=list)  # why a complete curve has no fit
     fits: list[PsychometricFit | None] = field(default_factory=list)  # under the model, once all are measured
-    boot_params: np.ndarray | None = None  # (n_k, n_boot, 4) threshold, width, guess, lapse; NaN until fitted
     model: dict | None = None  # the model fitted to all curves, its fit and tests (None until then)
     noise_device: str = ""  # device type whose generator drew the noise ("cpu" / "cuda")
     seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        cfg = self.config
-        n_k, n_gamma = len(cfg.conditions), len(cfg.gammas)
-        if self.correct is None:
-            self.correct = np.zeros((n_k, cfg.repeats, self.n_images, n_gamma), dtype=bool)
-        if self.responses is None:
-            self.responses = np.zeros((n_k, n_gamma, self.n_classes), dtype=np.int64)
-        if self.done is None:
-            self.done = np.zeros((n_k, cfg.repeats, n_gamma), dtype=bool)
-        if self.boot_params is None:
-            self.boot_params = np.full((n_k, cfg.n_boot, 4), np.nan)
+        n_k = len(self.config.conditions)
         self.curve_fits = self.curve_fits or [None] * n_k
         self.fit_errors = self.fit_errors or [None] * n_k
         self.fits = self.fits or [None] * n_k
+
+    @classmethod
+    def unmeasured(cls, config: PsychometricConfig, class_names: tuple[str, ...], n_images: int, images_sha256: str,
+                   mean_activation: np.ndarray | None = None) -> "PsychometricState":
+        """A state with nothing measured yet and nothing fitted."""
+        n_k, n_gamma = len(config.conditions), len(config.gammas)
+        return cls(config, class_names, n_images, images_sha256,
+                   correct=np.zeros((n_k, config.repeats, n_images, n_gamma), dtype=bool),
+                   responses=np.zeros((n_k, n_gamma, len(class_names)), dtype=np.int64),
+                   done=np.zeros((n_k, config.repeats, n_gamma), dtype=bool),
+                   boot_params=np.full((n_k, config.n_boot, 4), np.nan), mean_activation=mean_activation)
 
     @property
     def n_classes(self) -> int:
@@ -408,9 +418,10 @@ class PsychometricState(RunState):
 
     def refitted(self, config: PsychometricConfig) -> "PsychometricState":
         """The measurements of this run under ``config``'s fit settings, to be fitted anew."""
-        return PsychometricState(config, self.class_names, self.n_images, self.images_sha256, self.mean_activation,
-                                 correct=self.correct.copy(), responses=self.responses.copy(), done=self.done.copy(),
-                                 noise_device=self.noise_device, seconds=self.seconds)
+        unfitted = PsychometricState.unmeasured(config, self.class_names, self.n_images, self.images_sha256,
+                                                self.mean_activation)
+        return replace(unfitted, correct=self.correct.copy(), responses=self.responses.copy(), done=self.done.copy(),
+                       noise_device=self.noise_device, seconds=self.seconds)
 
     @property
     def finished(self) -> bool:
@@ -496,6 +507,7 @@ class PsychometricState(RunState):
         shared = tuple(model.get("shared", ())) if model is not None else ()
         gammas = np.asarray(cfg.gammas)
         reference = cfg.conditions.index(0.0) if 0.0 in cfg.conditions else None
+        reference_fit = None if reference is None else fits[reference]
 
         thresholds = np.array([np.nan if fit is None else fit.threshold for fit in fits])
         performance, status = performance_threshold(
@@ -512,9 +524,9 @@ class PsychometricState(RunState):
                 continue
             if has_boot and not np.isnan(boot_performance[condition]).any():
                 performance_intervals[condition] = _percentile_interval(boot_performance[condition])
-            if reference is None or fits[reference] is None:
+            if reference is None or reference_fit is None:
                 continue
-            shifts[condition] = fit.threshold - fits[reference].threshold
+            shifts[condition] = fit.threshold - reference_fit.threshold
             with np.errstate(invalid="ignore"):
                 performance_shifts[condition] = performance[condition] - performance[reference]
             if not has_boot:
@@ -660,14 +672,14 @@ class PsychometricSnapshot(ProgressView):
     samples_per_second: float  # stimuli per second over the active run (pauses excluded); 0 when not running
     seconds: float
     finished: bool
+    performance_thresholds: np.ndarray  # (n_k,) γ where ψ = level; −inf / +inf: see the status
+    performance_status: np.ndarray  # (n_k,) psyfit REACHED, FLOOR_ABOVE, CEILING_BELOW
+    performance_intervals: np.ndarray  # (n_k, 2), NaN where unknown
+    performance_shifts: np.ndarray  # (n_k,) vs k = 0
+    performance_shift_intervals: np.ndarray  # (n_k, 2), NaN where unknown
     repeats: int = 1  # noise samples per image at each point
     sigmoid: str = "logistic"
     performance_level: float = 0.5
-    performance_thresholds: np.ndarray | None = None  # (n_k,) γ where ψ = level; −inf / +inf: see the status
-    performance_status: np.ndarray | None = None  # (n_k,) psyfit REACHED, FLOOR_ABOVE, CEILING_BELOW
-    performance_intervals: np.ndarray | None = None  # (n_k, 2)
-    performance_shifts: np.ndarray | None = None  # (n_k,) vs k = 0
-    performance_shift_intervals: np.ndarray | None = None  # (n_k, 2)
     flags: tuple[tuple[BoundFlag, ...], ...] = ()  # per k: estimates at a bound of the search
     preliminary: bool = False  # the fits are each curve's alone; the model's fit comes when all are measured
     fit_model: dict | None = None  # shared, n_params, n_points, deviance, p_value; {"error": …} when it failed
@@ -810,13 +822,19 @@ class PsychometricExperiment(Experiment):
                                   f"this model has {', '.join(model.class_names)}")
             if state.images_sha256 != images_sha256(chosen):
                 raise EngineError("these target images differ from the ones the session was measured on")
+            if config.layer is not None:
+                try:
+                    _layer_with_bias(model, config.layer)
+                except ValueError as exc:
+                    raise EngineError(f"the session stimulated layer {config.layer!r}, which this model cannot: "
+                                      f"{exc}") from exc
         super().__init__(model, state=state, device=device, control=control)
         self._images = chosen.to(self.device)
         self._stimulated = None if self.config.layer is None else self.runtime.layer(self.config.layer)
         if self._stimulated is not None:
-            self._original_bias = self._stimulated.bias.detach().clone()
+            self._original_bias = _bias(self._stimulated).detach().clone()
             if state.mean_activation is None:
-                state.mean_activation = self._mean_activation()
+                state.mean_activation = self._mean_activation(self._stimulated)
 
     @classmethod
     def new_state(cls, model: LoadedModel, config: PsychometricConfig, images=None) -> PsychometricState:
@@ -828,15 +846,15 @@ class PsychometricExperiment(Experiment):
             _layer_with_bias(model, config.layer)
             if config.lambda_ is None:
                 config = replace(config, lambda_=default_lambda(model, config.layer))
-        return PsychometricState(config, tuple(model.class_names), len(chosen), images_sha256(chosen))
+        return PsychometricState.unmeasured(config, tuple(model.class_names), len(chosen), images_sha256(chosen))
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         context = f"with {self.config.layer} stimulated" if self.config.layer else ""
         return self.runtime.logits(x, self.config.batch_size, context)
 
-    def _mean_activation(self) -> np.ndarray:
+    def _mean_activation(self, stimulated: nn.Module) -> np.ndarray:
         """ā_m: mean ReLU(output) of each map of the stimulated layer over the clean target images."""
-        layer, n_maps = self.config.layer, self._stimulated.bias.numel()
+        layer, n_maps = self.config.layer, _bias(stimulated).numel()
         total = torch.zeros(n_maps, dtype=torch.float64, device=self.device)
         spatial = False
 
@@ -849,7 +867,7 @@ class PsychometricExperiment(Experiment):
             per_image = torch.relu(output).flatten(2).mean(2) if spatial else torch.relu(output)
             total += per_image.double().sum(0)
 
-        handle = self._stimulated.register_forward_hook(accumulate)
+        handle = stimulated.register_forward_hook(accumulate)
         try:
             with torch.inference_mode():
                 self._forward(self._images)
@@ -876,7 +894,7 @@ class PsychometricExperiment(Experiment):
             return
         offset = torch.as_tensor(self.bias_offset(condition), dtype=self._original_bias.dtype, device=self.device)
         with torch.no_grad():
-            self._stimulated.bias.copy_(self._original_bias + offset)
+            _bias(self._stimulated).copy_(self._original_bias + offset)
 
     def stimuli(self, gamma_index: int, condition: int = 0, repeat: int = 0) -> torch.Tensor:
         """The exact stimuli of one cell, γ·s + (1 − γ)·n for every target image, in [0, 1] pixels."""
