@@ -1,9 +1,16 @@
 """Shared test setup: headless Qt, isolated Qt paths, and no QThread left running after a test."""
 
 import os
+import tempfile
 
 # Before anything imports Qt: tests never need a display.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # A parallel worker (pytest -n): its own home, since Qt's test-mode settings live in ~/.qttest and two workers
+    # would read each other's; and one compute thread each, so workers share the cores instead of fighting.
+    os.environ.setdefault("MPLCONFIGDIR", os.path.join(os.path.expanduser("~"), ".config", "matplotlib"))
+    os.environ["HOME"] = tempfile.mkdtemp(prefix=f"wna-tests-{os.environ['PYTEST_XDIST_WORKER']}-")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 

@@ -3,7 +3,6 @@ between epochs and the poisoned model is kept in the session."""
 
 from __future__ import annotations
 
-from itertools import islice
 
 import numpy as np
 import pytest
@@ -95,27 +94,6 @@ def test_the_poisoned_model_is_kept_in_the_session(run, tmp_path):
     assert restored.models["poisoned"] is loaded.models[names["poisoned"]]
     before, after = state.snapshot(), restored.snapshot()
     assert [d.z_inside for d in before.detections] == [d.z_inside for d in after.detections]
-
-
-@pytest.mark.slow
-def test_a_run_stopped_between_epochs_resumes_exactly(tmp_path):
-    """Logistic regression (seconds to train): two epochs in one go, or one, saved, reopened and one more."""
-    model = load_zoo("logreg")
-    config = BackdoorConfig(epochs=2, map_samples=1000)
-    whole = BackdoorExperiment(model, config, device="cpu")
-    whole.run_to_end()
-    first = BackdoorExperiment(model, config, device="cpu")
-    for unit in islice(first.pending(), 3):  # clean epoch 1 and 2, poisoned epoch 1
-        first.run_unit(unit)
-    assert first.state.epochs_done == {"clean": 2, "poisoned": 1} and "poisoned" in first.state.checkpoints
-    path = save_session(Session(model, {"backdoor": first.state}), tmp_path / "half.h5")
-    resumed = BackdoorExperiment(model, state=load_session(path).runs["backdoor"], device="cpu")
-    resumed.run_to_end()
-    for m in ("clean", "poisoned"):
-        assert resumed.state.models[m].weights_sha256() == whole.state.models[m].weights_sha256()
-    assert resumed.state.losses == whole.state.losses
-    np.testing.assert_array_equal(resumed.state.results["confusion_poisoned_patched"],
-                                  whole.state.results["confusion_poisoned_patched"])
 
 
 def test_a_model_outside_the_zoo_is_a_one_line_error():

@@ -19,7 +19,7 @@ from wna_gui.core.noise import NOISE_SOURCES
 from wna_gui.core.params import ROLES, flatten_noise_params
 from wna_gui.core.registry import BY_COMMAND, BY_KIND, EXPERIMENTS, spec_for_state
 from wna_gui.core.runs import resolve_inputs
-from wna_gui.core.session import Session, load_session, save_session
+from wna_gui.core.session import Session, load_session, made_models, save_session
 
 from smoke import SMALL, input_session, model, small_config, tiny_inputs, tiny_run
 
@@ -170,6 +170,11 @@ def test_a_run_stopped_after_one_unit_saved_loaded_and_resumed_equals_one_run(sp
     assert sorted(arrays_a) == sorted(arrays_b)
     for key, array in arrays_b.items():
         np.testing.assert_array_equal(arrays_a[key], array, err_msg=key)
+    # Networks a run trains live beside the record (the session's /models): the same weights, bit for bit.
+    made_a, made_b = made_models({spec.kind: resumed.state}), made_models({spec.kind: whole})
+    assert sorted(made_a) == sorted(made_b)
+    for name, made in made_b.items():
+        assert made_a[name].weights_sha256() == made.weights_sha256(), name
 
 
 # --- the generated CLI ---

@@ -13,7 +13,7 @@ from wna_gui.core.agreement import error_consistency, kappa_matrix
 from wna_gui.core.data import bundled_mnist
 from wna_gui.core.experiment import plan_run
 from wna_gui.core.models import load_default, load_zoo
-from wna_gui.core.robustness import EXPERIMENT, RobustnessConfig, RobustnessExperiment, RobustnessState
+from wna_gui.core.robustness import EXPERIMENT, RobustnessConfig, RobustnessExperiment
 from wna_gui.core.session import Session, load_session, save_session
 from wna_gui.core.train import TrainConfig, evaluate, train_zoo_model
 
@@ -147,26 +147,6 @@ def test_a_run_round_trips_and_refits_without_measuring_again(finished, tmp_path
     refitted = loaded.refitted(other)
     assert refitted.fits["fgsm"][0].fit.sigmoid == "logistic"
     np.testing.assert_array_equal(refitted.correct["fgsm"], state.correct["fgsm"])
-
-
-def test_a_stopped_run_resumes_to_the_same_results(cnn, mlp):
-    config = dataclasses.replace(SMALL, distortions=("noise", "fgsm"), images=60, n_boot=0)
-    whole = RobustnessExperiment(cnn, config, device="cpu", models={"mlp": mlp})
-    whole.run_to_end()
-    first = RobustnessExperiment(cnn, config, device="cpu", models={"mlp": mlp})
-    first.prepare()
-    for count, unit in enumerate(first.pending()):
-        if count == 7:
-            break
-        first.run_unit(unit)
-        first.after_unit()
-    meta, arrays = first.state.to_record()
-    resumed = RobustnessExperiment(cnn, device="cpu", models={"mlp": mlp},
-                                   state=RobustnessState.from_record(json.loads(json.dumps(meta)), arrays))
-    assert 0 < resumed.state.progress_done < resumed.state.progress_total
-    resumed.run_to_end()
-    for d in config.distortions:
-        np.testing.assert_array_equal(resumed.state.correct[d], whole.state.correct[d])
 
 
 def test_a_stochastic_model_is_measured_every_repetition_and_attacked_with_eot(cnn):
