@@ -49,7 +49,7 @@ from .estimators import (
     stein_cosines,
 )
 from .experiment import Artefact, Experiment, ExperimentSpec
-from .images import ImageSet, dataset_labels, images_for_model, images_sha256
+from .images import ImageSet, SignalImages, dataset_labels
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise, log_spaced_checkpoints
 from .params import config_arrays, param
@@ -66,8 +66,6 @@ MAP_VIEW_TITLES = {"zmap": "z-map", "mean": "mean", "centered": "mean − grand 
 RECORD_VERSION = 4
 ESTIMATOR_CHOICES = {name: info.short for name, info in ESTIMATORS.items()}
 SIGNAL_DATASETS = dataset_labels("test")
-# The signal images' draws use their own stream of (seed, block), apart from the noise's.
-SIGNAL_STREAM = 0x5167
 # Gradients are computed at most this many bytes (float32) at a time: samples × classes × pixels.
 GRADIENT_TILE_BYTES = 64 * 2**20
 # A new run refuses accumulators larger than this share of the machine's memory.
@@ -634,43 +632,6 @@ def annotate(snapshot: ClassificationSnapshot, model: LoadedModel) -> Classifica
 
 
 # --- signal images ---
-
-class SignalImages:
-    """The images shown through the noise in signal-plus-noise trials, labelled in the model's classes.
-
-    Trial i of block b shows a class drawn uniformly from the classes that have images, then an image of
-    it drawn uniformly, both from (seed, b) alone: a resumed run shows the same trials.
-    """
-
-    def __init__(self, images: ImageSet, model: LoadedModel) -> None:
-        images = images_for_model(images, model)
-        if tuple(images.images.shape[1:]) != tuple(model.input_spec.shape):
-            raise ValueError(f"signal images of shape {tuple(images.images.shape[1:])} do not fit the model's "
-                             f"input {tuple(model.input_spec.shape)}")
-        self.name = images.name
-        self.images = images.images.to(torch.float32).contiguous()
-        self.labels = images.labels.to(torch.long).numpy()
-        counts = np.bincount(self.labels, minlength=model.n_classes)
-        self.classes = np.flatnonzero(counts)
-        if self.classes.size < 2:
-            raise ValueError(f"{images.name} has images of {self.classes.size} of the model's classes; "
-                             "signal-plus-noise trials need at least two")
-        self.order = np.argsort(self.labels, kind="stable")
-        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        self.counts = counts
-        self.sha256 = images_sha256(self.images, self.labels)
-
-    def record(self) -> dict:
-        return {"name": self.name, "count": int(len(self.labels)), "sha256": self.sha256}
-
-    def draw(self, seed: int, block: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """(image index, class) of each trial of block ``block``."""
-        rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(block), SIGNAL_STREAM]))
-        classes = self.classes[rng.integers(0, self.classes.size, size)]
-        within = np.minimum((rng.random(size) * self.counts[classes]).astype(np.int64), self.counts[classes] - 1)
-        index = self.order[self.starts[classes] + within]
-        return index, self.labels[index]
-
 
 def signal_images_for(model: LoadedModel, config: ClassificationImageConfig, signals=None) -> SignalImages:
     if isinstance(signals, SignalImages):

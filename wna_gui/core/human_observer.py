@@ -41,10 +41,10 @@ import torch
 
 from .accumulators import ClassAccumulator, batch_class_stats, class_maps
 from .agreement import error_consistency
-from .classification import SignalImages
 from .control import csv_number
 from .data import bundled_mnist
 from .experiment import Artefact, Experiment, ExperimentSpec
+from .images import SignalImages
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, param

@@ -1,5 +1,5 @@
-"""Images as experiments use them: the image set, fitted and labelled for a model, subsets, fingerprints and
-the one wording of the image sources. Reading them from disk is core.data's (which imports this module).
+"""Images as experiments use them: the image set, fitted and labelled for a model, subsets, fingerprints,
+the signal images of signal-plus-noise trials and the one wording of the image sources. Reading them from disk is core.data's (which imports this module).
 
 Subsets: every subset of a data set is drawn seeded and class-stratified.
 
@@ -144,6 +144,47 @@ def images_sha256(images, labels=None) -> str:
         labels = labels.detach().cpu().numpy() if hasattr(labels, "detach") else labels
         digest.update(np.asarray(labels, dtype=np.int64).tobytes())
     return digest.hexdigest()
+
+
+# Signal trials draw from their own stream of (seed, block), apart from the noise's.
+SIGNAL_STREAM = 0x5167
+
+
+class SignalImages:
+    """The images shown through the noise in signal-plus-noise trials, labelled in the model's classes.
+
+    Trial i of block b shows a class drawn uniformly from the classes that have images, then an image of
+    it drawn uniformly, both from (seed, b) alone: a resumed run shows the same trials.
+    """
+
+    def __init__(self, images: ImageSet, model: LoadedModel) -> None:
+        images = images_for_model(images, model)
+        if tuple(images.images.shape[1:]) != tuple(model.input_spec.shape):
+            raise ValueError(f"signal images of shape {tuple(images.images.shape[1:])} do not fit the model's "
+                             f"input {tuple(model.input_spec.shape)}")
+        self.name = images.name
+        self.images = images.images.to(torch.float32).contiguous()
+        self.labels = images.labels.to(torch.long).numpy()
+        counts = np.bincount(self.labels, minlength=model.n_classes)
+        self.classes = np.flatnonzero(counts)
+        if self.classes.size < 2:
+            raise ValueError(f"{images.name} has images of {self.classes.size} of the model's classes; "
+                             "signal-plus-noise trials need at least two")
+        self.order = np.argsort(self.labels, kind="stable")
+        self.starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self.counts = counts
+        self.sha256 = images_sha256(self.images, self.labels)
+
+    def record(self) -> dict:
+        return {"name": self.name, "count": int(len(self.labels)), "sha256": self.sha256}
+
+    def draw(self, seed: int, block: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(image index, class) of each trial of block ``block``."""
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(block), SIGNAL_STREAM]))
+        classes = self.classes[rng.integers(0, self.classes.size, size)]
+        within = np.minimum((rng.random(size) * self.counts[classes]).astype(np.int64), self.counts[classes] - 1)
+        index = self.order[self.starts[classes] + within]
+        return index, self.labels[index]
 
 # What a run records about a subset, so a reader can redraw it: the rule's name and version.
 SUBSET_RULE = "stratified-v1"

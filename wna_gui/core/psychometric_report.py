@@ -91,9 +91,7 @@ def _performance_text(snapshot: PsychometricSnapshot, condition: int) -> str:
     from .psyfit import CEILING_BELOW, FLOOR_ABOVE
 
     fit, level = snapshot.fits[condition], snapshot.performance_level
-    # rows without a fit say so instead; a fitted snapshot has its performance thresholds
-    assert fit is not None and snapshot.performance_status is not None
-    assert snapshot.performance_thresholds is not None and snapshot.performance_intervals is not None
+    assert fit is not None  # rows without a fit say so instead
     status = int(snapshot.performance_status[condition])
     if status == FLOOR_ABOVE:
         return f"none: floor {fit.guess:.2f} ≥ {level:.2f}"
@@ -388,8 +386,6 @@ def psychometric_fit_records(snapshot: PsychometricSnapshot) -> list[dict]:
         flags = snapshot.flags[condition] if snapshot.flags else ()
         performance_ci = _pair(snapshot.performance_intervals, condition)
         performance_shift_ci = _pair(snapshot.performance_shift_intervals, condition)
-        assert snapshot.performance_thresholds is not None and snapshot.performance_status is not None
-        assert snapshot.performance_shifts is not None  # every row records them (a fitted snapshot's)
         records.append({
             **_condition_fields(snapshot), "k": float(k),
             "sigmoid": "" if fit is None else fit.sigmoid,

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from .accumulators import ClassAccumulator, batch_class_stats
-from .classification import SignalImages
 from .control import EngineError
 from .data import bundled_mnist
 from .experiment import Artefact, Experiment, ExperimentSpec
+from .images import SignalImages
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, param

@@ -84,7 +84,7 @@ def threshold_marks(snapshot: PsychometricSnapshot) -> tuple[list, list]:
             continue
         if snapshot.thresholds_in_range[condition]:
             alpha.append((condition, fit.threshold, float(fit.predict(fit.threshold))))
-        if snapshot.performance_thresholds is not None and snapshot.performance_in_range[condition]:
+        if snapshot.performance_in_range[condition]:
             level.append((condition, float(snapshot.performance_thresholds[condition]), snapshot.performance_level))
     return alpha, level
 
@@ -357,12 +357,10 @@ def shift_text(snapshot: PsychometricSnapshot | None) -> str:
         unfitted = top if snapshot.fits[top] is None else reference
         return f"no fit at k = {snapshot.k_values[unfitted]:g}"
     alpha = _shift_words(snapshot, snapshot.threshold_shifts, snapshot.thresholds_in_range, top, reference, "Δα")
-    lines = [alpha]
-    if snapshot.performance_shifts is not None:
-        performance = _shift_words(snapshot, snapshot.performance_shifts, snapshot.performance_in_range, top,
-                                   reference, "ΔP")
-        # With one width, guess and lapse for every k the two shifts are one number: say it once.
-        lines = [alpha.replace("Δα", "Δα = ΔP")] if performance[2:] == alpha[2:] else [alpha, performance]
+    performance = _shift_words(snapshot, snapshot.performance_shifts, snapshot.performance_in_range, top,
+                               reference, "ΔP")
+    # With one width, guess and lapse for every k the two shifts are one number: say it once.
+    lines = [alpha.replace("Δα", "Δα = ΔP")] if performance[2:] == alpha[2:] else [alpha, performance]
     warned = snapshot.flags and (snapshot.warnings(top) or snapshot.warnings(reference))
     return "\n".join(lines) + (f" {WARNING_MARK}" if warned else "")
 
