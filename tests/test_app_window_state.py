@@ -312,3 +312,45 @@ def test_robustness_plots_reflow_to_the_width_shown_and_never_scroll_sideways(wi
             assert title.item.boundingRect().width() <= plot.width() + 1, (width, title.text)
             assert title.height() >= title.item.boundingRect().height() - 1, (width, "the title's lines are cut")
         assert window.grab().save(str(out / f"robustness-{width}x{height}.png"))
+
+
+@pytest.mark.slow
+def test_defence_plots_and_backdoor_maps_stay_readable_at_1024_by_700(window, qtbot, backdoor_session):
+    """At 1024 × 700 every defence plot (curves, sleep raster, weight-change histograms) keeps a readable data area,
+    the panel scrolling down instead, and the backdoor view shows the title and first row of tiles of "Where each
+    method points", not its title alone. Both were ~40 px tall (data area and pane) at this size."""
+    from wna_gui.app.panels.adversarial import FIGURE_SCALE
+    from wna_gui.app.panels.defences import PLOT_MIN_HEIGHT as DEFENCE_PLOT_MIN_HEIGHT
+    from wna_gui.figures.adversarial import PANEL_VIEWS
+
+    open_session(qtbot, window, backdoor_session)
+    window.resize(1024, 700)
+    defences = panel_named(window, "defences")
+    window.tabs.setCurrentWidget(defences)
+    set_config(defences, "defence", **TINY["defence"])
+    run(qtbot, window)
+    QApplication.processEvents()
+    figure = defences.figure
+    plots = [figure.loss, figure.accuracy, figure.raster, *figure.histograms]
+    assert all(plot.scene() is defences.canvas.scene() for plot in plots), "a sleep run shows all six plots"
+    for plot in plots:
+        assert plot.vb.height() >= DEFENCE_PLOT_MIN_HEIGHT - 1, (plot.titleLabel.text, plot.vb.height())
+    assert figure.geometry().bottom() <= defences.canvas.height() + 1, "the canvas holds the whole figure"
+    assert defences.findChild(QScrollArea, "view_area").verticalScrollBar().maximum() > 0, "the panel scrolls down"
+
+    adversarial = panel_named(window, "adversarial")
+    window.tabs.setCurrentWidget(adversarial)
+    adversarial.views.setCurrentIndex(adversarial.kinds.index("backdoor"))
+    qtbot.waitUntil(lambda: "backdoor" in adversarial.snapshots, timeout=30_000)
+    QApplication.processEvents()
+    maps = PANEL_VIEWS["backdoor"](adversarial.snapshots["backdoor"])[-1][0]
+    assert maps.title.startswith("Where each method points") and maps.rows
+    pane = adversarial.pages["backdoor"]["figures"].viewport()
+    assert pane.height() >= round(FIGURE_SCALE * maps.head_height), (pane.height(), "the first row of tiles is cut")
+    # Below the title line the pane shows the tiles' colours (the diverging maps), not white alone.
+    image = pane.grab().toImage()
+    below_title = round(FIGURE_SCALE * (2 * maps.GAP + maps.title_h))
+    coloured = sum(1 for y in range(below_title, image.height(), 4) for x in range(0, image.width(), 4)
+                   if len({image.pixelColor(x, y).red(), image.pixelColor(x, y).green(),
+                           image.pixelColor(x, y).blue()}) > 1)
+    assert coloured > 100, coloured

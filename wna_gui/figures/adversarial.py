@@ -183,6 +183,8 @@ class TileFigure(Canvas):
         self.title_h = wrapped_height(self.font, title, self.width - 2 * self.GAP) + self.GAP
         self.caption_h = wrapped_height(self.font, caption, self.width - 2 * self.GAP) + self.GAP if caption else 0.0
         self.height = float(2 * self.GAP + self.title_h + len(rows) * self.row_h + self.caption_h)
+        # What a view must show at least to show anything: the title and the first row of tiles.
+        self.head_height = float(2 * self.GAP + self.title_h + min(len(rows), 1) * self.row_h)
         self.lut = colormap_table()
 
     def paint(self, painter) -> None:

@@ -24,8 +24,11 @@ from PySide6.QtWidgets import (
 import pyqtgraph as pg
 
 from ...figures.adversarial import PANEL_VIEWS, FoolingFigure, LineFigure, TileFigure, example_rows
+from ...figures.maps import Canvas
 from .base import Panel, scrolled
 
+PLOT_MIN_HEIGHT = 200  # px: the curves keep a readable data area; a lower window scrolls the page instead
+FIGURE_SCALE = 1.5  # screen px per figure unit: a 28 px digit as a 168 px tile, its 8 pt captions ~16 px
 VIEW_ORDER = ("bias_attack", "backdoor", "activation_injection")
 VIEW_TITLES = {"bias_attack": "Bias-map attack", "backdoor": "Backdoor detection",
                "activation_injection": "Activation injection"}
@@ -100,11 +103,17 @@ class AdversarialPanel(Panel):
         # Plot, report and figures share the height by a splitter; a long report scrolls instead of squeezing them.
         parts = QSplitter(Qt.Orientation.Vertical)
         parts.setObjectName(f"{kind}_parts")
+        plot.setMinimumHeight(PLOT_MIN_HEIGHT)
         parts.addWidget(plot)
         parts.addWidget(scrolled(widgets["note"]))
         parts.addWidget(area)
-        for index, stretch in enumerate((3, 2, 3)):
+        widgets["figures"] = area
+        shares = (3, 2, 3)
+        for index, stretch in enumerate(shares):
             parts.setStretchFactor(index, stretch)
+        # The first split by these shares too (sizes above every minimum, scaled to the room): a plot's size hint is
+        # its current size, so a split by size hints gave the plot everything and the figures their 70 px minimum.
+        parts.setSizes([100 * share for share in shares])
         layout.addWidget(parts, 1)
         return page, widgets
 
@@ -149,7 +158,7 @@ class AdversarialPanel(Panel):
             else:
                 widgets["plot"].show_lines([], {})
             widgets["note"].clear()
-            widgets["tiles"].clear()
+            _show_figures(widgets, [])
 
     def _redraw(self, kind: str) -> None:
         snapshot = self.snapshots.get(kind)
@@ -164,20 +173,7 @@ class AdversarialPanel(Panel):
             x, curves, low, high, y_range, note, figures = PANEL_VIEWS[kind](snapshot)
             widgets["plot"].show_lines(x, curves, low, high, y_range or (None if curves else (-0.02, 1.02)))
             widgets["note"].setText(_wrapped(note))
-            if figures:
-                images = [figure.to_qimage(1.5) for figure in figures]
-                width = max(image.width() for image in images)
-                canvas = QPixmap(width, sum(image.height() for image in images))
-                canvas.fill(Qt.GlobalColor.white)
-                painter = QPainter(canvas)
-                top = 0
-                for image in images:
-                    painter.drawImage(0, top, image)
-                    top += image.height()
-                painter.end()
-                widgets["tiles"].setPixmap(canvas)
-            else:
-                widgets["tiles"].clear()
+            _show_figures(widgets, figures)
 
     def _draw_attack(self, widgets: dict, snapshot) -> None:
         from ...core.bias_attack import report
@@ -200,9 +196,34 @@ class AdversarialPanel(Panel):
                                           else None)
         widgets["note"].setText(_wrapped("<pre>" + "\n".join(report(snapshot)) + "</pre>"))
         if snapshot.targets_done:
-            rows = example_rows(snapshot)
-            widgets["tiles"].setPixmap(QPixmap.fromImage(TileFigure(rows, "Example stimuli (tile title: the class "
-                                                                    "the model gives it; ✓ the target)").to_qimage(1.5)))
+            _show_figures(widgets, [TileFigure(example_rows(snapshot), "Example stimuli (tile title: the class the "
+                                               "model gives it; ✓ the target)")])
+
+
+def _show_figures(widgets: dict, figures: list[Canvas]) -> None:
+    """The figures one below the other; their pane never shrinks below the first one's title and first row of
+    tiles (the page scrolls instead), so a short window still shows what they are about."""
+    area, label = widgets["figures"], widgets["tiles"]
+    if not figures:
+        label.clear()
+        area.setMinimumHeight(0)
+        return
+    images = [figure.to_qimage(FIGURE_SCALE) for figure in figures]
+    width = max(image.width() for image in images)
+    canvas = QPixmap(width, sum(image.height() for image in images))
+    canvas.fill(Qt.GlobalColor.white)
+    painter = QPainter(canvas)
+    top = 0
+    for image in images:
+        painter.drawImage(0, top, image)
+        top += image.height()
+    painter.end()
+    label.setPixmap(canvas)
+    first = figures[0]
+    head = first.head_height if isinstance(first, TileFigure) else first.height
+    # Room for a sideways scroll bar too: the figures are wider than the pane at 1024 px.
+    frame = 2 * area.frameWidth() + area.horizontalScrollBar().sizeHint().height()
+    area.setMinimumHeight(min(round(FIGURE_SCALE * head), canvas.height()) + frame)
 
 
 PANEL = AdversarialPanel

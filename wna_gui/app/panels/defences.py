@@ -19,7 +19,8 @@ from ...figures.defences import DefenceFigure
 from .base import Panel, scrolled
 
 
-CANVAS_MIN_HEIGHT = 560  # px: its three rows of plots stay readable; a lower window scrolls the panel
+PLOT_MIN_HEIGHT = 140  # px of data area per plot: curves, raster and histograms stay readable; a lower window
+# scrolls the panel instead of squeezing them (a sleep run: three rows of plots and their notes, ~880 px)
 
 
 class DefencesPanel(Panel):
@@ -28,6 +29,9 @@ class DefencesPanel(Panel):
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setBackground("w")
         self.canvas.setCentralItem(self.figure)
+        # On this panel's figure only: an export lays the figure out on its own page size.
+        for plot in (self.figure.loss, self.figure.accuracy, self.figure.raster, *self.figure.histograms):
+            plot.vb.setMinimumHeight(PLOT_MIN_HEIGHT)
         self.phase_label = QLabel()
         self.phase_label.setObjectName("defence_phase")
         self.phase_label.setWordWrap(True)
@@ -45,13 +49,12 @@ class DefencesPanel(Panel):
         splitter.addWidget(self.canvas)
         splitter.addWidget(scrolled(side))
         splitter.setStretchFactor(0, 4)
-        self.canvas.setMinimumHeight(CANVAS_MIN_HEIGHT)
         splitter.setStretchFactor(1, 1)
         return splitter
 
     def draw(self, kind: str, snapshot: DefenceSnapshot) -> None:
         self.figure.show_run(snapshot)
-        self.fit_figure(self.canvas, self.figure)
+        self._fit_canvas()
         self.phase_label.setText(f"{METHODS[snapshot.method]} → model “{snapshot.model_name}”: {snapshot.phase}"
                                  + (f" · control: {snapshot.base}" if snapshot.base else ""))
         made = {name: f"{snapshot.architecture if name == snapshot.model_name else 'tadros_fc'}, this run"
@@ -69,8 +72,17 @@ class DefencesPanel(Panel):
         lines += [html.escape(note) for note in notes]
         self.models_label.setText("<br>".join(lines))
 
+    def _fit_canvas(self) -> None:
+        """Text wrapped at the visible width, and the canvas as tall as its rows need (plots, raster, histograms
+        and notes): the panel scrolls down rather than squeeze the plots."""
+        self.fit_figure(self.canvas, self.figure)
+        need = int(self.figure.effectiveSizeHint(Qt.SizeHint.MinimumSize).height()) + 4
+        if need != self.canvas.minimumHeight():
+            self.canvas.setMinimumHeight(need)
+
     def clear_views(self) -> None:
         self.figure.show_run(_empty_snapshot())
+        self._fit_canvas()
         self.phase_label.clear()
         self._list_models({})
 
