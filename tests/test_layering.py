@@ -171,6 +171,26 @@ def test_experiments_borrow_no_private_names_from_each_other():
     assert borrowed == [], "use the other experiment's public API (its spec, or a name without _)"
 
 
+# Experiments that build on another one, and why: the only imports from one experiment module into another.
+COMPOSITIONS = {
+    ("backdoor", "classification"): "maps the clean and poisoned networks with classification-image runs",
+    ("bias_attack", "classification"): "reads a classification-image run's maps (its declared input)",
+    ("human_observer", "two_class"): "the two-class yes/no task with a person answering: the same Ahumada image",
+    ("psychometric_grid", "psychometric"): "one psychometric run per cell of the grid",
+    ("sample_complexity", "classification"): "one classification-image run per stimulus type",
+}
+
+
+def test_experiments_import_other_experiments_only_where_they_compose_them():
+    experiments = _experiment_modules()
+    short = {module: module.rpartition(".")[2] for module in experiments}
+    found = {(short[module], short[target]) for module in experiments for target, _, _ in GRAPH[module]
+             if target in experiments}
+    assert found - set(COMPOSITIONS) == set(), "import the floor (core/state, images, stats, noise_base…), or " \
+        "declare the composition here"
+    assert set(COMPOSITIONS) - found == set(), "a declared composition that no longer happens"
+
+
 def test_figures_never_import_the_app():
     back = [f"{module}:{line} imports {target}" for module, imports in GRAPH.items()
             if module.startswith("wna_gui.figures") for target, _, line in imports

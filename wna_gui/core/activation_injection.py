@@ -10,7 +10,7 @@ class c, the fraction classified as c. "input" mixes at the pixels (the classifi
 the clean image). Activations are the outputs of the named layers (for the MNIST CNN: conv outputs before
 pooling and ReLU, fc1 before its ReLU), so a layer's own nonlinearity still acts on the mixture.
 
-The noise is computed freshly from the run's seed and noise source (counter-based blocks of NOISE_BLOCK
+The noise is computed freshly from the run's seed and noise source (counter-based blocks of FIXED_NOISE_BLOCK
 images): with the same seed and source it is exactly the noise of a classification-image run of block size
 1,000, so ā_c of the input layer is that run's hard-label map. One unit of work is one layer.
 
@@ -30,13 +30,13 @@ import numpy as np
 import torch
 
 from .control import csv_number
-from .bias_attack import NOISE_BLOCK
 from .data import bundled_mnist, load_dataset
 from .dataset_choices import DATA_DIR_HELP
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
 from .images import dataset_labels, images_for_model, stratified_subset
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
+from .noise_base import fixed_noise_blocks
 from .params import config_arrays, param
 from .records import require_counts, require_float, require_int, require_ints, require_shape, \
     require_strings
@@ -323,10 +323,7 @@ class InjectionExperiment(Experiment):
         counts = np.zeros(k, dtype=np.int64)
         injector = None if layer == INPUT else _Injector(self.runtime.layer(layer))
         try:
-            blocks = -(-cfg.samples // NOISE_BLOCK)
-            for b in range(blocks):
-                size = min(NOISE_BLOCK, cfg.samples - b * NOISE_BLOCK)
-                x = cfg.noise.block(cfg.seed, b, NOISE_BLOCK, tuple(state.image_shape), self.device)[:size]
+            for x in fixed_noise_blocks(cfg.noise, cfg.seed, cfg.samples, tuple(state.image_shape), self.device):
                 if injector is not None:
                     injector.record = []
                 with torch.inference_mode():

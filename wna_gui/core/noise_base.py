@@ -9,6 +9,7 @@ lists them.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import ClassVar
 
 import numpy as np
@@ -211,3 +212,15 @@ class NoiseSource:
     def from_dict(cls, data: dict, arrays: dict[str, np.ndarray] | None = None) -> "NoiseSource":
         # A record without a generator predates the counter-based one: its noise came from torch's.
         return cls(**{"generator": "torch", **{p.name: data[p.key] for p in params(cls) if p.key in data}})
+
+
+# A fixed set of noise images (a run measured once over "its" noise, not streamed in batches) is drawn in blocks
+# of this size: image i is image i % FIXED_NOISE_BLOCK of block i // FIXED_NOISE_BLOCK, whatever the batch size.
+FIXED_NOISE_BLOCK = 1000
+
+
+def fixed_noise_blocks(noise: NoiseSource, seed: int, samples: int, shape: tuple[int, ...], device
+                       ) -> Iterator[torch.Tensor]:
+    """The first ``samples`` images of ``noise`` seeded ``seed``, block by block (the last one cut short)."""
+    for b in range(-(-samples // FIXED_NOISE_BLOCK)):
+        yield noise.block(seed, b, FIXED_NOISE_BLOCK, shape, device)[:samples - b * FIXED_NOISE_BLOCK]
