@@ -120,3 +120,57 @@ def test_a_block_run_extends_within_the_rules_and_its_default_record_round_trips
     back = _BlockRun.from_record(meta, arrays)
     assert back.config == run.config and back.class_names == ("a", "b") and back.done == run.done
     np.testing.assert_array_equal(back.weights, run.weights)
+
+
+def _tiny_mnist(root, size: int):
+    """A torchvision MNIST folder with 20 size×size digits per split: a real image source that, unlike one's own
+    images, is not fitted to the model."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(size)
+    for split in ("train", "t10k"):
+        images, labels = rng.integers(0, 256, (20, size, size)), np.arange(20) % 10
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+            (raw / f"{split}-{kind}-ubyte").write_bytes(header + array.astype(np.uint8).tobytes())
+    return root
+
+
+def test_every_experiment_refuses_images_that_do_not_fit_the_model_in_one_wording(tmp_path, capsys):
+    from dataclasses import replace
+
+    from wna_gui.cli import main
+    from wna_gui.core.bias_attack import BiasAttackConfig, signal_set
+    from wna_gui.core.images import SignalImages, images_for_model
+    from wna_gui.core.models import load_default
+    from wna_gui.core.psychometric import PsychometricConfig, target_images
+    from wna_gui.core.template_classifier import checked_images
+
+    model = load_default()
+    assert tuple(model.input_spec.shape) == (1, 28, 28)
+
+    def callers(root):
+        images = data.load_dataset("mnist", root, train=False)
+        return {"bias attack": lambda: signal_set(BiasAttackConfig(signal_dataset="mnist", signal_data_dir=str(root)),
+                                                  model),
+                "signal images": lambda: SignalImages(images, model),
+                "psychometric": lambda: target_images(model, PsychometricConfig(), images),
+                "template classifier": lambda: checked_images(images, model)}
+
+    message = r"^mnist-test images of shape \(1, 8, 8\) do not fit the model's input \(1, 28, 28\)$"
+    for call in callers(_tiny_mnist(tmp_path / "small", 8)).values():
+        with pytest.raises(ValueError, match=message):
+            call()
+    for call in callers(_tiny_mnist(tmp_path / "fits", 28)).values():
+        call()  # the same source at the model's size passes every caller
+    small = data.load_dataset("mnist", tmp_path / "small", train=False)
+    own = images_for_model(replace(small, own=True), model)  # one's own images are fitted instead
+    assert tuple(own.images.shape[1:]) == (1, 28, 28) and checked_images(own, model).images.shape == own.images.shape
+
+    # what the user reads: `wna run` says it in one line and exits 2 before any work
+    out = tmp_path / "psychometric.h5"
+    assert main(["run", "psychometric", "--dataset", "mnist", "--data-dir", str(tmp_path / "small"), "--device", "cpu",
+                 "--quiet", "--autosave-seconds", "0", "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and not out.exists()
+    assert "mnist-test images of shape (1, 8, 8) do not fit the model's input (1, 28, 28)" in error

@@ -39,9 +39,11 @@ from .data import bundled_mnist, load_dataset
 from .dataset_choices import DATA_DIR_HELP
 from .estimators import ESTIMATORS
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
-from .images import SUBSET_RULE, ImageSet, dataset_labels, describe_record, images_for_model, stratified_subset
+from .images import (SUBSET_RULE, ImageSet, check_fits_model_input, dataset_labels, describe_record, images_for_model,
+                     stratified_subset)
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
+from .noise_base import fixed_noise_blocks
 from .params import config_arrays, param
 from .records import require_counts, require_finite, require_int, require_ints, require_shape, require_strings
 from .state import RunConfig, RunSnapshot, RunState, class_options
@@ -65,7 +67,6 @@ SCALINGS = {"auto": "auto: image-like maps as measured, kernels min–max to [0,
             "raw": "as measured (image-like maps only)", "minmax": "min–max to [0, 1]"}
 ESTIMATOR_CHOICES = {name: info.label for name, info in ESTIMATORS.items()}
 SIGNAL_DATASETS = dataset_labels("test")
-NOISE_BLOCK = 1000  # noise image i is image i % NOISE_BLOCK of block i // NOISE_BLOCK, whatever the batch size
 SIGNAL_STREAM = 0xB1A5  # the signal subset's draw, apart from the noise's stream
 MAPS = "Maps"
 ATTACK = "Attack"
@@ -182,9 +183,7 @@ def signal_set(config: BiasAttackConfig, model: LoadedModel, train: bool = False
     else:
         images = load_dataset(config.signal_dataset, config.signal_data_dir or None, train=train)
     images = images_for_model(images, model)
-    if tuple(images.images.shape[1:]) != tuple(model.input_spec.shape):
-        raise ValueError(f"{images.name} images of shape {tuple(images.images.shape[1:])} do not fit the model's "
-                         f"input {tuple(model.input_spec.shape)}")
+    check_fits_model_input(images, model)
     return images
 
 
@@ -217,11 +216,8 @@ def class_means(images: ImageSet, n_classes: int) -> np.ndarray:
 
 
 def noise_images(config: BiasAttackConfig, shape: tuple[int, ...], device) -> torch.Tensor:
-    """The run's ``samples`` noise images: blocks of NOISE_BLOCK from (seed, block), so they do not depend on the
-    batch size."""
-    blocks = -(-config.samples // NOISE_BLOCK)
-    x = torch.cat([config.noise.block(config.seed, b, NOISE_BLOCK, shape, device) for b in range(blocks)])
-    return x[:config.samples]
+    """The run's ``samples`` noise images, the same whatever the batch size (core.noise_base.fixed_noise_blocks)."""
+    return torch.cat(list(fixed_noise_blocks(config.noise, config.seed, config.samples, shape, device)))
 
 
 def mix_and_classify(runtime, base: torch.Tensor, target: torch.Tensor, gamma: float, batch_size: int

@@ -117,6 +117,17 @@ def images_for_model(images: ImageSet, model: LoadedModel) -> ImageSet:
     return images.relabelled(tuple(images.class_names.index(name) for name in model.class_names))
 
 
+def check_fits_model_input(images: ImageSet, model: LoadedModel) -> None:
+    """A one-line ValueError naming both shapes unless every image of ``images`` has the model's input shape.
+
+    Call it on what :func:`images_for_model` returns: own images are fitted there and pass; a bundled or
+    torchvision set is not fitted, so one of another size or channel count is refused here.
+    """
+    shape, wanted = tuple(images.images.shape[1:]), tuple(model.input_spec.shape)
+    if shape != wanted:
+        raise ValueError(f"{images.name} images of shape {shape} do not fit the model's input {wanted}")
+
+
 # The torchvision data sets by the name a run records (core.data.DATASETS loads them), as the user reads them.
 TORCHVISION_LABELS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 _BUNDLED_LABELS = {"test": "bundled MNIST digits (held out)", "train": "bundled MNIST digits (training split)",
@@ -159,9 +170,7 @@ class SignalImages:
 
     def __init__(self, images: ImageSet, model: LoadedModel) -> None:
         images = images_for_model(images, model)
-        if tuple(images.images.shape[1:]) != tuple(model.input_spec.shape):
-            raise ValueError(f"signal images of shape {tuple(images.images.shape[1:])} do not fit the model's "
-                             f"input {tuple(model.input_spec.shape)}")
+        check_fits_model_input(images, model)
         self.name = images.name
         self.images = images.images.to(torch.float32).contiguous()
         self.labels = images.labels.to(torch.long).numpy()

@@ -55,7 +55,7 @@ from .data import load_dataset
 from .dataset_choices import DATA_DIR_HELP
 from .driver import ProgressView
 from .experiment import Artefact, Experiment, ExperimentSpec
-from .images import ImageSet, dataset_labels, images_for_model, images_sha256
+from .images import ImageSet, check_fits_model_input, dataset_labels, images_for_model, images_sha256
 from .models import LoadedModel
 from .noise import NoiseSource, UniformNoise
 from .params import config_arrays, param
@@ -795,9 +795,7 @@ def target_images(model: LoadedModel, config: PsychometricConfig, images: ImageS
     chosen = image_set.of_class(config.target)
     if len(chosen) == 0:
         raise ValueError(f"{image_set.name} has no images of class {model.class_names[config.target]!r}")
-    if tuple(chosen.shape[1:]) != tuple(model.input_spec.shape):
-        raise ValueError(f"images of shape {tuple(chosen.shape[1:])} do not fit the model's input "
-                         f"{tuple(model.input_spec.shape)}")
+    check_fits_model_input(image_set, model)  # the chosen images have the set's shape
     return chosen
 
 

@@ -31,7 +31,7 @@ from .data import load_dataset
 from .dataset_choices import DATA_DIR_HELP
 from .estimators import ESTIMATORS
 from .experiment import Artefact, Experiment, ExperimentSpec, Requirement
-from .images import ImageSet, dataset_labels, images_for_model, images_sha256
+from .images import ImageSet, check_fits_model_input, dataset_labels, images_for_model, images_sha256
 from .models import LoadedModel
 from .params import param
 from .records import require_counts, require_finite, require_shape
@@ -182,9 +182,7 @@ def logistic_regression_weights(images: ImageSet, n_classes: int, l2: float = 1e
 def checked_images(images: ImageSet, model: LoadedModel) -> ImageSet:
     """``images`` labelled in the model's classes, checked against its input shape."""
     images = images_for_model(images, model)
-    if tuple(images.images.shape[1:]) != tuple(model.input_spec.shape):
-        raise ValueError(f"{images.name} holds images of shape {tuple(images.images.shape[1:])}; the model takes "
-                         f"{tuple(model.input_spec.shape)}")
+    check_fits_model_input(images, model)
     return images
 
 
