@@ -354,3 +354,46 @@ def test_defence_plots_and_backdoor_maps_stay_readable_at_1024_by_700(window, qt
                    if len({image.pixelColor(x, y).red(), image.pixelColor(x, y).green(),
                            image.pixelColor(x, y).blue()}) > 1)
     assert coloured > 100, coloured
+
+
+def _coloured_column_runs(image) -> list[tuple[int, int]]:
+    """(first, last) x of each run of columns that hold colour (maps on their diverging scale, not text or white)."""
+    coloured = [sum(1 for y in range(0, image.height(), 2)
+                    if len({image.pixelColor(x, y).red(), image.pixelColor(x, y).green(),
+                            image.pixelColor(x, y).blue()}) > 1) > 10 for x in range(image.width())]
+    runs: list[tuple[int, int]] = []
+    for x, colour in enumerate(coloured):
+        if colour and runs and runs[-1][1] == x - 1:
+            runs[-1] = (runs[-1][0], x)
+        elif colour:
+            runs.append((x, x))
+    return runs
+
+
+@pytest.mark.slow
+def test_backdoor_maps_fit_the_pane_width_at_1024_and_1400(window, qtbot, backdoor_session):
+    """The backdoor view's figures are drawn to the pane's width: at 1024 × 700 nothing scrolls sideways and the
+    three tiles of "Where each method points" (clean, poisoned, difference) are all on screen, the third one was
+    cut off (figures drawn 986 px wide into a ~560 px pane); the pane draws them again after a resize."""
+    from wna_gui.app.panels.adversarial import FIGURE_SCALE
+    from wna_gui.figures.adversarial import TileFigure
+
+    open_session(qtbot, window, backdoor_session)
+    adversarial = panel_named(window, "adversarial")
+    window.tabs.setCurrentWidget(adversarial)
+    adversarial.views.setCurrentIndex(adversarial.kinds.index("backdoor"))
+    qtbot.waitUntil(lambda: "backdoor" in adversarial.snapshots, timeout=30_000)
+    pane = adversarial.pages["backdoor"]["figures"]
+    for width, height in ((1024, 700), (1400, 900), (1024, 700)):
+        window.resize(width, height)
+        qtbot.waitUntil(lambda: pane.label.pixmap().width() == pane.viewport().width(), timeout=5_000)
+        QApplication.processEvents()
+        assert pane.horizontalScrollBar().maximum() == 0, (width, "the figures scroll sideways")
+        pane.verticalScrollBar().setValue(0)
+        runs = [run for run in _coloured_column_runs(pane.viewport().grab().toImage()) if run[1] - run[0] >= 40]
+        assert len(runs) == 3, (width, runs, "clean, poisoned and difference maps side by side")
+        assert runs[-1][1] < pane.viewport().width() - 1, (width, runs, "the difference map is cut at the edge")
+        tile = runs[0][1] - runs[0][0] + 1
+        assert all(abs(last - first + 1 - tile) <= 2 for first, last in runs), (width, runs, "tiles of one size")
+        # Full-size tiles (the pane is wide enough to need no narrower layout) at the least scale or more.
+        assert tile >= FIGURE_SCALE * TileFigure.MAX_TILE - 2, (width, tile)

@@ -150,12 +150,17 @@ class TileRow:
 
 
 class TileFigure(Canvas):
-    """Rows of labelled tiles (stimuli in grey, maps on a diverging scale), an optional outline per tile."""
+    """Rows of labelled tiles (stimuli in grey, maps on a diverging scale), an optional outline per tile.
 
+    ``width`` (logical units) lays it out for a screen pane instead of the figure width; only there do a row's tiles
+    wrap onto more lines, rather than shrink below ``MIN_SCREEN_TILE``."""
+
+    title: str
     MAX_TILE = 112.0  # logical units (1/96 inch): ~30 mm
+    MIN_SCREEN_TILE = 56.0  # two figure units per pixel of a 28 px digit
     GAP = 4.0
 
-    def __init__(self, rows: list[TileRow], title: str, caption: str = "") -> None:
+    def __init__(self, rows: list[TileRow], title: str, caption: str = "", width: float | None = None) -> None:
         from PySide6.QtGui import QFont, QFontMetricsF
 
         self.rows, self.title, self.caption = rows, title, caption
@@ -163,7 +168,7 @@ class TileFigure(Canvas):
         self.font.setPixelSize(round(points(TEXT_PT)))
         metrics = QFontMetricsF(self.font)
         self.LINE = float(np.ceil(metrics.height() * 1.15))
-        self.width = float(figure_size().logical_width)
+        self.width = float(figure_size().logical_width) if width is None else width
         self.columns = max([len(row.tiles) for row in rows] + [1])
         # Diverging rows give their colour scale under their label ("±value at the left").
         self.halves = [max([float(np.nanmax(np.abs(t.image))) for t in row.tiles
@@ -173,6 +178,12 @@ class TileFigure(Canvas):
         label = max([metrics.horizontalAdvance(line) for text in self.labels for line in text.split("\n")] + [30.0])
         self.label_w = min(0.3 * self.width, label + 2 * self.GAP)
         self.TILE = min(self.MAX_TILE, (self.width - self.label_w - (self.columns + 1) * self.GAP) / self.columns)
+        if width is not None and self.TILE < self.MIN_SCREEN_TILE:
+            self.columns = max(1, int((self.width - self.label_w - self.GAP) // (self.MIN_SCREEN_TILE + self.GAP)))
+            self.TILE = max(self.MIN_SCREEN_TILE, min(self.MAX_TILE, (self.width - self.label_w - (self.columns + 1)
+                                                                      * self.GAP) / self.columns))
+            # A pane narrower than one tile beside the labels: the figure stays wider and the pane scrolls.
+            self.width = max(self.width, self.label_w + self.columns * (self.TILE + self.GAP) + self.GAP)
         # Labels wider than their column wrap; a row is as tall as its tiles or its label, whichever is taller.
         self.label_flags = [wrap_flags(metrics, text, self.label_w - 2 * self.GAP) for text in self.labels]
         label_h = max([wrapped_height(self.font, text, self.label_w - 2 * self.GAP) for text in self.labels] + [0.0])
@@ -180,12 +191,19 @@ class TileFigure(Canvas):
         self.title_line_h = max([wrapped_height(self.font, t.title, self.TILE) for row in rows for t in row.tiles]
                                 + [self.LINE])
         self.row_h = max(self.TILE, label_h) + self.title_line_h + self.GAP
+        # Each line a wrapped row adds below its first (none in an export: one line per row).
+        self.grown = [(-(-len(row.tiles) // self.columns) - 1) * (self.TILE + self.title_line_h + self.GAP)
+                      if row.tiles else 0.0 for row in rows]
         self.title_h = wrapped_height(self.font, title, self.width - 2 * self.GAP) + self.GAP
         self.caption_h = wrapped_height(self.font, caption, self.width - 2 * self.GAP) + self.GAP if caption else 0.0
-        self.height = float(2 * self.GAP + self.title_h + len(rows) * self.row_h + self.caption_h)
+        self.height = float(2 * self.GAP + self.title_h + len(rows) * self.row_h + self.caption_h) + sum(self.grown)
         # What a view must show at least to show anything: the title and the first row of tiles.
         self.head_height = float(2 * self.GAP + self.title_h + min(len(rows), 1) * self.row_h)
         self.lut = colormap_table()
+
+    def laid_out(self, width: float) -> TileFigure:
+        """The same figure laid out ``width`` logical units wide (a screen pane)."""
+        return TileFigure(self.rows, self.title, self.caption, width)
 
     def paint(self, painter) -> None:
         from PySide6.QtCore import QRectF, Qt
@@ -199,16 +217,20 @@ class TileFigure(Canvas):
                          Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap,
                          self.title)
         top = self.title_h + 2 * self.GAP
+        above = 0.0  # the lines wrapped rows above added
         for r, row in enumerate(self.rows):
-            y = top + r * self.row_h
+            row_top = top + r * self.row_h + above
             painter.setPen(QColor("black"))
-            painter.drawText(QRectF(self.GAP, y + self.title_line_h, self.label_w - 2 * self.GAP,
-                                    self.row_h - self.title_line_h - self.GAP),
+            painter.drawText(QRectF(self.GAP, row_top + self.title_line_h, self.label_w - 2 * self.GAP,
+                                    self.row_h + self.grown[r] - self.title_line_h - self.GAP),
                              Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter | self.label_flags[r],
                              self.labels[r])
+            above += self.grown[r]
             half = self.halves[r]
             for c, tile in enumerate(row.tiles):
-                x = self.label_w + c * (self.TILE + self.GAP)
+                line, column = divmod(c, self.columns)
+                x = self.label_w + column * (self.TILE + self.GAP)
+                y = row_top + line * (self.TILE + self.title_line_h + self.GAP)
                 painter.setPen(QColor("black"))
                 painter.drawText(QRectF(x, y, self.TILE, self.title_line_h), Qt.AlignmentFlag.AlignHCenter |
                                  Qt.AlignmentFlag.AlignBottom | wrap_flags(metrics, tile.title, self.TILE), tile.title)
@@ -337,12 +359,16 @@ def save_backdoor_maps(snapshot, path) -> Path:
 
 
 class ConfusionFigure(Canvas):
-    """Confusion matrices (rows: true class, columns: predicted), counts written, shaded by row fraction."""
+    """Confusion matrices (rows: true class, columns: predicted), counts written, shaded by row fraction.
 
+    ``width`` (logical units) lays it out for a screen pane instead of the figure width."""
+
+    title: str
     CELL = 22.0
+    MIN_SCREEN_CELL = 14.0  # room for a two-digit count in the small font
     GAP = 16.0
 
-    def __init__(self, matrices: dict[str, np.ndarray], class_names, title: str) -> None:
+    def __init__(self, matrices: dict[str, np.ndarray], class_names, title: str, width: float | None = None) -> None:
         from PySide6.QtGui import QFont, QFontMetricsF
 
         self.matrices, self.class_names, self.title = matrices, [str(c) for c in class_names], title
@@ -353,17 +379,25 @@ class ConfusionFigure(Canvas):
         self.line = float(np.ceil(QFontMetricsF(self.font).height() * 1.15))
         k = len(self.class_names)
         # As wide as the figure: two matrices side by side while their cells keep room for a count, else one.
-        self.width = float(figure_size().logical_width)
+        self.width = float(figure_size().logical_width) if width is None else width
         self.columns = 1
         for columns in (2, 1):
             self.CELL = min(22.0, (self.width - self.GAP - columns * (self.line + self.GAP)) / (columns * k))
             self.columns = columns
             if self.CELL >= 18.0:
                 break
+        if width is not None and self.CELL < self.MIN_SCREEN_CELL:
+            # A pane narrower than one readable matrix: the figure stays wider and the pane scrolls.
+            self.CELL = self.MIN_SCREEN_CELL
+            self.width = self.GAP + self.line + k * self.CELL + self.GAP
         self.block = self.line + k * self.CELL + 2 * self.line
         self.title_h = wrapped_height(self.font, title, self.width - self.GAP) + self.line / 2
         rows = -(-len(matrices) // self.columns)
         self.height = float(self.title_h + rows * self.block + self.GAP)
+
+    def laid_out(self, width: float) -> ConfusionFigure:
+        """The same figure laid out ``width`` logical units wide (a screen pane)."""
+        return ConfusionFigure(self.matrices, self.class_names, self.title, width)
 
     def paint(self, painter) -> None:
         from PySide6.QtCore import QRectF, Qt

@@ -9,9 +9,10 @@ one curve per layer. Start runs the view on top.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QPainter, QPixmap
+from PySide6.QtCore import QEvent, Qt, QTimer
+from PySide6.QtGui import QPainter, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
     QHBoxLayout,
     QLabel,
@@ -23,12 +24,15 @@ from PySide6.QtWidgets import (
 )
 import pyqtgraph as pg
 
-from ...figures.adversarial import PANEL_VIEWS, FoolingFigure, LineFigure, TileFigure, example_rows
-from ...figures.maps import Canvas
+from ...figures.adversarial import PANEL_VIEWS, ConfusionFigure, FoolingFigure, LineFigure, TileFigure, example_rows
 from .base import Panel, scrolled
 
 PLOT_MIN_HEIGHT = 200  # px: the curves keep a readable data area; a lower window scrolls the page instead
-FIGURE_SCALE = 1.5  # screen px per figure unit: a 28 px digit as a 168 px tile, its 8 pt captions ~16 px
+# Screen px per figure unit, fitted to the pane between these: 8 pt captions ~13 px (the window's own text size) at
+# the least, a 28 px digit as a 168 px tile at the most. A pane too narrow at the least lays the figures out narrower.
+FIGURE_SCALE = 1.2
+LARGEST_FIGURE_SCALE = 1.5
+RESIZE_SETTLE_MS = 150  # a resize redraws the figures once it pauses this long, not at every step of a drag
 VIEW_ORDER = ("bias_attack", "backdoor", "activation_injection")
 VIEW_TITLES = {"bias_attack": "Bias-map attack", "backdoor": "Backdoor detection",
                "activation_injection": "Activation injection"}
@@ -41,13 +45,72 @@ def _wrapped(note: str) -> str:
     return note
 
 
-def _image_label() -> tuple[QScrollArea, QLabel]:
-    label = QLabel()
-    label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-    area = QScrollArea()
-    area.setWidget(label)
-    area.setWidgetResizable(True)
-    return area, label
+class FigurePane(QScrollArea):
+    """The figures one below the other, drawn to the pane's width (scaled within FIGURE_SCALE and
+    LARGEST_FIGURE_SCALE, else laid out narrower), drawn again once a resize settles; exports keep the figure width.
+    The pane never shrinks below the first figure's title and first row of tiles (the page scrolls instead), so a
+    short window still shows what they are about."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.label = QLabel()
+        self.label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.setWidget(self.label)
+        self.setWidgetResizable(True)
+        self.figures: list[TileFigure | ConfusionFigure] = []
+        self.drawn_width: int | None = None  # the available width of the last drawing made while visible
+        self.settle = QTimer(self)
+        self.settle.setSingleShot(True)
+        self.settle.timeout.connect(self.redraw)
+
+    def available_width(self) -> int:
+        # A vertical scroll bar's room is kept either way: its appearing must not push the figures past the edge.
+        return self.width() - 2 * self.frameWidth() - self.verticalScrollBar().sizeHint().width()
+
+    def show_figures(self, figures: list[TileFigure | ConfusionFigure]) -> None:
+        self.figures = figures
+        self.redraw()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if self.figures and self.available_width() != self.drawn_width:
+            # Drawn while hidden: once the layout that shows the pane settles (it may resize it twice), not later.
+            self.settle.start(0 if self.drawn_width is None else RESIZE_SETTLE_MS)
+
+    def redraw(self) -> None:
+        self.settle.stop()
+        if not self.figures:
+            self.label.clear()
+            self.setMinimumHeight(0)
+            self.drawn_width = None
+            return
+        available = max(self.available_width(), 1)
+        fitted = [_fitted(figure, available) for figure in self.figures]
+        images = [figure.to_qimage(scale) for figure, scale in fitted]
+        canvas = QPixmap(max(image.width() for image in images), sum(image.height() for image in images))
+        canvas.fill(Qt.GlobalColor.white)
+        painter = QPainter(canvas)
+        top = 0
+        for image in images:
+            painter.drawImage(0, top, image)
+            top += image.height()
+        painter.end()
+        self.label.setPixmap(canvas)
+        # Scroll bars that fit the new picture at once, not a layout pass later (a grab right after shows no stale one).
+        QApplication.sendPostedEvents(self.viewport(), QEvent.Type.LayoutRequest)
+        first, scale = fitted[0]
+        head = first.head_height if isinstance(first, TileFigure) else first.height
+        self.setMinimumHeight(min(round(scale * head), canvas.height()) + 2 * self.frameWidth())
+        self.drawn_width = available if self.isVisible() else None
+
+
+def _fitted(figure: TileFigure | ConfusionFigure, available: int) -> tuple[TileFigure | ConfusionFigure, float]:
+    """(figure, scale) ``available`` px wide: scaled down to FIGURE_SCALE, then laid out narrower (tiles wrap onto
+    more lines, confusion matrices one per row); a pane too narrow even for that scrolls sideways."""
+    scale = min(LARGEST_FIGURE_SCALE, max(FIGURE_SCALE, available / figure.width))
+    if figure.width * scale > available:
+        figure = figure.laid_out(available / scale)
+    return figure, scale
 
 
 class AdversarialPanel(Panel):
@@ -98,7 +161,7 @@ class AdversarialPanel(Panel):
             # Top right: losses and misclassification toward the injected class fall to the right, leaving it free.
             widgets["plot"].legend.anchor(itemPos=(1, 0), parentPos=(1, 0), offset=(-10, 10))
             plot.addItem(widgets["plot"])
-        area, widgets["tiles"] = _image_label()
+        area = FigurePane()
         layout.addLayout(row)
         # Plot, report and figures share the height by a splitter; a long report scrolls instead of squeezing them.
         parts = QSplitter(Qt.Orientation.Vertical)
@@ -158,7 +221,7 @@ class AdversarialPanel(Panel):
             else:
                 widgets["plot"].show_lines([], {})
             widgets["note"].clear()
-            _show_figures(widgets, [])
+            widgets["figures"].show_figures([])
 
     def _redraw(self, kind: str) -> None:
         snapshot = self.snapshots.get(kind)
@@ -173,7 +236,7 @@ class AdversarialPanel(Panel):
             x, curves, low, high, y_range, note, figures = PANEL_VIEWS[kind](snapshot)
             widgets["plot"].show_lines(x, curves, low, high, y_range or (None if curves else (-0.02, 1.02)))
             widgets["note"].setText(_wrapped(note))
-            _show_figures(widgets, figures)
+            widgets["figures"].show_figures(figures)
 
     def _draw_attack(self, widgets: dict, snapshot) -> None:
         from ...core.bias_attack import report
@@ -196,34 +259,8 @@ class AdversarialPanel(Panel):
                                           else None)
         widgets["note"].setText(_wrapped("<pre>" + "\n".join(report(snapshot)) + "</pre>"))
         if snapshot.targets_done:
-            _show_figures(widgets, [TileFigure(example_rows(snapshot), "Example stimuli (tile title: the class the "
-                                               "model gives it; ✓ the target)")])
-
-
-def _show_figures(widgets: dict, figures: list[Canvas]) -> None:
-    """The figures one below the other; their pane never shrinks below the first one's title and first row of
-    tiles (the page scrolls instead), so a short window still shows what they are about."""
-    area, label = widgets["figures"], widgets["tiles"]
-    if not figures:
-        label.clear()
-        area.setMinimumHeight(0)
-        return
-    images = [figure.to_qimage(FIGURE_SCALE) for figure in figures]
-    width = max(image.width() for image in images)
-    canvas = QPixmap(width, sum(image.height() for image in images))
-    canvas.fill(Qt.GlobalColor.white)
-    painter = QPainter(canvas)
-    top = 0
-    for image in images:
-        painter.drawImage(0, top, image)
-        top += image.height()
-    painter.end()
-    label.setPixmap(canvas)
-    first = figures[0]
-    head = first.head_height if isinstance(first, TileFigure) else first.height
-    # Room for a sideways scroll bar too: the figures are wider than the pane at 1024 px.
-    frame = 2 * area.frameWidth() + area.horizontalScrollBar().sizeHint().height()
-    area.setMinimumHeight(min(round(FIGURE_SCALE * head), canvas.height()) + frame)
+            widgets["figures"].show_figures([TileFigure(example_rows(snapshot), "Example stimuli (tile title: the "
+                                                        "class the model gives it; ✓ the target)")])
 
 
 PANEL = AdversarialPanel
