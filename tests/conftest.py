@@ -51,6 +51,18 @@ def isolated_trust_store(tmp_path_factory, monkeypatch):
 if QThread is not None:
 
     @pytest.fixture(autouse=True)
+    def widgets_of_earlier_tests_deleted():
+        """Delete the widgets earlier tests closed: pytest-qt's deleteLater waits for an event loop, and a test
+        that runs none leaves them all to the next test that does (once 40 s of hundreds of panels' plots)."""
+        from PySide6.QtCore import QCoreApplication, QEventLoop, QTimer
+
+        if QCoreApplication.instance() is not None:
+            loop = QEventLoop()
+            QTimer.singleShot(0, loop.quit)
+            loop.exec()  # entering a loop deletes what was deleteLater'd outside one, as the app's own loop does
+        yield
+
+    @pytest.fixture(autouse=True)
     def no_running_qthreads(monkeypatch):
         """Fail a test that leaves a QThread running (then stop it, so later tests are unaffected)."""
         started = []

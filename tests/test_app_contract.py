@@ -18,7 +18,7 @@ from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMessageBox
 
 from wna_gui.app.main_window import MainWindow
-from wna_gui.app.panels import build_panels
+from wna_gui.app.panels import build_panel, build_panels
 from wna_gui.core.noise import NOISE_SOURCES, noise_source
 from wna_gui.core.registry import EXPERIMENTS, spec_of
 from wna_gui.core.runs import export_run
@@ -47,23 +47,35 @@ def model():
     return smoke.model()
 
 
+def set_up(qtbot, panel, model):
+    """A panel as the main window sets it up: given the model."""
+    qtbot.addWidget(panel)
+    panel.restore({}, model)
+    return panel
+
+
 @pytest.fixture
 def panels(qtbot, model):
-    """Every panel, as the main window sets them up: built from the registry, then given the model."""
-    built = build_panels()
-    for panel in built:
-        qtbot.addWidget(panel)
-        panel.restore({}, model)
-    return built
+    """Every panel, built from the registry."""
+    return [set_up(qtbot, panel, model) for panel in build_panels()]
 
 
-def panel_named(panels, name):
-    return next(panel for panel in panels if panel.name == name)
+@pytest.fixture
+def panel_named(qtbot, model):
+    """name → a new panel of that panel module (only the panels a test needs are built)."""
+    built = []  # the test owns them: a panel without a parent lives as long as a reference to it
+
+    def build(name):
+        built.append(set_up(qtbot, build_panel(name), model))
+        return built[-1]
+
+    return build
 
 
-def panel_showing(panels, kind):
-    (panel,) = [panel for panel in panels if kind in panel.specs]
-    return panel
+@pytest.fixture
+def panel_showing(panel_named):
+    """kind → a new panel of the module that shows that kind."""
+    return lambda kind: panel_named(spec_of(kind).panel)
 
 
 def other_value(p, current, model):
@@ -96,13 +108,13 @@ def other_settings(panel, model) -> dict:
 def test_every_kind_is_shown_by_exactly_one_panel(panels):
     assert [panel.name for panel in panels] == PANEL_NAMES
     for spec in EXPERIMENTS:
-        assert [panel.name for panel in panels if spec.kind in panel.specs] == [spec.panel]
-        assert set(panel_showing(panels, spec.kind).forms) == set(panel_showing(panels, spec.kind).specs)
+        (showing,) = [panel for panel in panels if spec.kind in panel.specs]
+        assert showing.name == spec.panel and set(showing.forms) == set(showing.specs)
 
 
 @pytest.mark.parametrize("name", PANEL_NAMES)
-def test_settings_survive_being_applied_to_a_new_panel(qtbot, panels, model, name):
-    panel = panel_named(panels, name)
+def test_settings_survive_being_applied_to_a_new_panel(panel_named, model, name):
+    panel = panel_named(name)
     defaults = panel.settings()
     panel.apply_settings(other_settings(panel, model))
     saved = panel.settings()
@@ -115,9 +127,7 @@ def test_settings_survive_being_applied_to_a_new_panel(qtbot, panels, model, nam
     # JSON, as the window remembers them.
     saved = json.loads(json.dumps(saved))
 
-    (fresh,) = [p for p in build_panels() if p.name == name]
-    qtbot.addWidget(fresh)
-    fresh.restore({}, model)
+    fresh = panel_named(name)
     fresh.apply_settings(saved)
     assert fresh.settings() == saved
     assert fresh.active_kind() == panel.active_kind()
@@ -151,8 +161,8 @@ def test_settings_survive_closing_and_relaunching_the_window(qtbot, tmp_path, mo
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_export_offers_every_declared_artefact(panels, kind):
-    panel = panel_showing(panels, kind)
+def test_export_offers_every_declared_artefact(panel_showing, kind):
+    panel = panel_showing(kind)
     labels = [target.label for target in panel.export_targets()]
     assert len(labels) == len(set(labels)), "two export targets share a label"
     for artefact in spec_of(kind).artefacts:
@@ -163,9 +173,9 @@ def test_export_offers_every_declared_artefact(panels, kind):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_restored_run_shows_its_settings_and_exports_as_wna_export(panels, model, tmp_path, kind):
+def test_a_restored_run_shows_its_settings_and_exports_as_wna_export(panel_showing, model, tmp_path, kind):
     spec, state = spec_of(kind), tiny_run(kind)[0]
-    panel = panel_showing(panels, kind)
+    panel = panel_showing(kind)
     panel.restore({kind: state}, model)
     assert panel.session_states() == {kind: state} and panel.session_states()[kind] is state
     assert panel.active_kind() == kind
@@ -191,9 +201,9 @@ def test_a_restored_run_shows_its_settings_and_exports_as_wna_export(panels, mod
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_default_widget_values_are_the_declared_defaults(panels, kind):
+def test_default_widget_values_are_the_declared_defaults(panel_showing, kind):
     """Defaults live in the config dataclass only: a form left alone describes ``spec.config()``."""
-    panel, spec = panel_showing(panels, kind), spec_of(kind)
+    panel, spec = panel_showing(kind), spec_of(kind)
     assert panel.forms[kind].config() == spec.config()
     assert "Invalid" not in panel.plan_text()
 
@@ -201,8 +211,8 @@ def test_default_widget_values_are_the_declared_defaults(panels, kind):
 @pytest.mark.parametrize("noise_kind", list(NOISE_SOURCES))
 @pytest.mark.parametrize("kind", [spec.kind for spec in EXPERIMENTS
                                   if any(p.kind == "noise" for p in spec.params())])
-def test_choosing_a_noise_source_gives_its_declared_defaults(panels, kind, noise_kind):
-    form = panel_showing(panels, kind).forms[kind]
+def test_choosing_a_noise_source_gives_its_declared_defaults(panel_showing, kind, noise_kind):
+    form = panel_showing(kind).forms[kind]
     form.set_config(spec_of(kind).config())
     (noise,) = [p for p in form.params if p.kind == "noise"]
     form.set_values({noise.key: {"kind": noise_kind}})

@@ -12,17 +12,18 @@ from ...core.registry import EXPERIMENTS
 from .base import ExportTarget, Panel
 
 
+def build_panel(name: str) -> Panel:
+    """The panel of panel module ``name`` (a spec's ``panel``), given the specs it shows."""
+    # a built-in panel by its module here; a plugin's (core.registry) by its full module name
+    panel_class = import_module(name if "." in name else f"{__name__}.{name}").PANEL
+    panel = panel_class([spec for spec in EXPERIMENTS if spec.panel == name])
+    panel.name = name
+    return panel
+
+
 def build_panels() -> list[Panel]:
-    """One panel per panel module named by the registry, each given the specs it shows."""
-    modules = list(dict.fromkeys(spec.panel for spec in EXPERIMENTS))
-    panels = []
-    for name in modules:
-        # a built-in panel by its module here; a plugin's (core.registry) by its full module name
-        panel_class = import_module(name if "." in name else f"{__name__}.{name}").PANEL
-        panel = panel_class([spec for spec in EXPERIMENTS if spec.panel == name])
-        panel.name = name
-        panels.append(panel)
-    return panels
+    """One panel per panel module named by the registry, in the registry's order."""
+    return [build_panel(name) for name in dict.fromkeys(spec.panel for spec in EXPERIMENTS)]
 
 
-__all__ = ["ExportTarget", "Panel", "build_panels"]
+__all__ = ["ExportTarget", "Panel", "build_panel", "build_panels"]
