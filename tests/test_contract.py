@@ -227,7 +227,7 @@ def test_run_info_and_export_through_the_cli(spec, tmp_path, capsys):
     assert spec.kind in capsys.readouterr().out
 
     export = tmp_path / "export"
-    assert main(["export", str(out), "--out", str(export)]) == 0
+    assert main(["export", str(out), "--out", str(export), "--dpi", "50"]) == 0  # every file; small PNGs
     snapshot = spec.snapshot(saved, session.model)
     expected = {f"{a.name}{suffix}" for a in spec.artefacts if a.available(snapshot) for suffix in a.suffixes}
     assert expected, f"a finished {spec.kind} run exports something"

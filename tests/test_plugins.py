@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from wna_gui.core.registry import BUILT_IN, PLUGIN_GROUP, _plugin_experiments
 
 PLUGIN = Path(__file__).parent / "data" / "plugin_example"
@@ -77,6 +79,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow  # a fresh interpreter imports the whole app, runs, resumes and exports: seconds
 def test_an_installed_plugin_runs_saves_and_shows_like_a_built_in(tmp_path):
     site = register(tmp_path / "site")
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen",

@@ -60,6 +60,7 @@ def fc1_runs(model, heldout):
     return runs
 
 
+@pytest.mark.slow
 def test_unstimulated_curve_rises_from_noise_to_clean_accuracy(model, heldout, fc1_runs):
     for digit in range(10):
         experiment, snapshot = fc1_runs[1, digit]
@@ -82,6 +83,7 @@ def test_unstimulated_curve_rises_from_noise_to_clean_accuracy(model, heldout, f
         np.testing.assert_array_equal(snapshot.trials, np.full((2, len(COARSE_GAMMAS)), len(images)))
 
 
+@pytest.mark.slow
 def test_fc1_excitation_lowers_thresholds_and_inhibition_raises_them(fc1_runs):
     for digit in range(10):
         excite, inhibit = fc1_runs[1, digit][1], fc1_runs[-1, digit][1]
@@ -98,6 +100,7 @@ def test_fc1_excitation_lowers_thresholds_and_inhibition_raises_them(fc1_runs):
         assert excite.fits[1] is not None and inhibit.fits[1] is not None
 
 
+@pytest.mark.slow
 def test_stimulation_leaves_the_loaded_model_bit_identical(model, fc1_runs):
     reference = load_default()
     experiments = [PsychometricExperiment(model, PsychometricConfig(target=3, layer=layer, k_values=(0, 10),

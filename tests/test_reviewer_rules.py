@@ -76,6 +76,7 @@ def test_every_image_count_draws_a_stratified_subset_of_500():
 
 # --- one evaluation, the chance guard ---
 
+@pytest.mark.slow
 def test_the_defences_accuracy_is_the_robustness_labs_clean_accuracy(control):
     made = control.made
     assert made.extra["heldout_accuracy"] == control.accuracy["final"] > 0.5
@@ -87,6 +88,7 @@ def test_the_defences_accuracy_is_the_robustness_labs_clean_accuracy(control):
     assert result.accuracy[1, 0] == made.extra["heldout_accuracy"]
 
 
+@pytest.mark.slow
 def test_a_model_trained_for_one_step_is_at_chance_and_gets_no_threshold_or_kappa(one_step, control):
     assert one_step.made.extra["at_chance"] and not control.made.extra["at_chance"]
     lines = describe_defence(summarise_defence(one_step))
@@ -122,6 +124,7 @@ def saturated(model):
     return toy
 
 
+@pytest.mark.slow
 def test_a_saturated_softmax_is_flagged_as_gradient_masking_and_the_control_is_not(control):
     config = RobustnessConfig(distortions=("fgsm", "ifgsm"), fgsm_levels=(0.0, 0.1, 0.2, 0.3),
                               ifgsm_levels=(0.0, 0.1, 0.2), ifgsm_steps=5, images=200, n_boot=0)
@@ -173,6 +176,7 @@ def test_a_curve_above_half_way_at_the_top_of_its_grid_reports_more_than_the_gri
     assert censored_text(-0.2, 0.0, 0.9) == "< 0" and list(in_grid([0.5, 1.0, np.inf], 0.0, 0.9)) == [1, 0, 0]
 
 
+@pytest.mark.slow
 def test_the_thresholds_csv_writes_the_bound_not_the_extrapolation(control, tmp_path):
     config = RobustnessConfig(distortions=("blur",), blur_levels=(0.0, 0.5, 1.0), repetitions=1, images=200,
                               n_boot=0)  # too little blur to halve the accuracy
@@ -191,6 +195,7 @@ def test_the_thresholds_csv_writes_the_bound_not_the_extrapolation(control, tmp_
 
 # --- old sessions still open ---
 
+@pytest.mark.slow
 def test_version_1_records_migrate(one_step):
     meta, arrays = one_step.to_record()
     old = {k: v for k, v in meta.items() if k != "subsets"}

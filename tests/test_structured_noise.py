@@ -110,6 +110,7 @@ def test_a_changed_fit_setting_drops_the_fit_and_a_wrong_shape_is_one_line(gabor
         GaborPCANoise(fit_data="imagenet")
 
 
+@pytest.mark.slow
 def test_gabor_pca_for_colour_images_fits_each_channel(monkeypatch):
     """32×32 RGB: 1520 wavelets and 600 components per channel (paper: CIFAR-10). Images: the bundled digits
     enlarged and tinted per channel, so the channels differ."""

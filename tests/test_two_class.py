@@ -117,6 +117,7 @@ def test_gamma_grid_and_settings():
         TwoClassConfig(gamma_min=0.8, gamma_max=0.5)
 
 
+@pytest.mark.slow
 def test_the_default_gamma_range_comes_from_a_pilot_where_both_answers_occur(model, tmp_path):
     """With the defaults (1 vs 7), a fixed 0.3–0.7 grid left cells empty (every trial answered "7" at low γ, no
     errors at high γ) and c undefined. The pilot picks the range where all four cells fill, records it, and every
