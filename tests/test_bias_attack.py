@@ -54,6 +54,7 @@ def attacks(cnn, maps):
     return out
 
 
+@pytest.mark.slow
 def test_gamma_0_is_how_often_the_model_calls_noise_and_signals_the_target(cnn, attacks):
     snapshot = attacks["hard"]
     config = BiasAttackConfig(gammas=GAMMAS, samples=200, signals=200)
@@ -68,6 +69,7 @@ def test_gamma_0_is_how_often_the_model_calls_noise_and_signals_the_target(cnn, 
             assert rates[c, t, 0] == pytest.approx(np.mean(labels == target), abs=1e-12)
 
 
+@pytest.mark.slow
 def test_gamma_1_is_whether_the_map_itself_is_classified_as_its_class(cnn, attacks):
     snapshot = attacks["hard"]
     runtime = Runtime(cnn, "cpu")
@@ -80,6 +82,7 @@ def test_gamma_1_is_whether_the_map_itself_is_classified_as_its_class(cnn, attac
     np.testing.assert_array_equal(rates[2, :, -1], (given_means == snapshot.targets).astype(float))
 
 
+@pytest.mark.slow
 def test_the_hard_label_maps_are_the_mean_noise_as_measured(maps, attacks):
     snapshot = attacks["hard"]
     measured = maps.snapshot().maps_of("hard").of("mean", snapshot.targets)
@@ -88,6 +91,7 @@ def test_the_hard_label_maps_are_the_mean_noise_as_measured(maps, attacks):
     assert attacks["logit"].maps.min() == 0.0 and attacks["logit"].maps.max() == 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("estimator", ESTIMATOR_NAMES)
 def test_noise_plus_map_fools_more_than_signal_plus_map(attacks, estimator):
     """The paper's finding (Fig. 6C): converting noise to a target is easier than converting a digit."""
@@ -96,6 +100,7 @@ def test_noise_plus_map_fools_more_than_signal_plus_map(attacks, estimator):
     assert mean[0, half] > mean[1, half], (estimator, mean[:, half])
 
 
+@pytest.mark.slow
 def test_mean_images_fool_more_than_hard_label_maps_at_equal_gamma(attacks):
     mean, _, _ = attacks["hard"].average()
     half = GAMMAS.index(0.5)

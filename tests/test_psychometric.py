@@ -382,6 +382,7 @@ def test_noise_samples_per_image_multiply_the_trials_and_keep_the_first_sample(m
     assert [f.to_dict() for f in resumed.fits] == [f.to_dict() for f in snapshot.fits]
 
 
+@pytest.mark.slow
 def test_digit_3_fc1_excited_performance_threshold_falls_with_k(model, heldout):
     """The issue's case: digit 3, fc1 excited, k = 0…10, seed 0, the default fit (one width, guess and lapse
     for every k): the performance threshold falls with k, and its shift at k = 10 excludes 0."""

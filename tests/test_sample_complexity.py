@@ -41,6 +41,7 @@ def run(model):
     return experiment, experiment.run_to_end()
 
 
+@pytest.mark.slow
 def test_every_stimulus_type_runs_its_budget_in_turn(run):
     experiment, snapshot = run
     assert snapshot.stimuli == tuple(STIMULI) and snapshot.finished
@@ -51,6 +52,7 @@ def test_every_stimulus_type_runs_its_budget_in_turn(run):
         assert bool(result.fit) == (stimulus in ("gabor-pca", "autoencoder", "vae"))
 
 
+@pytest.mark.slow
 def test_checkpoints_hold_maps_of_exactly_their_sample_counts(run):
     _, snapshot = run
     assert snapshot.checkpoint_counts() == [100, 1000, BUDGET]
@@ -62,6 +64,7 @@ def test_checkpoints_hold_maps_of_exactly_their_sample_counts(run):
             assert all(maps.mean.shape[1] == 784 for maps in kept.values())
 
 
+@pytest.mark.slow
 def test_reliability_grows_with_samples_for_every_stimulus_type(run):
     _, snapshot = run
     for stimulus, result in snapshot.results.items():
@@ -74,6 +77,7 @@ def test_reliability_grows_with_samples_for_every_stimulus_type(run):
             assert values[-1] >= values[0] - 0.02 and values[-1] > 0.9, stimulus
 
 
+@pytest.mark.slow
 def test_gabor_pca_reliability_is_read_against_a_signal_free_observer(run):
     """Raw reliability rises faster under Gabor-PCA noise, but so does a signal-free observer's (correlated pixels):
     the comparison is made on the excess over it and on a known-template observer's cosine with its templates."""
@@ -114,6 +118,7 @@ def test_the_gabor_pca_ridge_fit_reports_the_centred_r2():
     assert float(np.mean(noise.fitted["ridge_r2"])) == pytest.approx(0.967, abs=0.003)
 
 
+@pytest.mark.slow
 def test_the_record_round_trips_and_the_run_extends(run, model):
     experiment, snapshot = run
     meta, arrays = experiment.state.to_record()
@@ -134,6 +139,7 @@ def test_the_record_round_trips_and_the_run_extends(run, model):
     assert all(result.run.samples_done == BUDGET + BATCH for result in extended.results.values())
 
 
+@pytest.mark.slow
 def test_exports_write_the_figures_and_the_csv(run, tmp_path):
     _, snapshot = run
     written = {}

@@ -535,6 +535,7 @@ def test_wna_run_sta_and_export_write_the_stas_as_arrays(tmp_path, capsys):
     assert "kernels.png" not in names and "stc.npz" not in names  # conv2 is not a first layer; STC was off
 
 
+@pytest.mark.slow
 def test_wna_train_tanh_variant_then_its_filters(tmp_path, capsys):
     """`wna train mnist_cnn_tanh` (tanh after the conv layers) and the STA of the trained model's conv1."""
     weights = tmp_path / "tanh.pt"

@@ -130,6 +130,7 @@ def test_gabor_pca_for_colour_images_fits_each_channel(monkeypatch):
     assert x.shape == (50, 3, 32, 32) and torch.equal(restored(source).block(0, 0, 50, (3, 32, 32)), x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["autoencoder", "vae"])
 def test_decoder_sources_train_sample_in_range_and_regenerate(decoders, kind, monkeypatch):
     source = decoders[kind]
